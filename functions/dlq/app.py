@@ -1,0 +1,54 @@
+"""DLQ Lambda: a task whose messages died is marked FAILED, so nothing waits forever."""
+
+from functools import cache
+from typing import Any
+
+from aws_lambda_powertools.utilities.batch import (
+    BatchProcessor,
+    EventType,
+    process_partial_response,
+)
+from aws_lambda_powertools.utilities.parser.models import SqsRecordModel
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import ValidationError
+
+from taskqueue.config import get_settings
+from taskqueue.engine import parse_message
+from taskqueue.models import TaskError
+from taskqueue.observability import logger, metrics, tracer
+from taskqueue.store import TaskStore
+
+processor = BatchProcessor(event_type=EventType.SQS, model=SqsRecordModel)
+
+
+@cache
+def store() -> TaskStore:
+    settings = get_settings()
+    return TaskStore(settings.table_name, settings.shard_count, settings.retention_days)
+
+
+def record_handler(record: SqsRecordModel) -> str:
+    try:
+        message = parse_message(record.body)
+    except ValidationError:
+        # Nothing to mark: the body names no task. Acknowledge it so the DLQ drains.
+        logger.error("dead letter without a task id", body=record.body[:500])
+        return "malformed"
+    receives = record.attributes.ApproximateReceiveCount
+    error = TaskError(
+        type="DeadLetter",
+        message=f"its message could not be processed after {receives} deliveries",
+    )
+    failed = store().fail_pending(message.task_id, error)
+    if failed is not None:
+        metrics.add_metric(name="TasksDeadLettered", unit="Count", value=1)
+    return "failed" if failed else "already finished"
+
+
+@logger.inject_lambda_context
+@metrics.log_metrics
+@tracer.capture_lambda_handler
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return process_partial_response(
+        event=event, record_handler=record_handler, processor=processor, context=context
+    )

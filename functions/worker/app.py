@@ -1,0 +1,41 @@
+"""SQS Lambda: Powertools BatchProcessor -> taskqueue.engine, one record at a time."""
+
+from functools import cache
+from typing import Any
+
+from aws_lambda_powertools.utilities.batch import (
+    BatchProcessor,
+    EventType,
+    process_partial_response,
+)
+from aws_lambda_powertools.utilities.parser.models import SqsRecordModel
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from taskqueue.config import get_settings
+from taskqueue.engine import Engine, parse_message
+from taskqueue.observability import logger, metrics, tracer
+
+processor = BatchProcessor(event_type=EventType.SQS, model=SqsRecordModel)
+
+
+@cache
+def engine() -> Engine:
+    return Engine.from_settings(get_settings())
+
+
+@tracer.capture_method
+def record_handler(record: SqsRecordModel, lambda_context: LambdaContext) -> str:
+    """A malformed body raises, so the record is a batch item failure and reaches the DLQ."""
+    message = parse_message(record.body)
+    outcome = engine().process(message, lambda_context.get_remaining_time_in_millis)
+    logger.info("task message processed", task_id=message.task_id, outcome=outcome.value)
+    return outcome.value
+
+
+@logger.inject_lambda_context
+@metrics.log_metrics
+@tracer.capture_lambda_handler
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return process_partial_response(
+        event=event, record_handler=record_handler, processor=processor, context=context
+    )

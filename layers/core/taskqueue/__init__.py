@@ -1,0 +1,1 @@
+"""Serverless background tasks: the logic shared by every Lambda function."""

@@ -1,0 +1,63 @@
+"""SQS access: the only module that speaks SQS."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from taskqueue.aws import client as aws_client
+from taskqueue.models import TaskMessage
+
+if TYPE_CHECKING:
+    from mypy_boto3_sqs import SQSClient
+
+MAX_DELAY_SECONDS = 900  # SQS's ceiling on DelaySeconds
+DEPTH_ATTRIBUTES = {
+    "ApproximateNumberOfMessages": "visible",
+    "ApproximateNumberOfMessagesNotVisible": "in_flight",
+    "ApproximateNumberOfMessagesDelayed": "delayed",
+}
+
+
+class Dispatcher:
+    """Sends task messages to the queue of their priority and reads queue depths."""
+
+    def __init__(
+        self,
+        queues: dict[str, str],
+        dead_letter_queues: dict[str, str] | None = None,
+        client: SQSClient | None = None,
+    ) -> None:
+        self.queues = queues
+        self.dead_letter_queues = dead_letter_queues or {}
+        self._client = client
+
+    @property
+    def client(self) -> SQSClient:
+        if self._client is None:
+            self._client = aws_client("sqs")
+        return self._client
+
+    def queue_url(self, priority: str) -> str:
+        return self.queues.get(priority) or self.queues["normal"]
+
+    def send(self, task_id: str, priority: str = "normal", delay_seconds: int = 0) -> str:
+        """Send `{task_id}`; delays beyond SQS's 15 minutes are hopped by the worker."""
+        body = TaskMessage(task_id=task_id).model_dump_json()
+        delay = max(0, min(MAX_DELAY_SECONDS, int(delay_seconds)))
+        response = self.client.send_message(
+            QueueUrl=self.queue_url(priority), MessageBody=body, DelaySeconds=delay
+        )
+        return response["MessageId"]
+
+    def depth(self, queue_url: str) -> dict[str, int]:
+        response = self.client.get_queue_attributes(
+            QueueUrl=queue_url,
+            AttributeNames=list(DEPTH_ATTRIBUTES),  # type: ignore[arg-type]
+        )
+        attributes: dict[str, Any] = response.get("Attributes", {})
+        return {label: int(attributes.get(name, 0)) for name, label in DEPTH_ATTRIBUTES.items()}
+
+    def depths(self) -> dict[str, dict[str, int]]:
+        named = {f"tasks-{name}": url for name, url in self.queues.items() if url}
+        named.update({f"dlq-{name}": url for name, url in self.dead_letter_queues.items()})
+        return {name: self.depth(url) for name, url in named.items()}

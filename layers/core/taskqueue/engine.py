@@ -1,0 +1,222 @@
+"""The chunk engine: claim -> run chunks -> checkpoint -> finish, continue or fail."""
+
+from __future__ import annotations
+
+import random
+import secrets
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from pydantic import ValidationError
+
+from taskqueue.config import Settings
+from taskqueue.dispatch import MAX_DELAY_SECONDS, Dispatcher
+from taskqueue.models import (
+    ChunkState,
+    LeaseLost,
+    Task,
+    TaskError,
+    TaskMessage,
+    TaskNotFound,
+    TaskStatus,
+    utcnow,
+)
+from taskqueue.observability import logger, metrics
+from taskqueue.store import TaskStore
+from taskqueue.task_types import REGISTRY
+from taskqueue.task_types.base import TaskContext, TaskType
+
+RemainingMillis = Callable[[], int]
+MILESTONES = (25, 50, 75)
+
+
+class Outcome(StrEnum):
+    """What one message led to; the worker acknowledges the message in every case."""
+
+    MISSING = "missing"
+    DROPPED = "dropped"  # terminal already, or a duplicate that lost the claim
+    SCHEDULED = "scheduled"  # not due yet: re-sent in a hop of at most 900 s
+    CONTINUED = "continued"  # out of time: a continuation message carries on
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    RETRYING = "retrying"
+    LEASE_LOST = "lease_lost"
+
+
+def backoff_seconds(attempt: int, rng: random.Random, base: float = 5.0) -> int:
+    """Exponential backoff with equal jitter, capped at SQS's 900 s."""
+    ceiling = min(float(MAX_DELAY_SECONDS), base * 2 ** max(0, attempt - 1))
+    return int(min(MAX_DELAY_SECONDS, ceiling / 2 + rng.uniform(0, ceiling / 2)))
+
+
+@dataclass
+class Engine:
+    store: TaskStore
+    dispatcher: Dispatcher
+    context_factory: Callable[[Task], TaskContext]
+    registry: Mapping[str, TaskType] = field(default_factory=lambda: REGISTRY)
+    lease_grace_seconds: int = 60
+    backoff_base_seconds: float = 5.0
+    safety_margin_ms: int = 5_000
+    clock: Callable[[], datetime] = utcnow
+    rng: random.Random = field(default_factory=random.Random)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Engine:
+        def context_factory(task: Task) -> TaskContext:
+            return TaskContext(
+                task_id=task.task_id,
+                owner=task.owner,
+                bucket=settings.data_bucket,
+                email_sender=settings.email_sender,
+                email_rate_per_second=settings.email_rate_per_second,
+            )
+
+        return cls(
+            store=TaskStore(settings.table_name, settings.shard_count, settings.retention_days),
+            dispatcher=Dispatcher(
+                {"normal": settings.queue_url, "high": settings.high_priority_queue_url},
+                settings.dead_letter_queues,
+            ),
+            context_factory=context_factory,
+        )
+
+    def process(self, message: TaskMessage, remaining_ms: RemainingMillis) -> Outcome:
+        try:
+            task = self.store.get_task(message.task_id)
+        except TaskNotFound:
+            logger.warning("message for a task that does not exist", task_id=message.task_id)
+            return Outcome.MISSING
+        logger.append_keys(task_id=task.task_id, task_type=task.task_type)
+        if task.status.is_terminal:
+            return Outcome.DROPPED
+        now = self.clock()
+        if task.status == TaskStatus.PENDING and task.run_at and task.run_at > now:
+            wait = (task.run_at - now).total_seconds()
+            self.dispatcher.send(task.task_id, task.priority.value, int(min(MAX_DELAY_SECONDS, wait + 0.999)))
+            return Outcome.SCHEDULED
+        lease = secrets.token_hex(16)
+        # The lease outlives this invocation, so only a worker that died loses it.
+        lease_seconds = remaining_ms() // 1000 + self.lease_grace_seconds
+        claimed = self.store.claim(task, lease, lease_seconds)
+        if claimed is None:
+            logger.info("duplicate or stale message dropped")
+            return Outcome.DROPPED
+        if claimed.attempts > task.attempts:
+            metrics.add_metric(name="TasksStarted", unit="Count", value=1)
+        try:
+            return self._run(claimed, lease, lease_seconds, remaining_ms)
+        except LeaseLost:
+            logger.warning("lease lost: another worker owns the task now")
+            return Outcome.LEASE_LOST
+
+    def _run(
+        self, task: Task, lease: str, lease_seconds: int, remaining_ms: RemainingMillis
+    ) -> Outcome:
+        task_type = self.registry.get(task.task_type)
+        if task_type is None:
+            return self._fail(task, lease, task.state, TaskError(type="UnknownTaskType", message=task.task_type))
+        try:
+            params = task_type.params_model.model_validate(task.params)
+        except ValidationError as exc:
+            return self._fail(task, lease, task.state, TaskError(type="InvalidParams", message=str(exc)[:1000]))
+        if task.cancel_requested:
+            return self._cancel(task, lease, task.state)
+        ctx = self.context_factory(task)
+        saved = task.state
+        slowest_ms = 0.0
+        try:
+            state = saved or task_type.start(params, ctx)
+            while not state.done:
+                started = time.monotonic()
+                state = task_type.run_chunk(params, state, ctx)
+                slowest_ms = max(slowest_ms, (time.monotonic() - started) * 1000)
+                metrics.add_metric(name="ChunkDuration", unit="Milliseconds", value=slowest_ms)
+                if state.done:
+                    break
+                out_of_time = remaining_ms() - self.safety_margin_ms < slowest_ms * 1.5
+                current = self.store.checkpoint(
+                    task.task_id,
+                    lease,
+                    state,
+                    lease_seconds,
+                    release=out_of_time,
+                    log=_milestone(saved, state),
+                )
+                saved = state
+                if current.cancel_requested:
+                    # The lease token is still ours even when just released, so this is fenced.
+                    return self._cancel(task, lease, state)
+                if out_of_time:
+                    self.dispatcher.send(task.task_id, task.priority.value)
+                    return Outcome.CONTINUED
+            result = task_type.finish(params, state, ctx)
+        except LeaseLost:
+            raise
+        except Exception as exc:  # a task type's failure is data, never a crash of the worker
+            logger.exception("chunk failed")
+            return self._chunk_failed(task, lease, saved, exc)
+        self.store.finish(
+            task,
+            lease,
+            TaskStatus.SUCCESS,
+            "finished",
+            state=state,
+            result=result.summary,
+            result_location=result.location,
+            outputs=result.outputs,
+        )
+        metrics.add_metric(name="TasksSucceeded", unit="Count", value=1)
+        return Outcome.SUCCEEDED
+
+    def _chunk_failed(
+        self, task: Task, lease: str, saved: ChunkState | None, exc: Exception
+    ) -> Outcome:
+        error = TaskError(type=type(exc).__name__, message=str(exc)[:1000] or type(exc).__name__)
+        if task.attempts >= task.max_attempts:
+            return self._fail(task, lease, saved, error)
+        delay = backoff_seconds(task.attempts, self.rng, self.backoff_base_seconds)
+        retry_at = self.clock() + timedelta(seconds=delay)
+        self.store.release_for_retry(
+            task,
+            lease,
+            error,
+            retry_at,
+            f"attempt {task.attempts} failed ({error.type}: {error.message[:200]}); "
+            f"retry in {delay} s",
+        )
+        self.dispatcher.send(task.task_id, task.priority.value, delay)
+        metrics.add_metric(name="TasksRetried", unit="Count", value=1)
+        return Outcome.RETRYING
+
+    def _fail(self, task: Task, lease: str, state: ChunkState | None, error: TaskError) -> Outcome:
+        self.store.finish(
+            task,
+            lease,
+            TaskStatus.FAILED,
+            f"failed after {task.attempts} attempt(s): {error.type}: {error.message[:300]}",
+            state=state,
+            error=error,
+        )
+        metrics.add_metric(name="TasksFailed", unit="Count", value=1)
+        return Outcome.FAILED
+
+    def _cancel(self, task: Task, lease: str, state: ChunkState | None) -> Outcome:
+        self.store.finish(task, lease, TaskStatus.CANCELLED, "cancelled", state=state)
+        metrics.add_metric(name="TasksCancelled", unit="Count", value=1)
+        return Outcome.CANCELLED
+
+
+def _milestone(before: ChunkState | None, after: ChunkState) -> str | None:
+    old = before.progress if before else 0
+    crossed = [m for m in MILESTONES if old < m <= after.progress]
+    return f"{crossed[-1]}% done ({after.units_done} of {after.units_total})" if crossed else None
+
+
+def parse_message(body: Any) -> TaskMessage:
+    return TaskMessage.model_validate_json(body) if isinstance(body, str | bytes) else TaskMessage.model_validate(body)

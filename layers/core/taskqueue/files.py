@@ -1,0 +1,63 @@
+"""S3 presigned URLs for uploads and result downloads (signing needs no request to AWS)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import TYPE_CHECKING
+
+from taskqueue.aws import client as aws_client
+from taskqueue.models import OutputLink, UploadRequest, UploadTicket
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+UPLOAD_URL_SECONDS = 900
+DOWNLOAD_URL_SECONDS = 3600
+
+
+class Files:
+    def __init__(self, bucket: str, client: S3Client | None = None) -> None:
+        self.bucket = bucket
+        self._client = client
+
+    @property
+    def client(self) -> S3Client:
+        if self._client is None:
+            self._client = aws_client("s3")
+        return self._client
+
+    def upload_ticket(self, owner: str, request: UploadRequest) -> UploadTicket:
+        """A PUT URL under the owner's own prefix, bound to the content type and size."""
+        # The name was validated to a safe character set; the random folder keeps uploads of
+        # the same name apart, and the owner prefix keeps users apart.
+        key = f"uploads/{owner}/{uuid.uuid4().hex}/{request.filename}"
+        url = self.client.generate_presigned_url(
+            "put_object",
+            Params={
+                "Bucket": self.bucket,
+                "Key": key,
+                "ContentType": request.content_type,
+                "ContentLength": request.size,
+            },
+            ExpiresIn=UPLOAD_URL_SECONDS,
+        )
+        return UploadTicket(
+            key=key,
+            url=url,
+            headers={"Content-Type": request.content_type},
+            expires_in=UPLOAD_URL_SECONDS,
+        )
+
+    def download_links(self, owner: str, keys: list[str]) -> list[OutputLink]:
+        own = [key for key in keys if key.startswith(f"results/{owner}/")]
+        return [
+            OutputLink(
+                key=key,
+                url=self.client.generate_presigned_url(
+                    "get_object",
+                    Params={"Bucket": self.bucket, "Key": key},
+                    ExpiresIn=DOWNLOAD_URL_SECONDS,
+                ),
+            )
+            for key in own
+        ]

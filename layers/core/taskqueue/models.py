@@ -1,0 +1,318 @@
+"""Pydantic models by role: the domain task, requests, responses, messages and errors."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+MAX_DELAY_SECONDS = 365 * 24 * 3600
+
+
+class TaskStatus(StrEnum):
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    SUCCESS = "SUCCESS"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in TERMINAL_STATUSES
+
+
+TERMINAL_STATUSES = frozenset({TaskStatus.SUCCESS, TaskStatus.FAILED, TaskStatus.CANCELLED})
+
+
+class Priority(StrEnum):
+    NORMAL = "normal"
+    HIGH = "high"
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def format_time(moment: datetime) -> str:
+    """Fixed-width ISO 8601 in UTC, so that strings sort as times do."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_time(text: str) -> datetime:
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+
+
+# ---------------------------------------------------------------- chunk engine contract
+
+
+class ChunkState(BaseModel):
+    """What a task type checkpoints after every chunk; must stay a few KB."""
+
+    units_total: int = Field(ge=0)
+    units_done: int = Field(default=0, ge=0)
+    cursor: Any = None
+    data: dict[str, Any] = Field(default_factory=dict)
+    done: bool = False
+
+    @property
+    def progress(self) -> int:
+        if self.done:
+            return 100
+        if self.units_total <= 0:
+            return 0
+        return min(99, self.units_done * 100 // self.units_total)
+
+
+class TaskResult(BaseModel):
+    summary: dict[str, Any] = Field(default_factory=dict)
+    location: str | None = None
+    outputs: list[str] = Field(default_factory=list)
+
+
+class TaskError(BaseModel):
+    type: str
+    message: str
+
+
+class TaskEvent(BaseModel):
+    time: datetime
+    level: Literal["INFO", "WARNING", "ERROR"] = "INFO"
+    message: str
+
+
+# ---------------------------------------------------------------- the domain task
+
+
+class Task(BaseModel):
+    task_id: str
+    owner: str
+    task_type: str
+    params: dict[str, Any]
+    status: TaskStatus
+    priority: Priority = Priority.NORMAL
+    progress: int = Field(default=0, ge=0, le=100)
+    units_done: int = 0
+    units_total: int = 0
+    attempts: int = 0
+    max_attempts: int = 3
+    cancel_requested: bool = False
+    created_at: datetime
+    updated_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    heartbeat_at: datetime | None = None
+    run_at: datetime | None = None
+    error: TaskError | None = None
+    result: dict[str, Any] | None = None
+    result_location: str | None = None
+    outputs: list[str] = Field(default_factory=list)
+    state: ChunkState | None = None
+    lease_token: str | None = None
+    lease_expires_at: int = 0
+    expires_at: int | None = None
+
+
+# ---------------------------------------------------------------- requests
+
+
+class SubmitTaskRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    type: Annotated[str, Field(min_length=1, max_length=64, description="A registered task type")]
+    params: dict[str, Any] = Field(default_factory=dict, description="Parameters of the type")
+    priority: Priority = Priority.NORMAL
+    run_at: datetime | None = Field(default=None, description="Start no earlier than this time")
+    delay_seconds: Annotated[int, Field(ge=0, le=MAX_DELAY_SECONDS)] | None = Field(
+        default=None, description="Start after this many seconds"
+    )
+    max_attempts: Annotated[int, Field(ge=1, le=10)] | None = None
+
+    @model_validator(mode="after")
+    def _one_schedule(self) -> SubmitTaskRequest:
+        if self.run_at is not None and self.delay_seconds is not None:
+            raise ValueError("give run_at or delay_seconds, not both")
+        if self.run_at is not None and self.run_at.tzinfo is None:
+            raise ValueError("run_at needs a time zone, e.g. 2026-11-24T09:00:00Z")
+        return self
+
+
+class RetryTaskRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    restart: bool = Field(default=False, description="Start over instead of resuming")
+
+
+class ListTasksQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    status: TaskStatus | None = None
+    type: Annotated[str, Field(min_length=1, max_length=64)] | None = None
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+    limit: Annotated[int, Field(ge=1, le=100)] = 20
+    cursor: Annotated[str, Field(max_length=4096)] | None = None
+
+
+class UploadRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    filename: Annotated[
+        str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9._ -]*$")
+    ]
+    content_type: Literal["text/csv", "image/png", "image/jpeg", "image/webp", "image/gif"]
+    size: Annotated[int, Field(ge=1, le=100 * 1024 * 1024)]
+
+
+class TaskMessage(BaseModel):
+    """The body of every SQS task message."""
+
+    task_id: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[0-9a-f]{32}$")]
+
+
+# ---------------------------------------------------------------- responses
+
+
+class TaskView(BaseModel):
+    """A task as the API shows it to its owner."""
+
+    id: str
+    type: str
+    status: TaskStatus
+    priority: Priority
+    params: dict[str, Any]
+    progress: int
+    units_done: int
+    units_total: int
+    attempts: int
+    max_attempts: int
+    cancel_requested: bool
+    created_at: datetime
+    updated_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    run_at: datetime | None
+    duration_seconds: float | None
+    error: TaskError | None
+    result: dict[str, Any] | None
+    result_location: str | None
+    outputs: list[str]
+
+    @classmethod
+    def of(cls, task: Task) -> TaskView:
+        end = task.finished_at or (utcnow() if task.started_at else None)
+        duration = (end - task.started_at).total_seconds() if end and task.started_at else None
+        return cls(
+            id=task.task_id,
+            type=task.task_type,
+            status=task.status,
+            priority=task.priority,
+            params=task.params,
+            progress=task.progress,
+            units_done=task.units_done,
+            units_total=task.units_total,
+            attempts=task.attempts,
+            max_attempts=task.max_attempts,
+            cancel_requested=task.cancel_requested,
+            created_at=task.created_at,
+            updated_at=task.updated_at,
+            started_at=task.started_at,
+            finished_at=task.finished_at,
+            run_at=task.run_at,
+            duration_seconds=duration,
+            error=task.error,
+            result=task.result,
+            result_location=task.result_location,
+            outputs=task.outputs,
+        )
+
+
+class OutputLink(BaseModel):
+    key: str
+    url: str
+
+
+class TaskDetail(TaskView):
+    events: list[TaskEvent] = Field(default_factory=list)
+    downloads: list[OutputLink] = Field(default_factory=list)
+
+
+class TaskPage(BaseModel):
+    items: list[TaskView]
+    next_cursor: str | None
+
+
+class TaskTypeInfo(BaseModel):
+    name: str
+    description: str
+    params_schema: dict[str, Any]
+
+
+class UploadTicket(BaseModel):
+    key: str
+    url: str
+    method: Literal["PUT"] = "PUT"
+    headers: dict[str, str]
+    expires_in: int
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+    details: Any = None
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorBody
+
+
+# ---------------------------------------------------------------- domain errors
+
+
+class TaskQueueError(Exception):
+    """Base of the domain errors; the API maps each to a status in one place."""
+
+    code = "error"
+
+    def __init__(self, message: str, details: Any = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+
+class TaskNotFound(TaskQueueError):
+    code = "not_found"
+
+
+class InvalidTransition(TaskQueueError):
+    code = "conflict"
+
+
+class InvalidRequest(TaskQueueError):
+    code = "invalid_request"
+
+
+class LeaseLost(TaskQueueError):
+    """The worker's lease token no longer matches: another worker owns the task."""
+
+    code = "lease_lost"
+
+
+class StatusCounts(BaseModel):
+    by_status: dict[str, int]
+    by_type: dict[str, int]
+    by_status_type: dict[str, dict[str, int]]
+
+
+class ThroughputPoint(BaseModel):
+    minute: str
+    succeeded: int = 0
+    failed: int = 0
+    cancelled: int = 0
+
+
+class Stats(BaseModel):
+    counts: StatusCounts
+    queues: dict[str, dict[str, int]]
+    throughput: list[ThroughputPoint]

@@ -1,0 +1,15 @@
+"""Powertools logger, metrics and tracer shared by every function."""
+
+from __future__ import annotations
+
+import os
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+
+# The template sets POWERTOOLS_*; the defaults keep tests and one-off scripts working.
+SERVICE = os.environ.get("POWERTOOLS_SERVICE_NAME", "taskqueue")
+NAMESPACE = os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "ServerlessTasks")
+
+logger = Logger(service=SERVICE)
+metrics = Metrics(namespace=NAMESPACE, service=SERVICE)
+tracer = Tracer(service=SERVICE)

@@ -1,0 +1,216 @@
+"""What the API does: submit, list, get, cancel, retry (logic, no HTTP)."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+from pydantic import ValidationError
+
+from taskqueue.config import Settings
+from taskqueue.dispatch import Dispatcher
+from taskqueue.files import Files
+from taskqueue.models import (
+    InvalidRequest,
+    ListTasksQuery,
+    Task,
+    TaskDetail,
+    TaskError,
+    TaskPage,
+    TaskQueueError,
+    TaskStatus,
+    TaskTypeInfo,
+    TaskView,
+    UploadRequest,
+    UploadTicket,
+    Stats,
+    StatusCounts,
+    SubmitTaskRequest,
+    ThroughputPoint,
+    format_time,
+    utcnow,
+)
+from taskqueue.store import TaskStore
+from taskqueue.task_types import REGISTRY
+from taskqueue.task_types.base import TaskType
+
+
+class EnqueueFailed(TaskQueueError):
+    code = "unavailable"
+
+
+def validation_details(exc: ValidationError, prefix: tuple[str, ...]) -> list[dict[str, Any]]:
+    return [
+        {"loc": [*prefix, *error["loc"]], "msg": error["msg"], "type": error["type"]}
+        for error in exc.errors(include_url=False, include_context=False, include_input=False)
+    ]
+
+
+@dataclass
+class TaskService:
+    store: TaskStore
+    dispatcher: Dispatcher
+    files: Files
+    settings: Settings
+    registry: Mapping[str, TaskType] = field(default_factory=lambda: REGISTRY)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> TaskService:
+        return cls(
+            store=TaskStore(settings.table_name, settings.shard_count, settings.retention_days),
+            dispatcher=Dispatcher(
+                {"normal": settings.queue_url, "high": settings.high_priority_queue_url},
+                settings.dead_letter_queues,
+            ),
+            files=Files(settings.data_bucket),
+            settings=settings,
+        )
+
+    def task_type(self, name: str) -> TaskType:
+        task_type = self.registry.get(name)
+        if task_type is None:
+            raise InvalidRequest(
+                f"unknown task type {name!r}",
+                [{"loc": ["body", "type"], "msg": f"must be one of {sorted(self.registry)}", "type": "enum"}],
+            )
+        return task_type
+
+    def submit(
+        self, owner: str, request: SubmitTaskRequest, idempotency_key: str | None = None
+    ) -> tuple[Task, bool]:
+        """Validate, write the task, then enqueue it. Returns the task and whether it is new."""
+        task_type = self.task_type(request.type)
+        try:
+            params = task_type.params_model.model_validate(request.params)
+        except ValidationError as exc:
+            raise InvalidRequest(
+                f"invalid params for {request.type}", validation_details(exc, ("body", "params"))
+            ) from exc
+        now = utcnow()
+        run_at = request.run_at
+        if request.delay_seconds:
+            run_at = now + timedelta(seconds=request.delay_seconds)
+        if run_at is not None and run_at <= now:
+            run_at = None
+        task = Task(
+            task_id=uuid.uuid4().hex,
+            owner=owner,
+            task_type=task_type.name,
+            params=params.model_dump(mode="json"),
+            status=TaskStatus.PENDING,
+            priority=request.priority,
+            max_attempts=request.max_attempts or self.settings.default_max_attempts,
+            created_at=now,
+            updated_at=now,
+            run_at=run_at,
+        )
+        request_hash = hashlib.sha256(
+            request.model_dump_json(exclude={"run_at", "delay_seconds"}).encode()
+        ).hexdigest()
+        stored, created = self.store.create_task(task, idempotency_key, request_hash)
+        if created:
+            delay = int((run_at - now).total_seconds()) if run_at else 0
+            try:
+                self.dispatcher.send(task.task_id, task.priority.value, delay)
+            except (ClientError, BotoCoreError) as exc:
+                # Nothing may stay PENDING without a message: fail it visibly so it can be retried.
+                self.store.fail_pending(
+                    task.task_id, TaskError(type="EnqueueFailed", message=str(exc)[:500])
+                )
+                raise EnqueueFailed("the task queue is unavailable; try again") from exc
+        return stored, created
+
+    def get(self, owner: str, task_id: str) -> TaskDetail:
+        task, events = self.store.get_task_with_events(task_id, owner)
+        view = TaskView.of(task)
+        downloads = self.files.download_links(owner, task.outputs) if task.outputs else []
+        return TaskDetail(**view.model_dump(), events=events, downloads=downloads)
+
+    def list(self, owner: str, query: ListTasksQuery) -> TaskPage:
+        if query.type is not None:
+            self.task_type(query.type)
+        if query.created_after and query.created_before and query.created_after >= query.created_before:
+            raise InvalidRequest("created_after must be before created_before")
+        page = self.store.list_tasks(
+            owner,
+            status=query.status,
+            task_type=query.type,
+            created_after=query.created_after,
+            created_before=query.created_before,
+            limit=query.limit,
+            cursor=query.cursor,
+        )
+        return TaskPage(items=[TaskView.of(t) for t in page.tasks], next_cursor=page.next_cursor)
+
+    def cancel(self, owner: str, task_id: str) -> Task:
+        return self.store.cancel(task_id, owner)
+
+    def retry(self, owner: str, task_id: str, restart: bool) -> Task:
+        task = self.store.retry(task_id, owner, restart)
+        try:
+            self.dispatcher.send(task.task_id, task.priority.value)
+        except (ClientError, BotoCoreError) as exc:
+            self.store.fail_pending(task.task_id, TaskError(type="EnqueueFailed", message=str(exc)[:500]))
+            raise EnqueueFailed("the task queue is unavailable; try again") from exc
+        return task
+
+    def task_types(self) -> list[TaskTypeInfo]:
+        return [
+            TaskTypeInfo(
+                name=t.name, description=t.description, params_schema=t.params_model.model_json_schema()
+            )
+            for t in sorted(self.registry.values(), key=lambda t: t.name)
+        ]
+
+    def stats(self, owner: str) -> Stats:
+        """The caller's counts, every queue's depth and finishes per minute over the last hour."""
+        raw = self.store.stats(owner)
+        by_status = {status.value: 0 for status in TaskStatus}
+        by_type: dict[str, int] = dict.fromkeys(self.registry, 0)
+        for status, types in raw.counts.items():
+            by_status[status] = by_status.get(status, 0) + sum(types.values())
+            for task_type, count in types.items():
+                by_type[task_type] = by_type.get(task_type, 0) + count
+        now = utcnow().replace(second=0, microsecond=0)
+        throughput = []
+        for back in range(59, -1, -1):
+            minute = format_time(now - timedelta(minutes=back))[:16]
+            counts = raw.minutes.get(minute, {})
+            throughput.append(
+                ThroughputPoint(
+                    minute=minute + ":00Z",
+                    succeeded=counts.get(TaskStatus.SUCCESS.value, 0),
+                    failed=counts.get(TaskStatus.FAILED.value, 0),
+                    cancelled=counts.get(TaskStatus.CANCELLED.value, 0),
+                )
+            )
+        return Stats(
+            counts=StatusCounts(by_status=by_status, by_type=by_type, by_status_type=raw.counts),
+            queues=self.dispatcher.depths(),
+            throughput=throughput,
+        )
+
+    def upload(self, owner: str, request: UploadRequest) -> UploadTicket:
+        return self.files.upload_ticket(owner, request)
+
+    def health(self) -> dict[str, Any]:
+        checks: dict[str, Any] = {}
+        try:
+            self.store.get_task("0" * 32)
+        except TaskQueueError:
+            checks["table"] = "ok"
+        except (ClientError, BotoCoreError) as exc:
+            checks["table"] = f"error: {type(exc).__name__}"
+        try:
+            self.dispatcher.depth(self.settings.queue_url)
+            checks["queue"] = "ok"
+        except (ClientError, BotoCoreError) as exc:
+            checks["queue"] = f"error: {type(exc).__name__}"
+        checks["ok"] = all(v == "ok" for v in checks.values())
+        return checks
+

@@ -1,0 +1,61 @@
+"""The contract every task type implements, and the context the engine hands it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, Protocol
+
+from pydantic import BaseModel
+
+from taskqueue.models import ChunkState, TaskResult
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_sesv2 import SESV2Client
+
+
+@dataclass
+class TaskContext:
+    """What a running task may use: its identity, its bucket and lazily made clients."""
+
+    task_id: str
+    owner: str
+    bucket: str
+    email_sender: str = "noreply@example.com"
+    email_rate_per_second: float = 10.0
+    clients: dict[str, Any] = field(default_factory=dict)
+
+    @cached_property
+    def s3(self) -> S3Client:
+        return self.clients.get("s3") or _client("s3")
+
+    @cached_property
+    def sesv2(self) -> SESV2Client:
+        return self.clients.get("sesv2") or _client("sesv2")
+
+    @property
+    def results_prefix(self) -> str:
+        return f"results/{self.owner}/{self.task_id}/"
+
+    @property
+    def uploads_prefix(self) -> str:
+        return f"uploads/{self.owner}/"
+
+
+def _client(service: str) -> Any:
+    from taskqueue.aws import client
+
+    return client(service)
+
+
+class TaskType(Protocol):
+    name: str
+    description: str
+    params_model: type[BaseModel]
+
+    def start(self, params: Any, ctx: TaskContext) -> ChunkState: ...
+
+    def run_chunk(self, params: Any, state: ChunkState, ctx: TaskContext) -> ChunkState: ...
+
+    def finish(self, params: Any, state: ChunkState, ctx: TaskContext) -> TaskResult: ...
