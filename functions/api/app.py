@@ -19,6 +19,8 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from taskqueue.config import get_settings
 from taskqueue.models import (
+    DeadLetterPage,
+    RedriveResult,
     ErrorResponse,
     InvalidRequest,
     InvalidTransition,
@@ -207,6 +209,18 @@ def retry_task(
 @tracer.capture_method
 def get_stats() -> Stats:
     return service().stats(current_owner())
+
+
+@app.get("/dead-letters")
+@tracer.capture_method
+def list_dead_letters() -> DeadLetterPage:
+    return service().dead_letters(current_owner())
+
+
+@app.post("/dead-letters/redrive")
+@tracer.capture_method
+def redrive_dead_letters() -> RedriveResult:
+    return service().redrive(current_owner())
 
 
 @app.get("/task-types")

@@ -16,7 +16,7 @@ from taskqueue.config import get_settings
 from taskqueue.engine import parse_message
 from taskqueue.models import TaskError
 from taskqueue.observability import logger, metrics, tracer
-from taskqueue.store import TaskStore
+from taskqueue.store import DeadLetter, TaskStore
 
 processor = BatchProcessor(event_type=EventType.SQS, model=SqsRecordModel)
 
@@ -39,7 +39,13 @@ def record_handler(record: SqsRecordModel) -> str:
         type="DeadLetter",
         message=f"its message could not be processed after {receives} deliveries",
     )
-    failed = store().fail_pending(message.task_id, error)
+    letter = DeadLetter(
+        message_id=record.messageId,
+        queue=record.eventSourceARN.rsplit(":", 1)[-1],
+        reason=error.message,
+        receive_count=int(receives),
+    )
+    failed = store().fail_pending(message.task_id, error, letter)
     if failed is not None:
         metrics.add_metric(name="TasksDeadLettered", unit="Count", value=1)
     return "failed" if failed else "already finished"

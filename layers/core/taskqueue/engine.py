@@ -127,12 +127,16 @@ class Engine:
             return self._fail(task, lease, task.state, TaskError(type="InvalidParams", message=str(exc)[:1000]))
         if task.cancel_requested:
             return self._cancel(task, lease, task.state)
+        if task.timed_out(self.clock()):
+            return self._fail(task, lease, task.state, _timeout_error(task))
         ctx = self.context_factory(task)
         saved = task.state
         slowest_ms = 0.0
         try:
             state = saved or task_type.start(params, ctx)
             while not state.done:
+                if task.timed_out(self.clock()):
+                    return self._fail(task, lease, saved, _timeout_error(task))
                 started = time.monotonic()
                 state = task_type.run_chunk(params, state, ctx)
                 slowest_ms = max(slowest_ms, (time.monotonic() - started) * 1000)
@@ -210,6 +214,12 @@ class Engine:
         self.store.finish(task, lease, TaskStatus.CANCELLED, "cancelled", state=state)
         metrics.add_metric(name="TasksCancelled", unit="Count", value=1)
         return Outcome.CANCELLED
+
+
+def _timeout_error(task: Task) -> TaskError:
+    return TaskError(
+        type="TaskTimeout", message=f"ran longer than its timeout of {task.timeout_seconds} s"
+    )
 
 
 def _milestone(before: ChunkState | None, after: ChunkState) -> str | None:

@@ -112,6 +112,14 @@ class Task(BaseModel):
     lease_token: str | None = None
     lease_expires_at: int = 0
     expires_at: int | None = None
+    timeout_seconds: int | None = None
+
+    def timed_out(self, now: datetime) -> bool:
+        return bool(
+            self.timeout_seconds
+            and self.started_at
+            and (now - self.started_at).total_seconds() > self.timeout_seconds
+        )
 
 
 # ---------------------------------------------------------------- requests
@@ -128,6 +136,9 @@ class SubmitTaskRequest(BaseModel):
         default=None, description="Start after this many seconds"
     )
     max_attempts: Annotated[int, Field(ge=1, le=10)] | None = None
+    timeout_seconds: Annotated[int, Field(ge=1, le=7 * 24 * 3600)] | None = Field(
+        default=None, description="Fail the task if it runs longer than this from its start"
+    )
 
     @model_validator(mode="after")
     def _one_schedule(self) -> SubmitTaskRequest:
@@ -187,6 +198,7 @@ class TaskView(BaseModel):
     units_total: int
     attempts: int
     max_attempts: int
+    timeout_seconds: int | None
     cancel_requested: bool
     created_at: datetime
     updated_at: datetime
@@ -214,6 +226,7 @@ class TaskView(BaseModel):
             units_total=task.units_total,
             attempts=task.attempts,
             max_attempts=task.max_attempts,
+            timeout_seconds=task.timeout_seconds,
             cancel_requested=task.cancel_requested,
             created_at=task.created_at,
             updated_at=task.updated_at,
@@ -316,3 +329,23 @@ class Stats(BaseModel):
     counts: StatusCounts
     queues: dict[str, dict[str, int]]
     throughput: list[ThroughputPoint]
+
+
+class DeadLetterView(BaseModel):
+    id: str
+    task_id: str
+    task_type: str
+    queue: str
+    reason: str
+    receive_count: int
+    dead_at: datetime
+    task_status: TaskStatus | None = None
+
+
+class DeadLetterPage(BaseModel):
+    items: list[DeadLetterView]
+
+
+class RedriveResult(BaseModel):
+    redriven: int
+    skipped: int

@@ -16,6 +16,11 @@ from taskqueue.config import Settings
 from taskqueue.dispatch import Dispatcher
 from taskqueue.files import Files
 from taskqueue.models import (
+    DeadLetterPage,
+    DeadLetterView,
+    InvalidTransition,
+    RedriveResult,
+    TaskNotFound,
     InvalidRequest,
     ListTasksQuery,
     Task,
@@ -105,6 +110,7 @@ class TaskService:
             status=TaskStatus.PENDING,
             priority=request.priority,
             max_attempts=request.max_attempts or self.settings.default_max_attempts,
+            timeout_seconds=request.timeout_seconds,
             created_at=now,
             updated_at=now,
             run_at=run_at,
@@ -194,6 +200,37 @@ class TaskService:
             queues=self.dispatcher.depths(),
             throughput=throughput,
         )
+
+    def dead_letters(self, owner: str) -> DeadLetterPage:
+        letters = self.store.dead_letters(owner)
+        current = {t.task_id: t for t in self.store.batch_get([d["task_id"] for d in letters])}
+        return DeadLetterPage(
+            items=[
+                DeadLetterView(
+                    id=d["sk"],
+                    task_id=d["task_id"],
+                    task_type=d["task_type"],
+                    queue=d["queue"],
+                    reason=d["reason"],
+                    receive_count=d["receive_count"],
+                    dead_at=d["dead_at"],
+                    task_status=current[d["task_id"]].status if d["task_id"] in current else None,
+                )
+                for d in letters
+            ]
+        )
+
+    def redrive(self, owner: str) -> RedriveResult:
+        """Send each of the owner's dead-lettered tasks back to its queue (resuming)."""
+        redriven = skipped = 0
+        for letter in self.store.dead_letters(owner):
+            try:
+                self.retry(owner, letter["task_id"], restart=False)
+                redriven += 1
+            except (InvalidTransition, TaskNotFound):
+                skipped += 1  # retried by hand already, or expired: the record is done with
+            self.store.delete_dead_letter(owner, letter["sk"])
+        return RedriveResult(redriven=redriven, skipped=skipped)
 
     def upload(self, owner: str, request: UploadRequest) -> UploadTicket:
         return self.files.upload_ticket(owner, request)

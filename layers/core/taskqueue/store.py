@@ -133,6 +133,8 @@ def task_to_item(task: Task, shard_count: int) -> dict[str, Any]:
     }
     if task.run_at:
         values["run_at"] = format_time(task.run_at)
+    if task.timeout_seconds:
+        values["timeout_seconds"] = task.timeout_seconds
     return serialize(values)
 
 
@@ -167,6 +169,7 @@ def item_to_task(item: dict[str, Any]) -> Task:
         lease_token=raw.get("lease_token"),
         lease_expires_at=raw.get("lease_expires_at", 0),
         expires_at=raw.get("expires_at"),
+        timeout_seconds=raw.get("timeout_seconds"),
     )
 
 
@@ -473,7 +476,7 @@ class TaskStore:
                 fill(reader)
             if reader.buffer:
                 heapq.heappush(heap, (_desc(reader.buffer[0]), reader.shard, reader))
-        tasks = self._batch_get([ck.split("#", 1)[1] for ck in picked])
+        tasks = self.batch_get([ck.split("#", 1)[1] for ck in picked])
         now = self._now()
         visible = [
             t
@@ -557,11 +560,11 @@ class TaskStore:
         reader.last_key = response.get("LastEvaluatedKey")
         reader.exhausted = reader.last_key is None
 
-    def _batch_get(self, task_ids: list[str]) -> list[Task]:
+    def batch_get(self, task_ids: list[str]) -> list[Task]:
         if not task_ids:
             return []
         found: dict[str, Task] = {}
-        keys = [task_key(task_id) for task_id in task_ids]
+        keys = [task_key(task_id) for task_id in dict.fromkeys(task_ids)]  # no duplicate keys
         for start in range(0, len(keys), 100):
             pending: dict[str, Any] = {self.table_name: {"Keys": keys[start : start + 100]}}
             for _ in range(8):
@@ -613,6 +616,7 @@ class TaskStore:
         condition: str,
         *,
         event: tuple[str, str] | None = None,
+        extra: list[dict[str, Any]] | None = None,
     ) -> None:
         """One status change, atomically with its stats counters and an optional event line.
 
@@ -631,6 +635,7 @@ class TaskStore:
             {"Update": {"TableName": self.table_name, **update.request(task_key(task.task_id), condition)}}
         ]
         items += self._counter_updates(task, task.status, new_status, now)
+        items += extra or []
         if event is not None:
             message, level = event
             expires = self._expiry(now) if new_status.is_terminal else None
@@ -729,10 +734,11 @@ class TaskStore:
                 f"task {task_id} is {task.status}; only FAILED or CANCELLED tasks can be retried"
             )
         update = _Update().set(attempts=0, cancel_requested=False, lease_expires_at=0)
-        update.remove("finished_at", "expires_at", "error", "run_at", "lease_token")
+        # started_at goes too: a retried task's timeout counts from its new start.
+        update.remove("finished_at", "expires_at", "error", "run_at", "lease_token", "started_at")
         if restart:
             update.set(units_done=0, progress=0)
-            update.remove("state", "started_at", "result", "result_location", "outputs")
+            update.remove("state", "result", "result_location", "outputs")
         update.value(expected=task.status.value).name("status")
         try:
             self._transition(
@@ -746,8 +752,13 @@ class TaskStore:
             raise InvalidTransition(f"task {task_id} changed state; try again") from exc
         return self.get_task(task_id, owner)
 
-    def fail_pending(self, task_id: str, error: TaskError) -> Task | None:
-        """Mark a task that never reached a worker, or whose messages died, FAILED."""
+    def fail_pending(
+        self, task_id: str, error: TaskError, dead_letter: DeadLetter | None = None
+    ) -> Task | None:
+        """Mark a task that never reached a worker, or whose messages died, FAILED.
+
+        With `dead_letter`, the owner's dead-letter record is written in the same request.
+        """
         for _ in range(5):
             try:
                 task = self.get_task(task_id)
@@ -764,11 +775,49 @@ class TaskStore:
                     update,
                     "#status = :expected",
                     event=(f"failed: {error.message}", "ERROR"),
+                    extra=[self._dead_letter_put(task, dead_letter)] if dead_letter else [],
                 )
             except TransitionConflict:
                 continue
             return self.get_task(task_id)
         return None
+
+    # ------------------------------------------------------------------ dead letters
+
+    def _dead_letter_put(self, task: Task, letter: DeadLetter) -> dict[str, Any]:
+        now = self._now()
+        item = serialize(
+            {
+                "pk": f"DEAD#{task.owner}",
+                "sk": f"{format_time(now)}#{letter.message_id}",
+                "task_id": task.task_id,
+                "task_type": task.task_type,
+                "queue": letter.queue,
+                "reason": letter.reason[:1000],
+                "receive_count": letter.receive_count,
+                "dead_at": format_time(now),
+                "expires_at": self._expiry(now),
+            }
+        )
+        return {"Put": {"TableName": self.table_name, "Item": item}}
+
+    def dead_letters(self, owner: str, limit: int = 100) -> list[dict[str, Any]]:
+        """The owner's dead letters, newest first."""
+        response = self.client.query(
+            TableName=self.table_name,
+            KeyConditionExpression="pk = :pk",
+            ExpressionAttributeValues={":pk": {"S": f"DEAD#{owner}"}},
+            ScanIndexForward=False,
+            Limit=limit,
+        )
+        now = int(self._now().timestamp())
+        letters = [deserialize(item) for item in response.get("Items", [])]
+        return [d for d in letters if d.get("expires_at", now + 1) > now]
+
+    def delete_dead_letter(self, owner: str, sk: str) -> None:
+        self.client.delete_item(
+            TableName=self.table_name, Key={"pk": {"S": f"DEAD#{owner}"}, "sk": {"S": sk}}
+        )
 
     # ------------------------------------------------------------------ worker side
 
@@ -970,6 +1019,14 @@ class TaskStore:
 class OwnerStats:
     counts: dict[str, dict[str, int]]  # status -> type -> count
     minutes: dict[str, dict[str, int]]  # "YYYY-MM-DDTHH:MM" -> status -> finished
+
+
+@dataclass
+class DeadLetter:
+    message_id: str
+    queue: str
+    reason: str
+    receive_count: int
 
 
 class TransitionConflict(Exception):

@@ -1,0 +1,79 @@
+"""S3 helpers shared by the task types: owner-prefix checks, byte ranges, JSON and listings."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+
+def s3_uri(bucket: str, key: str) -> str:
+    return f"s3://{bucket}/{key}"
+
+
+def require_under(key: str, prefix: str, what: str) -> None:
+    """Refuse input outside the caller's own upload area, so no one reads another's files."""
+    if not key.startswith(prefix) or ".." in key.split("/"):
+        raise ValueError(f"{what} must be under your upload prefix {prefix!r}, got {key!r}")
+
+
+def object_size(s3: S3Client, bucket: str, key: str) -> int:
+    """Size in bytes; a missing object becomes a ValueError that names it."""
+    try:
+        return s3.head_object(Bucket=bucket, Key=key)["ContentLength"]
+    except s3.exceptions.ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in (
+            "404",
+            "NoSuchKey",
+            "NotFound",
+        ):
+            raise ValueError(f"s3://{bucket}/{key} does not exist") from exc
+        raise
+
+
+def read_range(s3: S3Client, bucket: str, key: str, start: int, end: int) -> bytes:
+    """Bytes start..end inclusive, as an HTTP Range request."""
+    response = s3.get_object(Bucket=bucket, Key=key, Range=f"bytes={start}-{end}")
+    return response["Body"].read()
+
+
+def read_bytes(s3: S3Client, bucket: str, key: str) -> bytes:
+    return s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+
+
+def put_json(s3: S3Client, bucket: str, key: str, document: Any) -> None:
+    body = json.dumps(document, separators=(",", ":"), allow_nan=False).encode()
+    s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType="application/json")
+
+
+def get_json(s3: S3Client, bucket: str, key: str) -> Any:
+    return json.loads(read_bytes(s3, bucket, key))
+
+
+def iter_keys(s3: S3Client, bucket: str, prefix: str) -> Iterator[tuple[str, int]]:
+    """(key, size) of every object under prefix, in key order, across all pages."""
+    paginator = s3.get_paginator("list_objects_v2")
+    for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
+        for item in page.get("Contents", []):
+            yield item["Key"], item["Size"]
+
+
+def list_parts(s3: S3Client, bucket: str, key: str, upload_id: str) -> list[dict[str, Any]]:
+    """The parts uploaded so far, as CompleteMultipartUpload wants them.
+
+    Asking S3 rather than carrying every ETag in the checkpoint keeps the task state small.
+    """
+    parts: list[dict[str, Any]] = []
+    marker = 0
+    while True:
+        page = s3.list_parts(Bucket=bucket, Key=key, UploadId=upload_id, PartNumberMarker=marker)
+        parts.extend(
+            {"PartNumber": part["PartNumber"], "ETag": part["ETag"]}
+            for part in page.get("Parts", [])
+        )
+        if not page.get("IsTruncated"):
+            return parts
+        marker = page["NextPartNumberMarker"]
