@@ -34,6 +34,16 @@ def object_size(s3: S3Client, bucket: str, key: str) -> int:
         raise
 
 
+def metadata(s3: S3Client, bucket: str, key: str) -> dict[str, str]:
+    """The user metadata of an object; empty when there is no such object."""
+    try:
+        return s3.head_object(Bucket=bucket, Key=key)["Metadata"]
+    except s3.exceptions.ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+            return {}
+        raise
+
+
 def read_range(s3: S3Client, bucket: str, key: str, start: int, end: int) -> bytes:
     """Bytes start..end inclusive, as an HTTP Range request."""
     response = s3.get_object(Bucket=bucket, Key=key, Range=f"bytes={start}-{end}")

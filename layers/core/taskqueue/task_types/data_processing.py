@@ -6,15 +6,18 @@ import csv
 import io
 import math
 import random
+import uuid
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from taskqueue.models import ChunkState, TaskResult
 from taskqueue.task_types import _s3
 from taskqueue.task_types.base import TaskContext
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
 
 KIB = 1024
 MIB = 1024 * KIB
@@ -26,6 +29,7 @@ MAX_TRACKED_COLUMNS = 50
 # A single line longer than this is surely not a CSV row; stop instead of reading forever.
 MAX_LINE_BYTES = 16 * MIB
 SUMMARY_COLUMNS = 10
+UPLOAD_TOKEN = "upload-token"
 INVALID_TOKENS = ("n/a", "abc", "1.2.3", "NaN", "-", "12a")
 
 
@@ -224,7 +228,9 @@ def complete_lines_length(data: bytes, at_eof: bool) -> int:
     return data.rfind(b"\n") + 1
 
 
-def read_lines(s3: Any, bucket: str, key: str, start: int, size: int, chunk_bytes: int) -> bytes:
+def read_lines(
+    s3: S3Client, bucket: str, key: str, start: int, size: int, chunk_bytes: int
+) -> bytes:
     """Whole lines from byte `start`, about chunk_bytes of them (more if one line is longer)."""
     end = min(start + chunk_bytes, size)
     data = _s3.read_range(s3, bucket, key, start, end - 1)
@@ -354,15 +360,23 @@ class DataProcessing:
             size = _s3.object_size(ctx.s3, ctx.bucket, params.input_key)
             return _processing_state(params.input_key, size, generated_bytes=0)
         rows = params.rows or 0
-        estimate = rows * params.columns * 8
+        key = _generated_key(ctx)
+        # The upload is made here, not in a chunk, so that a repeated chunk writes the same
+        # part of the same upload. A repeated start leaves a stray upload behind, which the
+        # bucket's AbortIncompleteMultipartUpload lifecycle rule removes.
+        token = uuid.uuid4().hex
+        upload_id = ctx.s3.create_multipart_upload(
+            Bucket=ctx.bucket, Key=key, ContentType="text/csv", Metadata={UPLOAD_TOKEN: token}
+        )["UploadId"]
         return ChunkState(
-            units_total=2 * estimate,
+            units_total=2 * rows * params.columns * 8,
             cursor=0,
             data={
                 "phase": "generate",
-                "key": _generated_key(ctx),
+                "key": key,
+                "upload_id": upload_id,
+                "upload_token": token,
                 "parts": 0,
-                "upload_id": None,
                 "generated_bytes": 0,
             },
         )
@@ -441,44 +455,32 @@ def _processing_state(key: str, size: int, generated_bytes: int) -> ChunkState:
 def _generate_chunk(
     params: DataProcessingParams, state: ChunkState, ctx: TaskContext
 ) -> ChunkState:
-    """Write the next part of the generated CSV; the last one completes the object."""
+    """Upload the next part of the generated CSV; the last one completes the object.
+
+    Only the last part may be under S3's 5 MiB minimum, so a small file is one short part.
+    """
     data = state.data
-    key = data["key"]
+    key, upload_id = data["key"], data["upload_id"]
     rows = params.rows or 0
     body, next_row = generate_part(params, state.cursor)
     part_number = data["parts"] + 1
-    upload_id = data["upload_id"]
     last = next_row >= rows
-    if part_number == 1 and last:
-        ctx.s3.put_object(Bucket=ctx.bucket, Key=key, Body=body, ContentType="text/csv")
-    else:
-        if upload_id is None:
-            # A repeated first chunk leaves one stray upload; the bucket's lifecycle rule
-            # (AbortIncompleteMultipartUpload) removes it.
-            upload_id = ctx.s3.create_multipart_upload(
-                Bucket=ctx.bucket, Key=key, ContentType="text/csv"
-            )["UploadId"]
-        try:
-            ctx.s3.upload_part(
+    # A last chunk that completed the upload and then died before its checkpoint finds the
+    # object already there, carrying this upload's token: nothing is left to do.
+    if not (
+        last and _s3.metadata(ctx.s3, ctx.bucket, key).get(UPLOAD_TOKEN) == data["upload_token"]
+    ):
+        ctx.s3.upload_part(
+            Bucket=ctx.bucket, Key=key, UploadId=upload_id, PartNumber=part_number, Body=body
+        )
+        if last:
+            parts = _s3.list_parts(ctx.s3, ctx.bucket, key, upload_id)
+            ctx.s3.complete_multipart_upload(
                 Bucket=ctx.bucket,
                 Key=key,
                 UploadId=upload_id,
-                PartNumber=part_number,
-                Body=body,
+                MultipartUpload={"Parts": parts},  # type: ignore[typeddict-item]
             )
-            if last:
-                parts = _s3.list_parts(ctx.s3, ctx.bucket, key, upload_id)
-                ctx.s3.complete_multipart_upload(
-                    Bucket=ctx.bucket,
-                    Key=key,
-                    UploadId=upload_id,
-                    MultipartUpload={"Parts": parts},  # type: ignore[typeddict-item]
-                )
-        except ClientError as exc:
-            # The last chunk ran before and completed the upload, then died before its
-            # checkpoint: the object is there, so carry on.
-            if not (last and exc.response.get("Error", {}).get("Code") == "NoSuchUpload"):
-                raise
     generated = data["generated_bytes"] + len(body)
     if last:
         size = _s3.object_size(ctx.s3, ctx.bucket, key)
@@ -488,12 +490,7 @@ def _generate_chunk(
         units_total=2 * projected,
         units_done=generated,
         cursor=next_row,
-        data={
-            **data,
-            "parts": part_number,
-            "upload_id": upload_id,
-            "generated_bytes": generated,
-        },
+        data={**data, "parts": part_number, "generated_bytes": generated},
     )
 
 
