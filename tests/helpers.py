@@ -160,7 +160,8 @@ class Pipeline:
 
     sqs: Any
     queue_urls: list[str]
-    remaining_ms: Callable[[], int] = lambda: 300_000
+    # A new remaining-time function for each invocation (Lambda's clock restarts each time).
+    budget: Callable[[], Callable[[], int]] = lambda: (lambda: 300_000)
     invocations: int = 0
     outcomes: list[str] = field(default_factory=list)
 
@@ -188,7 +189,7 @@ class Pipeline:
             for _, m in batch
         ]
         self.invocations += 1
-        context = FakeLambdaContext(function_name="worker", remaining_ms=self.remaining_ms)
+        context = FakeLambdaContext(function_name="worker", remaining_ms=self.budget())
         response = worker.lambda_handler(sqs_event(records), context)
         failed = {f["itemIdentifier"] for f in response.get("batchItemFailures", [])}
         for url, message in batch:

@@ -18,7 +18,10 @@ from taskqueue.models import TaskError
 from taskqueue.observability import logger, metrics, tracer
 from taskqueue.store import DeadLetter, TaskStore
 
-processor = BatchProcessor(event_type=EventType.SQS, model=SqsRecordModel)
+# Report every failed record, even when all fail, instead of failing the whole invocation.
+processor = BatchProcessor(
+    event_type=EventType.SQS, model=SqsRecordModel, raise_on_entire_batch_failure=False
+)
 
 
 @cache

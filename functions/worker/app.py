@@ -15,7 +15,10 @@ from taskqueue.config import get_settings
 from taskqueue.engine import Engine, parse_message
 from taskqueue.observability import logger, metrics, tracer
 
-processor = BatchProcessor(event_type=EventType.SQS, model=SqsRecordModel)
+# Report every failed record, even when all fail, instead of failing the whole invocation.
+processor = BatchProcessor(
+    event_type=EventType.SQS, model=SqsRecordModel, raise_on_entire_batch_failure=False
+)
 
 
 @cache

@@ -9,7 +9,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
@@ -31,6 +31,7 @@ from taskqueue.task_types import REGISTRY
 from taskqueue.task_types.base import TaskContext, TaskType
 
 RemainingMillis = Callable[[], int]
+T = TypeVar("T")
 MILESTONES = (25, 50, 75)
 
 
@@ -133,14 +134,15 @@ class Engine:
         saved = task.state
         slowest_ms = 0.0
         try:
-            state = saved or task_type.start(params, ctx)
+            state = saved or _guarded(lambda: task_type.start(params, ctx))
             while not state.done:
                 if task.timed_out(self.clock()):
                     return self._fail(task, lease, saved, _timeout_error(task))
                 started = time.monotonic()
-                state = task_type.run_chunk(params, state, ctx)
-                slowest_ms = max(slowest_ms, (time.monotonic() - started) * 1000)
-                metrics.add_metric(name="ChunkDuration", unit="Milliseconds", value=slowest_ms)
+                state = _guarded(lambda: task_type.run_chunk(params, state, ctx))
+                elapsed_ms = (time.monotonic() - started) * 1000
+                slowest_ms = max(slowest_ms, elapsed_ms)
+                metrics.add_metric(name="ChunkDuration", unit="Milliseconds", value=elapsed_ms)
                 if state.done:
                     break
                 out_of_time = remaining_ms() - self.safety_margin_ms < slowest_ms * 1.5
@@ -159,12 +161,12 @@ class Engine:
                 if out_of_time:
                     self.dispatcher.send(task.task_id, task.priority.value)
                     return Outcome.CONTINUED
-            result = task_type.finish(params, state, ctx)
-        except LeaseLost:
-            raise
-        except Exception as exc:  # a task type's failure is data, never a crash of the worker
+            result = _guarded(lambda: task_type.finish(params, state, ctx))
+        except TaskTypeFailure as failure:
+            # The task's own code failed: that is data (retry or FAILED), not a worker crash.
+            # AWS errors of our own writes propagate instead, so SQS redelivers the message.
             logger.exception("chunk failed")
-            return self._chunk_failed(task, lease, saved, exc)
+            return self._chunk_failed(task, lease, saved, failure.cause)
         self.store.finish(
             task,
             lease,
@@ -214,6 +216,20 @@ class Engine:
         self.store.finish(task, lease, TaskStatus.CANCELLED, "cancelled", state=state)
         metrics.add_metric(name="TasksCancelled", unit="Count", value=1)
         return Outcome.CANCELLED
+
+
+class TaskTypeFailure(Exception):
+    def __init__(self, cause: Exception) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+
+
+def _guarded(call: Callable[[], T]) -> T:
+    """Run task-type code, marking its exceptions apart from the engine's own."""
+    try:
+        return call()
+    except Exception as exc:
+        raise TaskTypeFailure(exc) from exc
 
 
 def _timeout_error(task: Task) -> TaskError:

@@ -1,0 +1,624 @@
+"""The chunk engine through the worker handler: continuation, cancel, duplicates, crashes,
+retries, malformed messages, the DLQ handler, and the AWS request budget per task."""
+
+from __future__ import annotations
+
+import csv
+import io
+import itertools
+import math
+import threading
+import json
+import statistics
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+import boto3
+import pytest
+from pydantic import BaseModel, Field
+
+from taskqueue.engine import Outcome, backoff_seconds
+from taskqueue.models import ChunkState, Task, TaskResult, TaskStatus, utcnow
+from taskqueue.store import TaskStore
+from taskqueue.task_types import REGISTRY
+from taskqueue.task_types.base import TaskContext
+from tests.helpers import (
+    FakeLambdaContext,
+    Pipeline,
+    call_api,
+    http_event,
+    load_function,
+    reset_function_caches,
+    sqs_event,
+    sqs_record,
+)
+
+OWNER = "user-123"
+
+
+class CountingParams(BaseModel):
+    chunks: int = Field(ge=1, le=1000)
+    fail_on_chunk: int | None = None
+    fail_times: int = 0
+
+
+@dataclass
+class CountingType:
+    """A task type whose every chunk is observable: it records each execution."""
+
+    name: str = "COUNTING"
+    description: str = "counts chunks"
+    params_model: type[BaseModel] = CountingParams
+    executions: list[tuple[str, int]] = field(default_factory=list)
+    failures: Counter[str] = field(default_factory=Counter)
+    after_chunk: Callable[[str, int], None] | None = None
+
+    def start(self, params: CountingParams, ctx: TaskContext) -> ChunkState:
+        return ChunkState(units_total=params.chunks, cursor=0, data={"sum": 0, "seen": []})
+
+    def run_chunk(self, params: CountingParams, state: ChunkState, ctx: TaskContext) -> ChunkState:
+        index = int(state.cursor)
+        self.executions.append((ctx.task_id, index))
+        if index == params.fail_on_chunk and self.failures[ctx.task_id] < params.fail_times:
+            self.failures[ctx.task_id] += 1
+            raise RuntimeError(f"chunk {index} broke")
+        data = {"sum": state.data["sum"] + index, "seen": [*state.data["seen"], index]}
+        new = ChunkState(
+            units_total=params.chunks,
+            units_done=index + 1,
+            cursor=index + 1,
+            data=data,
+            done=index + 1 >= params.chunks,
+        )
+        if self.after_chunk:
+            self.after_chunk(ctx.task_id, index)
+        return new
+
+    def finish(self, params: CountingParams, state: ChunkState, ctx: TaskContext) -> TaskResult:
+        return TaskResult(summary={"sum": state.data["sum"], "seen": state.data["seen"]})
+
+
+@dataclass
+class World:
+    resources: Any
+    worker: Any
+    store: TaskStore
+    counting: CountingType
+    sqs: Any
+    queue_url: str
+    high_queue_url: str
+    dlq_url: str
+
+    def submit(self, params: dict[str, Any], task_type: str = "COUNTING", max_attempts: int = 3) -> str:
+        now = utcnow()
+        task = Task(
+            task_id=uuid.uuid4().hex,
+            owner=OWNER,
+            task_type=task_type,
+            params=params,
+            status=TaskStatus.PENDING,
+            max_attempts=max_attempts,
+            created_at=now,
+            updated_at=now,
+        )
+        self.store.create_task(task)
+        self.worker.engine().dispatcher.send(task.task_id)
+        return task.task_id
+
+    def pipeline(self, budget: Callable[[], Callable[[], int]] | None = None) -> Pipeline:
+        pipeline = Pipeline(self.sqs, [self.high_queue_url, self.queue_url])
+        if budget is not None:
+            pipeline.budget = budget
+        return pipeline
+
+    def task(self, task_id: str) -> Task:
+        return self.store.get_task(task_id)
+
+    def advance_clock(self, seconds: float) -> None:
+        """Move the engine's and the store's time forward (leases, schedules)."""
+        engine = self.worker.engine()
+        moved = engine.clock() + timedelta(seconds=seconds)
+        offset = moved - utcnow()
+        engine.clock = engine.store.clock = lambda: utcnow() + offset
+        self.store.clock = engine.clock
+
+
+@pytest.fixture
+def world(aws: Any, function_env: Callable[[str], dict[str, str]]) -> Iterator[World]:
+    env = function_env("WorkerFunction")
+    reset_function_caches()
+    worker = load_function("worker")
+    engine = worker.engine()
+    counting = CountingType()
+    engine.registry = {**REGISTRY, "COUNTING": counting}
+    engine.safety_margin_ms = 0
+    engine.backoff_base_seconds = 0  # retried messages are due at once in tests
+    store = TaskStore(env["TABLE_NAME"], int(env.get("SHARD_COUNT", "32")))
+    yield World(
+        aws,
+        worker,
+        store,
+        counting,
+        boto3.client("sqs"),
+        env["QUEUE_URL"],
+        env["HIGH_PRIORITY_QUEUE_URL"],
+        env["DLQ_URL"],
+    )
+    reset_function_caches()
+
+
+def countdown(chunks_per_invocation: int) -> Callable[[], Callable[[], int]]:
+    """Each invocation gets time for `chunks_per_invocation` chunks, then runs out."""
+
+    def new_invocation() -> Callable[[], int]:
+        calls = itertools.count()
+
+        def remaining() -> int:
+            call = next(calls)  # call 0 sizes the lease; call k follows chunk k
+            if call == 0:
+                return 300_000
+            return 60_000 if call < chunks_per_invocation else -1
+
+        return remaining
+
+    return new_invocation
+
+
+def in_other_worker(work: Callable[[], Outcome]) -> Outcome:
+    """Run `work` as a second, concurrent worker would: on its own thread and stack."""
+    result: list[Outcome] = []
+    thread = threading.Thread(target=lambda: result.append(work()))
+    thread.start()
+    thread.join(timeout=60)
+    assert result, "the second worker did not finish"
+    return result[0]
+
+
+# ------------------------------------------------------------------ continuation
+
+
+def test_task_needing_several_invocations_continues_and_finishes_exactly(world: World) -> None:
+    # Given a 12-chunk task and invocations with time for only a few chunks each
+    task_id = world.submit({"chunks": 12})
+    pipeline = world.pipeline(countdown(3))
+    # When the queue is drained
+    invocations = pipeline.run()
+    # Then it took several invocations, each chunk ran once, and the result is exact
+    task = world.task(task_id)
+    assert task.status == TaskStatus.SUCCESS
+    assert invocations >= 4
+    assert task.result == {"sum": sum(range(12)), "seen": list(range(12))}
+    assert [i for t, i in world.counting.executions if t == task_id] == list(range(12))
+    assert task.progress == 100 and task.units_done == 12
+
+
+def test_csv_statistics_across_invocations_equal_an_independent_reference(world: World) -> None:
+    # Given a generated CSV task small enough to check, large enough for many chunks
+    task_id = world.submit(
+        {"rows": 12000, "columns": 3, "seed": 7, "chunk_bytes": 65536}, task_type="DATA_PROCESSING"
+    )
+    # When the worker gets time for about two chunks per invocation
+    invocations = world.pipeline(countdown(2)).run()
+    task = world.task(task_id)
+    # Then it finished over several invocations
+    assert task.status == TaskStatus.SUCCESS, task.error
+    assert invocations >= 3
+    # And its statistics equal a reference computed here from the very same input file
+    s3 = boto3.client("s3")
+    bucket = world.resources.buckets["DataBucket"]
+    text = s3.get_object(Bucket=bucket, Key=f"results/{OWNER}/{task_id}/input.csv")["Body"].read()
+    rows = list(csv.reader(io.StringIO(text.decode())))
+    header, body = rows[0], rows[1:]
+    assert len(body) == 12000
+    full = json.loads(
+        s3.get_object(Bucket=bucket, Key=f"results/{OWNER}/{task_id}/result.json")["Body"].read()
+    )
+    by_name = {c["name"]: c for c in full["column_stats"]}
+    for position, name in enumerate(header):
+        values = []
+        for row in body:
+            cell = row[position].strip() if position < len(row) else ""
+            try:
+                value = float(cell)
+            except ValueError:
+                continue
+            # the documented rule: finite numbers written without digit separators
+            if math.isfinite(value) and "_" not in cell:
+                values.append(value)
+        if not values:
+            continue
+        stats = by_name[name]
+        assert stats["count"] == len(values)
+        assert stats["min"] == min(values) and stats["max"] == max(values)
+        assert stats["mean"] == pytest.approx(statistics.fmean(values), rel=1e-9)
+        assert stats["std_population"] == pytest.approx(statistics.pstdev(values), rel=1e-9)
+
+
+# ------------------------------------------------------------------ cancel
+
+
+def test_cancel_requested_mid_run_stops_at_the_next_checkpoint(world: World) -> None:
+    # Given a long task, cancelled by its owner while chunk 3 runs
+    task_id = world.submit({"chunks": 50})
+
+    def cancel_during(task: str, index: int) -> None:
+        if index == 3:
+            world.store.cancel(task, OWNER)
+
+    world.counting.after_chunk = cancel_during
+    # When the worker runs it
+    world.pipeline().run()
+    # Then it stopped at the checkpoint after chunk 3: CANCELLED, no further chunk ran
+    task = world.task(task_id)
+    assert task.status == TaskStatus.CANCELLED
+    assert [i for _, i in world.counting.executions] == [0, 1, 2, 3]
+    assert task.state is not None and task.state.units_done == 4
+
+
+# ------------------------------------------------------------------ duplicates and races
+
+
+def test_same_message_delivered_twice_counts_every_chunk_once(world: World) -> None:
+    # Given one task whose message SQS delivers twice in one batch
+    task_id = world.submit({"chunks": 5})
+    body = json.dumps({"task_id": task_id})
+    event = sqs_event([sqs_record(body), sqs_record(body)])
+    # When the worker handles the batch, then drains whatever follows
+    response = world.worker.lambda_handler(event, FakeLambdaContext())
+    world.pipeline().run()
+    # Then nothing failed, each chunk ran once, and the result equals a clean run
+    assert response == {"batchItemFailures": []}
+    task = world.task(task_id)
+    assert task.status == TaskStatus.SUCCESS
+    assert task.result == {"sum": 10, "seen": [0, 1, 2, 3, 4]}
+    assert [i for _, i in world.counting.executions] == [0, 1, 2, 3, 4]
+
+
+def test_two_workers_racing_fence_the_slower_one_out(world: World) -> None:
+    # Given worker A that stalls after chunk 1 until its lease has expired
+    task_id = world.submit({"chunks": 6})
+    engine = world.worker.engine()
+    takeover: dict[str, Outcome] = {}
+    stalled: list[bool] = []
+
+    def stall_then_lose(task: str, index: int) -> None:
+        if index == 1 and not stalled:
+            stalled.append(True)
+            # While A is stuck, time passes beyond its lease and worker B redelivers.
+            world.advance_clock(1000)
+            message = world.worker.parse_message(json.dumps({"task_id": task}))
+            takeover["b"] = in_other_worker(lambda: engine.process(message, lambda: 300_000))
+
+    world.counting.after_chunk = stall_then_lose
+    message = world.worker.parse_message(json.dumps({"task_id": task_id}))
+    # When A goes on after B took over and finished
+    outcome_a = engine.process(message, lambda: 300_000)
+    # Then A lost its lease at its next write, B finished, and the result is exact
+    assert takeover["b"] == Outcome.SUCCEEDED
+    assert outcome_a == Outcome.LEASE_LOST
+    task = world.task(task_id)
+    assert task.status == TaskStatus.SUCCESS
+    assert task.result == {"sum": 15, "seen": [0, 1, 2, 3, 4, 5]}
+    # chunk 0 was checkpointed by A; chunk 1 ran in A (never saved) and again in B
+    assert [i for _, i in world.counting.executions] == [0, 1, 1, 2, 3, 4, 5]
+
+
+# ------------------------------------------------------------------ crashes
+
+
+class Crash(Exception):
+    """A worker dying between two AWS calls (raised from a botocore hook)."""
+
+
+def crash_on_checkpoint(client: Any, number: int, *, after: bool) -> Callable[[], None]:
+    """Crash the worker at its `number`-th checkpoint write, before or after it lands."""
+    seen = {"n": 0, "armed": False}
+
+    def before(params: dict[str, Any], **_: Any) -> None:
+        if "#state = :state" in (params.get("UpdateExpression") or ""):
+            seen["n"] += 1
+            if seen["n"] == number:
+                if not after:
+                    raise Crash(f"worker killed before checkpoint {number} was written")
+                seen["armed"] = True
+
+    def after_call(**_: Any) -> None:
+        if seen["armed"]:
+            seen["armed"] = False
+            raise Crash(f"worker killed after checkpoint {number} was written")
+
+    client.meta.events.register("before-parameter-build.dynamodb.UpdateItem", before)
+    client.meta.events.register("after-call.dynamodb.UpdateItem", after_call)
+
+    def undo() -> None:
+        client.meta.events.unregister("before-parameter-build.dynamodb.UpdateItem", before)
+        client.meta.events.unregister("after-call.dynamodb.UpdateItem", after_call)
+
+    return undo
+
+
+@pytest.mark.parametrize("after", [False, True], ids=["before-checkpoint", "after-checkpoint"])
+def test_crash_around_checkpoint_resumes_with_at_most_one_chunk_repeated(
+    world: World, after: bool
+) -> None:
+    # Given a 6-chunk task whose worker dies at the 3rd checkpoint (chunk 2)
+    task_id = world.submit({"chunks": 6})
+    engine = world.worker.engine()
+    undo = crash_on_checkpoint(engine.store.client, 3, after=after)
+    batch = world.pipeline().receive()
+    # When the invocation crashes, the record is reported failed and stays on the queue
+    response = world.pipeline().invoke(batch)
+    undo()
+    assert len(response["batchItemFailures"]) == 1
+    assert world.task(task_id).status == TaskStatus.RUNNING
+    # And SQS redelivers after the visibility timeout, by which time the lease has expired
+    world.advance_clock(2000)
+    world.pipeline().run()
+    # Then the task resumed from its last checkpoint with an exact result
+    task = world.task(task_id)
+    assert task.status == TaskStatus.SUCCESS
+    assert task.result == {"sum": 15, "seen": [0, 1, 2, 3, 4, 5]}
+    runs = [i for _, i in world.counting.executions]
+    repeated = [i for i, n in Counter(runs).items() if n > 1]
+    if after:
+        assert repeated == []  # chunk 2's checkpoint landed: nothing runs twice
+    else:
+        assert repeated == [2]  # chunk 2's checkpoint was lost: it alone runs again
+
+
+# ------------------------------------------------------------------ errors and retries
+
+
+def test_failing_chunk_is_retried_with_growing_backoff_then_fails(world: World) -> None:
+    # Given a task whose chunk 2 always fails, with 3 attempts
+    task_id = world.submit({"chunks": 4, "fail_on_chunk": 2, "fail_times": 99}, max_attempts=3)
+    sent_delays: list[int] = []
+    client = world.worker.engine().dispatcher.client
+
+    def record_delay(params: dict[str, Any], **_: Any) -> None:
+        sent_delays.append(params.get("DelaySeconds", 0))
+
+    client.meta.events.register("provide-client-params.sqs.SendMessage", record_delay)
+    # When the worker drains the queue
+    world.pipeline().run()
+    # Then it ran 3 attempts, resuming at chunk 2 each time, and ended FAILED with the error
+    task = world.task(task_id)
+    assert task.status == TaskStatus.FAILED
+    assert task.attempts == 3
+    assert task.error is not None and task.error.type == "RuntimeError"
+    assert task.error.message == "chunk 2 broke"
+    assert [i for _, i in world.counting.executions] == [0, 1, 2, 2, 2]
+    assert len(sent_delays) == 2  # two retries were scheduled, none after the last attempt
+    events = [e.message for e in world.store.get_task_with_events(task_id, OWNER)[1]]
+    assert sum("retry in" in e for e in events) == 2
+    assert any(e.startswith("failed after 3 attempt(s): RuntimeError") for e in events)
+
+
+def test_backoff_grows_exponentially_with_jitter_and_is_capped() -> None:
+    import random
+
+    rng = random.Random(1)
+    for attempt in range(1, 12):
+        ceiling = min(900, 5 * 2 ** (attempt - 1))
+        delays = [backoff_seconds(attempt, rng) for _ in range(50)]
+        assert all(ceiling // 2 <= d <= ceiling for d in delays)
+    assert backoff_seconds(30, rng) <= 900
+
+
+def test_transient_failure_recovers_on_the_next_attempt(world: World) -> None:
+    task_id = world.submit({"chunks": 4, "fail_on_chunk": 1, "fail_times": 1})
+    world.pipeline().run()
+    task = world.task(task_id)
+    assert task.status == TaskStatus.SUCCESS
+    assert task.attempts == 2
+    assert task.result == {"sum": 6, "seen": [0, 1, 2, 3]}
+
+
+def test_retry_of_failed_task_resumes_from_checkpoint_and_restart_starts_over(world: World) -> None:
+    # Given a task that failed for good at chunk 3
+    task_id = world.submit({"chunks": 5, "fail_on_chunk": 3, "fail_times": 1}, max_attempts=1)
+    world.pipeline().run()
+    assert world.task(task_id).status == TaskStatus.FAILED
+    assert [i for _, i in world.counting.executions] == [0, 1, 2, 3]
+    # When its owner retries it (resume)
+    world.worker.engine().dispatcher.send(world.store.retry(task_id, OWNER, restart=False).task_id)
+    world.pipeline().run()
+    # Then only the chunks after the checkpoint ran again
+    assert world.task(task_id).status == TaskStatus.SUCCESS
+    assert [i for _, i in world.counting.executions] == [0, 1, 2, 3, 3, 4]
+    assert world.task(task_id).result == {"sum": 10, "seen": [0, 1, 2, 3, 4]}
+    # And a restart after a cancel runs every chunk from the beginning
+    world.counting.executions.clear()
+    other = world.submit({"chunks": 3})
+    world.store.cancel(other, OWNER)
+    world.worker.engine().dispatcher.send(world.store.retry(other, OWNER, restart=True).task_id)
+    world.pipeline().run()
+    assert world.task(other).status == TaskStatus.SUCCESS
+    assert [i for _, i in world.counting.executions] == [0, 1, 2]
+
+
+def test_malformed_record_is_a_batch_item_failure_and_the_others_succeed(world: World) -> None:
+    # Given a batch with a good record between two malformed ones
+    task_id = world.submit({"chunks": 2})
+    good = sqs_record(json.dumps({"task_id": task_id}), message_id="good")
+    bad_json = sqs_record("{not json", message_id="bad-json")
+    bad_id = sqs_record(json.dumps({"task_id": "../../etc"}), message_id="bad-id")
+    # When the worker handles it
+    response = world.worker.lambda_handler(sqs_event([bad_json, good, bad_id]), FakeLambdaContext())
+    # Then only the malformed ones are reported, and the good task finished
+    assert sorted(f["itemIdentifier"] for f in response["batchItemFailures"]) == ["bad-id", "bad-json"]
+    assert world.task(task_id).status == TaskStatus.SUCCESS
+
+
+def test_dlq_handler_marks_dead_task_failed_and_records_a_dead_letter(
+    world: World, function_env: Callable[[str], dict[str, str]]
+) -> None:
+    # Given a task whose message died (it never ran)
+    task_id = world.submit({"chunks": 2})
+    function_env("DlqFunction")
+    reset_function_caches()
+    dlq = load_function("dlq")
+    records = [
+        sqs_record(json.dumps({"task_id": task_id}), receive_count=5, message_id="m1"),
+        sqs_record("garbage", message_id="m2"),
+    ]
+    # When the DLQ handler consumes it (and a malformed one)
+    response = dlq.lambda_handler(sqs_event(records), FakeLambdaContext())
+    # Then the task is FAILED with the reason, and the malformed letter was drained too
+    assert response == {"batchItemFailures": []}
+    task = world.task(task_id)
+    assert task.status == TaskStatus.FAILED
+    assert task.error is not None and task.error.type == "DeadLetter"
+    assert "5 deliveries" in task.error.message
+    letters = world.store.dead_letters(OWNER)
+    assert [(d["task_id"], d["receive_count"]) for d in letters] == [(task_id, 5)]
+    # And a second delivery of the same dead letter changes nothing
+    dlq.lambda_handler(sqs_event(records[:1]), FakeLambdaContext())
+    assert len(world.store.dead_letters(OWNER)) == 1
+
+
+def test_dead_letters_are_listed_and_redriven_by_their_owner_only(
+    world: World, function_env: Callable[[str], dict[str, str]]
+) -> None:
+    task_id = world.submit({"chunks": 2})
+    function_env("DlqFunction")
+    reset_function_caches()
+    load_function("dlq").lambda_handler(
+        sqs_event([sqs_record(json.dumps({"task_id": task_id}), receive_count=5)]),
+        FakeLambdaContext(),
+    )
+    function_env("ApiFunction")
+    reset_function_caches()
+    other = call_api(http_event("GET", "/dead-letters", sub="someone-else"))
+    assert other.status == 200 and other.body == {"items": []}
+    mine = call_api(http_event("GET", "/dead-letters"))
+    assert [d["task_id"] for d in mine.body["items"]] == [task_id]
+    assert mine.body["items"][0]["task_status"] == "FAILED"
+    assert call_api(http_event("POST", "/dead-letters/redrive", sub="someone-else")).body == {
+        "redriven": 0,
+        "skipped": 0,
+    }
+    redrive = call_api(http_event("POST", "/dead-letters/redrive"))
+    assert redrive.body == {"redriven": 1, "skipped": 0}
+    assert call_api(http_event("GET", "/dead-letters")).body == {"items": []}
+    # the task went back to its queue and now runs to the end
+    function_env("WorkerFunction")
+    reset_function_caches()
+    load_function("worker").engine().registry = {**REGISTRY, "COUNTING": world.counting}
+    world.pipeline().run()
+    assert world.task(task_id).status == TaskStatus.SUCCESS
+
+
+# ------------------------------------------------------------------ scheduling and timeouts
+
+
+def test_task_scheduled_beyond_fifteen_minutes_hops_until_due(world: World) -> None:
+    # Given a task due in 40 minutes
+    task_id = world.submit({"chunks": 1})
+    due = utcnow() + timedelta(minutes=40)
+    world.store.client.update_item(
+        TableName=world.store.table_name,
+        Key={"pk": {"S": f"TASK#{task_id}"}, "sk": {"S": "META"}},
+        UpdateExpression="SET run_at = :r",
+        ExpressionAttributeValues={":r": {"S": due.strftime("%Y-%m-%dT%H:%M:%S.%fZ")}},
+    )
+    engine = world.worker.engine()
+    message = world.worker.parse_message(json.dumps({"task_id": task_id}))
+    delays: list[int] = []
+    client = engine.dispatcher.client
+    client.meta.events.register(
+        "provide-client-params.sqs.SendMessage",
+        lambda params, **_: delays.append(params.get("DelaySeconds", 0)),
+    )
+    # When its message arrives early, again and again as time passes
+    outcomes = []
+    for _ in range(3):
+        outcomes.append(engine.process(message, lambda: 300_000))
+        world.advance_clock(delays[-1])
+    outcomes.append(engine.process(message, lambda: 300_000))
+    # Then it hopped in steps of at most 900 s, and ran once due
+    assert outcomes == [Outcome.SCHEDULED] * 3 + [Outcome.SUCCEEDED]
+    assert delays == [900, 900, 600]
+    assert world.task(task_id).status == TaskStatus.SUCCESS
+
+
+def test_task_running_past_its_timeout_fails_with_a_clear_error(world: World) -> None:
+    task_id = world.submit({"chunks": 10})
+    world.store.client.update_item(
+        TableName=world.store.table_name,
+        Key={"pk": {"S": f"TASK#{task_id}"}, "sk": {"S": "META"}},
+        UpdateExpression="SET timeout_seconds = :t",
+        ExpressionAttributeValues={":t": {"N": "60"}},
+    )
+
+    def slow(task: str, index: int) -> None:
+        if index == 2:
+            world.advance_clock(120)
+
+    world.counting.after_chunk = slow
+    world.pipeline().run()
+    task = world.task(task_id)
+    assert task.status == TaskStatus.FAILED
+    assert task.error is not None and task.error.type == "TaskTimeout"
+    assert [i for _, i in world.counting.executions] == [0, 1, 2]
+
+
+# ------------------------------------------------------------------ request budget
+
+
+def test_ten_chunk_task_costs_at_most_chunks_plus_six_orchestration_requests(
+    world: World, function_env: Callable[[str], dict[str, str]]
+) -> None:
+    # Given a botocore hook counting every DynamoDB and SQS request of the pipeline
+    calls: Counter[str] = Counter()
+
+    def count(event_name: str, **_: Any) -> None:
+        _, service, operation = event_name.split(".")[:3]
+        calls[f"{service}.{operation}"] += 1
+
+    function_env("ApiFunction")
+    reset_function_caches()
+    api = load_function("api")
+    api.service().registry = {**REGISTRY, "COUNTING": world.counting}
+    engine = world.worker.engine()
+    engine.registry = {**REGISTRY, "COUNTING": world.counting}
+    clients = [
+        api.service().store.client,
+        api.service().dispatcher.client,
+        engine.store.client,
+        engine.dispatcher.client,
+    ]
+    for client in {id(c): c for c in clients}.values():
+        client.meta.events.register("before-call.*.*", count)
+    # When a 10-chunk task is submitted over the API and run in one invocation
+    response = call_api(http_event("POST", "/tasks", body={"type": "COUNTING", "params": {"chunks": 10}}))
+    assert response.status == 201
+    batch = world.pipeline().receive()
+    world.pipeline().invoke(batch)
+    # Then it succeeded within the budget: chunks + 6 requests, submit included
+    assert world.task(response.body["id"]).status == TaskStatus.SUCCESS
+    total = sum(calls.values())
+    print(f"AWS requests for a 10-chunk task: {total} {dict(calls)}")
+    assert total <= 10 + 6, dict(calls)
+    assert calls["dynamodb.UpdateItem"] == 9  # one checkpoint per chunk but the last
+
+
+def test_handover_between_invocations_is_fenced_by_lease(world: World) -> None:
+    # A duplicate continuation arriving while a worker holds the lease is dropped.
+    task_id = world.submit({"chunks": 3})
+    engine = world.worker.engine()
+    message = world.worker.parse_message(json.dumps({"task_id": task_id}))
+    outcomes: list[Outcome] = []
+
+    def duplicate_arrives(task: str, index: int) -> None:
+        if index == 0 and not outcomes:
+            outcomes.append(in_other_worker(lambda: engine.process(message, lambda: 300_000)))
+
+    world.counting.after_chunk = duplicate_arrives
+    assert engine.process(message, lambda: 300_000) == Outcome.SUCCEEDED
+    assert outcomes == [Outcome.DROPPED]
+    assert [i for _, i in world.counting.executions] == [0, 1, 2]
