@@ -1,6 +1,5 @@
 """API Lambda: HTTP API routes, thin. Parse, call one taskqueue function, shape the answer."""
 
-
 from datetime import datetime
 from functools import cache
 from typing import Annotated, Any
@@ -20,11 +19,11 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from taskqueue.config import get_settings
 from taskqueue.models import (
     DeadLetterPage,
-    RedriveResult,
     ErrorResponse,
     InvalidRequest,
     InvalidTransition,
     ListTasksQuery,
+    RedriveResult,
     RetryTaskRequest,
     Stats,
     SubmitTaskRequest,
@@ -94,7 +93,10 @@ def json_response(status: int, payload: Any) -> Response[Any]:
 
 def error_response(status: int, code: str, message: str, details: Any = None) -> Response[Any]:
     return json_response(
-        status, ErrorResponse.model_validate({"error": {"code": code, "message": message, "details": details}})
+        status,
+        ErrorResponse.model_validate(
+            {"error": {"code": code, "message": message, "details": details}}
+        ),
     )
 
 
@@ -133,7 +135,10 @@ def handle_validation_error(exc: RequestValidationError) -> Response[Any]:
         {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
         for e in exc.errors()
     ]
-    if any(e["type"] in ("json_invalid", "model_attributes_type") and e["loc"][:1] == ["body"] for e in errors):
+    if any(
+        e["type"] in ("json_invalid", "model_attributes_type") and e["loc"][:1] == ["body"]
+        for e in errors
+    ):
         return error_response(400, "malformed_json", "request body is not a JSON object", errors)
     return error_response(422, "validation_error", "request is not valid", errors)
 
@@ -146,7 +151,9 @@ def handle_not_found(exc: Exception) -> Response[Any]:
 # ------------------------------------------------------------------ routes
 
 
-@app.post("/tasks", responses={201: {"description": "created"}, 200: {"description": "idempotent replay"}})
+@app.post(
+    "/tasks", responses={201: {"description": "created"}, 200: {"description": "idempotent replay"}}
+)
 @tracer.capture_method
 def submit_task(
     body: SubmitTaskRequest,
@@ -165,7 +172,7 @@ def submit_task(
 @tracer.capture_method
 def list_tasks(
     status: Annotated[TaskStatus | None, Query()] = None,
-    type: Annotated[str | None, Query(min_length=1, max_length=64)] = None,  # noqa: A002
+    type: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
     created_after: Annotated[datetime | None, Query()] = None,
     created_before: Annotated[datetime | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
@@ -179,7 +186,7 @@ def list_tasks(
         limit=limit,
         cursor=cursor,
     )
-    return service().list(current_owner(), query)
+    return service().list_tasks(current_owner(), query)
 
 
 @app.get("/tasks/<task_id>")

@@ -8,6 +8,7 @@ from aws_lambda_powertools.utilities.batch import (
     EventType,
     process_partial_response,
 )
+from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.parser.models import SqsRecordModel
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import ValidationError
@@ -35,7 +36,7 @@ def record_handler(record: SqsRecordModel) -> str:
         message = parse_message(record.body)
     except ValidationError:
         # Nothing to mark: the body names no task. Acknowledge it so the DLQ drains.
-        logger.error("dead letter without a task id", body=record.body[:500])
+        logger.error("dead letter without a task id", body=str(record.body)[:500])
         return "malformed"
     receives = record.attributes.ApproximateReceiveCount
     error = TaskError(
@@ -57,7 +58,7 @@ def record_handler(record: SqsRecordModel) -> str:
 @logger.inject_lambda_context
 @metrics.log_metrics
 @tracer.capture_lambda_handler
-def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
     return process_partial_response(
         event=event, record_handler=record_handler, processor=processor, context=context
     )

@@ -30,7 +30,9 @@ class Settings(BaseModel):
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if environ is None else environ
         values = {
-            name: env[name.upper()] for name in cls.model_fields if env.get(name.upper()) not in (None, "")
+            name: env[name.upper()]
+            for name in cls.model_fields
+            if env.get(name.upper()) not in (None, "")
         }
         return cls.model_validate(values)
 

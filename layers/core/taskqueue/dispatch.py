@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from taskqueue.aws import client as aws_client
 from taskqueue.models import TaskMessage
@@ -54,7 +54,7 @@ class Dispatcher:
             QueueUrl=queue_url,
             AttributeNames=list(DEPTH_ATTRIBUTES),  # type: ignore[arg-type]
         )
-        attributes: dict[str, Any] = response.get("Attributes", {})
+        attributes = {str(name): value for name, value in response.get("Attributes", {}).items()}
         return {label: int(attributes.get(name, 0)) for name, label in DEPTH_ATTRIBUTES.items()}
 
     def depths(self) -> dict[str, dict[str, int]]:

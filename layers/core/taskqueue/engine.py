@@ -9,6 +9,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
+from functools import partial
 from typing import Any, TypeVar
 
 from pydantic import ValidationError
@@ -99,7 +100,9 @@ class Engine:
         now = self.clock()
         if task.status == TaskStatus.PENDING and task.run_at and task.run_at > now:
             wait = (task.run_at - now).total_seconds()
-            self.dispatcher.send(task.task_id, task.priority.value, int(min(MAX_DELAY_SECONDS, wait + 0.999)))
+            self.dispatcher.send(
+                task.task_id, task.priority.value, int(min(MAX_DELAY_SECONDS, wait + 0.999))
+            )
             return Outcome.SCHEDULED
         lease = secrets.token_hex(16)
         # The lease outlives this invocation, so only a worker that died loses it.
@@ -121,11 +124,15 @@ class Engine:
     ) -> Outcome:
         task_type = self.registry.get(task.task_type)
         if task_type is None:
-            return self._fail(task, lease, task.state, TaskError(type="UnknownTaskType", message=task.task_type))
+            return self._fail(
+                task, lease, task.state, TaskError(type="UnknownTaskType", message=task.task_type)
+            )
         try:
             params = task_type.params_model.model_validate(task.params)
         except ValidationError as exc:
-            return self._fail(task, lease, task.state, TaskError(type="InvalidParams", message=str(exc)[:1000]))
+            return self._fail(
+                task, lease, task.state, TaskError(type="InvalidParams", message=str(exc)[:1000])
+            )
         if task.cancel_requested:
             return self._cancel(task, lease, task.state)
         if task.timed_out(self.clock()):
@@ -134,12 +141,12 @@ class Engine:
         saved = task.state
         slowest_ms = 0.0
         try:
-            state = saved or _guarded(lambda: task_type.start(params, ctx))
+            state = saved or _guarded(partial(task_type.start, params, ctx))
             while not state.done:
                 if task.timed_out(self.clock()):
                     return self._fail(task, lease, saved, _timeout_error(task))
                 started = time.monotonic()
-                state = _guarded(lambda: task_type.run_chunk(params, state, ctx))
+                state = _guarded(partial(task_type.run_chunk, params, state, ctx))
                 elapsed_ms = (time.monotonic() - started) * 1000
                 slowest_ms = max(slowest_ms, elapsed_ms)
                 metrics.add_metric(name="ChunkDuration", unit="Milliseconds", value=elapsed_ms)
@@ -161,7 +168,7 @@ class Engine:
                 if out_of_time:
                     self.dispatcher.send(task.task_id, task.priority.value)
                     return Outcome.CONTINUED
-            result = _guarded(lambda: task_type.finish(params, state, ctx))
+            result = _guarded(partial(task_type.finish, params, state, ctx))
         except TaskTypeFailure as failure:
             # The task's own code failed: that is data (retry or FAILED), not a worker crash.
             # AWS errors of our own writes propagate instead, so SQS redelivers the message.
@@ -245,4 +252,8 @@ def _milestone(before: ChunkState | None, after: ChunkState) -> str | None:
 
 
 def parse_message(body: Any) -> TaskMessage:
-    return TaskMessage.model_validate_json(body) if isinstance(body, str | bytes) else TaskMessage.model_validate(body)
+    return (
+        TaskMessage.model_validate_json(body)
+        if isinstance(body, str | bytes)
+        else TaskMessage.model_validate(body)
+    )

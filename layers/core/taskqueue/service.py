@@ -18,25 +18,25 @@ from taskqueue.files import Files
 from taskqueue.models import (
     DeadLetterPage,
     DeadLetterView,
-    InvalidTransition,
-    RedriveResult,
-    TaskNotFound,
     InvalidRequest,
+    InvalidTransition,
     ListTasksQuery,
+    RedriveResult,
+    Stats,
+    StatusCounts,
+    SubmitTaskRequest,
     Task,
     TaskDetail,
     TaskError,
+    TaskNotFound,
     TaskPage,
     TaskQueueError,
     TaskStatus,
     TaskTypeInfo,
     TaskView,
+    ThroughputPoint,
     UploadRequest,
     UploadTicket,
-    Stats,
-    StatusCounts,
-    SubmitTaskRequest,
-    ThroughputPoint,
     format_time,
     utcnow,
 )
@@ -81,7 +81,13 @@ class TaskService:
         if task_type is None:
             raise InvalidRequest(
                 f"unknown task type {name!r}",
-                [{"loc": ["body", "type"], "msg": f"must be one of {sorted(self.registry)}", "type": "enum"}],
+                [
+                    {
+                        "loc": ["body", "type"],
+                        "msg": f"must be one of {sorted(self.registry)}",
+                        "type": "enum",
+                    }
+                ],
             )
         return task_type
 
@@ -137,10 +143,14 @@ class TaskService:
         downloads = self.files.download_links(owner, task.outputs) if task.outputs else []
         return TaskDetail(**view.model_dump(), events=events, downloads=downloads)
 
-    def list(self, owner: str, query: ListTasksQuery) -> TaskPage:
+    def list_tasks(self, owner: str, query: ListTasksQuery) -> TaskPage:
         if query.type is not None:
             self.task_type(query.type)
-        if query.created_after and query.created_before and query.created_after >= query.created_before:
+        if (
+            query.created_after
+            and query.created_before
+            and query.created_after >= query.created_before
+        ):
             raise InvalidRequest("created_after must be before created_before")
         page = self.store.list_tasks(
             owner,
@@ -161,14 +171,18 @@ class TaskService:
         try:
             self.dispatcher.send(task.task_id, task.priority.value)
         except (ClientError, BotoCoreError) as exc:
-            self.store.fail_pending(task.task_id, TaskError(type="EnqueueFailed", message=str(exc)[:500]))
+            self.store.fail_pending(
+                task.task_id, TaskError(type="EnqueueFailed", message=str(exc)[:500])
+            )
             raise EnqueueFailed("the task queue is unavailable; try again") from exc
         return task
 
     def task_types(self) -> list[TaskTypeInfo]:
         return [
             TaskTypeInfo(
-                name=t.name, description=t.description, params_schema=t.params_model.model_json_schema()
+                name=t.name,
+                description=t.description,
+                params_schema=t.params_model.model_json_schema(),
             )
             for t in sorted(self.registry.values(), key=lambda t: t.name)
         ]
@@ -250,4 +264,3 @@ class TaskService:
             checks["queue"] = f"error: {type(exc).__name__}"
         checks["ok"] = all(v == "ok" for v in checks.values())
         return checks
-

@@ -64,9 +64,7 @@ def shard_of(task_id: str, shard_count: int) -> int:
     return int(hashlib.sha256(task_id.encode()).hexdigest()[:8], 16) % shard_count
 
 
-def index_keys(
-    owner: str, task_type: str, status: TaskStatus, shard: int
-) -> dict[str, str]:
+def index_keys(owner: str, task_type: str, status: TaskStatus, shard: int) -> dict[str, str]:
     return {
         "gsi1pk": f"OWNER#{owner}#{shard}",
         "gsi2pk": f"OWNER#{owner}#TYPE#{task_type}#{shard}",
@@ -74,9 +72,7 @@ def index_keys(
     }
 
 
-def status_index_keys(
-    owner: str, task_type: str, status: TaskStatus, shard: int
-) -> dict[str, str]:
+def status_index_keys(owner: str, task_type: str, status: TaskStatus, shard: int) -> dict[str, str]:
     return {
         "gsi3pk": f"OWNER#{owner}#STATUS#{status}#{shard}",
         "gsi4pk": f"OWNER#{owner}#STATUS#{status}#TYPE#{task_type}#{shard}",
@@ -369,13 +365,15 @@ class TaskStore:
         try:
             self.client.transact_write_items(TransactItems=writes)  # type: ignore[arg-type]
         except ClientError as exc:
-            reasons = exc.response.get("CancellationReasons", [])  # type: ignore[typeddict-item]
-            if not (idempotency_key and reasons and reasons[0].get("Code") == "ConditionalCheckFailed"):
+            reasons = exc.response.get("CancellationReasons", [])
+            if not (
+                idempotency_key and reasons and reasons[0].get("Code") == "ConditionalCheckFailed"
+            ):
                 raise
             old = reasons[0].get("Item") or self._get_item(
                 {"pk": {"S": f"IDEMP#{task.owner}#{idempotency_key}"}, "sk": {"S": "IDEMP"}}
             )
-            previous = deserialize(old or {})
+            previous = deserialize(dict(old or {}))
             if previous.get("request_hash", request_hash) != request_hash:
                 raise InvalidTransition(
                     "this Idempotency-Key was already used with a different request"
@@ -417,7 +415,10 @@ class TaskStore:
             raise TaskNotFound(f"task {task_id} not found")
         lines = [*map(deserialize, items[1:]), *deserialize(items[0]).get("log", [])]
         events = sorted(
-            (TaskEvent(time=parse_time(e["time"]), level=e["level"], message=e["message"]) for e in lines),
+            (
+                TaskEvent(time=parse_time(e["time"]), level=e["level"], message=e["message"])
+                for e in lines
+            ),
             key=lambda event: event.time,
         )
         return task, events[-event_limit:]
@@ -494,9 +495,9 @@ class TaskStore:
                     state[str(reader.shard)] = None
                 elif reader.consumed_ck or reader.after_ck:
                     state[str(reader.shard)] = reader.consumed_ck or reader.after_ck
-            for shard, position in positions.items():
+            for shard_name, position in positions.items():
                 if position is None:
-                    state[shard] = None
+                    state[shard_name] = None
             next_cursor = self._encode_cursor(fingerprint, state)
         return ListPage(visible, next_cursor)
 
@@ -572,7 +573,7 @@ class TaskStore:
                 for item in response.get("Responses", {}).get(self.table_name, []):
                     task = item_to_task(item)
                     found[task.task_id] = task
-                pending = response.get("UnprocessedKeys") or {}  # type: ignore[assignment]
+                pending = response.get("UnprocessedKeys") or {}
                 if not pending:
                     break
         return [found[task_id] for task_id in task_ids if task_id in found]
@@ -604,7 +605,7 @@ class TaskStore:
                 "cursor is not valid for this list (it belongs to other filters)",
                 {"cursor": cursor[:100]},
             )
-        return positions  # type: ignore[no-any-return]
+        return positions
 
     # ------------------------------------------------------------------ transitions
 
@@ -630,9 +631,16 @@ class TaskStore:
             **status_index_keys(task.owner, task.task_type, new_status, shard),
         )
         if new_status.is_terminal:
-            update.set(finished_at=format_time(now), expires_at=self._expiry(now), lease_expires_at=0)
+            update.set(
+                finished_at=format_time(now), expires_at=self._expiry(now), lease_expires_at=0
+            )
         items: list[dict[str, Any]] = [
-            {"Update": {"TableName": self.table_name, **update.request(task_key(task.task_id), condition)}}
+            {
+                "Update": {
+                    "TableName": self.table_name,
+                    **update.request(task_key(task.task_id), condition),
+                }
+            }
         ]
         items += self._counter_updates(task, task.status, new_status, now)
         items += extra or []
@@ -650,7 +658,7 @@ class TaskStore:
         try:
             self.client.transact_write_items(TransactItems=items)  # type: ignore[arg-type]
         except ClientError as exc:
-            reasons = exc.response.get("CancellationReasons", [])  # type: ignore[typeddict-item]
+            reasons = exc.response.get("CancellationReasons", [])
             if reasons and reasons[0].get("Code") == "ConditionalCheckFailed":
                 raise TransitionConflict(f"task {task.task_id} changed state meanwhile") from exc
             raise
@@ -672,7 +680,9 @@ class TaskStore:
         updates = []
         for sk, counters in deltas.items():
             names = {f"#c{i}": name for i, name in enumerate(counters)}
-            values: dict[str, Any] = {f":c{i}": {"N": str(v)} for i, v in enumerate(counters.values())}
+            values: dict[str, Any] = {
+                f":c{i}": {"N": str(v)} for i, v in enumerate(counters.values())
+            }
             expression = "ADD " + ", ".join(f"#c{i} :c{i}" for i in range(len(counters)))
             lifetime = 2 * 3600 if sk.startswith("MIN#") else (self.retention_days + 2) * 86400
             if sk != ACTIVE_BUCKET:
@@ -709,7 +719,9 @@ class TaskStore:
                         event=("cancelled before it started", "INFO"),
                     )
                 elif task.status == TaskStatus.RUNNING:
-                    update = _Update().set(cancel_requested=True, updated_at=format_time(self._now()))
+                    update = _Update().set(
+                        cancel_requested=True, updated_at=format_time(self._now())
+                    )
                     update.log(self._now(), "cancel requested")
                     update.value(expected=TaskStatus.RUNNING.value).name("status")
                     self._update(task_key(task_id), update, "#status = :expected")

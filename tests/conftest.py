@@ -1,0 +1,204 @@
+"""Shared fixtures: fake AWS first, moto resources from template.yaml, and no DynamoDB Scan.
+
+- ``aws``: a fresh ``mock_aws()`` with the table, queues and buckets of template.yaml;
+  yields :class:`devstack.resources.LocalResources` (``aws.tables["TasksTable"]``,
+  ``aws.queues["TaskQueue"]`` (URL), ``aws.buckets["DataBucket"]``, ``aws.arns[...]``).
+- ``settings_env``: ``aws`` + the ApiFunction environment set with monkeypatch.
+- ``function_env``: the same for any function: ``function_env("WorkerFunction")``.
+- ``lambda_context``: a fake Lambda context with a settable remaining time.
+- every test: a DynamoDB ``Scan`` fails the test (design rule: no Scan, anywhere).
+"""
+
+from __future__ import annotations
+
+import os
+
+# Before boto3 is imported anywhere: never reach a real account, whatever the shell has.
+FAKE_AWS_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SECURITY_TOKEN": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_REGION": "us-east-1",
+}
+REAL_AWS_ENV = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_ENDPOINT_URL", "DEV_AUTH_USER")
+os.environ.update(FAKE_AWS_ENV)
+for _name in REAL_AWS_ENV:
+    os.environ.pop(_name, None)
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+from uuid import uuid4
+
+import boto3
+import pytest
+from botocore.client import BaseClient
+from moto import mock_aws
+
+from devstack.resources import (
+    LocalResources,
+    create_resources,
+    function_environment,
+    load_template,
+    transform_template,
+)
+
+REGION = FAKE_AWS_ENV["AWS_DEFAULT_REGION"]
+
+# ------------------------------------------------------------------------------- no Scan
+
+
+class ScanGuard:
+    """Fails the running test on a forbidden call: a DynamoDB Scan (use Query on an index)."""
+
+    forbidden = frozenset({("dynamodb", "Scan")})
+
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+
+    def check(self, service_name: str, operation_name: str) -> None:
+        if (service_name, operation_name) in self.forbidden:
+            message = f"{service_name}.{operation_name} called: DynamoDB Scan is forbidden"
+            self.seen.append(message)
+            # pytest.fail raises a BaseException: code catching Exception cannot hide it.
+            pytest.fail(message)
+
+
+SCAN_GUARD = ScanGuard()
+_original_make_api_call = BaseClient._make_api_call  # type: ignore[attr-defined]
+
+
+def _guarded_make_api_call(self: BaseClient, operation_name: str, api_params: Any) -> Any:
+    SCAN_GUARD.check(self.meta.service_model.service_name, operation_name)
+    return _original_make_api_call(self, operation_name, api_params)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_dynamodb_scan() -> Iterator[None]:
+    """Every botocore call (boto3 client, resource, paginator) passes through the guard."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(BaseClient, "_make_api_call", _guarded_make_api_call)
+        yield
+
+
+_CALL_FAILED = pytest.StashKey[bool]()
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    report = yield
+    if report.when == "call":
+        item.stash[_CALL_FAILED] = report.failed
+    return report
+
+
+@pytest.fixture(autouse=True)
+def scan_guard(request: pytest.FixtureRequest) -> Iterator[ScanGuard]:
+    """The guard; after the test, also fails a test whose code swallowed the guard's error."""
+    SCAN_GUARD.seen.clear()
+    yield SCAN_GUARD
+    seen = list(SCAN_GUARD.seen)
+    SCAN_GUARD.seen.clear()
+    if seen and not request.node.stash.get(_CALL_FAILED, False):
+        pytest.fail(seen[0], pytrace=False)
+
+
+# ------------------------------------------------------------------------------- AWS
+
+
+@pytest.fixture(autouse=True)
+def _fake_aws_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in FAKE_AWS_ENV.items():
+        monkeypatch.setenv(name, value)
+    for name in REAL_AWS_ENV:
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture(scope="session")
+def sam_template() -> dict[str, Any]:
+    """template.yaml as written (short tags turned into Fn::*)."""
+    return load_template()
+
+
+@pytest.fixture(scope="session")
+def transformed_template(sam_template: dict[str, Any]) -> dict[str, Any]:
+    """template.yaml after samtranslator: plain CloudFormation (cached for the session)."""
+    return transform_template(sam_template)
+
+
+def _reset_cached_clients() -> None:
+    from taskqueue import aws as taskqueue_aws
+
+    taskqueue_aws.reset_clients()
+    try:
+        from taskqueue.config import get_settings
+    except ImportError:  # the config module may not define it
+        return
+    get_settings.cache_clear()
+
+
+@pytest.fixture
+def aws(transformed_template: dict[str, Any]) -> Iterator[LocalResources]:
+    """moto in-process with every table, queue and bucket of template.yaml."""
+    with mock_aws():
+        _reset_cached_clients()
+        yield create_resources(boto3.Session(region_name=REGION), transformed_template)
+    _reset_cached_clients()
+
+
+@pytest.fixture
+def function_env(
+    aws: LocalResources,
+    transformed_template: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
+) -> Callable[[str], dict[str, str]]:
+    """``function_env("WorkerFunction")`` sets that function's environment; returns it."""
+
+    def apply(logical_id: str) -> dict[str, str]:
+        environment = function_environment(transformed_template, logical_id, aws)
+        for name, value in environment.items():
+            monkeypatch.setenv(name, value)
+        _reset_cached_clients()
+        return environment
+
+    return apply
+
+
+@pytest.fixture
+def settings_env(function_env: Callable[[str], dict[str, str]]) -> dict[str, str]:
+    """The ApiFunction environment (Globals included) pointing at the moto resources."""
+    return function_env("ApiFunction")
+
+
+# ------------------------------------------------------------------------------- Lambda
+
+
+@dataclass
+class FakeLambdaContext:
+    """The parts of the Lambda context handlers use; remaining time is settable.
+
+    ``remaining_time_in_millis`` is an int or a callable (e.g. a countdown), so a test can
+    make a worker run out of time after N chunks.
+    """
+
+    function_name: str = "local-WorkerFunction"
+    function_version: str = "$LATEST"
+    memory_limit_in_mb: int = 1024
+    invoked_function_arn: str = (
+        "arn:aws:lambda:us-east-1:123456789012:function:local-WorkerFunction"
+    )
+    aws_request_id: str = field(default_factory=lambda: str(uuid4()))
+    log_group_name: str = "/aws/lambda/local-WorkerFunction"
+    log_stream_name: str = "local"
+    remaining_time_in_millis: int | Callable[[], int] = 300_000
+
+    def get_remaining_time_in_millis(self) -> int:
+        remaining = self.remaining_time_in_millis
+        return remaining() if callable(remaining) else remaining
+
+
+@pytest.fixture
+def lambda_context() -> FakeLambdaContext:
+    return FakeLambdaContext()
