@@ -126,7 +126,13 @@ def call_api(event: dict[str, Any]) -> ApiResponse:
     return ApiResponse(response["statusCode"], body, response.get("headers") or {})
 
 
-def sqs_record(body: str, queue_arn: str = "arn:aws:sqs:us-east-1:123456789012:queue", receive_count: int = 1, message_id: str | None = None, receipt: str = "receipt") -> dict[str, Any]:
+def sqs_record(
+    body: str,
+    queue_arn: str = "arn:aws:sqs:us-east-1:123456789012:queue",
+    receive_count: int = 1,
+    message_id: str | None = None,
+    receipt: str = "receipt",
+) -> dict[str, Any]:
     return {
         "messageId": message_id or uuid.uuid4().hex,
         "receiptHandle": receipt,
@@ -138,7 +144,7 @@ def sqs_record(body: str, queue_arn: str = "arn:aws:sqs:us-east-1:123456789012:q
             "ApproximateFirstReceiveTimestamp": "1795507200000",
         },
         "messageAttributes": {},
-        "md5OfBody": hashlib.md5(body.encode()).hexdigest(),  # noqa: S324 - SQS's own checksum
+        "md5OfBody": hashlib.md5(body.encode()).hexdigest(),
         "eventSource": "aws:sqs",
         "eventSourceARN": queue_arn,
         "awsRegion": "us-east-1",
@@ -161,7 +167,7 @@ class Pipeline:
     sqs: Any
     queue_urls: list[str]
     # A new remaining-time function for each invocation (Lambda's clock restarts each time).
-    budget: Callable[[], Callable[[], int]] = lambda: (lambda: 300_000)
+    budget: Callable[[], Callable[[], int]] = lambda: lambda: 300_000
     invocations: int = 0
     outcomes: list[str] = field(default_factory=list)
 

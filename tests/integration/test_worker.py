@@ -6,10 +6,10 @@ from __future__ import annotations
 import csv
 import io
 import itertools
-import math
-import threading
 import json
+import math
 import statistics
+import threading
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -93,7 +93,9 @@ class World:
     high_queue_url: str
     dlq_url: str
 
-    def submit(self, params: dict[str, Any], task_type: str = "COUNTING", max_attempts: int = 3) -> str:
+    def submit(
+        self, params: dict[str, Any], task_type: str = "COUNTING", max_attempts: int = 3
+    ) -> str:
         now = utcnow()
         task = Task(
             task_id=uuid.uuid4().hex,
@@ -450,7 +452,10 @@ def test_malformed_record_is_a_batch_item_failure_and_the_others_succeed(world: 
     # When the worker handles it
     response = world.worker.lambda_handler(sqs_event([bad_json, good, bad_id]), FakeLambdaContext())
     # Then only the malformed ones are reported, and the good task finished
-    assert sorted(f["itemIdentifier"] for f in response["batchItemFailures"]) == ["bad-id", "bad-json"]
+    assert sorted(f["itemIdentifier"] for f in response["batchItemFailures"]) == [
+        "bad-id",
+        "bad-json",
+    ]
     assert world.task(task_id).status == TaskStatus.SUCCESS
 
 
@@ -595,7 +600,9 @@ def test_ten_chunk_task_costs_at_most_chunks_plus_six_orchestration_requests(
     for client in {id(c): c for c in clients}.values():
         client.meta.events.register("before-call.*.*", count)
     # When a 10-chunk task is submitted over the API and run in one invocation
-    response = call_api(http_event("POST", "/tasks", body={"type": "COUNTING", "params": {"chunks": 10}}))
+    response = call_api(
+        http_event("POST", "/tasks", body={"type": "COUNTING", "params": {"chunks": 10}})
+    )
     assert response.status == 201
     batch = world.pipeline().receive()
     world.pipeline().invoke(batch)

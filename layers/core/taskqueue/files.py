@@ -6,7 +6,7 @@ import uuid
 from typing import TYPE_CHECKING
 
 from taskqueue.aws import client as aws_client
-from taskqueue.models import OutputLink, UploadRequest, UploadTicket
+from taskqueue.models import InvalidRequest, OutputLink, UploadRequest, UploadTicket
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -30,7 +30,15 @@ class Files:
         """A PUT URL under the owner's own prefix, bound to the content type and size."""
         # The name was validated to a safe character set; the random folder keeps uploads of
         # the same name apart, and the owner prefix keeps users apart.
-        key = f"uploads/{owner}/{uuid.uuid4().hex}/{request.filename}"
+        folder = f"uploads/{owner}/{uuid.uuid4().hex}/"
+        if request.prefix is not None:
+            if not request.prefix.startswith(f"uploads/{owner}/"):
+                raise InvalidRequest(
+                    "prefix must be a folder of your own uploads",
+                    [{"loc": ["body", "prefix"], "msg": "not your upload folder", "type": "value_error"}],
+                )
+            folder = request.prefix
+        key = f"{folder}{request.filename}"
         url = self.client.generate_presigned_url(
             "put_object",
             Params={
@@ -43,6 +51,7 @@ class Files:
         )
         return UploadTicket(
             key=key,
+            prefix=folder,
             url=url,
             headers={"Content-Type": request.content_type},
             expires_in=UPLOAD_URL_SECONDS,
