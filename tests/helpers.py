@@ -159,9 +159,9 @@ def sqs_event(records: Iterable[dict[str, Any]]) -> dict[str, Any]:
 class Pipeline:
     """Drains task queues through the worker handler, as the event source mapping would.
 
-    Messages reported in batchItemFailures are left on the queue; the rest are deleted.
-    Delayed messages are received at once (moto honours DelaySeconds, so tests that wait on
-    backoff pass `ignore_delay=True` to make the queue hand them over immediately).
+    Messages reported in batchItemFailures are left on the queue, invisible as after a
+    real visibility timeout, until the test lets that timeout pass (`expire_visibility`);
+    the rest are deleted.
     """
 
     sqs: Any
@@ -169,7 +169,7 @@ class Pipeline:
     # A new remaining-time function for each invocation (Lambda's clock restarts each time).
     budget: Callable[[], Callable[[], int]] = lambda: lambda: 300_000
     invocations: int = 0
-    outcomes: list[str] = field(default_factory=list)
+    invisible: list[tuple[str, str]] = field(default_factory=list)
 
     def receive(self, max_messages: int = 10) -> list[tuple[str, dict[str, Any]]]:
         for url in self.queue_urls:
@@ -177,7 +177,7 @@ class Pipeline:
                 QueueUrl=url,
                 MaxNumberOfMessages=max_messages,
                 AttributeNames=["All"],
-                VisibilityTimeout=0,
+                VisibilityTimeout=3600,
             ).get("Messages", [])
             if messages:
                 return [(url, m) for m in messages]
@@ -199,9 +199,20 @@ class Pipeline:
         response = worker.lambda_handler(sqs_event(records), context)
         failed = {f["itemIdentifier"] for f in response.get("batchItemFailures", [])}
         for url, message in batch:
-            if message["MessageId"] not in failed:
+            if message["MessageId"] in failed:
+                self.invisible.append((url, message["ReceiptHandle"]))
+            else:
                 self.sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
         return response
+
+    def expire_visibility(self) -> int:
+        """Let the visibility timeout of every failed message pass: they come back."""
+        for url, receipt in self.invisible:
+            self.sqs.change_message_visibility(
+                QueueUrl=url, ReceiptHandle=receipt, VisibilityTimeout=0
+            )
+        count, self.invisible = len(self.invisible), []
+        return count
 
     def run(self, max_invocations: int = 200) -> int:
         """Invoke until the queues are empty; returns the number of invocations."""

@@ -108,6 +108,9 @@ def check_body_size() -> None:
 
 def limit_body_size(app: APIGatewayHttpResolver, next_middleware: NextMiddleware) -> Response[Any]:
     check_body_size()
+    if app.current_event.body and isinstance(app.current_event.json_body, list):
+        # Powertools' validation would take a list's first item for an object body.
+        return error_response(400, "malformed_json", "request body is not a JSON object")
     return next_middleware(app)
 
 

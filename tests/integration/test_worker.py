@@ -111,11 +111,19 @@ class World:
         self.worker.engine().dispatcher.send(task.task_id)
         return task.task_id
 
+    _pipeline: Pipeline | None = None
+
     def pipeline(self, budget: Callable[[], Callable[[], int]] | None = None) -> Pipeline:
-        pipeline = Pipeline(self.sqs, [self.high_queue_url, self.queue_url])
-        if budget is not None:
-            pipeline.budget = budget
-        return pipeline
+        """The one event source mapping of this world (it remembers invisible messages)."""
+        if self._pipeline is None:
+            self._pipeline = Pipeline(self.sqs, [self.high_queue_url, self.queue_url])
+        self._pipeline.budget = budget or (lambda: (lambda: 300_000))
+        return self._pipeline
+
+    def redeliver_after_crash(self) -> None:
+        """Time passes beyond the lease and the visibility timeout: SQS redelivers."""
+        self.advance_clock(2000)
+        self.pipeline().expire_visibility()
 
     def task(self, task_id: str) -> Task:
         return self.store.get_task(task_id)
@@ -358,7 +366,7 @@ def test_crash_around_checkpoint_resumes_with_at_most_one_chunk_repeated(
     assert len(response["batchItemFailures"]) == 1
     assert world.task(task_id).status == TaskStatus.RUNNING
     # And SQS redelivers after the visibility timeout, by which time the lease has expired
-    world.advance_clock(2000)
+    world.redeliver_after_crash()
     world.pipeline().run()
     # Then the task resumed from its last checkpoint with an exact result
     task = world.task(task_id)

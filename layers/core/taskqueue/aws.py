@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from functools import cache
 from typing import Any
 
@@ -15,7 +16,21 @@ _CONFIG = Config(
 
 @cache
 def client(service: str) -> Any:
-    return boto3.client(service, config=_CONFIG)  # type: ignore[call-overload]
+    config = _CONFIG.merge(_s3_config()) if service == "s3" else _CONFIG
+    return boto3.client(service, config=config)  # type: ignore[call-overload]
+
+
+def _s3_config() -> Config:
+    """SigV4 presigning always; path-style addressing where S3_ADDRESSING_STYLE says so.
+
+    botocore would presign with SigV2 in us-east-1, which newer regions reject and which does
+    not sign the Content-Length. The local stack sets path style: bucket host names do not
+    resolve on a laptop.
+    """
+    options: dict[str, Any] = {"signature_version": "s3v4"}
+    if os.environ.get("S3_ADDRESSING_STYLE"):
+        options["s3"] = {"addressing_style": os.environ["S3_ADDRESSING_STYLE"]}
+    return Config(**options)
 
 
 def reset_clients() -> None:

@@ -210,7 +210,15 @@ class TaskService:
                 )
             )
         return Stats(
-            counts=StatusCounts(by_status=by_status, by_type=by_type, by_status_type=raw.counts),
+            counts=StatusCounts(
+                by_status=by_status,
+                by_type=by_type,
+                by_status_type={
+                    status: {t: n for t, n in types.items() if n}
+                    for status, types in raw.counts.items()
+                    if any(types.values())
+                },
+            ),
             queues=self.dispatcher.depths(),
             throughput=throughput,
         )

@@ -1,0 +1,104 @@
+"""``python -m devstack dev | invoke``: the command line of the local stack."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+import time
+from types import FrameType
+
+from devstack.runtime import say
+
+EXAMPLES = """\
+examples:
+  python -m devstack dev                       # http://127.0.0.1:8000
+  python -m devstack dev --port 9000 --workers 8
+  python -m devstack invoke ApiFunction events/api_submit_task.json
+  python -m devstack invoke WorkerFunction events/sqs_task_message.json
+"""
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(
+        prog="python -m devstack",
+        description="Run the system from template.yaml on this machine, with moto for AWS.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = root.add_subparsers(dest="command", required=True)
+
+    dev = commands.add_parser("dev", help="moto server, resources, API + page, SQS pollers")
+    dev.add_argument("--host", default="127.0.0.1", help="address of the page and API")
+    dev.add_argument("--port", type=int, default=8000, help="port of the page and API")
+    dev.add_argument(
+        "--moto-port", type=int, default=0, help="port of the moto server (0: a free one)"
+    )
+    dev.add_argument(
+        "--workers",
+        type=int,
+        default=4,
+        help="batches each SQS-triggered function runs at once (capped by the template's "
+        "MaximumConcurrency)",
+    )
+    dev.add_argument(
+        "--verbose",
+        action="store_true",
+        help="handler logs at the template's LOG_LEVEL and metrics as EMF lines",
+    )
+
+    invoke = commands.add_parser(
+        "invoke", help="run one handler once against a fresh stack; print its answer"
+    )
+    invoke.add_argument("function", help="logical id in template.yaml, e.g. ApiFunction")
+    invoke.add_argument("event", help="event file, e.g. events/api_submit_task.json")
+    return root
+
+
+def run_dev(args: argparse.Namespace) -> int:
+    from devstack.stack import DevStack, StackOptions
+
+    stop = threading.Event()
+
+    def request_stop(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+    options = StackOptions(
+        host=args.host,
+        port=args.port,
+        moto_port=args.moto_port,
+        workers=args.workers,
+        verbose=args.verbose,
+    )
+    stack = DevStack(options)
+    try:
+        stack.start()
+        print(stack.banner(), flush=True)
+        while not stop.wait(0.5):
+            pass
+        say("stopping ...")
+    except OSError as exc:
+        say(f"cannot start: {exc}", sys.stderr)
+        return 1
+    finally:
+        started = time.monotonic()
+        stack.stop()
+    say(f"stopped in {time.monotonic() - started:.1f} s")
+    return 0
+
+
+def run_invoke(args: argparse.Namespace) -> int:
+    from devstack.invoke import invoke, print_answer
+
+    print_answer(invoke(args.function, args.event))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    if args.command == "dev":
+        return run_dev(args)
+    return run_invoke(args)

@@ -1,0 +1,243 @@
+"""The whole system on one machine: moto server, template resources, gateway and pollers."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import boto3
+
+from devstack.gateway import Gateway, Route, http_routes
+from devstack.poller import QueueSource, SqsPoller
+from devstack.resources import (
+    AwsClients,
+    LocalResources,
+    Template,
+    create_resources,
+    event_sources,
+    function_environment,
+    load_template,
+    transform_template,
+)
+from devstack.runtime import (
+    LocalFunction,
+    add_layers_to_path,
+    apply_function_environment,
+    say,
+    use_fake_aws,
+)
+
+if TYPE_CHECKING:
+    from moto.server import ThreadedMotoServer
+
+DEV_USER = "dev-user"
+# Clients the handlers create lazily; made once up front, because creating boto3 clients
+# from several threads at once is not safe.
+HANDLER_CLIENTS = ("dynamodb", "sqs", "s3", "sesv2", "ses")
+
+
+@dataclass
+class StackOptions:
+    host: str = "127.0.0.1"
+    port: int = 8000
+    moto_port: int = 0
+    workers: int = 4
+    verbose: bool = False
+    dev_user: str = DEV_USER
+
+
+def local_functions(transformed: Template, resources: LocalResources) -> dict[str, LocalFunction]:
+    """Every function of the template whose code is in this repository."""
+    functions = {}
+    for logical_id, resource in transformed.get("Resources", {}).items():
+        if resource.get("Type") != "AWS::Lambda::Function":
+            continue
+        config = event_sources(transformed, logical_id)
+        if config.code_uri:
+            name = resources.physical_name(logical_id)
+            functions[logical_id] = LocalFunction(logical_id, config, name)
+    return functions
+
+
+def handler_environment(
+    transformed: Template, resources: LocalResources, functions: list[str]
+) -> dict[str, str]:
+    """One process environment for all functions (they share their variables' names)."""
+    merged: dict[str, str] = {}
+    for logical_id in functions:
+        for name, value in function_environment(transformed, logical_id, resources).items():
+            if merged.get(name, value) != value:
+                say(f"warning: {name} differs between functions; {logical_id}'s value is ignored")
+                continue
+            merged[name] = value
+    return merged
+
+
+def verify_email_sender(address: str) -> None:
+    """SES (moto too) refuses to send from an unverified identity; on AWS it is verified once."""
+    ses = boto3.client("ses")
+    if "@" in address:
+        ses.verify_email_identity(EmailAddress=address)
+    else:
+        ses.verify_domain_identity(Domain=address)
+
+
+@dataclass
+class DevStack:
+    options: StackOptions = field(default_factory=StackOptions)
+    moto: ThreadedMotoServer | None = None
+    resources: LocalResources | None = None
+    functions: dict[str, LocalFunction] = field(default_factory=dict)
+    routes: list[Route] = field(default_factory=list)
+    gateway: Gateway | None = None
+    pollers: list[SqsPoller] = field(default_factory=list)
+    endpoint_url: str = ""
+
+    # --------------------------------------------------------------------- start
+
+    def start(self) -> None:
+        self._quiet_libraries()
+        self._start_moto()
+        transformed = transform_template(load_template())
+        clients = AwsClients.from_session(boto3.Session(), endpoint_url=self.endpoint_url)
+        self.resources = create_resources(clients, transformed)
+        self.functions = local_functions(transformed, self.resources)
+        self._configure_handlers(transformed, self.resources)
+        self.routes = http_routes(transformed)
+        for function in self.functions.values():
+            function.warm()
+        self.gateway = Gateway(
+            self.routes,
+            self._invoke,
+            host=self.options.host,
+            port=self.options.port,
+            dev_user=self.options.dev_user,
+        )
+        self.gateway.start()
+        self._start_pollers(transformed, clients)
+
+    def _quiet_libraries(self) -> None:
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's per-request lines
+
+    def _start_moto(self) -> None:
+        from moto.server import ThreadedMotoServer
+
+        self.moto = ThreadedMotoServer(
+            ip_address="127.0.0.1", port=self.options.moto_port, verbose=False
+        )
+        self.moto.start()
+        host, port = self.moto.get_host_and_port()
+        self.endpoint_url = f"http://{host}:{port}"
+        use_fake_aws(self.endpoint_url)
+
+    def _configure_handlers(self, transformed: Template, resources: LocalResources) -> None:
+        environment = handler_environment(transformed, resources, list(self.functions))
+        if not self.options.verbose:
+            # Keep the terminal readable: handler warnings and errors only, no EMF lines.
+            environment["LOG_LEVEL"] = "WARNING"
+            environment["POWERTOOLS_METRICS_DISABLED"] = "true"
+        # Local only, never in the template: requests without a JWT act as this user.
+        environment["DEV_AUTH_USER"] = self.options.dev_user
+        add_layers_to_path()
+        apply_function_environment(environment)
+        from taskqueue.aws import client
+
+        for service in HANDLER_CLIENTS:
+            client(service)
+        if environment.get("EMAIL_SENDER"):
+            verify_email_sender(environment["EMAIL_SENDER"])
+
+    def _invoke(self, function: str, event: dict[str, Any]) -> Any:
+        return self.functions[function].invoke(event)
+
+    def _start_pollers(self, transformed: Template, clients: AwsClients) -> None:
+        assert self.resources is not None
+        resources = self.resources
+        for logical_id, function in self.functions.items():
+            sources = [
+                QueueSource(
+                    queue=source.queue,
+                    url=resources.queues[source.queue],
+                    arn=resources.arns[source.queue],
+                    region=resources.region,
+                    batch_size=source.batch_size,
+                    window_seconds=source.maximum_batching_window_in_seconds,
+                    reports_batch_item_failures=source.reports_batch_item_failures,
+                )
+                for source in function.config.sqs
+                if source.enabled and source.queue in resources.queues
+            ]
+            if not sources:
+                continue
+            limits = [s.maximum_concurrency for s in function.config.sqs if s.maximum_concurrency]
+            workers = min([self.options.workers, *limits])
+            poller = SqsPoller(function, sources, clients.sqs, workers, self._report)
+            poller.start()
+            self.pollers.append(poller)
+            say(
+                f"{logical_id}: polling {', '.join(s.queue for s in sources)} "
+                f"(batch {sources[0].batch_size}, window {sources[0].window_seconds} s, "
+                f"timeout {function.config.timeout} s, {workers} workers)"
+            )
+
+    def _report(
+        self, queue: str, records: list[dict[str, Any]], failed: set[str], seconds: float
+    ) -> None:
+        """One line per task message: the task's status after the invocation."""
+        from taskqueue.config import get_settings
+        from taskqueue.engine import parse_message
+        from taskqueue.store import TaskStore
+
+        settings = get_settings()
+        store = TaskStore(settings.table_name, settings.shard_count, settings.retention_days)
+        for record in records:
+            retried = " (returned to the queue)" if record["messageId"] in failed else ""
+            try:
+                task_id = parse_message(record["body"]).task_id
+            except Exception:
+                say(f"{queue:<28} malformed message {record['messageId']}{retried}")
+                continue
+            try:
+                task = store.get_task(task_id)
+            except Exception:
+                say(f"{queue:<28} task {task_id} not found{retried}")
+                continue
+            detail = f"{task.progress}%"
+            if task.error is not None and task.status.value in ("FAILED", "PENDING"):
+                detail += f" {task.error.type}: {task.error.message[:120]}"
+            say(
+                f"{queue:<28} task {task_id} {task.task_type:<16} {task.status.value:<9} "
+                f"{detail} ({seconds:.1f} s){retried}"
+            )
+
+    # --------------------------------------------------------------------- stop
+
+    def stop(self) -> None:
+        """Pollers first (running tasks checkpoint and hand over), then gateway, then moto."""
+        for poller in self.pollers:
+            poller.stop()
+        stuck = [name for poller in self.pollers for name in poller.alive_threads]
+        if stuck:
+            say(f"still busy at shutdown (left to exit with the process): {', '.join(stuck)}")
+        if self.gateway is not None:
+            self.gateway.stop()
+        if self.moto is not None:
+            with contextlib.suppress(Exception):
+                self.moto.stop()
+        os.environ.pop("AWS_ENDPOINT_URL", None)
+
+    def banner(self) -> str:
+        assert self.gateway is not None
+        url = self.gateway.url
+        return (
+            f"\nLocal stack ready: {url}   (moto at {self.endpoint_url}, user {self.options.dev_user})\n"
+            f"  page      {url}/\n"
+            f"  API docs  {url}/docs\n"
+            f"  try       curl -s -X POST {url}/tasks -H 'content-type: application/json' "
+            """-d '{"type": "DATA_PROCESSING", "params": {"rows": 10000}}'\n"""
+            f"            curl -s {url}/tasks\n"
+            "Ctrl-C stops everything.\n"
+        )

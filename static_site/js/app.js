@@ -1,0 +1,118 @@
+// Entry point: signs in when the deployment asks for it, then wires the submit form, the task
+// list, the detail panel, the dashboard and the poller that keeps them fresh.
+
+import { initAuth, authEnabled, signIn, signOut, onAuthChange } from "./auth.js";
+import { setupSubmitForm } from "./form.js";
+import { createTaskList, createPoller } from "./list.js";
+import { createDetailPanel } from "./detail.js";
+import { createDashboard } from "./dashboard.js";
+import { toast } from "./util.js";
+
+function showSignedIn(user) {
+  const box = document.getElementById("auth-box");
+  const name = document.getElementById("user-name");
+  box.hidden = !authEnabled || !user;
+  name.textContent = user?.name || "";
+}
+
+function showSignIn(message) {
+  document.getElementById("main").hidden = true;
+  document.getElementById("signin-view").hidden = false;
+  const error = document.getElementById("signin-error");
+  error.textContent = message || "";
+  error.hidden = !message;
+  document.getElementById("signin-button").focus();
+}
+
+function startApp() {
+  document.getElementById("signin-view").hidden = true;
+  document.getElementById("main").hidden = false;
+
+  let list = null;
+  let poller = null;
+  let dashboard = null;
+
+  const detail = createDetailPanel({
+    onChanged: (task, { quiet } = {}) => {
+      const listed = list.upsert(task);
+      if (!quiet) {
+        poller.kick();
+        dashboard.maybeRefresh();
+      } else {
+        poller.kick();
+      }
+      return listed;
+    },
+    onClosed: () => list.setSelected(null),
+  });
+
+  const openTask = (id, known) => {
+    list.setSelected(id);
+    detail.open(id, known);
+  };
+
+  list = createTaskList({
+    onOpen: openTask,
+    onChange: () => poller?.kick(),
+  });
+
+  dashboard = createDashboard({ onOpenTask: (id) => openTask(id) });
+
+  poller = createPoller({
+    isActive: () => list.hasActive() || detail.isActive(),
+    tick: async () => {
+      const [listChanged, detailChanged] = await Promise.all([
+        list.refresh().catch(() => false),
+        detail.refresh().catch(() => false),
+      ]);
+      if (listChanged) dashboard.maybeRefresh();
+      return listChanged || detailChanged;
+    },
+  });
+
+  const form = setupSubmitForm({
+    onSubmitted: (task) => {
+      if (task?.id) list.upsert(task);
+      poller.kick();
+      dashboard.maybeRefresh();
+    },
+    onTypes: (types) => list.setTypes(types),
+  });
+
+  form.load();
+  list.load();
+  dashboard.load();
+
+  const initial = new URLSearchParams(window.location.search).get("task");
+  if (initial) openTask(initial);
+}
+
+async function main() {
+  document.getElementById("signin-button").addEventListener("click", () => {
+    signIn().catch((err) => showSignIn(err.message));
+  });
+  document.getElementById("signout-button").addEventListener("click", () => signOut());
+  onAuthChange((user) => {
+    showSignedIn(user);
+    if (authEnabled && !user && !document.getElementById("main").hidden) {
+      toast("Your session ended. Sign in again.", "error", 0);
+      showSignIn("Your session ended. Sign in again.");
+    }
+  });
+
+  let user = null;
+  try {
+    user = await initAuth();
+  } catch (err) {
+    showSignIn(err.message);
+    return;
+  }
+  showSignedIn(user);
+  if (authEnabled && !user) {
+    showSignIn("");
+    return;
+  }
+  startApp();
+}
+
+main();

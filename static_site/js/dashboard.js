@@ -1,0 +1,371 @@
+// The overview: counts by status and type, queue and dead-letter depths, throughput over the
+// last hour as an inline SVG chart, and the dead-letter list with its Redrive action.
+// Both parts hide themselves when the API answers 404 (not deployed yet).
+
+import { api, asList, ApiError } from "./api.js";
+import {
+  el, svg, clear, formatNumber, formatDateTime, relativeTime, shortId, isPlainObject, toast, announce,
+  confirmDialog, STATUSES, humanize, toDate, statusBadge,
+} from "./util.js";
+
+const CHART_MINUTES = 60;
+
+function numberOf(value) {
+  if (typeof value === "number" && Number.isFinite(value)) return value;
+  if (typeof value === "string" && value.trim() !== "" && !Number.isNaN(Number(value))) return Number(value);
+  if (isPlainObject(value)) {
+    for (const key of ["count", "total", "value"]) if (key in value) return numberOf(value[key]);
+  }
+  return null;
+}
+
+/** Accepts {by_status} inside `counts` or at the top, maps or lists of {status, count}. */
+function countsOf(stats, key, nameKey) {
+  const raw = stats?.counts?.[key] ?? stats?.[key] ?? (key === "by_status" ? stats?.counts?.status : stats?.counts?.type);
+  if (Array.isArray(raw)) {
+    return Object.fromEntries(raw.filter(isPlainObject).map((r) => [String(r[nameKey] ?? r.name ?? r.key), numberOf(r.count ?? r.value) ?? 0]));
+  }
+  if (isPlainObject(raw)) {
+    return Object.fromEntries(Object.entries(raw).map(([k, v]) => [k, numberOf(v) ?? 0]));
+  }
+  return null;
+}
+
+function queuesOf(stats) {
+  const raw = stats?.queues;
+  const rows = [];
+  if (Array.isArray(raw)) {
+    for (const q of raw) if (isPlainObject(q)) rows.push({ name: String(q.name ?? q.queue ?? "queue"), ...q });
+  } else if (isPlainObject(raw)) {
+    for (const [name, q] of Object.entries(raw)) rows.push(isPlainObject(q) ? { ...q, name } : { name, visible: numberOf(q) });
+  }
+  return rows.map((q) => ({
+    name: q.name,
+    visible: numberOf(q.visible ?? q.ApproximateNumberOfMessages ?? q.messages) ?? 0,
+    in_flight: numberOf(q.in_flight ?? q.inflight ?? q.ApproximateNumberOfMessagesNotVisible) ?? 0,
+    delayed: numberOf(q.delayed ?? q.ApproximateNumberOfMessagesDelayed) ?? 0,
+    dead: /dlq|dead/i.test(q.name) || q.dead_letter === true || q.is_dlq === true,
+  }));
+}
+
+function throughputOf(stats) {
+  const raw = stats?.throughput;
+  const list = Array.isArray(raw) ? raw : isPlainObject(raw) ? asList(raw, "minutes", "points") : [];
+  const byMinute = new Map();
+  for (const point of list) {
+    if (!isPlainObject(point)) continue;
+    const date = toDate(point.minute ?? point.time ?? point.t);
+    if (!date) continue;
+    const minute = Math.floor(date.getTime() / 60000);
+    const prev = byMinute.get(minute) || { succeeded: 0, failed: 0, cancelled: 0 };
+    byMinute.set(minute, {
+      succeeded: prev.succeeded + (numberOf(point.succeeded ?? point.success ?? point.SUCCESS) ?? 0),
+      failed: prev.failed + (numberOf(point.failed ?? point.FAILED) ?? 0),
+      cancelled: prev.cancelled + (numberOf(point.cancelled ?? point.CANCELLED) ?? 0),
+    });
+  }
+  const now = Math.floor(Date.now() / 60000);
+  const points = [];
+  for (let m = now - CHART_MINUTES + 1; m <= now; m += 1) {
+    points.push({ minute: new Date(m * 60000), ...(byMinute.get(m) || { succeeded: 0, failed: 0, cancelled: 0 }) });
+  }
+  return { points, given: list.length > 0 };
+}
+
+function chart(points) {
+  const width = 600;
+  const height = 120;
+  const pad = { top: 8, bottom: 18, left: 4, right: 4 };
+  const max = Math.max(1, ...points.map((p) => p.succeeded + p.failed + p.cancelled));
+  const slot = (width - pad.left - pad.right) / points.length;
+  const barWidth = Math.max(1, slot - 2);
+  const plotHeight = height - pad.top - pad.bottom;
+  const totalOk = points.reduce((s, p) => s + p.succeeded, 0);
+  const totalFailed = points.reduce((s, p) => s + p.failed, 0);
+  const totalCancelled = points.reduce((s, p) => s + p.cancelled, 0);
+  const busiest = Math.max(0, ...points.map((p) => p.succeeded + p.failed + p.cancelled));
+  const label = `Tasks finished over the last hour: ${formatNumber(totalOk)} succeeded, ${formatNumber(totalFailed)} failed, ${formatNumber(totalCancelled)} cancelled; busiest minute ${formatNumber(busiest)}.`;
+  const bars = points.map((p, i) => {
+    const x = pad.left + i * slot + 1;
+    const okHeight = (p.succeeded / max) * plotHeight;
+    const failHeight = (p.failed / max) * plotHeight;
+    const cancelHeight = (p.cancelled / max) * plotHeight;
+    const base = height - pad.bottom;
+    const time = p.minute.toLocaleTimeString(undefined, { hour: "2-digit", minute: "2-digit" });
+    return svg(
+      "g",
+      { class: "bar" },
+      svg("title", null, `${time}: ${p.succeeded} succeeded, ${p.failed} failed, ${p.cancelled} cancelled`),
+      svg("rect", { x: x.toFixed(1), y: (base - okHeight).toFixed(1), width: barWidth.toFixed(1), height: okHeight.toFixed(1), class: "bar-ok" }),
+      svg("rect", { x: x.toFixed(1), y: (base - okHeight - failHeight).toFixed(1), width: barWidth.toFixed(1), height: failHeight.toFixed(1), class: "bar-failed" }),
+      svg("rect", { x: x.toFixed(1), y: (base - okHeight - failHeight - cancelHeight).toFixed(1), width: barWidth.toFixed(1), height: cancelHeight.toFixed(1), class: "bar-cancelled" }),
+      // An invisible full-height target so the tooltip works on empty minutes too.
+      svg("rect", { x: x.toFixed(1), y: pad.top, width: barWidth.toFixed(1), height: plotHeight, class: "bar-hit" }),
+    );
+  });
+  const axis = [0, 30, 59].map((i) =>
+    svg(
+      "text",
+      { x: (pad.left + i * slot + slot / 2).toFixed(1), y: height - 4, class: "axis-label", "text-anchor": i === 0 ? "start" : i === 59 ? "end" : "middle" },
+      i === 59 ? "now" : `-${CHART_MINUTES - i} min`,
+    ),
+  );
+  return el(
+    "figure",
+    { class: "chart" },
+    svg(
+      "svg",
+      { viewBox: `0 0 ${width} ${height}`, role: "img", "aria-label": label, testid: "throughput-chart", preserveAspectRatio: "none", class: "chart-svg" },
+      svg("line", { x1: pad.left, x2: width - pad.right, y1: height - pad.bottom, y2: height - pad.bottom, class: "axis" }),
+      bars,
+      axis,
+    ),
+    el(
+      "figcaption",
+      { class: "chart-caption" },
+      el("span", { class: "legend legend-ok" }, `${formatNumber(totalOk)} succeeded`),
+      el("span", { class: "legend legend-failed" }, `${formatNumber(totalFailed)} failed`),
+      el("span", { class: "legend legend-cancelled" }, `${formatNumber(totalCancelled)} cancelled`),
+      el("span", { class: "muted" }, "last 60 minutes"),
+    ),
+  );
+}
+
+export function createDashboard({ onOpenTask } = {}) {
+  const section = document.getElementById("dashboard");
+  const host = document.getElementById("dashboard-body");
+  const refreshButton = document.getElementById("dashboard-refresh");
+  const updated = document.getElementById("dashboard-updated");
+  const dlqSection = document.getElementById("dead-letters");
+  const dlqHost = document.getElementById("dead-letters-body");
+  const redriveButton = document.getElementById("redrive-button");
+  const dlqRefresh = document.getElementById("dead-letters-refresh");
+
+  let statsAvailable = true;
+  let dlqAvailable = true;
+  let loadingStats = false;
+  let lastLoad = 0;
+
+  function renderStats(stats) {
+    clear(host);
+    const byStatus = countsOf(stats, "by_status", "status");
+    const byType = countsOf(stats, "by_type", "type");
+    const queues = queuesOf(stats);
+    const { points, given } = throughputOf(stats);
+
+    if (byStatus) {
+      const names = [...STATUSES, ...Object.keys(byStatus).filter((k) => !STATUSES.includes(k))];
+      host.append(
+        el(
+          "ul",
+          { class: "stat-cards", "aria-label": "Tasks by status" },
+          names.map((name) =>
+            el(
+              "li",
+              { class: `stat-card stat-${name.toLowerCase()}`, testid: `stat-status-${name}`, dataset: { count: byStatus[name] ?? 0 } },
+              el("span", { class: "stat-value" }, formatNumber(byStatus[name] ?? 0)),
+              el("span", { class: "stat-label" }, humanize(name.toLowerCase())),
+            ),
+          ),
+        ),
+      );
+    }
+
+    const panels = [];
+    if (byType && Object.keys(byType).length) {
+      panels.push(
+        el(
+          "div",
+          { class: "dash-panel" },
+          el("h3", null, "By type"),
+          el(
+            "table",
+            { class: "grid-table compact", testid: "stats-by-type" },
+            el("thead", null, el("tr", null, el("th", { scope: "col" }, "Type"), el("th", { scope: "col", class: "num" }, "Tasks"))),
+            el(
+              "tbody",
+              null,
+              Object.entries(byType).map(([name, count]) =>
+                el("tr", { testid: `stat-type-${name}` }, el("td", null, name), el("td", { class: "num" }, formatNumber(count))),
+              ),
+            ),
+          ),
+        ),
+      );
+    }
+    if (queues.length) {
+      panels.push(
+        el(
+          "div",
+          { class: "dash-panel" },
+          el("h3", null, "Queues"),
+          el(
+            "table",
+            { class: "grid-table compact", testid: "stats-queues" },
+            el(
+              "thead",
+              null,
+              el("tr", null, el("th", { scope: "col" }, "Queue"), el("th", { scope: "col", class: "num" }, "Waiting"), el("th", { scope: "col", class: "num" }, "In flight"), el("th", { scope: "col", class: "num" }, "Delayed")),
+            ),
+            el(
+              "tbody",
+              null,
+              queues.map((q) =>
+                el(
+                  "tr",
+                  { testid: "queue-row", dataset: { queue: q.name }, class: q.dead && q.visible > 0 ? "row-alert" : null },
+                  el("td", null, q.name, q.dead ? el("span", { class: "chip chip-dlq" }, "DLQ") : null),
+                  el("td", { class: "num" }, formatNumber(q.visible)),
+                  el("td", { class: "num" }, formatNumber(q.in_flight)),
+                  el("td", { class: "num" }, formatNumber(q.delayed)),
+                ),
+              ),
+            ),
+          ),
+        ),
+      );
+    }
+    if (given || stats?.throughput) {
+      panels.push(el("div", { class: "dash-panel dash-chart" }, el("h3", null, "Throughput"), chart(points)));
+    }
+    if (panels.length) host.append(el("div", { class: "dash-panels" }, panels));
+    if (!byStatus && !panels.length) host.append(el("p", { class: "muted" }, "No statistics yet."));
+  }
+
+  async function loadStats() {
+    if (!statsAvailable || loadingStats) return;
+    loadingStats = true;
+    lastLoad = Date.now();
+    section.setAttribute("aria-busy", "true");
+    if (!host.children.length) {
+      host.append(el("div", { class: "state state-loading" }, el("span", { class: "spinner", "aria-hidden": "true" }), "Loading statistics…"));
+    }
+    try {
+      const stats = await api.stats();
+      section.hidden = false;
+      renderStats(stats || {});
+      updated.textContent = `Updated ${new Date().toLocaleTimeString()}`;
+    } catch (err) {
+      if (err instanceof ApiError && (err.status === 404 || err.status === 501)) {
+        statsAvailable = false;
+        section.hidden = true;
+      } else {
+        clear(host).append(
+          el("div", { class: "state state-error", testid: "dashboard-error" }, el("p", null, `Could not load statistics: ${err.message}`)),
+        );
+      }
+    } finally {
+      loadingStats = false;
+      section.removeAttribute("aria-busy");
+    }
+  }
+
+  // ---------------------------------------------------------------- dead letters
+
+  function renderDeadLetters(items) {
+    clear(dlqHost);
+    redriveButton.disabled = items.length === 0;
+    if (!items.length) {
+      dlqHost.append(el("p", { class: "state state-empty", testid: "dead-letters-empty" }, "No dead letters. Every message was processed."));
+      return;
+    }
+    dlqHost.append(
+      el(
+        "div",
+        { class: "table-scroll" },
+        el(
+          "table",
+          { class: "grid-table" },
+          el(
+            "thead",
+            null,
+            el("tr", null, ["Task", "Queue", "Dead since", "Receives", "Reason", "Task status"].map((h) => el("th", { scope: "col" }, h))),
+          ),
+          el(
+            "tbody",
+            null,
+            items.map((m) => {
+              const when = m.dead_at || m.sent_at || m.received_at || m.time;
+              let reason = m.reason ?? m.body ?? "";
+              if (typeof reason !== "string") reason = JSON.stringify(reason);
+              return el(
+                "tr",
+                { testid: "dead-letter-row", dataset: { id: m.id ?? m.message_id, taskId: m.task_id } },
+                el(
+                  "td",
+                  null,
+                  m.task_id && onOpenTask
+                    ? el("button", { type: "button", class: "link-button mono", onclick: () => onOpenTask(m.task_id) }, shortId(m.task_id))
+                    : el("span", { class: "mono" }, shortId(m.task_id) || "—"),
+                  m.task_type ? el("span", { class: "muted small" }, ` ${m.task_type}`) : null,
+                ),
+                el("td", null, m.queue ?? "—"),
+                el("td", { title: formatDateTime(when) }, when ? relativeTime(when) : "—"),
+                el("td", { class: "num" }, m.receive_count != null ? formatNumber(m.receive_count) : "—"),
+                el("td", { class: "dlq-body" }, el("span", { title: reason }, reason.length > 160 ? `${reason.slice(0, 160)}…` : reason || "—")),
+                el("td", null, m.task_status ? statusBadge(m.task_status) : "—"),
+              );
+            }),
+          ),
+        ),
+      ),
+    );
+  }
+
+  async function loadDeadLetters() {
+    if (!dlqAvailable) return;
+    try {
+      const data = await api.deadLetters();
+      dlqSection.hidden = false;
+      renderDeadLetters(asList(data, "messages", "dead_letters"));
+    } catch (err) {
+      if (err instanceof ApiError && (err.status === 404 || err.status === 501)) {
+        dlqAvailable = false;
+        dlqSection.hidden = true;
+      } else {
+        dlqSection.hidden = false;
+        clear(dlqHost).append(el("div", { class: "state state-error" }, el("p", null, `Could not load dead letters: ${err.message}`)));
+      }
+    }
+  }
+
+  async function redrive() {
+    const ok = await confirmDialog({
+      title: "Redrive dead letters?",
+      message: "Every message in the dead-letter queues is sent back to its task queue to be processed again.",
+      confirmLabel: "Redrive",
+    });
+    if (!ok) return;
+    redriveButton.disabled = true;
+    try {
+      const answer = await api.redrive();
+      const count = numberOf(answer?.redriven ?? answer?.moved ?? answer?.count);
+      const message = count != null ? `Redrove ${formatNumber(count)} message${count === 1 ? "" : "s"}.` : "Redrive started.";
+      toast(message, "success");
+      announce(message);
+    } catch (err) {
+      toast(`Redrive failed: ${err.message}`, "error");
+    }
+    await Promise.all([loadDeadLetters(), loadStats()]);
+  }
+
+  refreshButton.addEventListener("click", () => {
+    loadStats();
+    loadDeadLetters();
+  });
+  dlqRefresh.addEventListener("click", loadDeadLetters);
+  redriveButton.addEventListener("click", redrive);
+
+  return {
+    load() {
+      return Promise.all([loadStats(), loadDeadLetters()]);
+    },
+    /** After a change in the list; at most every 10 s. */
+    maybeRefresh() {
+      if (Date.now() - lastLoad >= 10_000 && !document.hidden) {
+        loadStats();
+        loadDeadLetters();
+      }
+    },
+  };
+}

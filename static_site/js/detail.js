@@ -1,0 +1,416 @@
+// The detail panel of one task: params, timings, attempts, events, the result drawn for its
+// type, the error, and the Cancel / Resume / Restart actions behind a confirmation dialog.
+
+import { api, ApiError } from "./api.js";
+import {
+  el, clear, statusBadge, progressBar, formatDateTime, relativeTime, formatDuration, formatValue,
+  formatNumber, kvTable, objectsTable, valueView, isPlainObject, shortId, toast, announce,
+  confirmDialog, safeUrl, ACTIVE_STATUSES, toDate,
+} from "./util.js";
+import { writeUrlParams } from "./list.js";
+
+const IMAGE_RE = /\.(png|jpe?g|webp|gif|avif|bmp)$/i;
+const RETRYABLE = new Set(["FAILED", "CANCELLED"]);
+
+function section(title, testid, ...children) {
+  return el("section", { class: "detail-section", testid }, el("h3", null, title), ...children);
+}
+
+function fileName(key) {
+  return String(key).split("/").pop() || String(key);
+}
+
+// ---------------------------------------------------------------- results by type
+
+/** result.columns as a list of {name, ...stats} or a map name -> stats, as one table. */
+function columnStats(columns) {
+  let rows = null;
+  if (Array.isArray(columns) && columns.every(isPlainObject)) {
+    rows = columns;
+  } else if (isPlainObject(columns) && Object.values(columns).every(isPlainObject)) {
+    rows = Object.entries(columns).map(([name, stats]) => ({ column: name, ...stats }));
+  }
+  if (!rows || !rows.length) return null;
+  return objectsTable(rows, { testid: "column-stats" });
+}
+
+function dataProcessingResult(result) {
+  const { columns, column_stats: columnStatsField, stats, ...rest } = result;
+  const table = columnStats(columns) || columnStats(columnStatsField) || columnStats(stats);
+  const parts = [];
+  if (table) parts.push(el("h4", null, "Column statistics"), table);
+  const others = table ? rest : result;
+  if (Object.keys(others).length) parts.push(el("h4", null, "Summary"), kvTable(others));
+  return parts;
+}
+
+function emailResult(result) {
+  const { sent, failed, failures, errors, ...rest } = result;
+  const failureList = [failures, errors, failed].find((v) => Array.isArray(v)) || [];
+  const sentCount = Array.isArray(sent) ? sent.length : sent;
+  const failedCount = typeof failed === "number" ? failed : failureList.length;
+  const parts = [
+    el(
+      "div",
+      { class: "summary-tiles", testid: "email-summary" },
+      el("div", { class: "tile tile-success" }, el("span", { class: "tile-value" }, formatNumber(Number(sentCount) || 0)), el("span", { class: "tile-label" }, "sent")),
+      el("div", { class: ["tile", failedCount ? "tile-failed" : null] }, el("span", { class: "tile-value" }, formatNumber(Number(failedCount) || 0)), el("span", { class: "tile-label" }, "failed")),
+    ),
+  ];
+  if (failureList.length) {
+    const rows = failureList.map((f) => (isPlainObject(f) ? f : { recipient: f }));
+    parts.push(el("h4", null, "Failures"), objectsTable(rows, { testid: "email-failures" }));
+  }
+  if (Object.keys(rest).length) parts.push(kvTable(rest));
+  return parts;
+}
+
+function imageResult(result) {
+  return Object.keys(result).length ? [kvTable(result)] : [];
+}
+
+function downloadsView(downloads) {
+  const links = (downloads || []).filter((d) => d && safeUrl(d.url));
+  if (!links.length) return null;
+  const images = links.filter((d) => IMAGE_RE.test(d.key || ""));
+  const files = links.filter((d) => !IMAGE_RE.test(d.key || ""));
+  return section(
+    "Downloads",
+    "detail-downloads",
+    images.length
+      ? el(
+          "ul",
+          { class: "thumbs" },
+          images.map((d) =>
+            el(
+              "li",
+              null,
+              el(
+                "a",
+                { href: d.url, target: "_blank", rel: "noopener noreferrer", class: "thumb", testid: "download-link" },
+                el("img", { src: d.url, alt: fileName(d.key), loading: "lazy", testid: "thumbnail" }),
+                el("span", { class: "thumb-name" }, fileName(d.key)),
+              ),
+            ),
+          ),
+        )
+      : null,
+    files.length
+      ? el(
+          "ul",
+          { class: "downloads" },
+          files.map((d) =>
+            el("li", null, el("a", { href: d.url, target: "_blank", rel: "noopener noreferrer", download: fileName(d.key), testid: "download-link" }, fileName(d.key))),
+          ),
+        )
+      : null,
+  );
+}
+
+function resultView(task) {
+  const result = task.result;
+  if (result == null) return null;
+  let body;
+  if (!isPlainObject(result)) body = [valueView(result)];
+  else if (/DATA/i.test(task.type)) body = dataProcessingResult(result);
+  else if (/EMAIL|MAIL/i.test(task.type)) body = emailResult(result);
+  else if (/IMAGE/i.test(task.type)) body = imageResult(result);
+  else body = [kvTable(result)];
+  if (!body.length) return null;
+  return section("Result", "detail-result", ...body, task.result_location ? el("p", { class: "muted small" }, "Full result: ", el("code", null, task.result_location)) : null);
+}
+
+function eventsView(events) {
+  const list = (events || []).slice().sort((a, b) => (toDate(a.time)?.getTime() ?? 0) - (toDate(b.time)?.getTime() ?? 0));
+  return section(
+    "Event log",
+    "detail-events",
+    list.length
+      ? el(
+          "ol",
+          { class: "events" },
+          list.map((e) =>
+            el(
+              "li",
+              { class: `event event-${String(e.level || "INFO").toLowerCase()}`, testid: "event" },
+              el("time", { datetime: e.time, title: formatDateTime(e.time) }, formatDateTime(e.time)),
+              el("span", { class: `level level-${String(e.level || "INFO").toLowerCase()}` }, e.level || "INFO"),
+              el("span", { class: "event-message" }, e.message),
+            ),
+          ),
+        )
+      : el("p", { class: "muted" }, "No events yet."),
+  );
+}
+
+function timingsView(task) {
+  const rows = [
+    ["Created", task.created_at],
+    ["Scheduled for", task.run_at],
+    ["Started", task.started_at],
+    ["Finished", task.finished_at],
+    ["Updated", task.updated_at],
+  ].filter(([, v]) => v);
+  return section(
+    "Timings",
+    "detail-timings",
+    el(
+      "table",
+      { class: "kv" },
+      el(
+        "tbody",
+        null,
+        rows.map(([label, value]) =>
+          el("tr", null, el("th", { scope: "row" }, label), el("td", null, formatDateTime(value), el("span", { class: "muted" }, ` (${relativeTime(value)})`))),
+        ),
+        el("tr", null, el("th", { scope: "row" }, "Duration"), el("td", null, formatDuration(task.duration_seconds))),
+        el("tr", null, el("th", { scope: "row" }, "Attempts"), el("td", { testid: "detail-attempts" }, `${task.attempts ?? 0} of ${task.max_attempts ?? "?"}`)),
+        el("tr", null, el("th", { scope: "row" }, "Priority"), el("td", null, task.priority || "normal")),
+      ),
+    ),
+  );
+}
+
+// ---------------------------------------------------------------- the panel
+
+export function createDetailPanel({ onChanged, onClosed }) {
+  const panel = document.getElementById("detail-panel");
+  const body = document.getElementById("detail-body");
+  const title = document.getElementById("detail-title");
+  const closeButton = document.getElementById("detail-close");
+
+  let task = null;
+  let currentId = null;
+  let opener = null;
+  let generation = 0;
+
+  function signature(t) {
+    return t ? JSON.stringify([t.status, t.progress, t.units_done, t.updated_at, t.attempts, t.cancel_requested, (t.events || []).length]) : "";
+  }
+
+  function actions(t) {
+    const active = ACTIVE_STATUSES.has(t.status);
+    const retryable = RETRYABLE.has(t.status);
+    return el(
+      "div",
+      { class: "detail-actions" },
+      el("button", {
+        type: "button", class: "btn btn-danger-outline", testid: "cancel-button", disabled: !active || t.cancel_requested,
+        onclick: () => act("cancel"),
+      }, t.cancel_requested && active ? "Cancelling…" : "Cancel"),
+      el("button", {
+        type: "button", class: "btn btn-secondary", testid: "resume-button", disabled: !retryable,
+        title: "Retry from the last checkpoint", onclick: () => act("resume"),
+      }, "Resume"),
+      el("button", {
+        type: "button", class: "btn btn-secondary", testid: "restart-button", disabled: !retryable,
+        title: "Retry from the beginning", onclick: () => act("restart"),
+      }, "Restart"),
+    );
+  }
+
+  function render() {
+    clear(body);
+    if (!task) return;
+    const t = task;
+    title.textContent = `${t.type} task`;
+    panel.dataset.taskId = t.id;
+    panel.dataset.status = t.status;
+    const errorNode = t.error
+      ? section(
+          "Error",
+          "detail-error",
+          el("div", { class: "error-box", role: "note" }, el("strong", null, t.error.type || "Error"), el("p", null, t.error.message || formatValue(t.error))),
+        )
+      : null;
+    const parts = [
+      el(
+        "div",
+        { class: "detail-head" },
+        el("div", { class: "detail-status", testid: "detail-status" }, statusBadge(t.status), t.cancel_requested && ACTIVE_STATUSES.has(t.status) ? el("span", { class: "chip" }, "cancel requested") : null),
+        el("p", { class: "detail-id" }, "ID ", el("code", { testid: "detail-id", class: "mono" }, t.id)),
+        progressBar(t, "Task progress"),
+      ),
+      actions(t),
+      errorNode,
+      resultView(t),
+      downloadsView(t.downloads),
+      section("Parameters", "detail-params", isPlainObject(t.params) && Object.keys(t.params).length ? kvTable(t.params) : el("p", { class: "muted" }, "No parameters.")),
+      timingsView(t),
+      eventsView(t.events),
+    ];
+    body.append(...parts.filter(Boolean));
+  }
+
+  function renderLoading() {
+    clear(body).append(el("div", { class: "state state-loading", testid: "detail-loading" }, el("span", { class: "spinner", "aria-hidden": "true" }), "Loading task…"));
+  }
+
+  function renderError(err) {
+    clear(body).append(
+      el(
+        "div",
+        { class: "state state-error", role: "alert", testid: "detail-load-error" },
+        el("p", null, err instanceof ApiError && err.status === 404 ? "This task does not exist, or it has expired." : `Could not load the task: ${err.message}`),
+        el("button", { type: "button", class: "btn btn-secondary btn-small", onclick: () => open(currentId) }, "Try again"),
+      ),
+    );
+  }
+
+  async function fetchTask(id) {
+    const mine = ++generation;
+    const data = await api.getTask(id);
+    return mine === generation && currentId === id ? data : null;
+  }
+
+  async function open(id, known = null) {
+    if (!id) return;
+    if (!panel.hidden && currentId === id && task) {
+      title.focus();
+      return;
+    }
+    opener = document.activeElement && document.activeElement !== document.body ? document.activeElement : opener;
+    currentId = id;
+    task = null;
+    panel.hidden = false;
+    document.body.classList.add("detail-open");
+    writeUrlParams({ task: id });
+    title.textContent = `Task ${shortId(id)}`;
+    if (known && known.events) {
+      task = known;
+      render();
+    } else {
+      renderLoading();
+    }
+    title.focus();
+    try {
+      const data = await fetchTask(id);
+      if (!data) return;
+      task = data;
+      render();
+      onChanged?.(task, { quiet: true });
+    } catch (err) {
+      if (currentId === id) renderError(err);
+    }
+  }
+
+  function close() {
+    if (panel.hidden) return;
+    const closedId = currentId;
+    panel.hidden = true;
+    document.body.classList.remove("detail-open");
+    currentId = null;
+    task = null;
+    generation += 1;
+    writeUrlParams({ task: null });
+    onClosed?.();
+    if (opener && document.contains(opener) && opener !== document.body) opener.focus();
+    else {
+      // The row that opened the panel may have been redrawn since; focus its successor.
+      const id = opener?.dataset?.taskId || closedId;
+      const row = id && document.querySelector(`.task-open[data-task-id="${CSS.escape(id)}"]`);
+      (row || document.getElementById("main")).focus();
+    }
+    opener = null;
+  }
+
+  /** Polled while the task is active; resolves true when something changed. */
+  async function refresh() {
+    if (panel.hidden || !currentId || !task || !ACTIVE_STATUSES.has(task.status)) return false;
+    const id = currentId;
+    const data = await fetchTask(id);
+    if (!data) return false;
+    const changed = signature(data) !== signature(task);
+    if (changed) {
+      const hadFocus = body.contains(document.activeElement);
+      const focused = hadFocus ? document.activeElement.dataset?.testid : null;
+      const was = task.status;
+      task = data;
+      render();
+      if (hadFocus) {
+        const again = focused && body.querySelector(`[data-testid="${CSS.escape(focused)}"]`);
+        (again && !again.disabled ? again : title).focus();
+      }
+      // The list announces status changes of its rows; speak only for tasks it does not show.
+      const listed = onChanged?.(task, { quiet: true });
+      if (was !== data.status && !listed) announce(`Task ${shortId(id)} is now ${data.status.toLowerCase()}`);
+    }
+    return changed;
+  }
+
+  const WORDS = {
+    cancel: {
+      title: "Cancel this task?",
+      message: (t) => t.status === "RUNNING"
+        ? "The task stops at its next checkpoint. Work done so far is kept."
+        : "The task has not started yet; it will not run.",
+      confirm: "Cancel task",
+      danger: true,
+    },
+    resume: {
+      title: "Resume this task?",
+      message: () => "It is queued again and continues from its last checkpoint.",
+      confirm: "Resume",
+    },
+    restart: {
+      title: "Restart this task?",
+      message: () => "It is queued again and starts over from the beginning; earlier progress is discarded.",
+      confirm: "Restart",
+      danger: true,
+    },
+  };
+
+  async function act(kind) {
+    if (!task) return;
+    const t = task;
+    const words = WORDS[kind];
+    const ok = await confirmDialog({
+      title: words.title,
+      message: `${t.type} ${shortId(t.id)}: ${words.message(t)}`,
+      confirmLabel: words.confirm,
+      danger: Boolean(words.danger),
+    });
+    if (!ok || currentId !== t.id) return;
+    const buttons = body.querySelectorAll(".detail-actions button");
+    for (const b of buttons) b.disabled = true;
+    try {
+      const answer = kind === "cancel" ? await api.cancelTask(t.id) : await api.retryTask(t.id, kind === "restart");
+      const label = kind === "cancel"
+        ? answer?.status === "CANCELLED" ? "Task cancelled." : "Cancel requested; the task stops at its next checkpoint."
+        : kind === "restart" ? "Task restarted." : "Task resumed.";
+      toast(label, "success");
+      announce(label);
+      if (answer && answer.id === t.id) onChanged?.(answer, { quiet: false });
+    } catch (err) {
+      toast(err instanceof ApiError && err.status === 409 ? `Not possible now: ${err.message}` : err.message || "The action failed.", "error");
+    }
+    try {
+      const data = await fetchTask(t.id);
+      if (data) {
+        task = data;
+        render();
+        onChanged?.(task, { quiet: false });
+      }
+    } catch {
+      render();
+    }
+    title.focus();
+  }
+
+  closeButton.addEventListener("click", close);
+  panel.addEventListener("keydown", (event) => {
+    if (event.key === "Escape" && !document.querySelector("dialog[open]")) {
+      event.preventDefault();
+      close();
+    }
+  });
+
+  return {
+    open,
+    close,
+    refresh,
+    isActive: () => !panel.hidden && Boolean(task) && ACTIVE_STATUSES.has(task.status),
+    currentId: () => currentId,
+  };
+}
+

@@ -1,0 +1,368 @@
+// DOM building, formatting and small helpers shared by every module.
+// Every piece of data reaches the page through text nodes or attributes: this module never
+// parses HTML, so a value such as `<img src=x onerror=alert(1)>` always shows as text.
+
+const SVG_NS = "http://www.w3.org/2000/svg";
+
+/** A text node; `null`/`undefined` become an empty string. */
+export function text(value) {
+  return document.createTextNode(value == null ? "" : String(value));
+}
+
+function applyAttrs(node, attrs) {
+  if (!attrs) return;
+  for (const [name, value] of Object.entries(attrs)) {
+    if (value == null || value === false) continue;
+    if (name === "class" || name === "className") {
+      node.setAttribute("class", Array.isArray(value) ? value.filter(Boolean).join(" ") : value);
+    } else if (name === "testid") {
+      node.setAttribute("data-testid", value);
+    } else if (name === "dataset") {
+      for (const [key, v] of Object.entries(value)) if (v != null) node.dataset[key] = String(v);
+    } else if (name === "style" && typeof value === "object") {
+      for (const [prop, v] of Object.entries(value)) node.style.setProperty(prop, String(v));
+    } else if (name.startsWith("on") && typeof value === "function") {
+      node.addEventListener(name.slice(2).toLowerCase(), value);
+    } else if (name === "text") {
+      node.textContent = String(value);
+    } else if (["value", "checked", "disabled", "selected", "multiple", "hidden"].includes(name)
+               && name in node) {
+      node[name] = value;
+    } else if (name === "href" || name === "src") {
+      const safe = safeUrl(value);
+      if (safe) node.setAttribute(name, safe);
+    } else {
+      node.setAttribute(name, value === true ? "" : String(value));
+    }
+  }
+}
+
+function append(node, children) {
+  for (const child of children) {
+    if (child == null || child === false) continue;
+    if (Array.isArray(child)) append(node, child);
+    else if (child instanceof Node) node.appendChild(child);
+    else node.appendChild(text(child));
+  }
+}
+
+/** el("button", {class: "btn", onclick}, "Label", childNode, [more]) */
+export function el(tag, attrs, ...children) {
+  const node = document.createElement(tag);
+  applyAttrs(node, attrs);
+  append(node, children);
+  return node;
+}
+
+/** The same for SVG elements (createElementNS). */
+export function svg(tag, attrs, ...children) {
+  const node = document.createElementNS(SVG_NS, tag);
+  for (const [name, value] of Object.entries(attrs || {})) {
+    if (value == null) continue;
+    if (name === "testid") node.setAttribute("data-testid", value);
+    else if (name === "class") node.setAttribute("class", value);
+    else node.setAttribute(name, String(value));
+  }
+  append(node, children);
+  return node;
+}
+
+export function clear(node) {
+  node.replaceChildren();
+  return node;
+}
+
+export function $(selector, root = document) {
+  return root.querySelector(selector);
+}
+
+/** Only http(s), blob and relative URLs may become an href or src. */
+export function safeUrl(value) {
+  if (value == null) return null;
+  const raw = String(value).trim();
+  try {
+    const url = new URL(raw, window.location.href);
+    if (["http:", "https:", "blob:"].includes(url.protocol)) return url.href;
+  } catch {
+    /* not a URL */
+  }
+  return null;
+}
+
+export function uuid() {
+  if (window.crypto?.randomUUID) return window.crypto.randomUUID();
+  const bytes = window.crypto.getRandomValues(new Uint8Array(16));
+  bytes[6] = (bytes[6] & 0x0f) | 0x40;
+  bytes[8] = (bytes[8] & 0x3f) | 0x80;
+  const hex = [...bytes].map((b) => b.toString(16).padStart(2, "0")).join("");
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
+}
+
+// ------------------------------------------------------------------ formatting
+
+export function toDate(value) {
+  if (value == null || value === "") return null;
+  const date = value instanceof Date ? value : new Date(value);
+  return Number.isNaN(date.getTime()) ? null : date;
+}
+
+const RELATIVE = new Intl.RelativeTimeFormat(undefined, { numeric: "auto" });
+const UNITS = [
+  ["year", 365 * 24 * 3600],
+  ["month", 30 * 24 * 3600],
+  ["week", 7 * 24 * 3600],
+  ["day", 24 * 3600],
+  ["hour", 3600],
+  ["minute", 60],
+  ["second", 1],
+];
+
+/** "3 minutes ago", "in 2 hours", "now". */
+export function relativeTime(value, now = Date.now()) {
+  const date = toDate(value);
+  if (!date) return "—";
+  const seconds = Math.round((date.getTime() - now) / 1000);
+  if (Math.abs(seconds) < 5) return "just now";
+  for (const [unit, size] of UNITS) {
+    if (Math.abs(seconds) >= size || unit === "second") {
+      return RELATIVE.format(Math.trunc(seconds / size), unit);
+    }
+  }
+  return "—";
+}
+
+const DATE_TIME = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "medium" });
+
+export function formatDateTime(value) {
+  const date = toDate(value);
+  return date ? DATE_TIME.format(date) : "—";
+}
+
+/** 0.4 -> "0.4 s", 75 -> "1 min 15 s", 7300 -> "2 h 1 min". */
+export function formatDuration(seconds) {
+  if (seconds == null || Number.isNaN(Number(seconds))) return "—";
+  const s = Number(seconds);
+  if (s < 1) return `${Math.round(s * 1000)} ms`;
+  if (s < 60) return `${s < 10 ? s.toFixed(1) : Math.round(s)} s`;
+  const total = Math.round(s);
+  const h = Math.floor(total / 3600);
+  const m = Math.floor((total % 3600) / 60);
+  const sec = total % 60;
+  if (h) return `${h} h ${m} min`;
+  return sec ? `${m} min ${sec} s` : `${m} min`;
+}
+
+const NUMBER = new Intl.NumberFormat(undefined, { maximumFractionDigits: 4 });
+
+export function formatNumber(value) {
+  if (typeof value !== "number" || !Number.isFinite(value)) return String(value ?? "—");
+  return NUMBER.format(value);
+}
+
+export function formatBytes(bytes) {
+  if (!Number.isFinite(bytes)) return "—";
+  const units = ["B", "KB", "MB", "GB"];
+  let size = bytes;
+  let unit = 0;
+  while (size >= 1024 && unit < units.length - 1) {
+    size /= 1024;
+    unit += 1;
+  }
+  return `${unit ? size.toFixed(1) : size} ${units[unit]}`;
+}
+
+/** A scalar as display text; objects as compact JSON. */
+export function formatValue(value) {
+  if (value == null) return "—";
+  if (typeof value === "number") return formatNumber(value);
+  if (typeof value === "boolean") return value ? "yes" : "no";
+  if (typeof value === "string") return value;
+  try {
+    return JSON.stringify(value);
+  } catch {
+    return String(value);
+  }
+}
+
+export function shortId(id) {
+  return id ? String(id).slice(0, 8) : "";
+}
+
+export function humanize(name) {
+  const s = String(name).replace(/_/g, " ").trim();
+  return s ? s.charAt(0).toUpperCase() + s.slice(1) : s;
+}
+
+export function isPlainObject(value) {
+  return value != null && typeof value === "object" && !Array.isArray(value);
+}
+
+export const ACTIVE_STATUSES = new Set(["PENDING", "RUNNING"]);
+export const STATUSES = ["PENDING", "RUNNING", "SUCCESS", "FAILED", "CANCELLED"];
+
+// ------------------------------------------------------------------ shared widgets
+
+export function statusBadge(status, attrs = {}) {
+  const value = String(status || "UNKNOWN").toUpperCase();
+  return el(
+    "span",
+    { class: `badge badge-${value.toLowerCase()}`, testid: "status-badge", dataset: { status: value }, ...attrs },
+    value.charAt(0) + value.slice(1).toLowerCase(),
+  );
+}
+
+/** A progress bar with role=progressbar; `label` names it for screen readers. */
+export function progressBar(task, label) {
+  const pct = Math.max(0, Math.min(100, Number(task.progress) || 0));
+  const done = task.units_done ?? 0;
+  const total = task.units_total ?? 0;
+  const status = String(task.status || "").toLowerCase();
+  const units = total ? `${formatNumber(done)} / ${formatNumber(total)}` : `${pct}%`;
+  return el(
+    "span",
+    { class: "progress-wrap" },
+    el(
+      "span",
+      {
+        class: `progress progress-${status}`,
+        role: "progressbar",
+        "aria-valuemin": "0",
+        "aria-valuemax": "100",
+        "aria-valuenow": String(pct),
+        "aria-valuetext": `${pct}% (${units})`,
+        "aria-label": label || "Progress",
+        testid: "progress-bar",
+        dataset: { progress: pct },
+      },
+      el("span", { class: "progress-fill", style: { width: `${pct}%` } }),
+    ),
+    el("span", { class: "progress-text", testid: "progress-text" }, units),
+  );
+}
+
+/** A table of key/value rows; nested objects become nested tables, arrays of objects tables. */
+export function valueView(value, depth = 0) {
+  if (Array.isArray(value)) {
+    if (value.length && value.every(isPlainObject)) return objectsTable(value);
+    if (value.every((v) => v == null || typeof v !== "object")) {
+      return el("span", { class: "value" }, value.map(formatValue).join(", ") || "—");
+    }
+    return el("pre", { class: "json" }, JSON.stringify(value, null, 2));
+  }
+  if (isPlainObject(value)) {
+    if (depth > 3) return el("pre", { class: "json" }, JSON.stringify(value, null, 2));
+    return kvTable(value, depth);
+  }
+  return el("span", { class: "value" }, formatValue(value));
+}
+
+export function kvTable(object, depth = 0, attrs = {}) {
+  const entries = Object.entries(object || {});
+  if (!entries.length) return el("p", { class: "muted" }, "Nothing to show.");
+  return el(
+    "table",
+    { class: "kv", ...attrs },
+    el(
+      "tbody",
+      null,
+      entries.map(([key, value]) =>
+        el("tr", null, el("th", { scope: "row" }, humanize(key)), el("td", null, valueView(value, depth + 1))),
+      ),
+    ),
+  );
+}
+
+export function objectsTable(rows, attrs = {}) {
+  const columns = [];
+  for (const row of rows) for (const key of Object.keys(row)) if (!columns.includes(key)) columns.push(key);
+  return el(
+    "div",
+    { class: "table-scroll" },
+    el(
+      "table",
+      { class: "grid-table", ...attrs },
+      el("thead", null, el("tr", null, columns.map((c) => el("th", { scope: "col" }, humanize(c))))),
+      el(
+        "tbody",
+        null,
+        rows.map((row) =>
+          el(
+            "tr",
+            null,
+            columns.map((c) => {
+              const v = row[c];
+              return el("td", { class: typeof v === "number" ? "num" : null },
+                v != null && typeof v === "object" ? valueView(v, 4) : formatValue(v));
+            }),
+          ),
+        ),
+      ),
+    ),
+  );
+}
+
+// ------------------------------------------------------------------ toasts and announcements
+
+export function toast(message, kind = "info", timeout = 5000) {
+  const host = document.getElementById("toasts");
+  if (!host) return;
+  const item = el(
+    "div",
+    { class: `toast toast-${kind}`, role: kind === "error" ? "alert" : "status", testid: "toast", dataset: { kind } },
+    el("span", { class: "toast-text" }, message),
+    el("button", { type: "button", class: "toast-close", "aria-label": "Dismiss", onclick: () => item.remove() }, "×"),
+  );
+  host.appendChild(item);
+  while (host.children.length > 4) host.firstElementChild.remove();
+  if (timeout) setTimeout(() => item.remove(), kind === "error" ? timeout * 2 : timeout);
+}
+
+let announceTimer = null;
+const pendingAnnouncements = [];
+
+/** Speak through the polite live region; bursts are joined into one message. */
+export function announce(message) {
+  pendingAnnouncements.push(message);
+  clearTimeout(announceTimer);
+  announceTimer = setTimeout(() => {
+    const region = document.getElementById("live-region");
+    if (!region) return;
+    region.textContent = pendingAnnouncements.splice(0).map((m) => String(m).replace(/[.\s]+$/, "")).join(". ");
+  }, 250);
+}
+
+export function debounce(fn, wait) {
+  let timer = null;
+  return (...args) => {
+    clearTimeout(timer);
+    timer = setTimeout(() => fn(...args), wait);
+  };
+}
+
+// ------------------------------------------------------------------ confirmation dialog
+
+/** Ask with the page's <dialog>; resolves true when the user confirms. */
+export function confirmDialog({ title, message, confirmLabel = "Confirm", danger = false }) {
+  const dialog = document.getElementById("confirm-dialog");
+  const titleNode = document.getElementById("confirm-title");
+  const messageNode = document.getElementById("confirm-message");
+  const ok = document.getElementById("confirm-ok");
+  titleNode.textContent = title;
+  messageNode.textContent = message;
+  ok.textContent = confirmLabel;
+  ok.classList.toggle("btn-danger", danger);
+  ok.classList.toggle("btn-primary", !danger);
+  const opener = document.activeElement;
+  return new Promise((resolve) => {
+    dialog.returnValue = "";
+    const onClose = () => {
+      dialog.removeEventListener("close", onClose);
+      if (opener && typeof opener.focus === "function" && document.contains(opener)) opener.focus();
+      resolve(dialog.returnValue === "confirm");
+    };
+    dialog.addEventListener("close", onClose);
+    if (typeof dialog.showModal === "function") dialog.showModal();
+    else dialog.setAttribute("open", "");
+    ok.focus();
+  });
+}

@@ -1,0 +1,183 @@
+"""The local stack's translations, without a server: HTTP <-> API Gateway events, SQS records."""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+import pytest
+
+from devstack.gateway import (
+    Route,
+    bearer_claims,
+    find_route,
+    http_answer,
+    http_api_event,
+    http_routes,
+)
+from devstack.poller import QueueSource, failed_message_ids, sqs_record
+
+ROUTES = [
+    Route("GET", "/tasks", "ApiFunction", True),
+    Route("GET", "/tasks/{id}", "ApiFunction", True),
+    Route("POST", "/tasks/{id}/retry", "ApiFunction", True),
+    Route("GET", "/health", "ApiFunction", False),
+]
+
+
+def event(**overrides: Any) -> dict[str, Any]:
+    arguments: dict[str, Any] = {
+        "method": "GET",
+        "target": "/tasks",
+        "headers": [("Host", "127.0.0.1:8000")],
+        "body": b"",
+        "source_ip": "127.0.0.1",
+        "protocol": "HTTP/1.1",
+        "route": ROUTES[0],
+        "path_parameters": {},
+        "claims": {"sub": "dev-user"},
+        **overrides,
+    }
+    return http_api_event(**arguments)
+
+
+def test_routes_come_from_the_transformed_template(transformed_template: dict[str, Any]) -> None:
+    routes = {route.key: route for route in http_routes(transformed_template)}
+
+    assert routes["POST /tasks"].function == "ApiFunction"
+    assert routes["POST /tasks/{id}/retry"].authorized is True
+    assert routes["GET /health"].authorized is False
+    assert {route.first_segment for route in routes.values()} >= {
+        "tasks",
+        "task-types",
+        "stats",
+        "uploads",
+        "dead-letters",
+        "health",
+        "openapi.json",
+        "docs",
+    }
+
+
+def test_path_parameters_and_method_fallback() -> None:
+    route, params = find_route(ROUTES, "POST", "/tasks/abc/retry")
+    preflight, _ = find_route(ROUTES, "OPTIONS", "/tasks/abc")
+    missing, _ = find_route(ROUTES, "GET", "/tasks/abc/other")
+
+    assert route is not None and route.key == "POST /tasks/{id}/retry"
+    assert params == {"id": "abc"}
+    assert preflight is not None and preflight.key == "GET /tasks/{id}"
+    assert missing is None
+
+
+def test_repeated_query_keys_and_headers_are_comma_joined() -> None:
+    built = event(
+        target="/tasks?status=FAILED&status=CANCELLED&limit=5",
+        headers=[("X-Trace", "a"), ("x-trace", "b"), ("Cookie", "theme=dark; lang=en")],
+    )
+
+    assert built["rawQueryString"] == "status=FAILED&status=CANCELLED&limit=5"
+    assert built["queryStringParameters"] == {"status": "FAILED,CANCELLED", "limit": "5"}
+    assert built["headers"]["x-trace"] == "a,b"
+    assert built["cookies"] == ["theme=dark", "lang=en"]
+    assert "cookie" not in built["headers"]
+    assert built["requestContext"]["authorizer"]["jwt"]["claims"]["sub"] == "dev-user"
+    assert built["requestContext"]["http"]["path"] == "/tasks"
+    assert built["routeKey"] == "GET /tasks"
+
+
+def test_binary_body_is_base64_and_json_is_text() -> None:
+    binary = event(
+        method="POST", headers=[("Content-Type", "image/png")], body=b"\x89PNG", route=None
+    )
+    text = event(method="POST", headers=[("Content-Type", "application/json")], body=b"{}")
+
+    assert binary["isBase64Encoded"] is True
+    assert base64.b64decode(binary["body"]) == b"\x89PNG"
+    assert binary["routeKey"] == "$default"
+    assert text["isBase64Encoded"] is False
+    assert text["body"] == "{}"
+
+
+def test_unauthenticated_route_has_no_authorizer() -> None:
+    built = event(target="/health", route=ROUTES[3], claims=None)
+
+    assert "authorizer" not in built["requestContext"]
+    assert "queryStringParameters" not in built
+    assert "body" not in built
+
+
+def test_bearer_token_claims_are_used_unverified() -> None:
+    payload = base64.urlsafe_b64encode(json.dumps({"sub": "alice"}).encode()).decode()
+
+    assert bearer_claims(f"Bearer h.{payload.rstrip('=')}.s") == {"sub": "alice"}
+    assert bearer_claims("Bearer not-a-jwt") is None
+    assert bearer_claims(None) is None
+
+
+def test_function_answer_becomes_http() -> None:
+    answer = http_answer(
+        {
+            "statusCode": 201,
+            "headers": {"Content-Type": "text/plain"},
+            "multiValueHeaders": {"X-Many": ["1", "2"]},
+            "cookies": ["a=1", "b=2"],
+            "body": base64.b64encode(b"hi").decode(),
+            "isBase64Encoded": True,
+        }
+    )
+    bare = http_answer({"ok": True})
+
+    assert answer.status == 201
+    assert answer.body == b"hi"
+    assert ("X-Many", "1") in answer.headers and ("X-Many", "2") in answer.headers
+    assert [v for k, v in answer.headers if k == "Set-Cookie"] == ["a=1", "b=2"]
+    assert (bare.status, json.loads(bare.body)) == (200, {"ok": True})
+
+
+SOURCE = QueueSource(
+    queue="TaskQueue",
+    url="http://127.0.0.1:1/123456789012/local-TaskQueue",
+    arn="arn:aws:sqs:us-east-1:123456789012:local-TaskQueue",
+    region="us-east-1",
+    batch_size=10,
+    window_seconds=1,
+    reports_batch_item_failures=True,
+)
+
+
+def test_sqs_message_becomes_a_lambda_record() -> None:
+    record = sqs_record(
+        {
+            "MessageId": "m1",
+            "ReceiptHandle": "r1",
+            "Body": '{"task_id": "x"}',
+            "MD5OfBody": "abc",
+            "Attributes": {"ApproximateReceiveCount": "2"},
+            "MessageAttributes": {"kind": {"DataType": "String", "StringValue": "retry"}},
+        },
+        SOURCE,
+    )
+
+    assert record["messageId"] == "m1"
+    assert record["receiptHandle"] == "r1"
+    assert record["attributes"]["ApproximateReceiveCount"] == "2"
+    assert record["messageAttributes"]["kind"]["stringValue"] == "retry"
+    assert record["eventSourceARN"] == SOURCE.arn
+    assert record["eventSource"] == "aws:sqs"
+    assert record["md5OfBody"] == "abc"
+
+
+@pytest.mark.parametrize(
+    ("response", "expected"),
+    [
+        ({"batchItemFailures": []}, set()),
+        ({"batchItemFailures": [{"itemIdentifier": "b"}]}, {"b"}),
+        ({"batchItemFailures": [{"itemIdentifier": "zzz"}]}, {"a", "b"}),
+        ({"batchItemFailures": [{"itemIdentifier": None}]}, {"a", "b"}),
+        (None, set()),
+    ],
+)
+def test_only_reported_failures_stay_on_the_queue(response: Any, expected: set[str]) -> None:
+    assert failed_message_ids(response, ["a", "b"], reports=True) == expected
