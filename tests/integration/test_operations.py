@@ -12,12 +12,7 @@ import boto3
 
 from taskqueue.models import TaskStatus, format_time, utcnow
 from tests.helpers import call_api, http_event, load_function, reset_function_caches
-from tests.integration.test_worker import (  # the shared pipeline world of the worker tests
-    OWNER,
-    World,
-    crash_on_checkpoint,
-    world,  # noqa: F401 - a fixture
-)
+from tests.pipeline_world import OWNER, World, crash_on_checkpoint
 
 
 def recount(world: World, task_ids: list[str]) -> dict[str, dict[str, int]]:
@@ -127,7 +122,11 @@ def test_scheduled_task_is_pending_with_run_at_and_can_be_cancelled_before_it_st
             "POST",
             "/tasks",
             sub=OWNER,
-            body={"type": "EMAIL", "params": {"recipient_count": 1, "subject": "s", "body": "b"}, "run_at": run_at.isoformat()},
+            body={
+                "type": "EMAIL",
+                "params": {"recipient_count": 1, "subject": "s", "body": "b"},
+                "run_at": run_at.isoformat(),
+            },
         )
     )
     assert created.status == 201
@@ -160,9 +159,9 @@ def test_submit_with_delay_seconds_sets_run_at_and_high_priority_picks_its_queue
     high = sqs.get_queue_attributes(
         QueueUrl=world.high_queue_url, AttributeNames=["ApproximateNumberOfMessagesDelayed"]
     )["Attributes"]
-    normal = sqs.get_queue_attributes(
-        QueueUrl=world.queue_url, AttributeNames=["All"]
-    )["Attributes"]
+    normal = sqs.get_queue_attributes(QueueUrl=world.queue_url, AttributeNames=["All"])[
+        "Attributes"
+    ]
     assert high["ApproximateNumberOfMessagesDelayed"] == "1"
     assert normal["ApproximateNumberOfMessages"] == "0"
     assert normal["ApproximateNumberOfMessagesDelayed"] == "0"

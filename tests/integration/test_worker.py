@@ -5,30 +5,22 @@ from __future__ import annotations
 
 import csv
 import io
-import itertools
 import json
 import math
 import statistics
-import threading
-import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
 import boto3
 import pytest
-from pydantic import BaseModel, Field
 
 from taskqueue.engine import Outcome, backoff_seconds
-from taskqueue.models import ChunkState, Task, TaskResult, TaskStatus, utcnow
-from taskqueue.store import TaskStore
+from taskqueue.models import TaskStatus, utcnow
 from taskqueue.task_types import REGISTRY
-from taskqueue.task_types.base import TaskContext
 from tests.helpers import (
     FakeLambdaContext,
-    Pipeline,
     call_api,
     http_event,
     load_function,
@@ -36,157 +28,13 @@ from tests.helpers import (
     sqs_event,
     sqs_record,
 )
-
-OWNER = "user-123"
-
-
-class CountingParams(BaseModel):
-    chunks: int = Field(ge=1, le=1000)
-    fail_on_chunk: int | None = None
-    fail_times: int = 0
-
-
-@dataclass
-class CountingType:
-    """A task type whose every chunk is observable: it records each execution."""
-
-    name: str = "COUNTING"
-    description: str = "counts chunks"
-    params_model: type[BaseModel] = CountingParams
-    executions: list[tuple[str, int]] = field(default_factory=list)
-    failures: Counter[str] = field(default_factory=Counter)
-    after_chunk: Callable[[str, int], None] | None = None
-
-    def start(self, params: CountingParams, ctx: TaskContext) -> ChunkState:
-        return ChunkState(units_total=params.chunks, cursor=0, data={"sum": 0, "seen": []})
-
-    def run_chunk(self, params: CountingParams, state: ChunkState, ctx: TaskContext) -> ChunkState:
-        index = int(state.cursor)
-        self.executions.append((ctx.task_id, index))
-        if index == params.fail_on_chunk and self.failures[ctx.task_id] < params.fail_times:
-            self.failures[ctx.task_id] += 1
-            raise RuntimeError(f"chunk {index} broke")
-        data = {"sum": state.data["sum"] + index, "seen": [*state.data["seen"], index]}
-        new = ChunkState(
-            units_total=params.chunks,
-            units_done=index + 1,
-            cursor=index + 1,
-            data=data,
-            done=index + 1 >= params.chunks,
-        )
-        if self.after_chunk:
-            self.after_chunk(ctx.task_id, index)
-        return new
-
-    def finish(self, params: CountingParams, state: ChunkState, ctx: TaskContext) -> TaskResult:
-        return TaskResult(summary={"sum": state.data["sum"], "seen": state.data["seen"]})
-
-
-@dataclass
-class World:
-    resources: Any
-    worker: Any
-    store: TaskStore
-    counting: CountingType
-    sqs: Any
-    queue_url: str
-    high_queue_url: str
-    dlq_url: str
-
-    def submit(
-        self, params: dict[str, Any], task_type: str = "COUNTING", max_attempts: int = 3
-    ) -> str:
-        now = utcnow()
-        task = Task(
-            task_id=uuid.uuid4().hex,
-            owner=OWNER,
-            task_type=task_type,
-            params=params,
-            status=TaskStatus.PENDING,
-            max_attempts=max_attempts,
-            created_at=now,
-            updated_at=now,
-        )
-        self.store.create_task(task)
-        self.worker.engine().dispatcher.send(task.task_id)
-        return task.task_id
-
-    _pipeline: Pipeline | None = None
-
-    def pipeline(self, budget: Callable[[], Callable[[], int]] | None = None) -> Pipeline:
-        """The one event source mapping of this world (it remembers invisible messages)."""
-        if self._pipeline is None:
-            self._pipeline = Pipeline(self.sqs, [self.high_queue_url, self.queue_url])
-        self._pipeline.budget = budget or (lambda: (lambda: 300_000))
-        return self._pipeline
-
-    def redeliver_after_crash(self) -> None:
-        """Time passes beyond the lease and the visibility timeout: SQS redelivers."""
-        self.advance_clock(2000)
-        self.pipeline().expire_visibility()
-
-    def task(self, task_id: str) -> Task:
-        return self.store.get_task(task_id)
-
-    def advance_clock(self, seconds: float) -> None:
-        """Move the engine's and the store's time forward (leases, schedules)."""
-        engine = self.worker.engine()
-        moved = engine.clock() + timedelta(seconds=seconds)
-        offset = moved - utcnow()
-        engine.clock = engine.store.clock = lambda: utcnow() + offset
-        self.store.clock = engine.clock
-
-
-@pytest.fixture
-def world(aws: Any, function_env: Callable[[str], dict[str, str]]) -> Iterator[World]:
-    env = function_env("WorkerFunction")
-    reset_function_caches()
-    worker = load_function("worker")
-    engine = worker.engine()
-    counting = CountingType()
-    engine.registry = {**REGISTRY, "COUNTING": counting}
-    engine.safety_margin_ms = 0
-    engine.backoff_base_seconds = 0  # retried messages are due at once in tests
-    store = TaskStore(env["TABLE_NAME"], int(env.get("SHARD_COUNT", "32")))
-    yield World(
-        aws,
-        worker,
-        store,
-        counting,
-        boto3.client("sqs"),
-        env["QUEUE_URL"],
-        env["HIGH_PRIORITY_QUEUE_URL"],
-        env["DLQ_URL"],
-    )
-    reset_function_caches()
-
-
-def countdown(chunks_per_invocation: int) -> Callable[[], Callable[[], int]]:
-    """Each invocation gets time for `chunks_per_invocation` chunks, then runs out."""
-
-    def new_invocation() -> Callable[[], int]:
-        calls = itertools.count()
-
-        def remaining() -> int:
-            call = next(calls)  # call 0 sizes the lease; call k follows chunk k
-            if call == 0:
-                return 300_000
-            return 60_000 if call < chunks_per_invocation else -1
-
-        return remaining
-
-    return new_invocation
-
-
-def in_other_worker(work: Callable[[], Outcome]) -> Outcome:
-    """Run `work` as a second, concurrent worker would: on its own thread and stack."""
-    result: list[Outcome] = []
-    thread = threading.Thread(target=lambda: result.append(work()))
-    thread.start()
-    thread.join(timeout=60)
-    assert result, "the second worker did not finish"
-    return result[0]
-
+from tests.pipeline_world import (
+    OWNER,
+    World,
+    countdown,
+    crash_on_checkpoint,
+    in_other_worker,
+)
 
 # ------------------------------------------------------------------ continuation
 
@@ -318,37 +166,6 @@ def test_two_workers_racing_fence_the_slower_one_out(world: World) -> None:
 
 
 # ------------------------------------------------------------------ crashes
-
-
-class Crash(Exception):
-    """A worker dying between two AWS calls (raised from a botocore hook)."""
-
-
-def crash_on_checkpoint(client: Any, number: int, *, after: bool) -> Callable[[], None]:
-    """Crash the worker at its `number`-th checkpoint write, before or after it lands."""
-    seen = {"n": 0, "armed": False}
-
-    def before(params: dict[str, Any], **_: Any) -> None:
-        if "#state = :state" in (params.get("UpdateExpression") or ""):
-            seen["n"] += 1
-            if seen["n"] == number:
-                if not after:
-                    raise Crash(f"worker killed before checkpoint {number} was written")
-                seen["armed"] = True
-
-    def after_call(**_: Any) -> None:
-        if seen["armed"]:
-            seen["armed"] = False
-            raise Crash(f"worker killed after checkpoint {number} was written")
-
-    client.meta.events.register("before-parameter-build.dynamodb.UpdateItem", before)
-    client.meta.events.register("after-call.dynamodb.UpdateItem", after_call)
-
-    def undo() -> None:
-        client.meta.events.unregister("before-parameter-build.dynamodb.UpdateItem", before)
-        client.meta.events.unregister("after-call.dynamodb.UpdateItem", after_call)
-
-    return undo
 
 
 @pytest.mark.parametrize("after", [False, True], ids=["before-checkpoint", "after-checkpoint"])
