@@ -99,7 +99,11 @@ def failed_message_ids(response: Any, message_ids: list[str], reports: bool) -> 
 
 
 class SqsPoller:
-    """Receivers (one thread per queue) feeding a fixed set of worker threads."""
+    """Receivers (one thread per queue) feeding worker threads.
+
+    As on AWS, each event source mapping has its own concurrency: a backlog on one queue
+    never holds back another (the high-priority queue starts its tasks at once).
+    """
 
     def __init__(
         self,
@@ -115,14 +119,15 @@ class SqsPoller:
         self.workers = max(1, workers)
         self.report = report
         self._stop = threading.Event()
-        # A receiver takes a slot before it receives, so no batch waits (invisible) in line.
-        self._slots = threading.Semaphore(self.workers)
+        # A receiver takes a slot of its own mapping before it receives, so no batch waits
+        # (invisible) in line, and one busy mapping never starves another.
+        self._slots = {source.queue: threading.Semaphore(self.workers) for source in sources}
         self._batches: queue.Queue[tuple[QueueSource, list[MessageTypeDef]] | None] = queue.Queue()
         self._threads: list[threading.Thread] = []
 
     def start(self) -> None:
         name = self.function.logical_id
-        for index in range(self.workers):
+        for index in range(self.workers * len(self.sources)):
             self._spawn(self._work, f"{name}-worker-{index + 1}")
         for source in self.sources:
             self._spawn(functools.partial(self._receive, source), f"{name}-{source.queue}")
@@ -136,7 +141,7 @@ class SqsPoller:
     def stop(self, timeout: float = 5.0) -> None:
         """Stop receiving, make running invocations wrap up, wait for them (bounded)."""
         self._stop.set()
-        for _ in range(self.workers):
+        for _ in range(self.workers * len(self.sources)):
             self._batches.put(None)
         self.function.expire_invocations()
         deadline = time.monotonic() + timeout
@@ -151,12 +156,13 @@ class SqsPoller:
 
     def _receive(self, source: QueueSource) -> None:
         while not self._stop.is_set():
-            if not self._slots.acquire(timeout=POLL_WAIT_SECONDS):
+            slots = self._slots[source.queue]
+            if not slots.acquire(timeout=POLL_WAIT_SECONDS):
                 continue
             try:
                 messages = self._gather(source)
             except Exception as exc:  # moto going away at shutdown, or a transient error
-                self._slots.release()
+                slots.release()
                 if not self._stop.is_set():
                     say(f"poller {source.queue}: receive failed: {exc}")
                     self._stop.wait(POLL_WAIT_SECONDS)
@@ -164,7 +170,7 @@ class SqsPoller:
             if messages and not self._stop.is_set():
                 self._batches.put((source, messages))
             else:
-                self._slots.release()
+                slots.release()
 
     def _gather(self, source: QueueSource) -> list[MessageTypeDef]:
         """One batch: up to BatchSize messages, waiting up to the batching window for more."""
@@ -204,7 +210,7 @@ class SqsPoller:
                 if not self._stop.is_set():
                     self._invoke(source, messages)
             finally:
-                self._slots.release()
+                self._slots[source.queue].release()
 
     def _invoke(self, source: QueueSource, messages: list[MessageTypeDef]) -> None:
         records = [sqs_record(message, source) for message in messages]
