@@ -35,7 +35,13 @@ class Files:
             if not request.prefix.startswith(f"uploads/{owner}/"):
                 raise InvalidRequest(
                     "prefix must be a folder of your own uploads",
-                    [{"loc": ["body", "prefix"], "msg": "not your upload folder", "type": "value_error"}],
+                    [
+                        {
+                            "loc": ["body", "prefix"],
+                            "msg": "not your upload folder",
+                            "type": "value_error",
+                        }
+                    ],
                 )
             folder = request.prefix
         key = f"{folder}{request.filename}"

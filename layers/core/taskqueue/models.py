@@ -174,13 +174,16 @@ class UploadRequest(BaseModel):
     ]
     content_type: Literal["text/csv", "image/png", "image/jpeg", "image/webp", "image/gif"]
     size: Annotated[int, Field(ge=1, le=100 * 1024 * 1024)]
-    prefix: Annotated[
-        str,
-        Field(
-            pattern=r"^uploads/[^/]+/[0-9a-f]{32}/$",
-            description="Put this file beside earlier ones: the folder of an earlier ticket",
-        ),
-    ] | None = None
+    prefix: (
+        Annotated[
+            str,
+            Field(
+                pattern=r"^uploads/[^/]+/[0-9a-f]{32}/$",
+                description="Put this file beside earlier ones: the folder of an earlier ticket",
+            ),
+        ]
+        | None
+    ) = None
 
 
 class TaskMessage(BaseModel):

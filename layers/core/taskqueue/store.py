@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 
 META = "META"
 ACTIVE_BUCKET = "ACTIVE"
+PARALLEL_READS = 8  # concurrent Queries of one list page or stats read
 STATS_SHARDS = 64  # counter partitions per owner: 4 counter writes a task stay < 1,000/s each
 EVENT_PREFIX = "EVENT#"
 INDEXES = {
@@ -463,8 +464,10 @@ class TaskStore:
         def fill(reader: _ShardReader) -> None:
             self._read_shard(index, attribute, reader, lower, upper, batch)
 
-        for reader in readers:
-            fill(reader)
+        # The first read of every shard is independent: in parallel, so a page costs about
+        # one round trip plus refills, not one per shard.
+        with ThreadPoolExecutor(max_workers=PARALLEL_READS) as pool:
+            list(pool.map(fill, readers))
         heap = [(_desc(r.buffer[0]), r.shard, r) for r in readers if r.buffer]
         heapq.heapify(heap)
         picked: list[str] = []
@@ -1008,7 +1011,7 @@ class TaskStore:
                     return items
                 request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
 
-        with ThreadPoolExecutor(max_workers=8) as pool:
+        with ThreadPoolExecutor(max_workers=PARALLEL_READS) as pool:
             shards = list(pool.map(read, range(STATS_SHARDS)))
         counts: dict[str, dict[str, int]] = {}
         minutes: dict[str, dict[str, int]] = {}
