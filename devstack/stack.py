@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import socket
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -125,6 +126,16 @@ class DevStack:
     def _start_moto(self) -> None:
         from moto.server import ThreadedMotoServer
 
+        if self.options.moto_port:
+            # moto's server thread dies on a taken port and leaves start() waiting forever.
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+                try:
+                    probe.bind(("127.0.0.1", self.options.moto_port))
+                except OSError as exc:
+                    raise SystemExit(
+                        f"moto port {self.options.moto_port} is in use; choose another "
+                        "with --moto-port, or 0 for any free port"
+                    ) from exc
         self.moto = ThreadedMotoServer(
             ip_address="127.0.0.1", port=self.options.moto_port, verbose=False
         )

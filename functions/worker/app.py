@@ -1,5 +1,6 @@
 """SQS Lambda: Powertools BatchProcessor -> taskqueue.engine, one record at a time."""
 
+from collections.abc import Callable
 from functools import cache
 from typing import Any
 
@@ -27,11 +28,24 @@ def engine() -> Engine:
     return Engine.from_settings(get_settings())
 
 
+def fair_share(lambda_context: LambdaContext) -> Callable[[], int]:
+    """This record's time: an equal share of what is left for the records not yet run.
+
+    A long task then hands over (checkpoint + continuation message) after its share instead
+    of keeping the small tasks of its batch waiting until it finishes.
+    """
+    handled = len(processor.success_messages) + len(processor.fail_messages)
+    records_left = max(1, len(processor.records) - handled)
+    remaining = lambda_context.get_remaining_time_in_millis()
+    keep_for_others = remaining - remaining // records_left
+    return lambda: lambda_context.get_remaining_time_in_millis() - keep_for_others
+
+
 @tracer.capture_method
 def record_handler(record: SqsRecordModel, lambda_context: LambdaContext) -> str:
     """A malformed body raises, so the record is a batch item failure and reaches the DLQ."""
     message = parse_message(record.body)
-    outcome = engine().process(message, lambda_context.get_remaining_time_in_millis)
+    outcome = engine().process(message, fair_share(lambda_context))
     logger.info("task message processed", task_id=message.task_id, outcome=outcome.value)
     return outcome.value
 

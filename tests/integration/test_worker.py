@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import json
 import math
 import statistics
@@ -457,3 +458,29 @@ def test_handover_between_invocations_is_fenced_by_lease(world: World) -> None:
     assert engine.process(message, lambda: 300_000) == Outcome.SUCCEEDED
     assert outcomes == [Outcome.DROPPED]
     assert [i for _, i in world.counting.executions] == [0, 1, 2]
+
+
+def test_long_task_hands_over_after_its_share_so_small_tasks_in_its_batch_run(
+    world: World,
+) -> None:
+    # Given one batch with a long task first and a short task behind it
+    long_task = world.submit({"chunks": 500})
+    short_task = world.submit({"chunks": 2})
+    batch = world.pipeline().receive()
+    assert len(batch) == 2
+    # And an invocation whose clock moves a second each time it is read
+    clock = itertools.count()
+
+    def new_invocation() -> Callable[[], int]:
+        return lambda: 20_000 - 1000 * next(clock)
+
+    world.pipeline(new_invocation).invoke(batch)
+    # Then the long task handed over after its share, and the short one finished
+    assert world.task(short_task).status == TaskStatus.SUCCESS
+    long_state = world.task(long_task)
+    assert long_state.status == TaskStatus.RUNNING
+    assert 0 < long_state.units_done < 20
+    # And the long task carries on from its checkpoint in the next invocation
+    world.pipeline().run()
+    assert world.task(long_task).status == TaskStatus.SUCCESS
+    assert world.task(long_task).result == {"sum": sum(range(500)), "seen": list(range(500))}
