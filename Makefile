@@ -22,7 +22,7 @@ PY312_DIR ?= /root/.pyenv/versions/3.12.1/bin
 export SAM_CLI_TELEMETRY := 0
 export AWS_DEFAULT_REGION ?= us-east-1
 
-LINT_PATHS := layers functions devstack tests $(wildcard bench)
+LINT_PATHS := layers functions devstack deploy tests $(wildcard bench)
 FUNCTION_DIRS := $(sort $(dir $(wildcard functions/*/app.py)))
 
 .PHONY: venv test lint mypy format validate build deploy dev bench clean
@@ -43,7 +43,7 @@ lint: venv
 # The functions are all app.py: one mypy run per function directory avoids a duplicate
 # module, and lets a function import its sibling modules the way Lambda does.
 mypy: venv
-	$(BIN)/mypy layers/core/taskqueue devstack
+	$(BIN)/mypy layers/core/taskqueue devstack deploy
 	for dir in $(FUNCTION_DIRS); do \
 		echo "mypy $$dir"; MYPYPATH=$$dir $(BIN)/mypy $$dir; \
 	done
@@ -70,9 +70,13 @@ build: $(SAM)
 	if ! python3.12 --version >/dev/null 2>&1; then export PATH="$(PY312_DIR):$$PATH"; fi; \
 	$(SAM) build --template $(TEMPLATE) --config-env $(ENV)
 
-# Placeholder: the full deploy (site upload, config.js) comes later.
-deploy: build
+# sam deploy, then the web page: config.js from the stack outputs, static_site/ to the site
+# bucket, CloudFront invalidation (deploy/site.py). Stack and region come from samconfig.toml's
+# [$(ENV)] section; STACK=... REGION=... override them.
+deploy: venv build
 	$(SAM) deploy --config-env $(ENV)
+	read -r stack region < <($(BIN)/python -m deploy.samconfig $(ENV)); \
+	$(BIN)/python -m deploy.site --stack "$${STACK:-$$stack}" --region "$${REGION:-$$region}"
 
 dev: venv
 	$(BIN)/python -m devstack dev

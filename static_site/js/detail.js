@@ -31,7 +31,7 @@ function columnStats(columns) {
     rows = Object.entries(columns).map(([name, stats]) => ({ column: name, ...stats }));
   }
   if (!rows || !rows.length) return null;
-  return objectsTable(rows, { testid: "column-stats" });
+  return objectsTable(rows, { testid: "column-stats", class: "sticky-first" });
 }
 
 function dataProcessingResult(result) {

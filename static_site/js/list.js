@@ -11,6 +11,9 @@ const PAGE_SIZE = 20;
 const MAX_LIMIT = 100;
 const MAX_SINGLE_REFRESHES = 10;
 const FILTER_KEYS = ["status", "type", "created_after", "created_before"];
+// The list is read from an index that DynamoDB updates asynchronously: a task submitted just
+// before a list request may still be missing from its answer.
+const INDEX_LAG_MS = 5000;
 
 /** Filters from the query string: status, type, created_after / created_before (YYYY-MM-DD). */
 export function readFilters(search = window.location.search) {
@@ -88,6 +91,10 @@ export function createTaskList({ onOpen, onChange }) {
   let generation = 0; // a newer load makes older answers stale
   let selectedId = null;
   const rows = new Map(); // id -> {node, sig}
+  // Tasks added by upsert (a submit, a look-up) with the time they were added: a list answer
+  // requested before that time (or just after: INDEX_LAG_MS) may lack them, so load() and
+  // refresh() keep them.
+  const upserted = new Map(); // id -> {task, at}
 
   for (const status of STATUSES) {
     fStatus.append(el("option", { value: status }, status.charAt(0) + status.slice(1).toLowerCase()));
@@ -220,6 +227,21 @@ export function createTaskList({ onOpen, onChange }) {
     }
   }
 
+  function matchesFilters(task) {
+    return (!filters.status || filters.status === task.status) && (!filters.type || filters.type === task.type) && !filters.created_before;
+  }
+
+  /** `list` plus the tasks upserted since `since` that it lacks (and that match the filters). */
+  function withUpserted(list, since) {
+    const ids = new Set(list.map((t) => t.id));
+    const extra = [];
+    for (const [id, { task, at }] of upserted) {
+      if (at < since - 60_000) upserted.delete(id);
+      else if (at >= since - INDEX_LAG_MS && !ids.has(id) && matchesFilters(task)) extra.push(task);
+    }
+    return extra.length ? list.concat(extra) : list;
+  }
+
   // ---------------------------------------------------------------- loading
 
   async function load() {
@@ -229,10 +251,11 @@ export function createTaskList({ onOpen, onChange }) {
     items = [];
     nextCursor = null;
     render();
+    const since = Date.now();
     try {
       const page = await api.listTasks({ ...toQuery(filters), limit: PAGE_SIZE });
       if (mine !== generation) return;
-      items = (page?.items || []).slice().sort(byNewest);
+      items = withUpserted(page?.items || [], since).slice().sort(byNewest);
       nextCursor = page?.next_cursor || null;
     } catch (err) {
       if (mine !== generation) return;
@@ -275,6 +298,7 @@ export function createTaskList({ onOpen, onChange }) {
     if (loading || loadingMore) return false;
     const mine = generation;
     const before = items;
+    const since = Date.now();
     const limit = Math.min(MAX_LIMIT, Math.max(PAGE_SIZE, items.length));
     const page = await api.listTasks({ ...toQuery(filters), limit });
     if (mine !== generation) return false;
@@ -295,6 +319,7 @@ export function createTaskList({ onOpen, onChange }) {
       for (const t of refreshed) if (t) byId.set(t.id, t);
       merged = [...byId.values()];
     }
+    merged = withUpserted(merged, since);
     const unique = new Map(merged.map((t) => [t.id, t]));
     items = [...unique.values()].sort(byNewest);
     error = null;
@@ -313,14 +338,14 @@ export function createTaskList({ onOpen, onChange }) {
   function upsert(task) {
     if (!task?.id) return false;
     const index = items.findIndex((t) => t.id === task.id);
-    const matches =
-      (!filters.status || filters.status === task.status) && (!filters.type || filters.type === task.type);
+    const matches = matchesFilters(task);
+    if (index < 0 && matches) upserted.set(task.id, { task, at: Date.now() });
     if (index >= 0) {
       const merged = { ...items[index], ...task };
       if (signature(merged) === signature(items[index])) return true;
       announceChanges([items[index]], [merged]);
       items[index] = merged;
-    } else if (matches && !filters.created_before) {
+    } else if (matches) {
       items = [task, ...items].sort(byNewest);
       render();
       return false;

@@ -125,7 +125,8 @@ export function relativeTime(value, now = Date.now()) {
   if (Math.abs(seconds) < 5) return "just now";
   for (const [unit, size] of UNITS) {
     if (Math.abs(seconds) >= size || unit === "second") {
-      return RELATIVE.format(Math.trunc(seconds / size), unit);
+      // Rounded: a task due in 1 h 59 min "starts in 2 hours", not "in 1 hour".
+      return RELATIVE.format(Math.round(seconds / size), unit);
     }
   }
   return "—";
@@ -153,10 +154,17 @@ export function formatDuration(seconds) {
 }
 
 const NUMBER = new Intl.NumberFormat(undefined, { maximumFractionDigits: 4 });
+const COMPACT = new Intl.NumberFormat(undefined, { notation: "compact", maximumFractionDigits: 1 });
 
 export function formatNumber(value) {
   if (typeof value !== "number" || !Number.isFinite(value)) return String(value ?? "—");
   return NUMBER.format(value);
+}
+
+/** 1234 -> "1,234"; from 100,000 on, compact: 47351064 -> "47.4M" (the exact value in a title). */
+export function formatCount(value) {
+  if (typeof value !== "number" || !Number.isFinite(value)) return String(value ?? "—");
+  return Math.abs(value) >= 100_000 ? COMPACT.format(value) : NUMBER.format(value);
 }
 
 export function formatBytes(bytes) {
@@ -217,7 +225,9 @@ export function progressBar(task, label) {
   const done = task.units_done ?? 0;
   const total = task.units_total ?? 0;
   const status = String(task.status || "").toLowerCase();
-  const units = total ? `${formatNumber(done)} / ${formatNumber(total)}` : `${pct}%`;
+  // Units can be bytes (CSV chunks): large counts are shown compact so the text stays short.
+  const units = total ? `${formatCount(done)} / ${formatCount(total)}` : `${pct}%`;
+  const exact = total ? `${formatNumber(done)} / ${formatNumber(total)} (${pct}%)` : `${pct}%`;
   return el(
     "span",
     { class: "progress-wrap" },
@@ -236,7 +246,7 @@ export function progressBar(task, label) {
       },
       el("span", { class: "progress-fill", style: { width: `${pct}%` } }),
     ),
-    el("span", { class: "progress-text", testid: "progress-text" }, units),
+    el("span", { class: "progress-text", testid: "progress-text", title: exact }, units),
   );
 }
 
@@ -275,13 +285,18 @@ export function kvTable(object, depth = 0, attrs = {}) {
 export function objectsTable(rows, attrs = {}) {
   const columns = [];
   for (const row of rows) for (const key of Object.keys(row)) if (!columns.includes(key)) columns.push(key);
+  // A column whose values are all numbers (or missing) is right-aligned, header included.
+  const numeric = new Set(
+    columns.filter((c) => rows.some((r) => typeof r[c] === "number") && rows.every((r) => r[c] == null || typeof r[c] === "number")),
+  );
+  const { class: extraClass, ...rest } = attrs;
   return el(
     "div",
     { class: "table-scroll" },
     el(
       "table",
-      { class: "grid-table", ...attrs },
-      el("thead", null, el("tr", null, columns.map((c) => el("th", { scope: "col" }, humanize(c))))),
+      { class: ["grid-table", extraClass], ...rest },
+      el("thead", null, el("tr", null, columns.map((c) => el("th", { scope: "col", class: numeric.has(c) ? "num" : null }, humanize(c))))),
       el(
         "tbody",
         null,

@@ -1,87 +1,31 @@
 """End to end: `python -m devstack dev` as a subprocess, used over HTTP like a browser would.
 
-One stack serves the whole module (started once, a few seconds); the shutdown test starts
-its own so it can stop it.
+One stack serves the whole session (the `stack` fixture of tests/e2e/conftest.py, shared with
+test_browser.py); the shutdown test starts its own so it can stop it.
 """
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
-import subprocess
-import sys
 import time
 import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 import requests
 
+from tests.e2e.devstack_process import (
+    Stack,
+    put_upload,
+    start_stack,
+    stop_stack,
+    submit,
+    upload_ticket,
+    wait_for,
+)
+
 pytestmark = pytest.mark.e2e
 
-ROOT = Path(__file__).resolve().parents[2]
-START_TIMEOUT = 30.0
-TASK_TIMEOUT = 30.0
 CSV = "city,temperature,rain\nOslo,4.5,12\nRome,17.25,3\nLima,19,0\nNuuk,-6.5,7\n"
-
-
-@dataclass
-class Stack:
-    process: subprocess.Popen[bytes]
-    url: str
-    moto_url: str
-    log: Path
-
-    def output(self) -> str:
-        return self.log.read_text(encoding="utf-8", errors="replace")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def start_stack(log: Path) -> Stack:
-    port, moto_port = free_port(), free_port()
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    command = [sys.executable, "-u", "-m", "devstack", "dev", "--port", str(port)]
-    command += ["--moto-port", str(moto_port)]
-    with log.open("wb") as sink:
-        process = subprocess.Popen(
-            command,
-            cwd=ROOT,
-            env=env,
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-        )
-    stack = Stack(process, f"http://127.0.0.1:{port}", f"http://127.0.0.1:{moto_port}", log)
-    deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"devstack exited with {process.returncode}:\n{stack.output()}")
-        try:
-            if requests.get(f"{stack.url}/health", timeout=2).status_code == 200:
-                return stack
-        except requests.ConnectionError:
-            pass
-        time.sleep(0.1)
-    process.kill()
-    pytest.fail(f"devstack not ready within {START_TIMEOUT} s:\n{stack.output()}")
-
-
-def stop_stack(stack: Stack, timeout: float = 10.0) -> int:
-    stack.process.send_signal(signal.SIGINT)
-    try:
-        return stack.process.wait(timeout)
-    except subprocess.TimeoutExpired:
-        stack.process.kill()
-        stack.process.wait()
-        raise
 
 
 def descendants(pid: int) -> set[int]:
@@ -99,59 +43,6 @@ def descendants(pid: int) -> set[int]:
         frontier = {child for child, parent in parents.items() if parent in frontier} - found
         found |= frontier
     return found
-
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    running = start_stack(tmp_path_factory.mktemp("devstack") / "devstack.log")
-    yield running
-    assert stop_stack(running) == 0, running.output()
-
-
-# ------------------------------------------------------------------------------- helpers
-
-
-def submit(stack: Stack, task_type: str, params: dict[str, Any], **extra: Any) -> dict[str, Any]:
-    response = requests.post(
-        f"{stack.url}/tasks", json={"type": task_type, "params": params, **extra}, timeout=10
-    )
-    assert response.status_code == 201, response.text
-    task: dict[str, Any] = response.json()
-    return task
-
-
-def get_task(stack: Stack, task_id: str) -> dict[str, Any]:
-    response = requests.get(f"{stack.url}/tasks/{task_id}", timeout=10)
-    assert response.status_code == 200, response.text
-    task: dict[str, Any] = response.json()
-    return task
-
-
-def wait_for(stack: Stack, task_id: str, *statuses: str) -> dict[str, Any]:
-    deadline = time.monotonic() + TASK_TIMEOUT
-    while True:
-        task = get_task(stack, task_id)
-        if task["status"] in statuses:
-            return task
-        if time.monotonic() > deadline:
-            pytest.fail(f"task {task_id} is {task['status']}, not {statuses}:\n{stack.output()}")
-        time.sleep(0.2)
-
-
-def upload_ticket(stack: Stack, filename: str, content: bytes, content_type: str) -> dict[str, Any]:
-    response = requests.post(
-        f"{stack.url}/uploads",
-        json={"filename": filename, "content_type": content_type, "size": len(content)},
-        timeout=10,
-    )
-    assert response.status_code == 201, response.text
-    ticket: dict[str, Any] = response.json()
-    return ticket
-
-
-def put_upload(ticket: dict[str, Any], content: bytes) -> None:
-    response = requests.put(ticket["url"], data=content, headers=ticket["headers"], timeout=10)
-    assert response.status_code == 200, response.text
 
 
 # ------------------------------------------------------------------------------- page

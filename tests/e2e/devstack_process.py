@@ -1,0 +1,168 @@
+"""`python -m devstack dev` as a subprocess on free ports, and small HTTP helpers to drive it.
+
+Shared by the e2e tests (through the session fixture `stack` of tests/e2e/conftest.py) and by
+`python -m tests.e2e.screenshots`. Every helper takes optional `headers`: a request with
+`Authorization: Bearer <jwt>` acts as the user named by the token's `sub` (see `bearer_for`).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import requests
+
+ROOT = Path(__file__).resolve().parents[2]
+START_TIMEOUT = 30.0
+TASK_TIMEOUT = 30.0
+
+
+class StackError(RuntimeError):
+    """The local stack did not start, or a task did not reach the awaited state."""
+
+
+@dataclass
+class Stack:
+    process: subprocess.Popen[bytes]
+    url: str
+    moto_url: str
+    log: Path
+
+    def output(self) -> str:
+        return self.log.read_text(encoding="utf-8", errors="replace")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def start_stack(log: Path) -> Stack:
+    """Starts the devstack on two free ports; returns once /health answers 200."""
+    port, moto_port = free_port(), free_port()
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    command = [sys.executable, "-u", "-m", "devstack", "dev", "--port", str(port)]
+    command += ["--moto-port", str(moto_port)]
+    with log.open("wb") as sink:
+        process = subprocess.Popen(
+            command,
+            cwd=ROOT,
+            env=env,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
+    stack = Stack(process, f"http://127.0.0.1:{port}", f"http://127.0.0.1:{moto_port}", log)
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise StackError(f"devstack exited with {process.returncode}:\n{stack.output()}")
+        try:
+            if requests.get(f"{stack.url}/health", timeout=2).status_code == 200:
+                return stack
+        except requests.ConnectionError:
+            pass
+        time.sleep(0.1)
+    process.kill()
+    process.wait()
+    raise StackError(f"devstack not ready within {START_TIMEOUT} s:\n{stack.output()}")
+
+
+def stop_stack(stack: Stack, timeout: float = 10.0) -> int:
+    """SIGINT, as Ctrl-C would; kills the process if it does not stop within `timeout`."""
+    stack.process.send_signal(signal.SIGINT)
+    try:
+        return stack.process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        stack.process.kill()
+        stack.process.wait()
+        raise
+
+
+# ------------------------------------------------------------------------------- HTTP
+
+
+def bearer_for(user: str) -> dict[str, str]:
+    """Headers that make the devstack act as `user` (it decodes the JWT without verifying)."""
+    payload = base64.urlsafe_b64encode(json.dumps({"sub": user}).encode()).decode().rstrip("=")
+    return {"Authorization": f"Bearer x.{payload}.x"}
+
+
+def submit(
+    stack: Stack,
+    task_type: str,
+    params: dict[str, Any],
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    response = requests.post(
+        f"{stack.url}/tasks",
+        json={"type": task_type, "params": params, **extra},
+        headers=headers,
+        timeout=10,
+    )
+    if response.status_code != 201:
+        raise StackError(f"POST /tasks answered {response.status_code}: {response.text}")
+    task: dict[str, Any] = response.json()
+    return task
+
+
+def get_task(stack: Stack, task_id: str, headers: dict[str, str] | None = None) -> dict[str, Any]:
+    response = requests.get(f"{stack.url}/tasks/{task_id}", headers=headers, timeout=10)
+    if response.status_code != 200:
+        raise StackError(f"GET /tasks/{task_id} answered {response.status_code}: {response.text}")
+    task: dict[str, Any] = response.json()
+    return task
+
+
+def wait_for(
+    stack: Stack,
+    task_id: str,
+    *statuses: str,
+    headers: dict[str, str] | None = None,
+    timeout: float = TASK_TIMEOUT,
+) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        task = get_task(stack, task_id, headers)
+        if task["status"] in statuses:
+            return task
+        if time.monotonic() > deadline:
+            raise StackError(
+                f"task {task_id} is {task['status']}, not {statuses}:\n{stack.output()[-4000:]}"
+            )
+        time.sleep(0.2)
+
+
+def upload_ticket(
+    stack: Stack,
+    filename: str,
+    content: bytes,
+    content_type: str,
+    headers: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    response = requests.post(
+        f"{stack.url}/uploads",
+        json={"filename": filename, "content_type": content_type, "size": len(content)},
+        headers=headers,
+        timeout=10,
+    )
+    if response.status_code != 201:
+        raise StackError(f"POST /uploads answered {response.status_code}: {response.text}")
+    ticket: dict[str, Any] = response.json()
+    return ticket
+
+
+def put_upload(ticket: dict[str, Any], content: bytes) -> None:
+    response = requests.put(ticket["url"], data=content, headers=ticket["headers"], timeout=10)
+    if response.status_code != 200:
+        raise StackError(f"PUT of the upload answered {response.status_code}: {response.text}")
