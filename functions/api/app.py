@@ -1,6 +1,5 @@
 """API Lambda: HTTP API routes, thin. Parse, call one taskqueue function, shape the answer."""
 
-from datetime import datetime
 from functools import cache
 from typing import Annotated, Any
 
@@ -11,8 +10,13 @@ from aws_lambda_powertools.event_handler import (
     content_types,
 )
 from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
-from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.event_handler.openapi.exceptions import (
+    RequestUnsupportedContentType,
+    RequestValidationError,
+)
+from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
 from aws_lambda_powertools.event_handler.openapi.params import Body, Header, Path, Query
+from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
@@ -22,6 +26,7 @@ from taskqueue.models import (
     ErrorResponse,
     InvalidRequest,
     InvalidTransition,
+    IsoDateTime,
     ListTasksQuery,
     RedriveResult,
     RetryTaskRequest,
@@ -66,7 +71,40 @@ app = APIGatewayHttpResolver(
         max_age=600,
     ),
 )
-app.enable_swagger(path="/docs", title="Serverless tasks API", version="1.0.0")
+OPENAPI: dict[str, Any] = {
+    "title": "Serverless tasks API",
+    "version": "1.0.0",
+    "security_schemes": {"jwt": HTTPBearer(bearerFormat="JWT")},
+}
+JWT: list[dict[str, list[str]]] = [{"jwt": []}]
+ERROR_TEXT = {
+    400: "malformed request (JSON, cursor)",
+    401: "no identity: a JWT is required",
+    404: "no such task for this caller",
+    409: "the task's state does not allow it",
+    413: "request body too large",
+    415: "the body must be application/json",
+    422: "validation failed; details list each field",
+    503: "the task queue is unavailable; try again",
+}
+
+
+def responses(
+    ok: dict[int, str], *errors: int, protected: bool = True
+) -> dict[int, OpenAPIResponse]:
+    """The route's answers for the OpenAPI document, errors with their one JSON shape."""
+    documented: dict[int, OpenAPIResponse] = {
+        status: {"description": text} for status, text in ok.items()
+    }
+    for status in ((401,) if protected else ()) + (422, *errors):
+        documented[status] = {
+            "description": ERROR_TEXT[status],
+            "content": {"application/json": {"model": ErrorResponse}},
+        }
+    return documented
+
+
+app.enable_swagger(path="/docs", **OPENAPI)
 
 
 @cache
@@ -102,19 +140,36 @@ def error_response(status: int, code: str, message: str, details: Any = None) ->
 
 def check_body_size() -> None:
     limit = get_settings().max_body_bytes
-    if len(app.current_event.body or "") > limit:
+    if len((app.current_event.body or "").encode()) > limit:
         raise PayloadTooLarge(f"request body is larger than {limit} bytes")
 
 
-def limit_body_size(app: APIGatewayHttpResolver, next_middleware: NextMiddleware) -> Response[Any]:
+def body_is_unparsable() -> bool:
+    """Not UTF-8, not JSON, nested past Python's recursion limit, or a number too long."""
+    if not app.current_event.body:
+        return False
+    try:
+        app.current_event.json_body  # noqa: B018 - parsing is the check
+    except (ValueError, RecursionError):  # UnicodeDecodeError and JSONDecodeError included
+        return True
+    return False
+
+
+def check_body(app: APIGatewayHttpResolver, next_middleware: NextMiddleware) -> Response[Any]:
     check_body_size()
-    if app.current_event.body and isinstance(app.current_event.json_body, list):
+    content_type = (app.current_event.headers or {}).get("content-type", "")
+    if (
+        app.current_event.body
+        and "json" in content_type
+        and not body_is_unparsable()
+        and isinstance(app.current_event.json_body, list)
+    ):
         # Powertools' validation would take a list's first item for an object body.
         return error_response(400, "malformed_json", "request body is not a JSON object")
     return next_middleware(app)
 
 
-app.use(middlewares=[limit_body_size])
+app.use(middlewares=[check_body])
 
 
 # ------------------------------------------------------------------ errors, in one place
@@ -126,6 +181,19 @@ def handle_domain_error(exc: TaskQueueError) -> Response[Any]:
     if isinstance(exc, InvalidRequest) and isinstance(exc.details, list):
         status = 422
     return error_response(status, exc.code, exc.message, exc.details)
+
+
+@app.exception_handler([ValueError, RecursionError])
+def handle_unparsable_body(exc: Exception) -> Response[Any]:
+    """Powertools parses the body before any route: a body it cannot parse is the caller's."""
+    if body_is_unparsable():
+        return error_response(400, "malformed_json", "request body is not valid UTF-8 JSON")
+    raise exc
+
+
+@app.exception_handler(RequestUnsupportedContentType)
+def handle_unsupported_content_type(exc: RequestUnsupportedContentType) -> Response[Any]:
+    return error_response(415, "unsupported_media_type", "send the body as application/json")
 
 
 @app.exception_handler(RequestValidationError)
@@ -155,7 +223,11 @@ def handle_not_found(exc: Exception) -> Response[Any]:
 
 
 @app.post(
-    "/tasks", responses={201: {"description": "created"}, 200: {"description": "idempotent replay"}}
+    "/tasks",
+    security=JWT,
+    responses=responses(
+        {201: "created", 200: "idempotent replay: the task of this key"}, 400, 409, 413, 415, 503
+    ),
 )
 @tracer.capture_method
 def submit_task(
@@ -171,13 +243,13 @@ def submit_task(
     return json_response(201 if created else 200, TaskView.of(task))
 
 
-@app.get("/tasks")
+@app.get("/tasks", security=JWT, responses=responses({200: "a page of tasks"}, 400))
 @tracer.capture_method
 def list_tasks(
     status: Annotated[TaskStatus | None, Query()] = None,
     type: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
-    created_after: Annotated[datetime | None, Query()] = None,
-    created_before: Annotated[datetime | None, Query()] = None,
+    created_after: Annotated[IsoDateTime | None, Query()] = None,
+    created_before: Annotated[IsoDateTime | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     cursor: Annotated[str | None, Query(max_length=4096)] = None,
 ) -> TaskPage:
@@ -192,20 +264,35 @@ def list_tasks(
     return service().list_tasks(current_owner(), query)
 
 
-@app.get("/tasks/<task_id>")
+@app.get("/tasks/<task_id>", security=JWT, responses=responses({200: "the task"}, 404))
 @tracer.capture_method
 def get_task(task_id: Annotated[str, Path(max_length=64)]) -> TaskDetail:
     return service().get(current_owner(), task_id)
 
 
-@app.delete("/tasks/<task_id>", responses={202: {"description": "cancel requested"}})
+@app.delete(
+    "/tasks/<task_id>",
+    security=JWT,
+    responses=responses(
+        {
+            200: "cancelled (it had not started)",
+            202: "cancel requested: it stops at its next checkpoint",
+        },
+        404,
+        409,
+    ),
+)
 @tracer.capture_method
 def cancel_task(task_id: Annotated[str, Path(max_length=64)]) -> Response[TaskView]:
     task = service().cancel(current_owner(), task_id)
     return json_response(200 if task.status == TaskStatus.CANCELLED else 202, TaskView.of(task))
 
 
-@app.post("/tasks/<task_id>/retry")
+@app.post(
+    "/tasks/<task_id>/retry",
+    security=JWT,
+    responses=responses({200: "queued again"}, 400, 404, 409, 413, 415, 503),
+)
 @tracer.capture_method
 def retry_task(
     task_id: Annotated[str, Path(max_length=64)],
@@ -215,36 +302,45 @@ def retry_task(
     return TaskView.of(service().retry(current_owner(), task_id, restart))
 
 
-@app.get("/stats")
+@app.get("/stats", security=JWT, responses=responses({200: "counts, queues, throughput"}))
 @tracer.capture_method
 def get_stats() -> Stats:
     return service().stats(current_owner())
 
 
-@app.get("/dead-letters")
+@app.get("/dead-letters", security=JWT, responses=responses({200: "the caller's dead letters"}))
 @tracer.capture_method
 def list_dead_letters() -> DeadLetterPage:
     return service().dead_letters(current_owner())
 
 
-@app.post("/dead-letters/redrive")
+@app.post(
+    "/dead-letters/redrive", security=JWT, responses=responses({200: "what was sent back"}, 503)
+)
 @tracer.capture_method
 def redrive_dead_letters() -> RedriveResult:
     return service().redrive(current_owner())
 
 
-@app.get("/task-types")
+@app.get("/task-types", security=JWT, responses=responses({200: "the registered types"}))
 def list_task_types() -> list[TaskTypeInfo]:
     current_owner()
     return service().task_types()
 
 
-@app.post("/uploads", responses={201: {"description": "upload URL"}})
+@app.post(
+    "/uploads",
+    security=JWT,
+    responses=responses({201: "a presigned PUT URL under your own prefix"}, 400, 413, 415),
+)
 def create_upload(body: UploadRequest) -> Response[UploadTicket]:
     return json_response(201, service().upload(current_owner(), body))
 
 
-@app.get("/health")
+@app.get(
+    "/health",
+    responses=responses({200: "table and queue reachable", 503: "one is not"}, protected=False),
+)
 def health() -> Response[dict[str, Any]]:
     checks = service().health()
     return json_response(200 if checks["ok"] else 503, checks)
@@ -255,7 +351,7 @@ def openapi_spec() -> Response[str]:
     return Response(
         status_code=200,
         content_type=content_types.APPLICATION_JSON,
-        body=app.get_openapi_json_schema(title="Serverless tasks API", version="1.0.0"),
+        body=app.get_openapi_json_schema(**OPENAPI),
     )
 
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 MAX_DELAY_SECONDS = 365 * 24 * 3600
 
@@ -29,6 +30,17 @@ TERMINAL_STATUSES = frozenset({TaskStatus.SUCCESS, TaskStatus.FAILED, TaskStatus
 class Priority(StrEnum):
     NORMAL = "normal"
     HIGH = "high"
+
+
+def _iso_only(value: Any) -> Any:
+    """Refuse numbers: pydantic would read them as Unix times, the API promises ISO 8601."""
+    if isinstance(value, int | float) or (isinstance(value, str) and _NUMBER.match(value)):
+        raise ValueError("expected an ISO 8601 date-time such as 2026-11-24T09:00:00Z")
+    return value
+
+
+_NUMBER = re.compile(r"^\s*[-+]?\d+(\.\d*)?\s*$")
+IsoDateTime = Annotated[datetime, BeforeValidator(_iso_only)]
 
 
 def utcnow() -> datetime:
@@ -131,7 +143,7 @@ class SubmitTaskRequest(BaseModel):
     type: Annotated[str, Field(min_length=1, max_length=64, description="A registered task type")]
     params: dict[str, Any] = Field(default_factory=dict, description="Parameters of the type")
     priority: Priority = Priority.NORMAL
-    run_at: datetime | None = Field(default=None, description="Start no earlier than this time")
+    run_at: IsoDateTime | None = Field(default=None, description="Start no earlier than this time")
     delay_seconds: Annotated[int, Field(ge=0, le=MAX_DELAY_SECONDS)] | None = Field(
         default=None, description="Start after this many seconds"
     )
@@ -160,8 +172,8 @@ class ListTasksQuery(BaseModel):
 
     status: TaskStatus | None = None
     type: Annotated[str, Field(min_length=1, max_length=64)] | None = None
-    created_after: datetime | None = None
-    created_before: datetime | None = None
+    created_after: IsoDateTime | None = None
+    created_before: IsoDateTime | None = None
     limit: Annotated[int, Field(ge=1, le=100)] = 20
     cursor: Annotated[str, Field(max_length=4096)] | None = None
 
