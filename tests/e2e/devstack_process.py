@@ -47,12 +47,12 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def start_stack(log: Path) -> Stack:
+def start_stack(log: Path, *options: str) -> Stack:
     """Starts the devstack on two free ports; returns once /health answers 200."""
     port, moto_port = free_port(), free_port()
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     command = [sys.executable, "-u", "-m", "devstack", "dev", "--port", str(port)]
-    command += ["--moto-port", str(moto_port)]
+    command += ["--moto-port", str(moto_port), *options]
     with log.open("wb") as sink:
         process = subprocess.Popen(
             command,

@@ -1,0 +1,52 @@
+"""Priorities in the local stack: with a backlog on the normal queue, high-priority tasks
+start first, because each queue has its own event source mapping and concurrency."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime
+
+import pytest
+
+from tests.e2e.devstack_process import Stack, StackError, start_stack, stop_stack, submit, wait_for
+
+pytestmark = pytest.mark.e2e
+
+BACKLOG = 20  # two batches of ten on the normal queue
+
+
+@pytest.fixture(scope="module")
+def single_worker_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """A stack of its own whose mappings run one batch at a time, so a backlog builds up."""
+    try:
+        running = start_stack(
+            tmp_path_factory.mktemp("priorities") / "devstack.log", "--workers", "1"
+        )
+    except StackError as error:
+        pytest.fail(str(error), pytrace=False)
+    yield running
+    assert stop_stack(running) == 0, running.output()
+
+
+def started(stack: Stack, task_id: str) -> datetime:
+    task = wait_for(stack, task_id, "SUCCESS")
+    return datetime.fromisoformat(task["started_at"])
+
+
+def test_high_priority_tasks_start_before_a_normal_backlog(single_worker_stack: Stack) -> None:
+    # Given a backlog of normal tasks, then a few high-priority ones submitted after it
+    work = {"rows": 10_000, "columns": 4}
+    normal = [submit(single_worker_stack, "DATA_PROCESSING", work)["id"] for _ in range(BACKLOG)]
+    high = [
+        submit(single_worker_stack, "DATA_PROCESSING", work, priority="high")["id"]
+        for _ in range(3)
+    ]
+    # When everything has run
+    normal_starts = sorted(started(single_worker_stack, task_id) for task_id in normal)
+    high_starts = [started(single_worker_stack, task_id) for task_id in high]
+    # Then every high-priority task started while the normal queue's first batch was still
+    # running (a shared worker pool would have made them wait for that batch to finish)
+    first = normal_starts[0]
+    print("high:", [round((t - first).total_seconds(), 2) for t in high_starts])
+    print("normal:", [round((t - first).total_seconds(), 2) for t in normal_starts])
+    assert max(high_starts) < normal_starts[9], (high_starts, normal_starts)
