@@ -202,14 +202,6 @@ def test_inline_resource_wildcards_are_only_the_listed_ones(
     assert offenders == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="SAM's AWSLambdaBasicExecutionRole (logs:* actions) and "
-    "AWSLambdaSQSQueueExecutionRole (sqs:ReceiveMessage/DeleteMessage/GetQueueAttributes on "
-    "every queue of the account) grant Resource '*' for APIs that support resource-level "
-    "permissions. Fix: a PermissionsBoundary in Globals.Function (or explicit roles) scoping "
-    "logs to the functions' log groups and sqs to the four task queues",
-)
 def test_managed_policies_grant_resource_wildcards_only_where_unavoidable(
     transformed_template: Template,
 ) -> None:
