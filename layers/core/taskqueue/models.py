@@ -125,6 +125,14 @@ class Task(BaseModel):
     lease_expires_at: int = 0
     expires_at: int | None = None
     timeout_seconds: int | None = None
+    retried_at: datetime | None = None
+    enqueued_at: datetime | None = None
+
+    @property
+    def awaiting_first_claim(self) -> bool:
+        """PENDING and never claimed since it was submitted or retried: its message may be
+        re-sent safely (a duplicate loses the claim), which makes submit and retry repeatable."""
+        return self.status == TaskStatus.PENDING and self.attempts == 0
 
     def timed_out(self, now: datetime) -> bool:
         return bool(

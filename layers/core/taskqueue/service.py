@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -63,6 +64,7 @@ class TaskService:
     files: Files
     settings: Settings
     registry: Mapping[str, TaskType] = field(default_factory=lambda: REGISTRY)
+    enqueue_wait_seconds: float = 2.0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> TaskService:
@@ -126,16 +128,40 @@ class TaskService:
         ).hexdigest()
         stored, created = self.store.create_task(task, idempotency_key, request_hash)
         if created:
-            delay = int((run_at - now).total_seconds()) if run_at else 0
-            try:
-                self.dispatcher.send(task.task_id, task.priority.value, delay)
-            except (ClientError, BotoCoreError) as exc:
-                # Nothing may stay PENDING without a message: fail it visibly so it can be retried.
-                self.store.fail_pending(
-                    task.task_id, TaskError(type="EnqueueFailed", message=str(exc)[:500])
-                )
-                raise EnqueueFailed("the task queue is unavailable; try again") from exc
+            self.enqueue(stored)
+        elif stored.awaiting_first_claim:
+            self.enqueue_if_lost(stored)
         return stored, created
+
+    def enqueue_if_lost(self, task: Task) -> None:
+        """A repeated submit or retry: the first call may have died between its write and
+        its message. Wait briefly for the first call's mark; without one, send the message.
+
+        Concurrent repeats of a live call so send nothing; after a lost call, one does (a rare
+        duplicate is harmless: it loses the claim).
+        """
+        deadline = time.monotonic() + self.enqueue_wait_seconds
+        while task.enqueued_at is None and task.awaiting_first_claim:
+            if time.monotonic() >= deadline:
+                self.enqueue(task)
+                return
+            time.sleep(0.1)
+            task = self.store.get_task(task.task_id)
+
+    def enqueue(self, task: Task) -> None:
+        """Send the task's message, then mark it sent; nothing may stay PENDING without one."""
+        delay = 0
+        if task.run_at is not None:
+            delay = max(0, int((task.run_at - utcnow()).total_seconds()))
+        try:
+            self.dispatcher.send(task.task_id, task.priority.value, delay)
+        except (ClientError, BotoCoreError) as exc:
+            # Fail it visibly, so that its owner can retry it, rather than leave it waiting.
+            self.store.fail_pending(
+                task.task_id, TaskError(type="EnqueueFailed", message=str(exc)[:500])
+            )
+            raise EnqueueFailed("the task queue is unavailable; try again") from exc
+        self.store.mark_enqueued(task.task_id)
 
     def get(self, owner: str, task_id: str) -> TaskDetail:
         task, events = self.store.get_task_with_events(task_id, owner)
@@ -167,14 +193,11 @@ class TaskService:
         return self.store.cancel(task_id, owner)
 
     def retry(self, owner: str, task_id: str, restart: bool) -> Task:
-        task = self.store.retry(task_id, owner, restart)
-        try:
-            self.dispatcher.send(task.task_id, task.priority.value)
-        except (ClientError, BotoCoreError) as exc:
-            self.store.fail_pending(
-                task.task_id, TaskError(type="EnqueueFailed", message=str(exc)[:500])
-            )
-            raise EnqueueFailed("the task queue is unavailable; try again") from exc
+        task, transitioned = self.store.retry_task(task_id, owner, restart)
+        if transitioned:
+            self.enqueue(task)
+        else:
+            self.enqueue_if_lost(task)
         return task
 
     def task_types(self) -> list[TaskTypeInfo]:

@@ -167,6 +167,8 @@ def item_to_task(item: dict[str, Any]) -> Task:
         lease_expires_at=raw.get("lease_expires_at", 0),
         expires_at=raw.get("expires_at"),
         timeout_seconds=raw.get("timeout_seconds"),
+        retried_at=_opt_time(raw.get("retried_at")),
+        enqueued_at=_opt_time(raw.get("enqueued_at")),
     )
 
 
@@ -743,14 +745,34 @@ class TaskStore:
 
     def retry(self, task_id: str, owner: str, restart: bool) -> Task:
         """FAILED or CANCELLED -> PENDING, resuming from the checkpoint unless restarting."""
+        return self.retry_task(task_id, owner, restart)[0]
+
+    def retry_task(self, task_id: str, owner: str, restart: bool) -> tuple[Task, bool]:
+        """`retry`, and whether this call made the transition (False: a repeat of a retry
+        whose task has not been claimed since, which the caller may need to re-send)."""
         task = self.get_task(task_id, owner)
+        if task.retried_at is not None and task.awaiting_first_claim:
+            return task, False
         if task.status not in (TaskStatus.FAILED, TaskStatus.CANCELLED):
             raise InvalidTransition(
                 f"task {task_id} is {task.status}; only FAILED or CANCELLED tasks can be retried"
             )
-        update = _Update().set(attempts=0, cancel_requested=False, lease_expires_at=0)
+        update = _Update().set(
+            attempts=0,
+            cancel_requested=False,
+            lease_expires_at=0,
+            retried_at=format_time(self._now()),
+        )
         # started_at goes too: a retried task's timeout counts from its new start.
-        update.remove("finished_at", "expires_at", "error", "run_at", "lease_token", "started_at")
+        update.remove(
+            "finished_at",
+            "expires_at",
+            "error",
+            "run_at",
+            "lease_token",
+            "started_at",
+            "enqueued_at",
+        )
         if restart:
             update.set(units_done=0, progress=0)
             update.remove("state", "result", "result_location", "outputs")
@@ -765,7 +787,7 @@ class TaskStore:
             )
         except TransitionConflict as exc:
             raise InvalidTransition(f"task {task_id} changed state; try again") from exc
-        return self.get_task(task_id, owner)
+        return self.get_task(task_id, owner), True
 
     def fail_pending(
         self, task_id: str, error: TaskError, dead_letter: DeadLetter | None = None
@@ -834,6 +856,16 @@ class TaskStore:
             TableName=self.table_name, Key={"pk": {"S": f"DEAD#{owner}"}, "sk": {"S": sk}}
         )
 
+    def mark_enqueued(self, task_id: str) -> None:
+        """Note that the message of a submit or retry went out (repeats then send none)."""
+        self.client.update_item(
+            TableName=self.table_name,
+            Key=task_key(task_id),
+            UpdateExpression="SET enqueued_at = :now",
+            ConditionExpression="attribute_exists(pk)",
+            ExpressionAttributeValues={":now": {"S": format_time(self._now())}},
+        )
+
     # ------------------------------------------------------------------ worker side
 
     def claim(self, task: Task, lease_token: str, lease_seconds: int) -> Task | None:
@@ -865,7 +897,11 @@ class TaskStore:
             changes["attempts"] = task.attempts + 1
             update.set(attempts=task.attempts + 1)
             update.log(now, f"started (attempt {task.attempts + 1} of {task.max_attempts})")
-            condition = "#status = :expected AND #attempts = :seen"
+            # Every write moves updated_at, so this fences out a worker whose snapshot is
+            # stale even when the task went round to the same status and attempts (a cancel
+            # and a retry in between).
+            update.value(seen_updated=format_time(task.updated_at))
+            condition = "#status = :expected AND #attempts = :seen AND #updated_at = :seen_updated"
             try:
                 self._transition(task, TaskStatus.RUNNING, update, condition)
             except TransitionConflict:
@@ -974,6 +1010,8 @@ class TaskStore:
             update.set(outputs=outputs)
         if error is not None:
             update.set(error=error.model_dump_json())
+        elif status == TaskStatus.SUCCESS:
+            update.remove("error")  # an earlier attempt's error no longer describes the task
         level = "ERROR" if status == TaskStatus.FAILED else "INFO"
         self._fenced_transition(task, lease_token, status, update, (message, level))
 

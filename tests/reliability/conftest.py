@@ -1,0 +1,87 @@
+"""Fixtures of the reliability suite: the in-process system on a simulated clock, with a
+task type whose result is known, and moto made fast enough for thousands of tasks."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import boto3
+import pytest
+
+from taskqueue.observability import logger, metrics
+from taskqueue.store import TaskStore
+from taskqueue.task_types import REGISTRY
+from taskqueue.task_types.email import Email
+from tests.helpers import load_function, reset_function_caches
+from tests.reliability.chaos import ChunkSum, Harness, Ledger, SimClock
+from tests.reliability.moto_patches import (
+    atomic_requests,
+    partition_queries,
+    undo_log_transactions,
+)
+
+
+@pytest.fixture(autouse=True)
+def _faster_moto(monkeypatch: pytest.MonkeyPatch) -> None:
+    undo_log_transactions(monkeypatch)
+    partition_queries(monkeypatch)
+
+
+@pytest.fixture
+def harness(
+    aws: Any,
+    function_env: Callable[[str], dict[str, str]],
+    transformed_template: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[Harness]:
+    env = function_env("WorkerFunction")  # the three functions get the same variables
+    # No EMF lines on stdout: Powertools prints a full metric set even when disabled.
+    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "true")
+    monkeypatch.setattr(metrics, "add_metric", lambda **_: None)
+    reset_function_caches()
+    boto3.client("ses").verify_email_identity(EmailAddress=env["EMAIL_SENDER"])
+    worker, api, dlq = (load_function(name) for name in ("worker", "api", "dlq"))
+    engine, service, dlq_store = worker.engine(), api.service(), dlq.store()
+    clock = SimClock()
+    ledger = Ledger(clock=clock.now)
+    chunksum = ChunkSum(ledger)
+    registry = {**REGISTRY, "CHUNKSUM": chunksum, "EMAIL": Email(sleep=lambda _: None)}
+    engine.registry = service.registry = registry
+    engine.safety_margin_ms = 0
+    engine.backoff_base_seconds = 0  # retries are due at once: SQS delays are real time
+    store = TaskStore(env["TABLE_NAME"], int(env["SHARD_COUNT"]), int(env["RETENTION_DAYS"]))
+    engine.clock = clock.now
+    for each in (engine.store, service.store, dlq_store, store):
+        each.clock = clock.now
+    level = logger.log_level
+    logger.setLevel(logging.CRITICAL)  # thousands of expected warnings (lease lost, ...)
+    queue_props = transformed_template["Resources"]["TaskQueue"]["Properties"]
+    try:
+        yield Harness(
+            aws,
+            env,
+            worker,
+            api,
+            dlq,
+            engine,
+            store,
+            clock,
+            ledger,
+            chunksum,
+            boto3.client("sqs"),
+            int(queue_props["VisibilityTimeout"]),
+        )
+    finally:
+        logger.setLevel(level)
+        metrics.clear_metrics()
+        reset_function_caches()
+
+
+@pytest.fixture
+def atomic_dynamodb(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each moto DynamoDB request runs alone, as DynamoDB applies each request atomically
+    (moto's tables are not thread-safe); conflicting writes then fail the losers' conditions,
+    which is exactly the path under test."""
+    atomic_requests(monkeypatch)

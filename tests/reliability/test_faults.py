@@ -1,0 +1,437 @@
+"""Reliability under faults: hundreds of tasks through the in-process pipeline while workers
+die between AWS calls, DynamoDB throttles, SQS fails sends and duplicates, reorders and delays
+messages, workers race, and the user cancels and retries at random moments. Every task is
+then checked against the invariants of docs/reliability.md.
+
+Run alone, larger:  RELIABILITY_TASKS=1000 RELIABILITY_SEED=7 .venv/bin/pytest tests/reliability -q -s
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import random
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from taskqueue.models import TaskStatus
+from tests.helpers import (
+    ROOT,
+    FakeLambdaContext,
+    Pipeline,
+    call_api,
+    http_event,
+)
+from tests.reliability.chaos import (
+    OWNER,
+    Chaos,
+    Delivery,
+    Harness,
+    Rates,
+    TaskSpec,
+    check_task,
+    counters,
+    expected_sum,
+    make_chaos,
+    normalize,
+    quiet_rates,
+    recount,
+)
+
+TASKS = int(os.environ.get("RELIABILITY_TASKS", "300"))
+REFERENCE_OWNER = "reliability-reference"
+MAX_ROUNDS = 5000
+
+
+# ------------------------------------------------------------------ the workload
+
+
+def make_specs(rng: random.Random, size: int) -> list[TaskSpec]:
+    specs = []
+    for n in range(size):
+        draw = rng.random()
+        if draw < 0.04:
+            kind, params = (
+                "EMAIL",
+                {
+                    "recipient_count": 3,
+                    "subject": "Hello {name}",
+                    "body": "Dear {name}, you are number {index}.",
+                    "rate_per_second": 50,
+                },
+            )
+        elif draw < 0.08:
+            kind, params = "DATA_PROCESSING", {"rows": 200, "columns": 3, "seed": rng.randint(1, 2)}
+        else:
+            kind, params = "CHUNKSUM", {"chunks": rng.randint(1, 8), "salt": rng.randrange(10**9)}
+        specs.append(TaskSpec(key=f"task-{n:05d}", task_type=kind, params=params))
+    return specs
+
+
+def fault_free_results(harness: Harness, specs: list[TaskSpec]) -> dict[str, Any]:
+    """What each task must return: computed for CHUNKSUM, a clean run for the real types."""
+    references: dict[str, Any] = {}
+    sent: dict[str, str] = {}
+    for spec in specs:
+        if spec.task_type == "CHUNKSUM":
+            continue
+        signature = json.dumps([spec.task_type, spec.params], sort_keys=True)
+        if signature not in sent:
+            response = call_api(
+                http_event(
+                    "POST",
+                    "/tasks",
+                    body={"type": spec.task_type, "params": spec.params},
+                    sub=REFERENCE_OWNER,
+                )
+            )
+            assert response.status == 201, response.body
+            sent[signature] = response.body["id"]
+    Pipeline(harness.sqs, [q.url for q in harness.queues("HighPriorityQueue", "TaskQueue")]).run()
+    for signature, task_id in sent.items():
+        task = harness.store.get_task(task_id)
+        assert task.status == TaskStatus.SUCCESS, (signature, task.error)
+        references[signature] = normalize(task.result, task_id)
+    expected = {}
+    for spec in specs:
+        if spec.task_type == "CHUNKSUM":
+            expected[spec.key] = {
+                "sum": expected_sum(spec.params["salt"], spec.params["chunks"]),
+                "chunks": spec.params["chunks"],
+            }
+        else:
+            signature = json.dumps([spec.task_type, spec.params], sort_keys=True)
+            expected[spec.key] = references[signature]
+    return expected
+
+
+def normalize_owner(value: Any) -> Any:
+    return json.loads(json.dumps(value).replace(REFERENCE_OWNER, OWNER))
+
+
+def drain(
+    chaos: Chaos,
+    delivery: Delivery,
+    pending: list[TaskSpec] | None = None,
+    submit: Callable[[TaskSpec], None] = lambda spec: None,
+) -> None:
+    pending = pending if pending is not None else []
+    while delivery.rounds < MAX_ROUNDS:
+        if pending:
+            wave = chaos.rng.randint(10, 40)
+            for spec in pending[:wave]:
+                submit(spec)
+            del pending[:wave]
+        busy = delivery.round()
+        if busy or pending:
+            continue
+        if chaos.actions:  # the user's remaining requests arrive now
+            chaos.user_moment(force=True)
+            continue
+        return
+    raise AssertionError(f"queues not drained after {MAX_ROUNDS} rounds")
+
+
+def test_mixed_workload_under_faults_keeps_every_invariant(harness: Harness) -> None:
+    seed = int(os.environ.get("RELIABILITY_SEED") or random.SystemRandom().randrange(10**6))
+    print(f"\nreliability: RELIABILITY_SEED={seed} RELIABILITY_TASKS={TASKS}")
+    rng = random.Random(seed)
+    harness.engine.rng = random.Random(seed)
+    started, cpu = time.monotonic(), time.process_time()
+    specs = make_specs(rng, TASKS)
+    expected = {k: normalize_owner(v) for k, v in fault_free_results(harness, specs).items()}
+    rates = Rates()
+    chaos, delivery = make_chaos(harness, rng, rates)
+
+    def submit(spec: TaskSpec) -> None:
+        body: dict[str, Any] = {
+            "type": spec.task_type,
+            "params": spec.params,
+            "max_attempts": rng.randint(2, 4),
+        }
+        if rng.random() < 0.2:
+            body["priority"] = "high"
+        spec.task_id = chaos.submit(body, spec.key)
+        if rng.random() < rates.storm_share:
+            chaos.storm[spec.task_id] = 5
+        if rng.random() < rates.cancel:
+            delay = rng.randint(0, 600)
+            chaos.schedule("cancel", spec.task_id, delay)
+            if rng.random() < rates.retry_after_cancel:
+                chaos.schedule(
+                    "retry", spec.task_id, delay + rng.randint(1, 600), rng.random() < 0.5
+                )
+        if rng.random() < rates.random_retry:
+            chaos.schedule("retry", spec.task_id, rng.randint(0, 800), rng.random() < 0.5)
+
+    # Given the workload, submitted in waves while the workers run, with every fault on
+    chaos.enabled = True
+    try:
+        drain(chaos, delivery, list(specs), submit)
+        # And the user retries some of what failed or was cancelled, then all is drained
+        for spec in specs:
+            status = harness.store.get_task(spec.task_id).status
+            if (
+                status in (TaskStatus.FAILED, TaskStatus.CANCELLED)
+                and rng.random() < rates.final_retry
+            ):
+                chaos.retry(spec.task_id, restart=rng.random() < 0.5)
+        drain(chaos, delivery)
+    finally:
+        chaos.enabled = False
+        chaos.close()
+    elapsed = time.monotonic() - started
+    checking = time.monotonic()
+
+    # Then every task satisfies every invariant
+    violations = []
+    explained = 0
+    tally: Counter[str] = Counter()
+    for spec in specs:
+        problems = check_task(spec, harness.store, harness.ledger, expected, tally)
+        violations += [f"{spec.task_id} {spec.task_type} {spec.params}: {p}" for p in problems]
+        if problems and explained < 5:  # what happened to it, for whoever debugs this
+            explained += 1
+            violations.append(explain(spec, harness))
+    listed, ids = recount(harness.store)
+    if sorted(ids) != sorted(s.task_id for s in specs):
+        violations.append(
+            f"the owner lists {len(ids)} tasks ({len(set(ids))} distinct), "
+            f"{len(specs)} were submitted with distinct idempotency keys"
+        )
+    stats = counters(harness.store)
+    if stats != listed:
+        violations.append(f"stats counters {dict(stats)} differ from the recount {dict(listed)}")
+    api_stats = call_api(http_event("GET", "/stats", sub=OWNER)).body["counts"]["by_status_type"]
+    if counters_of(api_stats) != listed:
+        violations.append(f"GET /stats {api_stats} differs from the recount {dict(listed)}")
+    left = delivery.depth()
+    if left:
+        violations.append(f"{left} message(s) left on the queues")
+
+    elapsed = (elapsed, time.monotonic() - checking, time.process_time() - cpu)
+    report(specs, harness, delivery, listed, tally, elapsed, seed)
+    assert not violations, f"{len(violations)} violation(s) (seed {seed}):\n" + "\n".join(
+        violations[:50]
+    )
+
+
+def explain(spec: TaskSpec, harness: Harness) -> str:
+    task, events = harness.store.get_task_with_events(spec.task_id, OWNER, event_limit=2000)
+    ledger = harness.ledger
+    lines = [
+        f"    --- {spec.task_id}: {task.status}, attempts {task.attempts}, "
+        f"lease {task.lease_expires_at}, error {task.error}",
+        f"    faults {dict(ledger.task_faults.get(spec.task_id, {}))}",
+        f"    user {ledger.actions.get(spec.task_id, [])}",
+        f"    chunks (seq, index) {ledger.executions.get(spec.task_id, [])}",
+        *(f"    {e.time.isoformat()} {e.level} {e.message}" for e in events),
+    ]
+    return "\n".join(lines)
+
+
+def counters_of(by_status_type: dict[str, dict[str, int]]) -> Counter[tuple[str, str]]:
+    return Counter(
+        {(s, t): n for s, by_type in by_status_type.items() for t, n in by_type.items() if n}
+    )
+
+
+def report(
+    specs: list[TaskSpec],
+    harness: Harness,
+    delivery: Delivery,
+    listed: Counter[tuple[str, str]],
+    tally: Counter[str],
+    elapsed: tuple[float, float, float],
+    seed: int,
+) -> None:
+    ledger = harness.ledger
+    types = Counter(s.task_type for s in specs)
+    user = Counter(
+        f"{kind} {status}" for acts in ledger.actions.values() for _, kind, status, _ in acts
+    )
+    lines = [
+        f"reliability figures (seed {seed}, {len(specs)} tasks: {dict(sorted(types.items()))})",
+        f"  faults injected: {sum(ledger.faults.values())} "
+        + str(dict(sorted(ledger.faults.items()))),
+        "  delivery: "
+        + str(dict(sorted(delivery.figures.items())))
+        + f", rounds {delivery.rounds}",
+        "  user requests: " + str(dict(sorted(user.items()))),
+        "  outcomes: " + str({f"{s} {t}": n for (s, t), n in sorted(listed.items())}),
+        "  CHUNKSUM chunks: " + str(dict(tally)),
+        f"  simulated time {harness.clock.offset}, wall time {elapsed[0]:.1f} s "
+        f"+ {elapsed[1]:.1f} s of checks ({elapsed[2]:.1f} s of CPU in all)",
+    ]
+    print("\n".join(lines))
+
+
+# ------------------------------------------------------------------ idempotent submit
+
+
+def api_container(n: int, registry: Any) -> ModuleType:
+    """A fresh copy of functions/api/app.py: what one Lambda execution environment holds.
+
+    Powertools' resolver keeps the current request on the module's `app`, which is right for
+    Lambda (one request at a time per environment) but not for threads sharing one module.
+    """
+    spec = importlib.util.spec_from_file_location(
+        f"api_container_{n}", ROOT / "functions" / "api" / "app.py"
+    )
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.service().registry = registry
+    return module
+
+
+@pytest.mark.usefixtures("atomic_dynamodb")
+def test_simultaneous_submits_with_one_idempotency_key_make_one_task_and_one_message(
+    harness: Harness,
+) -> None:
+    # Given 24 clients sending the same submit with one Idempotency-Key at the same moment:
+    # each thread stops just before its write until all are there, so the writes collide
+    from taskqueue.aws import client
+
+    threads_per_key, keys = 24, 4
+    registry = harness.api.service().registry
+    containers = [api_container(n, registry) for n in range(threads_per_key)]
+    dynamodb = client("dynamodb")
+    gates: dict[str, threading.Barrier] = {}
+
+    def hold_until_all_arrive(params: dict[str, Any], **_: Any) -> None:
+        items = params.get("TransactItems") or []
+        for item in items:
+            pk = item.get("Put", {}).get("Item", {}).get("pk", {}).get("S", "")
+            if pk.startswith("IDEMP#") and pk in gates:
+                gates[pk].wait(timeout=20)
+
+    dynamodb.meta.events.register("before-call.dynamodb.TransactWriteItems", hold_until_all_arrive)
+    results: dict[str, list[tuple[int, str]]] = {}
+    try:
+        for k in range(keys):
+            key = f"same-key-{k}"
+            gates[f"IDEMP#{OWNER}#{key}"] = threading.Barrier(threads_per_key)
+            body = {"type": "CHUNKSUM", "params": {"chunks": 3, "salt": k}}
+            answers: list[tuple[int, str]] = []
+
+            def send(
+                container: Any, body: dict[str, Any] = body, key: str = key, out: list = answers
+            ) -> None:
+                event = http_event(
+                    "POST", "/tasks", body=body, headers={"Idempotency-Key": key}, sub=OWNER
+                )
+                response = container.lambda_handler(event, FakeLambdaContext())
+                payload = json.loads(response["body"])
+                out.append((response["statusCode"], payload.get("id", str(payload))))
+
+            # When they all submit at once, each from its own Lambda execution environment
+            threads = [threading.Thread(target=send, args=(c,)) for c in containers]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(timeout=60)
+            results[key] = answers
+    finally:
+        dynamodb.meta.events.unregister(
+            "before-call.dynamodb.TransactWriteItems", hold_until_all_arrive
+        )
+
+    # Then for each key exactly one request created the task and the others replayed it
+    created_ids = set()
+    for key, answers in results.items():
+        statuses = Counter(status for status, _ in answers)
+        assert statuses == {201: 1, 200: threads_per_key - 1}, (key, answers)
+        assert len({task_id for _, task_id in answers}) == 1, (key, answers)
+        created_ids.add(answers[0][1])
+    # And the owner has exactly one task per key, one message per task, and counters agree
+    listed, ids = recount(harness.store)
+    assert sorted(ids) == sorted(created_ids)
+    assert listed == {("PENDING", "CHUNKSUM"): keys}
+    assert counters(harness.store) == listed
+    messages = []
+    for queue in harness.queues("TaskQueue", "HighPriorityQueue"):
+        while got := harness.sqs.receive_message(
+            QueueUrl=queue.url, MaxNumberOfMessages=10, VisibilityTimeout=600
+        ).get("Messages", []):
+            messages += [json.loads(m["Body"])["task_id"] for m in got]
+    assert sorted(messages) == sorted(created_ids)
+    print(
+        f"\nidempotent submit: {keys} keys x {threads_per_key} simultaneous requests -> "
+        f"{len(ids)} tasks, {len(messages)} messages"
+    )
+
+
+# ------------------------------------------------------------------ one fault at every call
+
+
+SWEEP = ("kill-before", "kill-after", "error")
+
+
+def test_a_fault_at_every_worker_aws_call_loses_nothing_and_repeats_at_most_one_chunk(
+    harness: Harness,
+) -> None:
+    """The worker killed before or after, or failed at, each of its AWS calls in turn."""
+    chaos, delivery = make_chaos(harness, random.Random(0), quiet_rates())
+    chaos.chunks_per_invocation = 2  # a 5-chunk task takes three invocations (two handovers)
+    chaos.enabled = True
+    params = {"chunks": 5, "salt": 11}
+    body = {"type": "CHUNKSUM", "params": params}
+    # Given the number of AWS calls the worker makes for this task when nothing fails
+    chaos.submit(body, "sweep-clean")
+    drain(chaos, delivery)
+    calls = chaos.worker_calls
+    specs = []
+    try:
+        # When each call in turn is hit by each kind of fault (one fault per task)
+        for kind in SWEEP:
+            for call in range(1, calls + 1):
+                chaos.worker_calls, chaos.forced = 0, (call, kind)
+                spec = TaskSpec(key=f"sweep-{kind}-{call}", task_type="CHUNKSUM", params=params)
+                spec.task_id = chaos.submit(body, spec.key)
+                drain(chaos, delivery)
+                specs.append(spec)
+    finally:
+        chaos.enabled = False
+        chaos.close()
+    # Then every task finished with the exact result, no chunk lost, at most one run twice
+    expected = {s.key: {"sum": expected_sum(11, 5), "chunks": 5} for s in specs}
+    tally: Counter[str] = Counter()
+    violations = [
+        f"{spec.key}: {problem}"
+        for spec in specs
+        for problem in check_task(spec, harness.store, harness.ledger, expected, tally)
+    ]
+    hit = [s.key for s in specs if sum(harness.ledger.task_faults[s.task_id].values()) == 1]
+    assert len(hit) == len(specs), (
+        f"the fault did not fire for {set(s.key for s in specs) - set(hit)}"
+    )
+    statuses = Counter(harness.store.get_task(s.task_id).status.value for s in specs)
+    print(
+        f"\nfault sweep: {calls} worker AWS calls x {len(SWEEP)} kinds = {len(specs)} tasks, "
+        f"outcomes {dict(statuses)}, {dict(tally)}"
+    )
+    assert not violations, "\n".join(violations)
+    assert statuses == {"SUCCESS": len(specs)}
+
+
+def test_visibility_timeout_outlasts_the_longest_lease(
+    transformed_template: dict[str, Any],
+) -> None:
+    """Redelivery resumes a dead worker's task only if its lease has expired by then."""
+    from taskqueue.engine import Engine
+
+    resources = transformed_template["Resources"]
+    worker_timeout = int(resources["WorkerFunction"]["Properties"]["Timeout"])
+    grace = Engine.__dataclass_fields__["lease_grace_seconds"].default
+    for queue in ("TaskQueue", "HighPriorityQueue"):
+        properties = resources[queue]["Properties"]
+        assert int(properties["VisibilityTimeout"]) > worker_timeout + grace, queue
+        assert int(properties["RedrivePolicy"]["maxReceiveCount"]) >= 3, queue

@@ -1,0 +1,139 @@
+"""Minimal reproductions of the invariant violations the fault suite found.
+
+Each failed before the fix it names (see docs/reliability.md) and guards it now.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+
+from taskqueue.models import TaskMessage, TaskStatus
+from tests.helpers import ApiResponse, Pipeline, call_api, http_event
+from tests.reliability.chaos import OWNER, Harness, countdown, expected_sum
+
+
+def pipeline(harness: Harness) -> Pipeline:
+    return Pipeline(harness.sqs, [q.url for q in harness.queues("HighPriorityQueue", "TaskQueue")])
+
+
+def api(method: str, path: str, **kwargs: Any) -> ApiResponse:
+    try:
+        return call_api(http_event(method, path, sub=OWNER, **kwargs))
+    except ClientError as exc:  # unhandled in the API: API Gateway answers 500
+        return ApiResponse(500, {"exception": repr(exc)}, {})
+
+
+def fail_once(
+    client: Any, event: str, operation: str, armed: Callable[[], bool] = lambda: True
+) -> Callable[[], None]:
+    """Raise InternalServerError once from `event` (before-call or after-call) of `operation`."""
+    fired: list[bool] = []
+
+    def hook(**_: Any) -> None:
+        if not fired and armed():
+            fired.append(True)
+            raise ClientError(
+                {"Error": {"Code": "InternalServerError", "Message": "injected"}}, operation
+            )
+
+    name = f"{event}.dynamodb.{operation}"
+    client.meta.events.register(name, hook)
+    return lambda: client.meta.events.unregister(name, hook)
+
+
+def test_retry_whose_answer_was_lost_still_runs_the_task(harness: Harness) -> None:
+    from taskqueue.aws import client
+
+    # Given a task its owner cancelled before it started
+    task_id = api("POST", "/tasks", body={"type": "CHUNKSUM", "params": {"chunks": 3, "salt": 5}})
+    task_id = task_id.body["id"]
+    assert api("DELETE", f"/tasks/{task_id}").status == 200
+    pipeline(harness).run()  # its first message is dropped
+    # When the owner retries, and DynamoDB fails the read that follows the committed retry
+    wrote: list[bool] = []
+    dynamodb = client("dynamodb")
+    dynamodb.meta.events.register(
+        "after-call.dynamodb.TransactWriteItems", lambda **_: wrote.append(True)
+    )
+    undo = fail_once(dynamodb, "before-call", "GetItem", armed=lambda: bool(wrote))
+    first = api("POST", f"/tasks/{task_id}/retry", body={"restart": False})
+    undo()
+    # and the client, seeing a 5xx, repeats the request
+    second = api("POST", f"/tasks/{task_id}/retry", body={"restart": False})
+    pipeline(harness).run()
+    # Then the task ran to the end (before the fix: second=409, task PENDING, no message)
+    assert first.status == 500
+    task = harness.store.get_task(task_id)
+    assert task.status == TaskStatus.SUCCESS, (second.status, second.body, task.status)
+
+
+def test_submit_replayed_after_a_lost_answer_still_runs_the_task(harness: Harness) -> None:
+    from taskqueue.aws import client
+
+    body = {"type": "CHUNKSUM", "params": {"chunks": 3, "salt": 6}}
+    headers = {"Idempotency-Key": "lost-answer"}
+    # Given a submit whose write commits but whose answer is lost (a timeout, a 500)
+    undo = fail_once(client("dynamodb"), "after-call", "TransactWriteItems")
+    first = api("POST", "/tasks", body=body, headers=headers)
+    undo()
+    # When the client repeats it with the same Idempotency-Key, as it should
+    second = api("POST", "/tasks", body=body, headers=headers)
+    pipeline(harness).run()
+    # Then the one task runs (before the fix: 200 with a PENDING task that never got a message)
+    assert (first.status, second.status) == (500, 200)
+    task = harness.store.get_task(second.body["id"])
+    assert task.status == TaskStatus.SUCCESS, task.status
+
+
+def test_stale_worker_does_not_claim_a_task_that_changed_since_it_read_it(
+    harness: Harness,
+) -> None:
+    from taskqueue.aws import client
+
+    # Given a 6-chunk task, and worker A that has read it (PENDING, never run) and stalls
+    # just before its claim
+    submitted = api("POST", "/tasks", body={"type": "CHUNKSUM", "params": {"chunks": 6, "salt": 9}})
+    task_id = submitted.body["id"]
+    engine, service = harness.engine, harness.api.service()
+    message = TaskMessage(task_id=task_id)
+
+    def cancel_during_third_chunk(task: str, index: int) -> None:
+        if index == 2:
+            service.cancel(OWNER, task)
+
+    stalled: list[bool] = []
+
+    def meanwhile(**_: Any) -> None:
+        if stalled or threading.current_thread() is not threading.main_thread():
+            return
+        stalled.append(True)
+        # While A stalls, worker B runs three chunks, the owner cancels (B stops at its
+        # checkpoint with chunks 0-2 saved) and retries with resume: PENDING, attempts 0
+        harness.chunksum.during_chunk = cancel_during_third_chunk
+        thread = threading.Thread(target=lambda: engine.process(message, countdown(10)))
+        thread.start()
+        thread.join(timeout=60)
+        harness.chunksum.during_chunk = None
+        assert harness.store.get_task(task_id).status == TaskStatus.CANCELLED
+        service.retry(OWNER, task_id, restart=False)
+
+    dynamodb = client("dynamodb")
+    dynamodb.meta.events.register("before-call.dynamodb.TransactWriteItems", meanwhile)
+    try:
+        # When A goes on with its claim
+        outcome = engine.process(message, countdown(10))
+    finally:
+        dynamodb.meta.events.unregister("before-call.dynamodb.TransactWriteItems", meanwhile)
+    pipeline(harness).run()  # the retry's message
+    # Then no chunk ran twice: A's claim failed (or resumed at chunk 3), and the sum is exact
+    task = harness.store.get_task(task_id)
+    runs = Counter(index for _, index, _ in harness.ledger.executions[task_id])
+    assert task.status == TaskStatus.SUCCESS
+    assert task.result == {"sum": expected_sum(9, 6), "chunks": 6}
+    assert runs == dict.fromkeys(range(6), 1), (outcome, dict(runs))
