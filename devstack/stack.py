@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import boto3
 
 from devstack.gateway import Gateway, Route, http_routes
+from devstack.moto_locking import serialize_dynamodb_requests
 from devstack.poller import QueueSource, SqsPoller
 from devstack.resources import (
     AwsClients,
@@ -136,6 +137,7 @@ class DevStack:
                         f"moto port {self.options.moto_port} is in use; choose another "
                         "with --moto-port, or 0 for any free port"
                     ) from exc
+        serialize_dynamodb_requests()
         self.moto = ThreadedMotoServer(
             ip_address="127.0.0.1", port=self.options.moto_port, verbose=False
         )

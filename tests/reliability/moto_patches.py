@@ -30,7 +30,8 @@ from moto.dynamodb.exceptions import (
 )
 from moto.dynamodb.models import DynamoDBBackend
 from moto.dynamodb.models.table import Table
-from moto.dynamodb.responses import DynamoHandler
+
+from devstack.moto_locking import serialize_dynamodb_requests
 
 
 def _key_of(backend: DynamoDBBackend, op_type: str, op: dict[str, Any]) -> dict[str, Any]:
@@ -140,11 +141,4 @@ def partition_queries(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def atomic_requests(monkeypatch: pytest.MonkeyPatch) -> None:
-    lock = threading.RLock()
-    original = DynamoHandler.call_action
-
-    def call_action(self: Any) -> Any:
-        with lock:
-            return original(self)
-
-    monkeypatch.setattr(DynamoHandler, "call_action", call_action)
+    serialize_dynamodb_requests(monkeypatch.setattr)
