@@ -1,0 +1,368 @@
+"""Benchmark 1, cost per task: AWS requests, DynamoDB units, Lambda and dollars per task,
+beside the same work orchestrated by Step Functions Standard.
+
+Tasks of 1, 10 and 100 chunks of ``BENCH_NOOP`` (chunks that make no AWS calls, so what is
+counted is the orchestration) are submitted through the API handler and drained through the
+worker handler, in-process against moto, one task per worker invocation. A DATA_PROCESSING
+task's own S3 requests are reported apart.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+
+from bench.meter import Meter
+from bench.pricing import PRICES, PRICES_AS_OF, price_table
+from bench.report import table
+from bench.world import OWNER, World, function_property, in_process_world
+
+GOAL_RATIO = 25.0  # orchestration at least 25x below Step Functions Standard (10 chunks)
+GOAL_CHUNKS = 10
+
+# ---------------------------------------------------------------- models (stated, not measured)
+
+# Lambda duration model: moto's latency says nothing about AWS's, so billed time is modelled
+# as a fixed cost per invocation plus a typical in-region latency per AWS request made.
+INVOCATION_OVERHEAD_MS = {"api": 5.0, "worker": 3.0}  # Powertools resolver / batch processor
+REQUEST_LATENCY_MS = {
+    "dynamodb.GetItem": 4.0,
+    "dynamodb.UpdateItem": 6.0,
+    "dynamodb.PutItem": 6.0,
+    "dynamodb.Query": 6.0,
+    "dynamodb.BatchGetItem": 8.0,
+    "dynamodb.TransactWriteItems": 12.0,
+    "sqs.SendMessage": 8.0,
+}
+DEFAULT_LATENCY_MS = 10.0
+# The event source mapping's SQS requests: one ReceiveMessage and one DeleteMessageBatch per
+# batch. Batches of one message here (a quiet queue: the worst case); at load a batch holds
+# up to 10 messages and this drops to 0.2 requests a message.
+ESM_REQUESTS_PER_BATCH = 2
+# Step Functions Standard, one execution per task, a loop over the chunks:
+#   Start (Lambda task) -> [RunChunk (Lambda task) -> MoreChunks? (Choice)] x N
+#   -> Finish (Lambda task) -> Done (Succeed)        = 2N + 3 state transitions
+# with a Retry on each Lambda task state; the assumed retry rate below adds one transition
+# (and one Lambda request) per retried state. Each Lambda task state is one invocation.
+SFN_RETRY_RATE = 0.01
+
+
+def sfn_transitions(chunks: int) -> float:
+    lambda_states = chunks + 2
+    return 2 * chunks + 3 + SFN_RETRY_RATE * lambda_states
+
+
+def sfn_lambda_requests(chunks: int) -> float:
+    return (chunks + 2) * (1 + SFN_RETRY_RATE)
+
+
+# ---------------------------------------------------------------- measurement
+
+
+@dataclass
+class TaskCost:
+    label: str
+    chunks: int
+    tasks: int
+    requests: dict[str, Counter[str]]  # role -> "service.Operation" -> per task
+    wru_table: float
+    wru_index: float
+    rru: float
+    wru_by_step: dict[str, float]
+    wru_by_item: dict[str, float]
+    wru_what_if: float  # see WHAT_IF
+    worker_invocations: float
+    sqs_ours: float
+    gb_seconds: dict[str, float]  # role -> modelled GB-s per task
+    s3: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def sqs_esm(self) -> float:
+        return ESM_REQUESTS_PER_BATCH * self.worker_invocations
+
+    def dollars(self) -> dict[str, float]:
+        """Per task, by component."""
+        p = PRICES
+        s3_puts = sum(v for k, v in self.s3.items() if k.split(".")[1] in _S3_PUT_CLASS)
+        s3_gets = sum(self.s3.values()) - s3_puts
+        return {
+            "DynamoDB writes": (self.wru_table + self.wru_index) * p["dynamodb_wru"],
+            "DynamoDB reads": self.rru * p["dynamodb_rru"],
+            "SQS": (self.sqs_ours + self.sqs_esm) * p["sqs_request"],
+            "Lambda requests (worker)": self.worker_invocations * p["lambda_request"],
+            "Lambda GB-s (worker, orchestration)": self.gb_seconds["worker"]
+            * p["lambda_gb_second_arm64"],
+            "API Gateway (submit)": 1 * p["http_api_request"],
+            "Lambda requests + GB-s (API)": p["lambda_request"]
+            + self.gb_seconds["api"] * p["lambda_gb_second_arm64"],
+            "S3 (the task's own work)": s3_puts * p["s3_put_request"]
+            + s3_gets * p["s3_get_request"],
+        }
+
+    def orchestration(self) -> float:
+        """What moves a submitted task through its chunks: compared with Step Functions."""
+        d = self.dollars()
+        return sum(d[k] for k in ORCHESTRATION)
+
+    def sfn(self) -> float:
+        return (
+            sfn_transitions(self.chunks) * PRICES["sfn_state_transition"]
+            + sfn_lambda_requests(self.chunks) * PRICES["lambda_request"]
+        )
+
+    def ratio(self) -> float:
+        return self.sfn() / self.orchestration()
+
+    def ratio_what_if(self) -> float:
+        saved = (self.wru_table + self.wru_index - self.wru_what_if) * PRICES["dynamodb_wru"]
+        return self.sfn() / (self.orchestration() - saved)
+
+
+# What the writes would cost if each status change were one conditional UpdateItem of the task
+# item (no transaction), with the status counters kept by a DynamoDB Streams consumer in
+# batches and the event lines on the item's `log`: the task item's own units, undoubled,
+# plus its index writes. Computed from the same measured writes.
+WHAT_IF = "transitions as single UpdateItems, counters from a stream"
+
+ORCHESTRATION = (
+    "DynamoDB writes",
+    "DynamoDB reads",
+    "SQS",
+    "Lambda requests (worker)",
+    "Lambda GB-s (worker, orchestration)",
+)
+_S3_PUT_CLASS = {
+    "PutObject",
+    "CopyObject",
+    "ListObjectsV2",
+    "ListObjects",
+    "ListParts",
+    "CreateMultipartUpload",
+    "UploadPart",
+    "CompleteMultipartUpload",
+}
+
+
+def _step(meter: Meter, call: int, role: str, transactional: bool) -> str:
+    if role == "api":
+        return "submit"
+    if not transactional:
+        return "checkpoints"
+    worker_txns = sorted({w.call for w in meter.writes if w.role == "worker" and w.transactional})
+    return "claim" if call == worker_txns[0] else "finish"
+
+
+def _item_kind(sk: str, pk: str) -> str:
+    if pk.startswith("STATS#"):
+        return "status counters"
+    if sk.startswith("EVENT#"):
+        return "event lines"
+    if pk.startswith("IDEMP#"):
+        return "idempotency"
+    return "task item"
+
+
+def measure(
+    world: World, label: str, task_type: str, params: dict, chunks: int, tasks: int
+) -> TaskCost:
+    """Submit and run `tasks` tasks one after another; figures are per task."""
+    meter = world.meter
+    requests: dict[str, Counter[str]] = {"api": Counter(), "worker": Counter()}
+    s3: Counter[str] = Counter()
+    totals: defaultdict[str, float] = defaultdict(float)
+    by_step: defaultdict[str, float] = defaultdict(float)
+    by_item: defaultdict[str, float] = defaultdict(float)
+    what_if = 0.0
+    gb_s = {"api": 0.0, "worker": 0.0}
+    memory_gb = {
+        "api": function_property("ApiFunction", "MemorySize") / 1024,
+        "worker": function_property("WorkerFunction", "MemorySize") / 1024,
+    }
+    for _ in range(tasks):
+        meter.clear()
+        world.submit(task_type, params)
+        api_calls = meter.requests("api")
+        invocations = world.drain()
+        for role in ("api", "worker"):
+            requests[role].update(meter.requests(role))
+        for key, count in meter.requests("task").items():
+            if key.startswith("s3."):
+                s3[key] += count
+        totals["wru_table"] += meter.table_write_units()
+        totals["wru_index"] += meter.index_write_units()
+        totals["rru"] += meter.read_units()
+        totals["invocations"] += invocations
+        totals["sqs_ours"] += sum(c for k, c in meter.requests().items() if k.startswith("sqs."))
+        for write in meter.writes:
+            units = (write.write_units or 0) + len(write.index_writes)
+            by_step[_step(meter, write.call, write.role, write.transactional)] += units
+            by_item[_item_kind(write.sk, write.pk)] += write.write_units or 0
+            by_item["index entries"] += len(write.index_writes)
+            if write.sk == "META" and write.write_units is not None:
+                single = write.write_units / 2 if write.transactional else write.write_units
+                what_if += single + len(write.index_writes)
+        worker_ms = invocations * INVOCATION_OVERHEAD_MS["worker"] + _latency(
+            meter.requests("worker")
+        )
+        api_ms = INVOCATION_OVERHEAD_MS["api"] + _latency(api_calls)
+        gb_s["worker"] += math.ceil(worker_ms) / 1000 * memory_gb["worker"]
+        gb_s["api"] += math.ceil(api_ms) / 1000 * memory_gb["api"]
+    n = float(tasks)
+    return TaskCost(
+        label=label,
+        chunks=chunks,
+        tasks=tasks,
+        requests={role: Counter({k: v / n for k, v in c.items()}) for role, c in requests.items()},
+        wru_table=totals["wru_table"] / n,
+        wru_index=totals["wru_index"] / n,
+        rru=totals["rru"] / n,
+        wru_by_step={k: v / n for k, v in by_step.items()},
+        wru_by_item={k: v / n for k, v in by_item.items()},
+        wru_what_if=what_if / n,
+        worker_invocations=totals["invocations"] / n,
+        sqs_ours=totals["sqs_ours"] / n,
+        gb_seconds={k: v / n for k, v in gb_s.items()},
+        s3=Counter({k: v / n for k, v in s3.items()}),
+    )
+
+
+def _latency(requests: Counter[str]) -> float:
+    return sum(REQUEST_LATENCY_MS.get(k, DEFAULT_LATENCY_MS) * n for k, n in requests.items())
+
+
+def _csv(rows: int, columns: int = 5) -> bytes:
+    header = ",".join(f"c{i}" for i in range(columns))
+    lines = [header] + [
+        ",".join(str((r * 7919 + c * 104729) % 100000 / 100) for c in range(columns))
+        for r in range(rows)
+    ]
+    return ("\n".join(lines) + "\n").encode()
+
+
+@dataclass
+class CostResult:
+    noop: list[TaskCost]
+    data_processing: TaskCost
+
+    def goal(self) -> TaskCost:
+        return next(c for c in self.noop if c.chunks == GOAL_CHUNKS)
+
+    def goal_met(self) -> bool:
+        return self.goal().ratio() >= GOAL_RATIO
+
+    def render(self) -> str:
+        out = [
+            "== cost: per task, in-process pipeline (moto), one task per worker invocation ==",
+            table(["price (us-east-1, " + PRICES_AS_OF + ")", "$"], price_table()),
+            "",
+        ]
+        every = [*self.noop, self.data_processing]
+        ops = sorted({(r, k) for c in every for r, cnt in c.requests.items() for k in cnt})
+        out.append(
+            table(
+                ["role", "request", *[c.label for c in every]],
+                [[r, k, *[c.requests[r].get(k, 0.0) for c in every]] for r, k in ops]
+                + [
+                    [
+                        "both",
+                        "total",
+                        *[sum(sum(x.values()) for x in c.requests.values()) for c in every],
+                    ],
+                    ["esm", "sqs (modelled)", *[c.sqs_esm for c in every]],
+                ]
+                + [
+                    ["task", k, *[c.s3.get(k, 0.0) for c in every]]
+                    for k in sorted(self.data_processing.s3)
+                ],
+                title="AWS requests per task",
+            )
+        )
+        out.append("")
+        steps = ["submit", "claim", "checkpoints", "finish"]
+        kinds = sorted({k for c in every for k in c.wru_by_item})
+        out.append(
+            table(
+                ["units per task", *[c.label for c in every]],
+                [
+                    ["DynamoDB WRU, table", *[c.wru_table for c in every]],
+                    ["DynamoDB WRU, indexes", *[c.wru_index for c in every]],
+                    ["DynamoDB WRU, total", *[c.wru_table + c.wru_index for c in every]],
+                    *[
+                        [f"  WRU in {s}", *[c.wru_by_step.get(s, 0.0) for c in every]]
+                        for s in steps
+                    ],
+                    *[
+                        [f"  WRU on {k}", *[c.wru_by_item.get(k, 0.0) for c in every]]
+                        for k in kinds
+                    ],
+                    [f"  WRU what if: {WHAT_IF}", *[c.wru_what_if for c in every]],
+                    ["DynamoDB RRU", *[c.rru for c in every]],
+                    ["SQS requests (ours + ESM)", *[c.sqs_ours + c.sqs_esm for c in every]],
+                    ["worker invocations", *[c.worker_invocations for c in every]],
+                    ["worker GB-s (modelled)", *[c.gb_seconds["worker"] for c in every]],
+                    ["API GB-s (modelled)", *[c.gb_seconds["api"] for c in every]],
+                    ["SFN state transitions", *[sfn_transitions(c.chunks) for c in every]],
+                ],
+                title="Units per task",
+            )
+        )
+        out.append("")
+        components = list(every[0].dollars())
+        out.append(
+            table(
+                ["$ per million tasks", *[c.label for c in every]],
+                [[k, *[f"{c.dollars()[k] * 1e6:,.2f}" for c in every]] for k in components]
+                + [
+                    ["ours: orchestration", *[f"{c.orchestration() * 1e6:,.2f}" for c in every]],
+                    ["ours: all in", *[f"{sum(c.dollars().values()) * 1e6:,.2f}" for c in every]],
+                    ["Step Functions Standard", *[f"{c.sfn() * 1e6:,.2f}" for c in every]],
+                    ["SFN / ours (orchestration)", *[f"{c.ratio():.1f}x" for c in every]],
+                    [f"  what if: {WHAT_IF}", *[f"{c.ratio_what_if():.1f}x" for c in every]],
+                ],
+                title="Dollars per million tasks",
+            )
+        )
+        goal = self.goal()
+        verdict = "PASS" if self.goal_met() else "FAIL"
+        out += [
+            "",
+            f"models: Lambda billed ms = {INVOCATION_OVERHEAD_MS} per invocation + per request "
+            f"{REQUEST_LATENCY_MS} (else {DEFAULT_LATENCY_MS}); memory from template.yaml; "
+            f"ESM = {ESM_REQUESTS_PER_BATCH} SQS requests per batch of one; SFN = 2N+3 "
+            f"transitions + {SFN_RETRY_RATE:.0%} retries of the N+2 Lambda task states, "
+            "+ one Lambda request per task state.",
+            f"goal: orchestration >= {GOAL_RATIO:.0f}x below Step Functions Standard for "
+            f"{GOAL_CHUNKS}-chunk tasks: {goal.ratio():.1f}x -> {verdict}",
+        ]
+        return "\n".join(out)
+
+
+def run(size: str = "small") -> CostResult:
+    tasks = 1 if size == "small" else 3
+    with in_process_world() as world:
+        noop = [
+            measure(
+                world, f"{n} chunk{'s' if n > 1 else ''}", "BENCH_NOOP", {"chunks": n}, n, tasks
+            )
+            for n in (1, 10, 100)
+        ]
+        # DATA_PROCESSING over an uploaded CSV of about 10 chunks of 64 KiB.
+        key = f"uploads/{OWNER}/bench.csv"
+        body = _csv(rows=14_000 if size == "full" else 5_000)
+        world.s3.put_object(Bucket=world.env["DATA_BUCKET"], Key=key, Body=body)
+        params = {"input_key": key, "chunk_bytes": 64 * 1024}
+        chunks = math.ceil(len(body) / (64 * 1024))  # one chunk per 64 KiB range
+        data = measure(
+            world, f"DATA_PROCESSING, {chunks} chunks", "DATA_PROCESSING", params, chunks, tasks
+        )
+        # one checkpoint per chunk but the last (one invocation)
+        measured = round(data.requests["worker"].get("dynamodb.UpdateItem", 0)) + 1
+        assert measured == chunks, f"DATA_PROCESSING ran {measured} chunks, expected {chunks}"
+    return CostResult(noop, data)
+
+
+def main(size: str) -> bool:
+    result = run(size)
+    print(result.render())
+    return result.goal_met()
