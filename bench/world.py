@@ -7,13 +7,11 @@ so requests are attributed to the API, the worker or the task type's own code.
 
 from __future__ import annotations
 
-import inspect
 import io
 import os
-import threading
 import warnings
 from collections.abc import Iterator
-from contextlib import contextmanager, redirect_stdout
+from contextlib import AbstractContextManager, contextmanager, redirect_stdout
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -23,6 +21,7 @@ from moto import mock_aws
 
 from bench.meter import Meter
 from bench.tasktypes import BENCH_TYPES
+from devstack.moto_patches import partition_queries, temporarily, undo_log_transactions
 from devstack.resources import (
     LocalResources,
     create_resources,
@@ -88,86 +87,16 @@ class World:
         return str(response.body["id"])
 
 
-class _NoTableBackups:
-    """Stands in for the `copy` module inside moto's DynamoDB models.
-
-    moto deep-copies a whole table for every item of a TransactWriteItems (to roll back on
-    failure), which makes each transaction O(table size): a load of a few thousand tasks
-    would take hours. Loads run with this only when they assert that no request failed, so
-    no rollback is ever needed and the state (and every count) is what AWS would have.
-    """
-
-    def __init__(self, real: Any) -> None:
-        self._real = real
-
-    def deepcopy(self, value: Any, memo: Any = None) -> Any:
-        from moto.dynamodb.models.table import Table
-
-        return value if isinstance(value, Table) else self._real.deepcopy(value, memo)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._real, name)
+def no_transaction_backups() -> AbstractContextManager[None]:
+    """moto without its whole-table copy per transaction (an undo log of the touched items
+    instead, same semantics): a load of a few thousand tasks would otherwise take hours."""
+    return temporarily(undo_log_transactions)
 
 
-@contextmanager
-def no_transaction_backups() -> Iterator[None]:
-    import moto.dynamodb.models as models
-
-    real = models.copy
-    models.copy = _NoTableBackups(real)  # type: ignore[assignment]
-    try:
-        yield
-    finally:
-        models.copy = real
-
-
-_QUERY_KEYS = threading.local()
-
-
-@contextmanager
-def fast_moto_queries() -> Iterator[None]:
-    """moto answers a Query by sorting the *whole table* (``Table.all_items()``) and then
-    comparing every item's partition key through its slow DynamoType equality: seconds per
-    Query at 10,000 items. Here ``all_items`` hands a Query only the items whose partition
-    key attributes equal the query's (raw type and value), unsorted; moto then filters and
-    sorts those by the index's keys exactly as before, so every answer is unchanged.
-    (A Scan would see another order: none is made.)
-    """
-    from moto.dynamodb.models.table import Table
-
-    original_query, original_all_items = Table.query, Table.all_items
-    signature = inspect.signature(original_query)
-
-    def query(self: Table, *args: Any, **kwargs: Any) -> Any:
-        bound = signature.bind(self, *args, **kwargs)
-        _QUERY_KEYS.conditions = bound.arguments.get("hash_key_conditions")
-        try:
-            return original_query(self, *args, **kwargs)
-        finally:
-            _QUERY_KEYS.conditions = None
-
-    def all_items(self: Table) -> list[Any]:
-        if self.range_key_attr:
-            items = [item for hash_set in self.items.values() for item in hash_set.values()]
-        else:
-            items = list(self.items.values())
-        conditions = getattr(_QUERY_KEYS, "conditions", None)
-        if not conditions:
-            return items
-        return [item for item in items if all(_same(item, name, v) for name, v in conditions)]
-
-    Table.query = query  # type: ignore[method-assign]
-    Table.all_items = all_items  # type: ignore[method-assign]
-    try:
-        yield
-    finally:
-        Table.query = original_query  # type: ignore[method-assign]
-        Table.all_items = original_all_items  # type: ignore[method-assign]
-
-
-def _same(item: Any, name: str, expected: Any) -> bool:
-    value = item.attrs.get(name)
-    return value is not None and value.type == expected.type and value.value == expected.value
+def fast_moto_queries() -> AbstractContextManager[None]:
+    """moto handing a Query only its partition's items instead of sorting the whole table
+    (same answers): seconds per Query at 10,000 items otherwise."""
+    return temporarily(partition_queries)
 
 
 @contextmanager

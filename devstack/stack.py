@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import boto3
 
 from devstack.gateway import Gateway, Route, http_routes
-from devstack.moto_locking import serialize_dynamodb_requests
+from devstack.moto_patches import tune_moto
 from devstack.poller import QueueSource, SqsPoller
 from devstack.resources import (
     AwsClients,
@@ -130,6 +130,8 @@ class DevStack:
         if self.options.moto_port:
             # moto's server thread dies on a taken port and leaves start() waiting forever.
             with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+                # As the server will (a port in TIME_WAIT after a restart is free to use).
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                 try:
                     probe.bind(("127.0.0.1", self.options.moto_port))
                 except OSError as exc:
@@ -137,7 +139,7 @@ class DevStack:
                         f"moto port {self.options.moto_port} is in use; choose another "
                         "with --moto-port, or 0 for any free port"
                     ) from exc
-        serialize_dynamodb_requests()
+        tune_moto()
         self.moto = ThreadedMotoServer(
             ip_address="127.0.0.1", port=self.options.moto_port, verbose=False
         )

@@ -10,23 +10,23 @@ from typing import Any
 import boto3
 import pytest
 
+from devstack.moto_patches import (
+    partition_queries,
+    serialize_dynamodb_requests,
+    undo_log_transactions,
+)
 from taskqueue.observability import logger, metrics
 from taskqueue.store import TaskStore
 from taskqueue.task_types import REGISTRY
 from taskqueue.task_types.email import Email
 from tests.helpers import load_function, reset_function_caches
 from tests.reliability.chaos import ChunkSum, Harness, Ledger, SimClock
-from tests.reliability.moto_patches import (
-    atomic_requests,
-    partition_queries,
-    undo_log_transactions,
-)
 
 
 @pytest.fixture(autouse=True)
 def _faster_moto(monkeypatch: pytest.MonkeyPatch) -> None:
-    undo_log_transactions(monkeypatch)
-    partition_queries(monkeypatch)
+    undo_log_transactions(monkeypatch.setattr)
+    partition_queries(monkeypatch.setattr)
 
 
 @pytest.fixture
@@ -84,4 +84,4 @@ def atomic_dynamodb(monkeypatch: pytest.MonkeyPatch) -> None:
     """Each moto DynamoDB request runs alone, as DynamoDB applies each request atomically
     (moto's tables are not thread-safe); conflicting writes then fail the losers' conditions,
     which is exactly the path under test."""
-    atomic_requests(monkeypatch)
+    serialize_dynamodb_requests(monkeypatch.setattr)

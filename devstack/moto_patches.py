@@ -1,24 +1,29 @@
-"""Two adjustments of moto's in-memory DynamoDB that the reliability suite needs.
+"""Adjustments of moto's in-memory DynamoDB, for the local stack and the load tests.
 
 - ``undo_log_transactions``: moto backs up every table a TransactWriteItems touches with a
-  deep copy of the whole table, so each transaction costs O(table size) and a run of a few
-  thousand tasks becomes quadratic. This keeps moto's semantics (all or nothing, cancellation
+  deep copy of the whole table, so each transaction costs O(table size) (and memory: the local
+  stack grew by megabytes a task). This keeps moto's semantics (all or nothing, cancellation
   reasons in item order) with an undo log of the touched items only.
-- ``partition_queries``: moto answers a Query on the table's own key by filtering and sorting
-  every item of the table. This hands it the queried partition only (same answer).
-- ``atomic_requests``: moto's tables are not thread-safe; DynamoDB applies each request
+- ``partition_queries``: moto answers a Query, on the table or an index, by sorting and then
+  comparing every item of the table. This hands it the items of the queried partition only;
+  moto filters and sorts them as before, so every answer is unchanged.
+- ``serialize_dynamodb_requests``: moto's tables are not thread-safe (concurrent transactions
+  fail with "dictionary changed size during iteration"); DynamoDB applies each request
   atomically. One lock around each request gives threads DynamoDB's behaviour.
 
-None of them changes what the code under test sees; they make a few thousand tasks fit in CI.
+None of them changes what the code under test sees. Each takes the function that installs it:
+``setattr`` (the default, for good) or a test's ``monkeypatch.setattr`` (undone after it).
 """
 
 from __future__ import annotations
 
 import copy
+import inspect
 import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
-import pytest
 from moto.dynamodb.comparisons import get_filter_expression
 from moto.dynamodb.exceptions import (
     ConditionalCheckFailed,
@@ -30,8 +35,7 @@ from moto.dynamodb.exceptions import (
 )
 from moto.dynamodb.models import DynamoDBBackend
 from moto.dynamodb.models.table import Table
-
-from devstack.moto_locking import serialize_dynamodb_requests
+from moto.dynamodb.responses import DynamoHandler
 
 
 def _key_of(backend: DynamoDBBackend, op_type: str, op: dict[str, Any]) -> dict[str, Any]:
@@ -111,34 +115,81 @@ def _transact_write_items(self: DynamoDBBackend, transact_items: list[dict[str, 
         raise TransactionCanceledException(errors)
 
 
-def undo_log_transactions(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(DynamoDBBackend, "transact_write_items", _transact_write_items)
+Patch = Callable[[Any, str, Any], None]
+_LOCK = threading.RLock()
 
 
-def partition_queries(monkeypatch: pytest.MonkeyPatch) -> None:
-    original_query, original_all_items = Table.query, Table.all_items
-    hint = threading.local()  # TaskStore.stats queries its shards from several threads
+def undo_log_transactions(patch: Patch = setattr) -> None:
+    patch(DynamoDBBackend, "transact_write_items", _transact_write_items)
 
-    def query(self: Table, hash_key: Any, *args: Any, **kwargs: Any) -> Any:
-        index_name = args[6] if len(args) > 6 else kwargs.get("index_name")
-        if index_name or hash_key is None or not self.range_key_attr:
-            return original_query(self, hash_key, *args, **kwargs)
-        hint.partition = (self, hash_key)
+
+_QUERY_KEYS = threading.local()  # TaskStore reads shards from several threads at once
+
+
+def partition_queries(patch: Patch = setattr) -> None:
+    original_query = Table.query
+    signature = inspect.signature(original_query)
+
+    def query(self: Table, *args: Any, **kwargs: Any) -> Any:
+        bound = signature.bind(self, *args, **kwargs)
+        _QUERY_KEYS.conditions = bound.arguments.get("hash_key_conditions")
         try:
-            return original_query(self, hash_key, *args, **kwargs)
+            return original_query(self, *args, **kwargs)
         finally:
-            hint.partition = None
+            _QUERY_KEYS.conditions = None
 
     def all_items(self: Table) -> list[Any]:
-        table, hash_key = getattr(hint, "partition", None) or (None, None)
-        if table is not self:
-            return original_all_items(self)  # type: ignore[no-any-return]
-        partition = self.items.get(hash_key, {})
-        return sorted(partition.values(), key=lambda item: item.range_key)
+        if self.range_key_attr:
+            items = [item for hash_set in self.items.values() for item in hash_set.values()]
+        else:
+            items = list(self.items.values())
+        conditions = getattr(_QUERY_KEYS, "conditions", None)
+        if not conditions:
+            return items
+        return [item for item in items if all(_same(item, name, v) for name, v in conditions)]
 
-    monkeypatch.setattr(Table, "query", query)
-    monkeypatch.setattr(Table, "all_items", all_items)
+    patch(Table, "query", query)
+    patch(Table, "all_items", all_items)
 
 
-def atomic_requests(monkeypatch: pytest.MonkeyPatch) -> None:
-    serialize_dynamodb_requests(monkeypatch.setattr)
+def _same(item: Any, name: str, expected: Any) -> bool:
+    value = item.attrs.get(name)
+    return value is not None and value.type == expected.type and value.value == expected.value
+
+
+def serialize_dynamodb_requests(patch: Patch = setattr) -> None:
+    original = DynamoHandler.call_action
+    if getattr(original, "serialized", False):
+        return
+
+    def call_action(self: Any) -> Any:
+        with _LOCK:
+            return original(self)
+
+    call_action.serialized = True  # type: ignore[attr-defined]
+    patch(DynamoHandler, "call_action", call_action)
+
+
+def tune_moto(patch: Patch = setattr) -> None:
+    """All three: what the local stack runs with."""
+    undo_log_transactions(patch)
+    partition_queries(patch)
+    serialize_dynamodb_requests(patch)
+
+
+@contextmanager
+def temporarily(*installers: Callable[[Patch], None]) -> Iterator[None]:
+    """Install some of the above for a block only (the benchmarks)."""
+    saved: list[tuple[Any, str, Any]] = []
+
+    def patch(owner: Any, name: str, value: Any) -> None:
+        saved.append((owner, name, getattr(owner, name)))
+        setattr(owner, name, value)
+
+    for install in installers:
+        install(patch)
+    try:
+        yield
+    finally:
+        for owner, name, value in reversed(saved):
+            setattr(owner, name, value)
