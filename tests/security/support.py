@@ -18,6 +18,9 @@ from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qs, parse_qsl, urlparse
 
+import pytest
+from botocore.client import BaseClient
+
 from tests.helpers import ApiResponse, call_api, http_event, load_function
 
 ALICE = "user-alice-0001"
@@ -289,3 +292,18 @@ def moto_world(template: dict[str, Any]) -> Iterator[World]:
 
 def fresh_user(label: str = "user") -> str:
     return f"{label}-{uuid.uuid4().hex[:12]}"
+
+
+@contextmanager
+def recorded_aws_calls() -> Iterator[list[tuple[str, str, dict[str, Any]]]]:
+    """Every botocore call made inside the block: (service, operation, parameters)."""
+    calls: list[tuple[str, str, dict[str, Any]]] = []
+    original = BaseClient._make_api_call  # type: ignore[attr-defined]
+
+    def recording(self: BaseClient, operation: str, params: Any) -> Any:
+        calls.append((self.meta.service_model.service_name, operation, dict(params)))
+        return original(self, operation, params)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(BaseClient, "_make_api_call", recording)
+        yield calls

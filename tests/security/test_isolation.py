@@ -12,14 +12,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 import boto3
 import pytest
-from botocore.client import BaseClient
 
 from devstack.resources import LocalResources
 from taskqueue.models import TaskStatus
@@ -42,6 +40,7 @@ from tests.security.support import (
     moto_world,
     presigned_expiry,
     presigned_key,
+    recorded_aws_calls,
 )
 
 SIBLING = ALICE[:-1]  # "user-alice-000": a prefix of Alice's id
@@ -284,21 +283,6 @@ def test_upload_into_own_earlier_folder_is_allowed(scenario: Scenario) -> None:
     response = api("POST", "/uploads", body={**UPLOAD, "prefix": scenario.upload["prefix"]})
     assert response.status == 201
     assert response.body["key"] == scenario.upload["prefix"] + UPLOAD["filename"]
-
-
-@contextmanager
-def recorded_aws_calls() -> Iterator[list[tuple[str, str, dict[str, Any]]]]:
-    """Every botocore call made inside the block: (service, operation, parameters)."""
-    calls: list[tuple[str, str, dict[str, Any]]] = []
-    original = BaseClient._make_api_call  # type: ignore[attr-defined]
-
-    def recording(self: BaseClient, operation: str, params: Any) -> Any:
-        calls.append((self.meta.service_model.service_name, operation, dict(params)))
-        return original(self, operation, params)
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(BaseClient, "_make_api_call", recording)
-        yield calls
 
 
 FOREIGN_INPUTS = [

@@ -13,13 +13,11 @@ import fnmatch
 import json
 import re
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
-from botocore.client import BaseClient
 
 from devstack.resources import TEMPLATE_PATH
 from tests.helpers import (
@@ -29,7 +27,7 @@ from tests.helpers import (
     sqs_event,
     sqs_record,
 )
-from tests.security.support import BOB, World, api, moto_world
+from tests.security.support import BOB, World, api, moto_world, recorded_aws_calls
 
 Template = dict[str, Any]
 
@@ -269,20 +267,6 @@ def iam_actions(service: str, operation: str, params: dict[str, Any]) -> list[st
     return [f"{prefix}:{operation}"]
 
 
-@contextmanager
-def recorded_calls() -> Iterator[list[tuple[str, str, dict[str, Any]]]]:
-    calls: list[tuple[str, str, dict[str, Any]]] = []
-    original = BaseClient._make_api_call  # type: ignore[attr-defined]
-
-    def recording(self: BaseClient, operation: str, params: Any) -> Any:
-        calls.append((self.meta.service_model.service_name, operation, dict(params)))
-        return original(self, operation, params)
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(BaseClient, "_make_api_call", recording)
-        yield calls
-
-
 def missing_permissions(
     template: Template, role: str, calls: list[tuple[str, str, dict[str, Any]]]
 ) -> dict[str, str]:
@@ -323,7 +307,7 @@ def exercise(world: World) -> dict[str, list[Any]]:
     function_env = world.as_function
 
     function_env("ApiFunction")
-    with recorded_calls() as api_calls:
+    with recorded_aws_calls() as api_calls:
         data = api("POST", "/tasks", body={"type": "DATA_PROCESSING", "params": {"rows": 20}})
         image = api(
             "POST", "/tasks", body={"type": "IMAGE_PROCESSING", "params": {"generate_count": 1}}
@@ -333,17 +317,17 @@ def exercise(world: World) -> dict[str, list[Any]]:
     calls["ApiFunction"] = list(api_calls)
 
     function_env("WorkerFunction")
-    with recorded_calls() as worker_calls:
+    with recorded_aws_calls() as worker_calls:
         Pipeline(sqs, queues).run()
     calls["WorkerFunction"] = list(worker_calls)
 
     function_env("ApiFunction")
-    with recorded_calls() as api_calls:
+    with recorded_aws_calls() as api_calls:
         dead = api("POST", "/tasks", body={**EMAIL, "priority": "high"})
     calls["ApiFunction"] += api_calls
 
     function_env("DlqFunction")
-    with recorded_calls() as dlq_calls:
+    with recorded_aws_calls() as dlq_calls:
         load_function("dlq").lambda_handler(
             sqs_event([sqs_record(json.dumps({"task_id": dead.body["id"]}), receive_count=5)]),
             FakeLambdaContext(),
@@ -351,7 +335,7 @@ def exercise(world: World) -> dict[str, list[Any]]:
     calls["DlqFunction"] = list(dlq_calls)
 
     function_env("ApiFunction")
-    with recorded_calls() as api_calls:
+    with recorded_aws_calls() as api_calls:
         for task in (data, image, email, dead):
             api("GET", f"/tasks/{task.body['id']}")
         api("GET", "/tasks", query={"limit": "1"})
