@@ -15,19 +15,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 LAYER = ROOT / "layers" / "core"
 
-FAKE_AWS_ENV = {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_SECURITY_TOKEN": "testing",
-    "AWS_SESSION_TOKEN": "testing",
-    "AWS_DEFAULT_REGION": "us-east-1",
-    "AWS_REGION": "us-east-1",
-}
-REAL_AWS_ENV = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_ENDPOINT_URL", "DEV_AUTH_USER")
-
 for _path in (ROOT, LAYER):
     if str(_path) not in sys.path:
         sys.path.insert(0, str(_path))
+
+from devstack.runtime import FAKE_AWS_ENV, REAL_AWS_ENV  # noqa: E402 - needs the path above
+
 os.environ.update(FAKE_AWS_ENV)
-for _name in REAL_AWS_ENV:
+for _name in (*REAL_AWS_ENV, "DEV_AUTH_USER"):
     os.environ.pop(_name, None)

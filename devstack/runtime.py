@@ -26,15 +26,17 @@ from devstack.resources import DEFAULT_ACCOUNT_ID, DEFAULT_REGION, REPO_ROOT, Fu
 
 LAYER_PATHS = (REPO_ROOT / "layers" / "core",)
 
-# Never reach a real account from the local stack, whatever the shell has configured.
+# Never reach a real account (the local stack, the tests, the benchmarks), whatever the shell
+# has configured: fake credentials, and no profile or endpoint of the shell's.
 FAKE_AWS_ENV = {
     "AWS_ACCESS_KEY_ID": "testing",
     "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SECURITY_TOKEN": "testing",
     "AWS_SESSION_TOKEN": "testing",
     "AWS_DEFAULT_REGION": DEFAULT_REGION,
     "AWS_REGION": DEFAULT_REGION,
 }
-REAL_AWS_ENV = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_ENDPOINT_URL", "AWS_SECURITY_TOKEN")
+REAL_AWS_ENV = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_ENDPOINT_URL")
 LOCAL_HANDLER_ENV = {
     # Outside Lambda there is no X-Ray daemon to send traces to.
     "POWERTOOLS_TRACE_DISABLED": "true",

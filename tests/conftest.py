@@ -14,15 +14,10 @@ from __future__ import annotations
 import os
 
 # Before boto3 is imported anywhere: never reach a real account, whatever the shell has.
-FAKE_AWS_ENV = {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_SECURITY_TOKEN": "testing",
-    "AWS_SESSION_TOKEN": "testing",
-    "AWS_DEFAULT_REGION": "us-east-1",
-    "AWS_REGION": "us-east-1",
-}
-REAL_AWS_ENV = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_ENDPOINT_URL", "DEV_AUTH_USER")
+from devstack.runtime import FAKE_AWS_ENV
+from devstack.runtime import REAL_AWS_ENV as _REAL
+
+REAL_AWS_ENV = (*_REAL, "DEV_AUTH_USER")  # the local-only identity never leaks into a test
 os.environ.update(FAKE_AWS_ENV)
 for _name in REAL_AWS_ENV:
     os.environ.pop(_name, None)
