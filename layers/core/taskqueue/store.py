@@ -430,11 +430,6 @@ class TaskStore:
         )
         return task, events[-event_limit:]
 
-    def append_event(self, task_id: str, message: str, level: str = "INFO") -> None:
-        self.client.put_item(
-            TableName=self.table_name, Item=self._event_item(task_id, message, level, self._now())
-        )
-
     # ------------------------------------------------------------------ list
 
     def list_tasks(
