@@ -3,7 +3,8 @@
 - ``undo_log_transactions``: moto backs up every table a TransactWriteItems touches with a
   deep copy of the whole table, so each transaction costs O(table size) (and memory: the local
   stack grew by megabytes a task). This keeps moto's semantics (all or nothing, cancellation
-  reasons in item order) with an undo log of the touched items only.
+  reasons in item order) with an undo log of the touched items only, and checks every
+  condition before writing anything, so a cancelled transaction leaves no stream record.
 - ``partition_queries``: moto answers a Query, on the table or an index, by sorting and then
   comparing every item of the table. This hands it the items of the queried partition only;
   moto filters and sorts them as before, so every answer is unchanged.
@@ -27,7 +28,6 @@ from typing import Any
 from moto.dynamodb.comparisons import get_filter_expression
 from moto.dynamodb.exceptions import (
     ConditionalCheckFailed,
-    MockValidationException,
     MultipleTransactionsException,
     TooManyTransactionsException,
     TransactionCanceledException,
@@ -51,68 +51,73 @@ def _key_of(backend: DynamoDBBackend, op_type: str, op: dict[str, Any]) -> dict[
 def _transact_write_items(self: DynamoDBBackend, transact_items: list[dict[str, Any]]) -> None:
     if len(transact_items) > 100:
         raise TooManyTransactionsException()
-    undo: list[tuple[str, dict[str, Any], Any]] = []
+    # Every condition is checked before anything is written: a cancelled transaction writes
+    # nothing at all, as in DynamoDB (moto writes, then restores: its table streams would
+    # keep records of writes that never happened).
+    operations: list[tuple[str, dict[str, Any], str, dict[str, Any]]] = []
     seen: set[tuple[str, str]] = set()
     errors: list[tuple[Any, Any, Any]] = []
+    for item in transact_items:
+        if len(item) > 1:
+            raise TransactWriteSingleOpException
+        op_type, op = next(iter(item.items()))
+        if op_type not in {"ConditionCheck", "Put", "Delete", "Update"}:
+            raise ValueError("Unsupported transaction operation")
+        table_name = op["TableName"]
+        key = _key_of(self, op_type, op)
+        marker = (str(table_name), str(dict(sorted(key.items()))))
+        if marker in seen:
+            raise MultipleTransactionsException()
+        seen.add(marker)
+        operations.append((op_type, op, table_name, key))
+        condition = op.get("ConditionExpression")
+        current = self.get_item(table_name, key)
+        names, values = op.get("ExpressionAttributeNames"), op.get("ExpressionAttributeValues")
+        try:
+            failed = condition is not None and not get_filter_expression(
+                condition, names, values
+            ).expr(current)
+        except Exception as exc:
+            errors.append((type(exc).__name__, str(exc), None))
+            continue
+        if failed:
+            old = None
+            if op.get("ReturnValuesOnConditionCheckFailure") == "ALL_OLD" and current:
+                old = current.to_json()["Attributes"]
+            errors.append(("ConditionalCheckFailed", str(ConditionalCheckFailed().message), old))
+        else:
+            errors.append((None, None, None))
+    if any(code is not None for code, _, _ in errors):
+        raise TransactionCanceledException(errors)
 
-    def rollback() -> None:
+    undo: list[tuple[str, dict[str, Any], Any]] = []
+    try:
+        for op_type, op, table_name, key in operations:
+            if op_type == "ConditionCheck":
+                continue
+            undo.append((table_name, key, copy.deepcopy(self.get_item(table_name, key))))
+            if op_type == "Put":
+                self.put_item(table_name, op["Item"])
+            elif op_type == "Delete":
+                self.delete_item(table_name, key)
+            else:
+                self.update_item(
+                    table_name,
+                    key,
+                    update_expression=op["UpdateExpression"],
+                    condition_expression=None,
+                    expression_attribute_names=op.get("ExpressionAttributeNames") or {},
+                    expression_attribute_values=op.get("ExpressionAttributeValues") or {},
+                )
+    except Exception:
+        # An update moto refuses (validation): put back what was written, and fail.
         for table_name, key, before in reversed(undo):
             if before is None:
                 if self.get_item(table_name, key) is not None:
                     self.delete_item(table_name, key)
             else:
                 self.put_item(table_name, before.to_json()["Attributes"])
-
-    for item in transact_items:
-        original_item = None
-        if len(item) > 1:
-            raise TransactWriteSingleOpException
-        try:
-            op_type, op = next(iter(item.items()))
-            if op_type not in {"ConditionCheck", "Put", "Delete", "Update"}:
-                raise ValueError("Unsupported transaction operation")
-            table_name = op["TableName"]
-            key = _key_of(self, op_type, op)
-            marker = (str(table_name), str(dict(sorted(key.items()))))
-            if marker in seen:
-                raise MultipleTransactionsException()
-            seen.add(marker)
-            names = op.get("ExpressionAttributeNames")
-            values = op.get("ExpressionAttributeValues")
-            condition = op.get("ConditionExpression")
-            current = self.get_item(table_name, key)
-            if condition is not None and not get_filter_expression(condition, names, values).expr(
-                current
-            ):
-                if op.get("ReturnValuesOnConditionCheckFailure") == "ALL_OLD" and current:
-                    original_item = current.to_json()["Attributes"]
-                raise ConditionalCheckFailed(item=original_item)
-            if op_type != "ConditionCheck":
-                undo.append((table_name, key, copy.deepcopy(current)))
-            if op_type == "Put":
-                self.put_item(table_name, op["Item"])
-            elif op_type == "Delete":
-                self.delete_item(table_name, key)
-            elif op_type == "Update":
-                self.update_item(
-                    table_name,
-                    key,
-                    update_expression=op["UpdateExpression"],
-                    condition_expression=None,
-                    expression_attribute_names=names,
-                    expression_attribute_values=values,
-                )
-            errors.append((None, None, None))
-        except (MultipleTransactionsException, MockValidationException):
-            rollback()
-            raise
-        except ConditionalCheckFailed as exc:
-            errors.append(("ConditionalCheckFailed", str(exc.message), original_item))
-        except Exception as exc:
-            errors.append((type(exc).__name__, str(exc), original_item))
-    if any(code is not None for code, _, _ in errors):
-        rollback()
-        raise TransactionCanceledException(errors)
+        raise
 
 
 Patch = Callable[[Any, str, Any], None]
