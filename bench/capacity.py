@@ -14,7 +14,12 @@ Two capacity figures:
   spread evenly over its shards: what a sustained load converges to. The goal is asserted on
   this figure, and the hashing noise of one-second windows at the goal rate is simulated.
 Keys of one task (``TASK#<id>``, ``IDEMP#...``) take a bounded number of writes over the
-task's life whatever the load, so they are shown apart and not used for capacity.
+task's life whatever the load, so they are shown apart and not used for capacity; so does
+the marker of a counted stream batch (``COUNTED#<event>``, written once).
+
+The status counters are written by the counters function, once per stream batch: the table's
+stream is read in batches of the mapping's BatchSize after every 50 tasks (batches of about
+300 records: fewer tasks per batch, so more counter writes per task, than at 10,000 tasks/s).
 """
 
 from __future__ import annotations
@@ -25,8 +30,8 @@ from collections import Counter
 from dataclasses import dataclass
 
 from bench.report import table
-from bench.world import in_process_world, no_transaction_backups
-from taskqueue.store import STATS_SHARDS
+from bench.world import in_process_world, no_transaction_backups, stream_batch
+from taskqueue.counters import STATS_SHARDS, THROUGHPUT_SHARDS
 
 LIMIT = 1000  # writes (of <= 1 KB) a second per partition key
 GOAL_TASKS_PER_SECOND = 10_000
@@ -88,12 +93,12 @@ class CapacityResult:
 
 def family(target: str, key: str, shard_count: int) -> tuple[str, int] | None:
     """(family, shards) of a shared key; None for a key that belongs to one task."""
-    if key.startswith(("TASK#", "IDEMP#")):
+    if key.startswith(("TASK#", "IDEMP#", "COUNTED#")):
         return None
     match = _SHARD.match(key)
     if match is None:
         return key, 1
-    shards = STATS_SHARDS if key.startswith("STATS#") else shard_count
+    shards = {"STATS#": STATS_SHARDS, "TPUT#": THROUGHPUT_SHARDS}.get(key[:6], shard_count)
     return f"{match.group(1)}#<shard>", shards
 
 
@@ -126,7 +131,7 @@ def analyse(
     per_task_keys: Counter[str] = Counter()
     for (target, key), n in writes.items():
         if family(target, key, shard_count) is None:
-            kind = "TASK#<id>" if key.startswith("TASK#") else "IDEMP#..."
+            kind = key.split("#", 1)[0] + "#..."
             per_task_keys[kind] = max(per_task_keys[kind], n)
     heaviest = max(per_task_keys.items(), key=lambda kv: kv[1])
     # Hashing noise: GOAL tasks/s of one owner spread over the hottest family's shards.
@@ -162,8 +167,10 @@ def drive(owners: int, tasks_per_owner: int, label: str) -> CapacityResult:
                 submitted += 1
                 if submitted % 50 == 0:
                     world.drain()
+                    world.count(stream_batch("batch_size"))
             del round_
         world.drain()
+        world.count(stream_batch("batch_size"))
         failed = [c for c in world.meter.calls if not c.ok]
         # No failed request, so moto never had to roll a transaction back (see world.py).
         assert not failed, f"{len(failed)} requests failed"

@@ -17,6 +17,7 @@ from functools import cache
 from typing import Any
 
 import boto3
+from botocore.config import Config
 from moto import mock_aws
 
 from bench.meter import Meter
@@ -25,12 +26,21 @@ from devstack.moto_patches import partition_queries, temporarily, undo_log_trans
 from devstack.resources import (
     LocalResources,
     create_resources,
+    event_sources,
     function_environment,
     load_template,
     transform_template,
 )
+from devstack.streams import StreamReader
 from taskqueue.task_types import REGISTRY
-from tests.helpers import Pipeline, call_api, http_event, load_function, reset_function_caches
+from tests.helpers import (
+    FakeLambdaContext,
+    Pipeline,
+    call_api,
+    http_event,
+    load_function,
+    reset_function_caches,
+)
 
 REGION = "us-east-1"
 OWNER = "bench-user"
@@ -49,6 +59,17 @@ def transformed_template() -> dict[str, Any]:
     return transform_template(load_template())
 
 
+def stream_filters() -> tuple[dict[str, Any], ...]:
+    (source,) = event_sources(transformed_template(), "CountersFunction").streams
+    return source.filters
+
+
+def stream_batch(name: str) -> int:
+    """BatchSize or MaximumBatchingWindowInSeconds of the counters' stream mapping."""
+    (source,) = event_sources(transformed_template(), "CountersFunction").streams
+    return int(getattr(source, name))
+
+
 def function_property(logical_id: str, name: str) -> Any:
     """A property of a function in the transformed template (Globals applied)."""
     return transformed_template()["Resources"][logical_id]["Properties"].get(name)
@@ -64,6 +85,8 @@ class World:
     sqs: Any  # unmetered: the event source mapping's client
     s3: Any  # unmetered: for test data
     dynamodb: Any  # unmetered: for loading tables and reading back
+    counters: Any  # the counters handler's module
+    stream: Any  # devstack.streams.StreamReader of the table (unmetered: Lambda's own reads)
 
     @property
     def table(self) -> str:
@@ -76,6 +99,16 @@ class World:
         """Invoke the worker until the task queues are empty; returns the invocations."""
         with redirect_stdout(io.StringIO()):
             return self.pipeline().run(max_invocations=max_invocations)
+
+    def count(self, batch_size: int) -> int:
+        """Feed the table's stream to the counters handler in batches, as its event source
+        mapping would; returns the invocations."""
+        invocations = 0
+        while batch := self.stream.read(batch_size):
+            with redirect_stdout(io.StringIO()):
+                self.counters.lambda_handler({"Records": batch}, FakeLambdaContext("counters"))
+            invocations += 1
+        return invocations
 
     def submit(self, task_type: str, params: dict[str, Any], owner: str = OWNER) -> str:
         """POST /tasks through the API handler, as API Gateway would call it."""
@@ -117,6 +150,7 @@ def in_process_world(measure_sizes: bool = True) -> Iterator[World]:
             reset_function_caches()
             api = load_function("api")
             worker = load_function("worker")
+            counters = load_function("counters")
             registry = {**REGISTRY, **BENCH_TYPES}
             service, engine = api.service(), worker.engine()
             service.registry = registry
@@ -126,6 +160,7 @@ def in_process_world(measure_sizes: bool = True) -> Iterator[World]:
             service.dispatcher._client = boto3.client("sqs")
             engine.store._client = boto3.client("dynamodb")
             engine.dispatcher._client = boto3.client("sqs")
+            counters.store()._client = boto3.client("dynamodb")
             meter = Meter(
                 image_client=boto3.client("dynamodb") if measure_sizes else None,
                 table_name=env["TABLE_NAME"],
@@ -138,6 +173,7 @@ def in_process_world(measure_sizes: bool = True) -> Iterator[World]:
                     (service.dispatcher.client, "api"),
                     (engine.store.client, "worker"),
                     (engine.dispatcher.client, "worker"),
+                    (counters.store().client, "counters"),
                     # what task types reach through TaskContext (S3, SES)
                     (shared_client("s3"), "task"),
                     (shared_client("sesv2"), "task"),
@@ -152,6 +188,16 @@ def in_process_world(measure_sizes: bool = True) -> Iterator[World]:
                 sqs=boto3.client("sqs"),
                 s3=boto3.client("s3"),
                 dynamodb=boto3.client("dynamodb"),
+                counters=counters,
+                stream=StreamReader.for_table(
+                    boto3.client("dynamodb"),
+                    # moto answers on the regional endpoint, not the account-based one.
+                    boto3.client(
+                        "dynamodbstreams", config=Config(account_id_endpoint_mode="disabled")
+                    ),
+                    env["TABLE_NAME"],
+                    stream_filters(),
+                ),
             )
     finally:
         reset_function_caches()

@@ -588,6 +588,17 @@ class SqsEventSource:
 
 
 @dataclass(frozen=True)
+class StreamEventSource:
+    """One DynamoDB stream event source mapping of a function."""
+
+    table: str  # logical id of the table
+    batch_size: int = 100
+    maximum_batching_window_in_seconds: int = 0
+    filters: tuple[dict[str, Any], ...] = ()  # FilterCriteria patterns, parsed
+    enabled: bool = True
+
+
+@dataclass(frozen=True)
 class FunctionEventSources:
     """A function's SQS event sources plus what running it locally needs."""
 
@@ -597,24 +608,42 @@ class FunctionEventSources:
     handler: str  # "app.lambda_handler"
     code_uri: str | None  # local code directory relative to the repository, e.g. functions/api
     sqs: tuple[SqsEventSource, ...] = ()
+    streams: tuple[StreamEventSource, ...] = ()
 
     def __iter__(self) -> Iterator[SqsEventSource]:
         return iter(self.sqs)
 
 
 def event_sources(template: Template, logical_id: str) -> FunctionEventSources:
-    """SQS event sources (queue, batch size, window, response types) and Timeout of a function."""
+    """SQS and DynamoDB stream event sources (batch size, window, response types, filters)
+    and Timeout of a function."""
     transformed = _ensure_transformed(template)
     props = _function_resource(transformed, logical_id)
     code = props.get("Code") or {}
     code_uri = code.get("S3Key") if code.get("S3Bucket") == LOCAL_CODE_BUCKET else None
     queues = _resources_of_type(transformed, "AWS::SQS::Queue")
+    tables = _resources_of_type(transformed, "AWS::DynamoDB::Table")
     sources = []
+    streams = []
     for mapping in _resources_of_type(transformed, "AWS::Lambda::EventSourceMapping").values():
         if mapping.get("FunctionName") != {"Ref": logical_id}:
             continue
         source_arn = mapping.get("EventSourceArn")
         queue = next(iter(_references(source_arn)), None)
+        if queue in tables:
+            filters = (mapping.get("FilterCriteria") or {}).get("Filters", [])
+            streams.append(
+                StreamEventSource(
+                    table=str(queue),
+                    batch_size=int(mapping.get("BatchSize", 100)),
+                    maximum_batching_window_in_seconds=int(
+                        mapping.get("MaximumBatchingWindowInSeconds", 0)
+                    ),
+                    filters=tuple(json.loads(f["Pattern"]) for f in filters),
+                    enabled=_as_bool(mapping.get("Enabled", True)),
+                )
+            )
+            continue
         if queue not in queues:
             continue
         scaling = mapping.get("ScalingConfig") or {}
@@ -638,6 +667,7 @@ def event_sources(template: Template, logical_id: str) -> FunctionEventSources:
         handler=str(props.get("Handler", "")),
         code_uri=code_uri,
         sqs=tuple(sorted(sources, key=lambda source: source.queue)),
+        streams=tuple(streams),
     )
 
 

@@ -31,6 +31,7 @@ from devstack.runtime import (
     say,
     use_fake_aws,
 )
+from devstack.streams import StreamPoller, StreamReader
 
 if TYPE_CHECKING:
     from moto.server import ThreadedMotoServer
@@ -95,7 +96,7 @@ class DevStack:
     functions: dict[str, LocalFunction] = field(default_factory=dict)
     routes: list[Route] = field(default_factory=list)
     gateway: Gateway | None = None
-    pollers: list[SqsPoller] = field(default_factory=list)
+    pollers: list[SqsPoller | StreamPoller] = field(default_factory=list)
     endpoint_url: str = ""
 
     # --------------------------------------------------------------------- start
@@ -171,7 +172,25 @@ class DevStack:
     def _start_pollers(self, transformed: Template, clients: AwsClients) -> None:
         assert self.resources is not None
         resources = self.resources
+        streams = boto3.client(
+            "dynamodbstreams", endpoint_url=self.endpoint_url, region_name=resources.region
+        )
         for logical_id, function in self.functions.items():
+            for stream in function.config.streams:
+                if not stream.enabled or stream.table not in resources.tables:
+                    continue
+                reader = StreamReader.for_table(
+                    clients.dynamodb, streams, resources.tables[stream.table], stream.filters
+                )
+                stream_poller = StreamPoller(
+                    function, reader, stream.batch_size, stream.maximum_batching_window_in_seconds
+                )
+                stream_poller.start()
+                self.pollers.append(stream_poller)
+                say(
+                    f"{logical_id}: reading the stream of {stream.table} (batch "
+                    f"{stream.batch_size}, every {stream_poller.window_seconds:g} s)"
+                )
             sources = [
                 QueueSource(
                     queue=source.queue,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import importlib.util
 import json
@@ -38,12 +39,57 @@ def reset_function_caches() -> None:
 
     reset_clients()
     get_settings.cache_clear()
-    for name in ("api", "worker", "dlq"):
+    for name in ("api", "worker", "dlq", "counters"):
         module = sys.modules.get(f"{name}_app")
         for attribute in ("service", "engine", "store"):
             cached = getattr(module, attribute, None)
             if cached is not None and hasattr(cached, "cache_clear"):
                 cached.cache_clear()
+
+
+@functools.cache
+def _counters_stream_source() -> Any:
+    from devstack.resources import event_sources, load_template
+
+    (source,) = event_sources(load_template(), "CountersFunction").streams
+    return source
+
+
+@dataclass
+class CounterStream:
+    """The tasks table's stream through the counters handler, as its event source mapping
+    would (the template's batch size and filters): `drain` counts everything written since
+    the last drain, so stats read afterwards are what the dashboard shows once it caught up."""
+
+    reader: Any  # devstack.streams.StreamReader
+    batch_size: int
+    invocations: int = 0
+
+    @classmethod
+    def of(cls, table: str) -> CounterStream:
+        import boto3
+        from botocore.config import Config
+
+        from devstack.streams import StreamReader
+
+        source = _counters_stream_source()
+        # moto answers on the regional endpoint only, not the account-based one botocore
+        # picks for requests that carry a stream ARN.
+        streams = boto3.client(
+            "dynamodbstreams", config=Config(account_id_endpoint_mode="disabled")
+        )
+        reader = StreamReader.for_table(boto3.client("dynamodb"), streams, table, source.filters)
+        return cls(reader, source.batch_size)
+
+    def drain(self, batch_size: int | None = None) -> int:
+        """Invoke the counters handler until the stream is read; returns the records seen."""
+        counters = load_function("counters")
+        seen = 0
+        while batch := self.reader.read(batch_size or self.batch_size):
+            self.invocations += 1
+            counters.lambda_handler({"Records": batch}, FakeLambdaContext("counters"))
+            seen += len(batch)
+        return seen
 
 
 @dataclass

@@ -20,7 +20,7 @@ from taskqueue.models import ChunkState, Task, TaskResult, TaskStatus, utcnow
 from taskqueue.store import TaskStore
 from taskqueue.task_types import REGISTRY
 from taskqueue.task_types.base import TaskContext
-from tests.helpers import Pipeline, load_function, reset_function_caches
+from tests.helpers import CounterStream, Pipeline, load_function, reset_function_caches
 
 OWNER = "user-123"
 
@@ -77,6 +77,7 @@ class World:
     queue_url: str
     high_queue_url: str
     dlq_url: str
+    counters: CounterStream
 
     def submit(
         self, params: dict[str, Any], task_type: str = "COUNTING", max_attempts: int = 3
@@ -141,6 +142,7 @@ def make_world(aws: Any, function_env: Callable[[str], dict[str, str]]) -> Itera
         env["QUEUE_URL"],
         env["HIGH_PRIORITY_QUEUE_URL"],
         env["DLQ_URL"],
+        CounterStream.of(env["TABLE_NAME"]),
     )
     reset_function_caches()
 

@@ -12,7 +12,7 @@ import pytest
 from devstack.resources import LocalResources
 from taskqueue.models import ChunkState, TaskStatus
 from taskqueue.store import TaskStore
-from tests.helpers import ApiResponse, call_api, http_event, reset_function_caches
+from tests.helpers import ApiResponse, CounterStream, call_api, http_event, reset_function_caches
 
 ALICE = "user-123"  # http_event's default JWT sub
 BOB = "user-456"
@@ -28,6 +28,12 @@ def api(settings_env: dict[str, str]) -> dict[str, str]:
     """The ApiFunction environment, with the handler's cached settings and clients forgotten."""
     reset_function_caches()
     return settings_env
+
+
+@pytest.fixture
+def counters(api: dict[str, str]) -> CounterStream:
+    """The counters function fed from the table's stream (stats follow it in batches)."""
+    return CounterStream.of(api["TABLE_NAME"])
 
 
 @pytest.fixture
@@ -350,11 +356,13 @@ def test_docs_serves_the_swagger_ui_page(api: dict[str, str]) -> None:
     assert "swagger-ui" in response.body
 
 
-def test_stats_count_the_callers_tasks_exactly(api: dict[str, str]) -> None:
+def test_stats_count_the_callers_tasks_exactly(counters: CounterStream) -> None:
     submit(EMAIL)
     cancelled = submit(EMAIL).body["id"]
     submit(DATA)
     call_api(http_event("DELETE", f"/tasks/{cancelled}"))
+    assert sum(call_api(http_event("GET", "/stats")).body["counts"]["by_status"].values()) == 0
+    counters.drain()
 
     response = call_api(http_event("GET", "/stats"))
 
@@ -581,10 +589,11 @@ def test_another_users_task_is_404_on_retry(store: TaskStore) -> None:
     assert store.get_task(task_id).status == TaskStatus.CANCELLED
 
 
-def test_another_users_tasks_are_absent_from_list_and_stats(api: dict[str, str]) -> None:
+def test_another_users_tasks_are_absent_from_list_and_stats(counters: CounterStream) -> None:
     submit(EMAIL, sub=ALICE)
     submit(DATA, sub=ALICE)
     bobs = submit(IMAGE, sub=BOB).body["id"]
+    counters.drain()
 
     listed = list_ids(BOB)
     stats = call_api(http_event("GET", "/stats", sub=BOB)).body["counts"]

@@ -194,6 +194,10 @@ class Rates:
     # write's response. Off until the enqueue-after-commit bug is fixed (docs/reliability.md).
     api_faults_after_commit: bool = True
     dlq_dynamodb_error: float = 0.05  # per DLQ handler DynamoDB call
+    counters_dynamodb_error: float = 0.05  # per counters DynamoDB call: the batch is retried
+    counters_answer_lost: float = 0.05  # per counters transaction: it commits, the call fails
+    stream_duplicate: float = 0.1  # per counted stream batch: Lambda delivers it again
+    stream_longer_retry: float = 0.5  # per retried stream batch: the retry brings more records
     batch_duplicate: float = 0.08  # per batch: one record delivered twice in it
     lost_delete: float = 0.03  # per processed record: the delete is lost, SQS redelivers
     sqs_duplicate: float = 0.03  # per processed record: SQS delivers a second copy
@@ -235,6 +239,7 @@ class Chaos:
         engine: Any,
         worker: Any,
         dlq: Any,
+        counters: Any,
         lease_max_seconds: int,
         clients: Iterable[Any],
     ) -> None:
@@ -245,6 +250,7 @@ class Chaos:
         self.engine = engine
         self.worker = worker
         self.dlq = dlq
+        self.counters = counters
         self.lease_max_seconds = lease_max_seconds
         self.local = threading.local()
         self.enabled = False
@@ -330,6 +336,13 @@ class Chaos:
                 self.ledger.fault("api_sqs_send_failure", local.api_task)
                 raise _client_error(self.rng.choice(SQS_ERROR_CODES), operation)
         elif (
+            self.actor == "counters"
+            and service == "dynamodb"
+            and self.rng.random() < self.rates.counters_dynamodb_error
+        ):
+            self.ledger.fault("counters_dynamodb_error", None)
+            raise _client_error(self.rng.choice(THROTTLE_CODES), operation)
+        elif (
             self.actor == "dlq"
             and service == "dynamodb"
             and self.rng.random() < self.rates.dlq_dynamodb_error
@@ -350,6 +363,16 @@ class Chaos:
                 local.api_faulted = True
                 self.ledger.fault("api_response_lost", local.api_task)
                 raise _client_error("InternalServerError", event_name.split(".")[2])
+        if (
+            self.enabled
+            and self.actor == "counters"
+            and event_name.endswith("TransactWriteItems")
+            and "error" not in event_name
+            and self.rng.random() < self.rates.counters_answer_lost
+        ):
+            # The counts committed; the invocation dies before it returns: Lambda retries.
+            self.ledger.fault("counters_answer_lost", None)
+            raise _client_error("InternalServerError", "TransactWriteItems")
         if self.actor == "worker" and getattr(local, "kill_armed", False):
             local.kill_armed = False
             self.ledger.fault("worker_killed", local.task)
@@ -433,6 +456,17 @@ class Chaos:
             return None
         finally:
             local.actor = local.task = None
+
+    def invoke_counters(self, records: list[dict[str, Any]]) -> bool:
+        """One counters invocation over stream records; False when it failed."""
+        self.local.actor = "counters"
+        try:
+            self.counters.lambda_handler({"Records": records}, FakeLambdaContext("counters"))
+            return True
+        except ClientError:
+            return False
+        finally:
+            self.local.actor = None
 
     def invoke_dlq(self, records: list[dict[str, Any]]) -> dict[str, Any]:
         self.local.actor = "dlq"
@@ -558,7 +592,9 @@ class Delivery:
     task_queues: list[Queue]
     dead_letter_queues: list[Queue]
     visibility_timeout: int
+    stream: Any  # devstack.streams.StreamReader of the table, for the counters function
     figures: Counter[str] = field(default_factory=Counter)
+    unacknowledged: list[dict[str, Any]] = field(default_factory=list)  # a failed stream batch
     late: list[tuple[int, Queue, dict[str, Any]]] = field(default_factory=list)
     rounds: int = 0
 
@@ -624,6 +660,7 @@ class Delivery:
                     self.sqs.delete_message(
                         QueueUrl=queue.url, ReceiptHandle=message["ReceiptHandle"]
                     )
+        self.count_stream()
         if redeliver:
             for queue, message in redeliver:
                 self.sqs.change_message_visibility(
@@ -640,6 +677,27 @@ class Delivery:
                 "use fewer RELIABILITY_TASKS (up to ~15,000) per run"
             )
         return delivered or bool(self.late)
+
+    def count_stream(self) -> None:
+        """The stream's event source mapping: everything new, in batches of random size; a
+        failed batch is retried from its first record (sometimes with more records), and a
+        counted one is now and then delivered again."""
+        while True:
+            batch = self.unacknowledged or self.stream.read(self.rng.randint(1, 200))
+            if not batch:
+                return
+            self.figures["counters invocations"] += 1
+            if not self.chaos.invoke_counters(batch):
+                self.figures["counters batches retried"] += 1
+                if self.rng.random() < self.rates.stream_longer_retry:
+                    batch = batch + self.stream.read(self.rng.randint(1, 50))
+                self.unacknowledged = batch
+                continue
+            self.unacknowledged = []
+            if self.rng.random() < self.rates.stream_duplicate:
+                self.figures["counters batches delivered twice"] += 1
+                while not self.chaos.invoke_counters(batch):
+                    self.figures["counters batches retried"] += 1
 
     def invoke(
         self, queue: Queue, batch: list[dict[str, Any]]
@@ -705,6 +763,8 @@ class Harness:
     chunksum: ChunkSum
     sqs: Any
     visibility_timeout: int
+    counters: Any
+    stream: Any  # devstack.streams.StreamReader of the table
 
     def queues(self, *logical_ids: str) -> list[Queue]:
         return [
@@ -721,6 +781,7 @@ def make_chaos(harness: Harness, rng: random.Random, rates: Rates) -> tuple[Chao
         engine=harness.engine,
         worker=harness.worker,
         dlq=harness.dlq,
+        counters=harness.counters,
         lease_max_seconds=INVOCATION_MS // 1000 + harness.engine.lease_grace_seconds,
         clients=[aws_client(name) for name in ("dynamodb", "sqs", "s3", "sesv2")],
     )
@@ -734,6 +795,7 @@ def make_chaos(harness: Harness, rng: random.Random, rates: Rates) -> tuple[Chao
         harness.queues("HighPriorityQueue", "TaskQueue"),
         harness.queues("HighPriorityDeadLetterQueue", "TaskDeadLetterQueue"),
         harness.visibility_timeout,
+        harness.stream,
     )
     chaos.resend = lambda task_id: delivery.resend(delivery.task_queues[1], task_id)
     return chaos, delivery
@@ -903,6 +965,12 @@ def recount(store: TaskStore) -> tuple[Counter[tuple[str, str]], list[str]]:
         cursor = page.next_cursor
         if cursor is None:
             return counts, ids
+
+
+def count_stream(harness: Harness) -> None:
+    """The counters function over everything new in the stream, without faults."""
+    while batch := harness.stream.read(1000):
+        harness.counters.lambda_handler({"Records": batch}, FakeLambdaContext("counters"))
 
 
 def counters(store: TaskStore) -> Counter[tuple[str, str]]:

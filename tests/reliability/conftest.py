@@ -19,7 +19,7 @@ from taskqueue.observability import logger, metrics
 from taskqueue.store import TaskStore
 from taskqueue.task_types import REGISTRY
 from taskqueue.task_types.email import Email
-from tests.helpers import load_function, reset_function_caches
+from tests.helpers import CounterStream, load_function, reset_function_caches
 from tests.reliability.chaos import ChunkSum, Harness, Ledger, SimClock
 
 
@@ -42,7 +42,9 @@ def harness(
     monkeypatch.setattr(metrics, "add_metric", lambda **_: None)
     reset_function_caches()
     boto3.client("ses").verify_email_identity(EmailAddress=env["EMAIL_SENDER"])
-    worker, api, dlq = (load_function(name) for name in ("worker", "api", "dlq"))
+    worker, api, dlq, counters = (
+        load_function(name) for name in ("worker", "api", "dlq", "counters")
+    )
     engine, service, dlq_store = worker.engine(), api.service(), dlq.store()
     clock = SimClock()
     ledger = Ledger(clock=clock.now)
@@ -72,6 +74,8 @@ def harness(
             chunksum,
             boto3.client("sqs"),
             int(queue_props["VisibilityTimeout"]),
+            counters,
+            CounterStream.of(env["TABLE_NAME"]).reader,
         )
     finally:
         logger.setLevel(level)

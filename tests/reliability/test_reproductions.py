@@ -57,8 +57,8 @@ def test_retry_whose_answer_was_lost_still_runs_the_task(harness: Harness) -> No
     # When the owner retries, and DynamoDB fails the read that follows the committed retry
     wrote: list[bool] = []
     dynamodb = client("dynamodb")
-    dynamodb.meta.events.register(
-        "after-call.dynamodb.TransactWriteItems", lambda **_: wrote.append(True)
+    dynamodb.meta.events.register(  # the retry's write: one UpdateItem of the task
+        "after-call.dynamodb.UpdateItem", lambda **_: wrote.append(True)
     )
     undo = fail_once(dynamodb, "before-call", "GetItem", armed=lambda: bool(wrote))
     first = api("POST", f"/tasks/{task_id}/retry", body={"restart": False})

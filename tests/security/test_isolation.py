@@ -24,6 +24,7 @@ from taskqueue.models import TaskStatus
 from taskqueue.store import TaskStore
 from tests.helpers import (
     ApiResponse,
+    CounterStream,
     FakeLambdaContext,
     load_function,
     sqs_event,
@@ -119,6 +120,7 @@ def scenario(transformed_template: dict[str, Any]) -> Iterator[Scenario]:
         own = api("POST", "/tasks", sub=BOB, body=EMAIL).body["id"]
         # Nothing of Alice's or Bob's may run later: their messages go.
         world.purge()
+        CounterStream.of(env["TABLE_NAME"]).drain()
         tasks = {"pending": pending, "succeeded": succeeded, "cancelled": cancelled, "dead": dead}
         yield Scenario(world, store, tasks, upload, own)
 

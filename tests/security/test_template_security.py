@@ -21,6 +21,7 @@ import pytest
 
 from devstack.resources import TEMPLATE_PATH
 from tests.helpers import (
+    CounterStream,
     FakeLambdaContext,
     Pipeline,
     load_function,
@@ -249,7 +250,7 @@ TRANSACTION_ITEM_ACTIONS = {
 
 
 def iam_actions(service: str, operation: str, params: dict[str, Any]) -> list[str]:
-    prefix = {"sesv2": "ses"}.get(service, service)
+    prefix = {"sesv2": "ses", "dynamodbstreams": "dynamodb"}.get(service, service)
     if (service, operation) == ("dynamodb", "TransactWriteItems"):
         return [TRANSACTION_ITEM_ACTIONS[kind] for item in params["TransactItems"] for kind in item]
     if (service, operation) == ("s3", "CompleteMultipartUpload"):
@@ -351,6 +352,13 @@ def exercise(world: World) -> dict[str, list[Any]]:
         assert api("POST", "/dead-letters/redrive").body == {"redriven": 1, "skipped": 0}
         api("GET", "/dead-letters", sub=BOB)
     calls["ApiFunction"] += api_calls
+
+    # The stream reads stand for the event source mapping's, made with the same role.
+    env = function_env("CountersFunction")
+    stream = CounterStream.of(env["TABLE_NAME"])
+    with recorded_aws_calls() as counter_calls:
+        assert stream.drain() > 0
+    calls["CountersFunction"] = list(counter_calls)
     return calls
 
 
@@ -377,6 +385,22 @@ def test_dlq_policy_covers_every_call_the_dlq_handler_makes(
     assert missing == {}, f"DlqFunction calls these without permission on AWS: {missing}"
 
 
+def test_counters_policy_covers_every_call_and_only_counter_keys(
+    transformed_template: Template, exercised: dict[str, list[Any]]
+) -> None:
+    calls = exercised["CountersFunction"]
+    missing = missing_permissions(transformed_template, "CountersFunctionRole", calls)
+    assert missing == {}, f"CountersFunction calls these without permission on AWS: {missing}"
+    keys = [
+        (item.get("Key") or item.get("Item"))["pk"]["S"]
+        for service, operation, params in calls
+        if (service, operation) == ("dynamodb", "TransactWriteItems")
+        for action in params["TransactItems"]
+        for item in action.values()
+    ]
+    assert keys and all(key.startswith(("STATS#", "TPUT#", "COUNTED#")) for key in keys), keys
+
+
 # ------------------------------------------------------------------ encryption at rest
 
 
@@ -390,7 +414,7 @@ def test_the_table_is_encrypted_at_rest(transformed_template: Template) -> None:
 
 def test_every_queue_is_encrypted_at_rest(transformed_template: Template) -> None:
     queues = resources_of(transformed_template, "AWS::SQS::Queue")
-    assert len(queues) == 4
+    assert len(queues) == 5
     for name, queue in queues.items():
         props = queue["Properties"]
         assert props.get("SqsManagedSseEnabled") is True or props.get("KmsMasterKeyId"), name

@@ -104,7 +104,7 @@ class Engine:
                 task.task_id, task.priority.value, int(min(MAX_DELAY_SECONDS, wait + 0.999))
             )
             return Outcome.SCHEDULED
-        lease = secrets.token_hex(16)
+        lease = secrets.token_hex(8)  # a 64-bit fencing token
         # The lease outlives this invocation, so only a worker that died loses it.
         lease_seconds = remaining_ms() // 1000 + self.lease_grace_seconds
         claimed = self.store.claim(task, lease, lease_seconds)

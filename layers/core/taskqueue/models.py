@@ -114,7 +114,6 @@ class Task(BaseModel):
     updated_at: datetime
     started_at: datetime | None = None
     finished_at: datetime | None = None
-    heartbeat_at: datetime | None = None
     run_at: datetime | None = None
     error: TaskError | None = None
     result: dict[str, Any] | None = None

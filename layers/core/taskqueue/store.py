@@ -8,7 +8,6 @@ import hashlib
 import heapq
 import json
 import re
-import secrets
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -20,6 +19,14 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
 from taskqueue.aws import client as aws_client
+from taskqueue.counters import (
+    ACTIVE_BUCKET,
+    STATS_SHARDS,
+    THROUGHPUT_SHARDS,
+    Change,
+    CounterBatch,
+    batches,
+)
 from taskqueue.models import (
     ChunkState,
     InvalidRequest,
@@ -39,14 +46,7 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
 META = "META"
-ACTIVE_BUCKET = "ACTIVE"
 PARALLEL_READS = 8  # concurrent Queries of one list page or stats read
-# Counter partitions per owner. A task writes its STATS partition 4 times (submit, claim, and
-# two at its finish) and its TPUT partition once: at 10,000 tasks/s that is 625 writes/s per
-# key either way, under DynamoDB's 1,000 per partition key.
-STATS_SHARDS = 64
-THROUGHPUT_SHARDS = 16
-EVENT_PREFIX = "EVENT#"
 INDEXES = {
     # (filter by status, filter by type) -> (index name, partition key attribute)
     (False, False): ("by_owner", "gsi1pk"),
@@ -104,6 +104,21 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def _line(now: datetime, message: str, level: str = "INFO") -> str:
+    """An event line as stored on the task item: "<time> <LEVEL> <message>", a third of the
+    size of a map with named fields (the item is rewritten by every checkpoint, and each
+    started KB of it is a write unit)."""
+    return f"{format_time(now)} {level} {message[:2000]}"
+
+
+def _event(line: str | dict[str, Any]) -> TaskEvent:
+    """An event line of the item's log (or an EVENT# item) as a TaskEvent."""
+    if isinstance(line, str):
+        time, level, message = line.split(" ", 2)
+        line = {"time": time, "level": level, "message": message}
+    return TaskEvent.model_validate(line)
+
+
 def _opt_time(value: str | None) -> datetime | None:
     return parse_time(value) if value else None
 
@@ -114,7 +129,6 @@ def task_to_item(task: Task, shard_count: int) -> dict[str, Any]:
     values: dict[str, Any] = {
         "pk": f"TASK#{task.task_id}",
         "sk": META,
-        "task_id": task.task_id,
         "owner": task.owner,
         "task_type": task.task_type,
         "params": json.dumps(task.params, separators=(",", ":"), sort_keys=True),
@@ -127,7 +141,6 @@ def task_to_item(task: Task, shard_count: int) -> dict[str, Any]:
         "units_done": task.units_done,
         "units_total": task.units_total,
         "progress": task.progress,
-        "cancel_requested": task.cancel_requested,
         "lease_expires_at": 0,
         "ck": f"{format_time(task.created_at)}#{task.task_id}",
         **index_keys(task.owner, task.task_type, task.status, shard),
@@ -144,7 +157,7 @@ def item_to_task(item: dict[str, Any]) -> Task:
     error = json.loads(raw["error"]) if raw.get("error") else None
     state = ChunkState.model_validate_json(raw["state"]) if raw.get("state") else None
     return Task(
-        task_id=raw["task_id"],
+        task_id=raw["pk"].removeprefix("TASK#"),
         owner=raw["owner"],
         task_type=raw["task_type"],
         params=json.loads(raw["params"]),
@@ -160,7 +173,6 @@ def item_to_task(item: dict[str, Any]) -> Task:
         updated_at=parse_time(raw["updated_at"]),
         started_at=_opt_time(raw.get("started_at")),
         finished_at=_opt_time(raw.get("finished_at")),
-        heartbeat_at=_opt_time(raw.get("heartbeat_at")),
         run_at=_opt_time(raw.get("run_at")),
         error=TaskError.model_validate(error) if error else None,
         result=json.loads(raw["result"]) if raw.get("result") else None,
@@ -214,7 +226,7 @@ class _Update:
 
     def log(self, now: datetime, message: str, level: str = "INFO") -> _Update:
         """An event line kept on the task item itself: it costs no extra request."""
-        return self.append("log", [{"time": format_time(now), "level": level, "message": message}])
+        return self.append("log", [_line(now, message, level)])
 
     def value(self, **values: Any) -> _Update:
         self.values.update({f":{name}": value for name, value in values.items()})
@@ -292,21 +304,6 @@ class TaskStore:
     def _expiry(self, now: datetime) -> int:
         return int((now + timedelta(days=self.retention_days)).timestamp())
 
-    def _event_item(
-        self, task_id: str, message: str, level: str, now: datetime, expires_at: int | None = None
-    ) -> dict[str, Any]:
-        # Events outlive a long task's run, so they expire a retention period after the
-        # latest moment the task can still be finishing; the API hides them with the task.
-        values = {
-            "pk": f"TASK#{task_id}",
-            "sk": f"{EVENT_PREFIX}{format_time(now)}#{secrets.token_hex(3)}",
-            "time": format_time(now),
-            "level": level,
-            "message": message[:2000],
-            "expires_at": expires_at or self._expiry(now) + 7 * 86400,
-        }
-        return serialize(values)
-
     def _update(self, key: dict[str, Any], update: _Update, condition: str) -> Task:
         response = self.client.update_item(
             TableName=self.table_name,
@@ -326,67 +323,69 @@ class TaskStore:
     def create_task(
         self, task: Task, idempotency_key: str | None = None, request_hash: str = ""
     ) -> tuple[Task, bool]:
-        """Write a new task (and its idempotency record) atomically.
+        """Write a new task (and its idempotency record, atomically with it).
 
         Returns the task and whether it was created now; with an idempotency key already
         used by this owner, returns the task created the first time instead.
         """
         now = task.created_at
+        item = task_to_item(task, self.shard_count)
+        item["log"] = {"L": [{"S": _line(now, "submitted")}]}
+        if not idempotency_key:
+            # One write: the counters follow from the stream (taskqueue.counters).
+            self.client.put_item(
+                TableName=self.table_name, Item=item, ConditionExpression="attribute_not_exists(pk)"
+            )
+            return task, True
+        record = serialize(
+            {
+                "pk": f"IDEMP#{task.owner}#{idempotency_key}",
+                "sk": "IDEMP",
+                "task_id": task.task_id,
+                "request_hash": request_hash,
+                "expires_at": self._expiry(now),
+            }
+        )
         writes: list[dict[str, Any]] = [
             {
                 "Put": {
                     "TableName": self.table_name,
-                    "Item": task_to_item(task, self.shard_count),
+                    "Item": record,
                     "ConditionExpression": "attribute_not_exists(pk)",
+                    "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
                 }
             },
             {
                 "Put": {
                     "TableName": self.table_name,
-                    "Item": self._event_item(task.task_id, "submitted", "INFO", now),
+                    "Item": item,
+                    "ConditionExpression": "attribute_not_exists(pk)",
                 }
             },
-            *self._counter_updates(task, None, task.status, now),
         ]
-        if idempotency_key:
-            record = serialize(
-                {
-                    "pk": f"IDEMP#{task.owner}#{idempotency_key}",
-                    "sk": "IDEMP",
-                    "task_id": task.task_id,
-                    "request_hash": request_hash,
-                    "expires_at": self._expiry(now),
-                }
+        old = self._transact_new(writes, {"pk": record["pk"], "sk": record["sk"]})
+        if old is None:
+            return task, True
+        previous = deserialize(old)
+        if previous.get("request_hash", request_hash) != request_hash:
+            raise InvalidTransition(
+                "this Idempotency-Key was already used with a different request"
             )
-            writes.insert(
-                0,
-                {
-                    "Put": {
-                        "TableName": self.table_name,
-                        "Item": record,
-                        "ConditionExpression": "attribute_not_exists(pk)",
-                        "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
-                    }
-                },
-            )
+        return self.get_task(previous["task_id"], task.owner), False
+
+    def _transact_new(
+        self, writes: list[dict[str, Any]], first_key: dict[str, Any]
+    ) -> dict[str, Any] | None:
+        """A transaction whose first write creates an item that must not exist yet: None
+        when it went through, else the existing item (nothing was written)."""
         try:
             self.client.transact_write_items(TransactItems=writes)  # type: ignore[arg-type]
         except ClientError as exc:
             reasons = exc.response.get("CancellationReasons", [])
-            if not (
-                idempotency_key and reasons and reasons[0].get("Code") == "ConditionalCheckFailed"
-            ):
+            if not (reasons and reasons[0].get("Code") == "ConditionalCheckFailed"):
                 raise
-            old = reasons[0].get("Item") or self._get_item(
-                {"pk": {"S": f"IDEMP#{task.owner}#{idempotency_key}"}, "sk": {"S": "IDEMP"}}
-            )
-            previous = deserialize(dict(old or {}))
-            if previous.get("request_hash", request_hash) != request_hash:
-                raise InvalidTransition(
-                    "this Idempotency-Key was already used with a different request"
-                ) from exc
-            return self.get_task(previous["task_id"], task.owner), False
-        return task, True
+            return dict(reasons[0].get("Item") or self._get_item(first_key) or {})
+        return None
 
     def _get_item(self, key: dict[str, Any]) -> dict[str, Any] | None:
         response = self.client.get_item(TableName=self.table_name, Key=key, ConsistentRead=True)
@@ -421,13 +420,7 @@ class TaskStore:
         if not self._visible(task, owner, self._now()):
             raise TaskNotFound(f"task {task_id} not found")
         lines = [*map(deserialize, items[1:]), *deserialize(items[0]).get("log", [])]
-        events = sorted(
-            (
-                TaskEvent(time=parse_time(e["time"]), level=e["level"], message=e["message"])
-                for e in lines
-            ),
-            key=lambda event: event.time,
-        )
+        events = sorted(map(_event, lines), key=lambda event: event.time)
         return task, events[-event_limit:]
 
     # ------------------------------------------------------------------ list
@@ -623,9 +616,11 @@ class TaskStore:
         event: tuple[str, str] | None = None,
         extra: list[dict[str, Any]] | None = None,
     ) -> None:
-        """One status change, atomically with its stats counters and an optional event line.
+        """One status change: a conditional write of the task item, its event line on it.
 
-        Raises TransitionConflict when the condition fails (the task moved on meanwhile).
+        The status counters follow from the table's stream (taskqueue.counters). `extra`
+        writes (a dead letter) go in the same transaction. Raises TransitionConflict when
+        the condition fails (the task moved on meanwhile).
         """
         now = self._now()
         shard = shard_of(task.task_id, self.shard_count)
@@ -638,67 +633,90 @@ class TaskStore:
             update.set(
                 finished_at=format_time(now), expires_at=self._expiry(now), lease_expires_at=0
             )
-        items: list[dict[str, Any]] = [
-            {
-                "Update": {
-                    "TableName": self.table_name,
-                    **update.request(task_key(task.task_id), condition),
-                }
-            }
-        ]
-        items += self._counter_updates(task, task.status, new_status, now)
-        items += extra or []
+            # Of no use once finished (a retry sets them anew), and the item stays under 1 KB.
+            update.remove("lease_token", "enqueued_at")
         if event is not None:
-            message, level = event
-            expires = self._expiry(now) if new_status.is_terminal else None
-            items.append(
-                {
-                    "Put": {
-                        "TableName": self.table_name,
-                        "Item": self._event_item(task.task_id, message, level, now, expires),
-                    }
-                }
-            )
+            update.log(now, *event)
         try:
+            if not extra:
+                self.client.update_item(
+                    TableName=self.table_name, **update.request(task_key(task.task_id), condition)
+                )
+                return
+            items = [
+                {
+                    "Update": {
+                        "TableName": self.table_name,
+                        **update.request(task_key(task.task_id), condition),
+                    }
+                },
+                *extra,
+            ]
             self.client.transact_write_items(TransactItems=items)  # type: ignore[arg-type]
         except ClientError as exc:
             reasons = exc.response.get("CancellationReasons", [])
-            if reasons and reasons[0].get("Code") == "ConditionalCheckFailed":
+            if _is_condition_failure(exc) or (
+                reasons and reasons[0].get("Code") == "ConditionalCheckFailed"
+            ):
                 raise TransitionConflict(f"task {task.task_id} changed state meanwhile") from exc
             raise
 
-    def _counter_updates(
-        self, task: Task, old_status: TaskStatus | None, new_status: TaskStatus, now: datetime
-    ) -> list[dict[str, Any]]:
-        """ADDs that move one task between status counters (see docs/architecture.md)."""
-        deltas: dict[str, dict[str, int]] = {}
-        if old_status is not None:
-            bucket = stats_bucket(old_status, task.finished_at)
-            deltas.setdefault(bucket, {})[f"{old_status}#{task.task_type}"] = -1
-        bucket = stats_bucket(new_status, now)
-        name = f"{new_status}#{task.task_type}"
-        deltas.setdefault(bucket, {})[name] = deltas.get(bucket, {}).get(name, 0) + 1
-        if new_status.is_terminal:
-            deltas.setdefault(f"MIN#{format_time(now)[:16]}", {})[str(new_status)] = 1
-        shard = shard_of(task.task_id, STATS_SHARDS)
-        updates = []
-        for sk, counters in deltas.items():
-            pk = (
-                f"TPUT#{task.owner}#{shard % THROUGHPUT_SHARDS}"
-                if sk.startswith("MIN#")
-                else f"STATS#{task.owner}#{shard}"
-            )
+    # ------------------------------------------------------------------ counters
+
+    def apply_changes(self, changes: list[Change]) -> int:
+        """Add a stream batch's changes to the counters, once; returns the items written.
+
+        Each group of changes is one transaction with its marker. A marker already there
+        means this batch (or its beginning) was counted by an earlier delivery: the changes
+        it covers are skipped and the rest grouped again from the next record on.
+        """
+        written = 0
+        pending = sorted(changes, key=lambda change: change.sequence)
+        while pending:
+            for batch in batches(pending):
+                counted = self._add_counts(batch)
+                if counted is not None:
+                    pending = [c for c in pending if c.sequence > counted]
+                    break
+                written += len(batch.items)
+            else:
+                pending = []
+        return written
+
+    def _add_counts(self, batch: CounterBatch) -> int | None:
+        """One group's ADDs and its marker; None, or the last sequence an earlier
+        delivery already counted under this marker."""
+        now = self._now()
+        epoch = int(now.timestamp())
+        marker = {"pk": {"S": f"COUNTED#{batch.marker}"}, "sk": {"S": "COUNTED"}}
+        writes: list[dict[str, Any]] = [
+            {
+                "Put": {
+                    "TableName": self.table_name,
+                    # Lambda keeps retrying a batch for as long as the stream keeps it (24 h).
+                    "Item": {
+                        **marker,
+                        "last_sequence": {"S": str(batch.last_sequence)},
+                        "records": {"N": str(batch.records)},
+                        "expires_at": {"N": str(epoch + 2 * 86400)},
+                    },
+                    "ConditionExpression": "attribute_not_exists(pk)",
+                    "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+                }
+            }
+        ]
+        for (pk, sk), counters in sorted(batch.items.items()):
             names = {f"#c{i}": name for i, name in enumerate(counters)}
             values: dict[str, Any] = {
                 f":c{i}": {"N": str(v)} for i, v in enumerate(counters.values())
             }
             expression = "ADD " + ", ".join(f"#c{i} :c{i}" for i in range(len(counters)))
-            lifetime = 2 * 3600 if sk.startswith("MIN#") else (self.retention_days + 2) * 86400
             if sk != ACTIVE_BUCKET:
+                lifetime = 2 * 3600 if sk.startswith("MIN#") else (self.retention_days + 2) * 86400
                 names["#ttl"] = "expires_at"
-                values[":ttl"] = {"N": str(int(now.timestamp()) + lifetime)}
+                values[":ttl"] = {"N": str(epoch + lifetime)}
                 expression += " SET #ttl = :ttl"
-            updates.append(
+            writes.append(
                 {
                     "Update": {
                         "TableName": self.table_name,
@@ -709,7 +727,8 @@ class TaskStore:
                     }
                 }
             )
-        return updates
+        old = self._transact_new(writes, marker)
+        return None if old is None else int(old["last_sequence"]["S"])
 
     # ------------------------------------------------------------------ user actions
 
@@ -763,12 +782,12 @@ class TaskStore:
             )
         update = _Update().set(
             attempts=0,
-            cancel_requested=False,
             lease_expires_at=0,
             retried_at=format_time(self._now()),
         )
         # started_at goes too: a retried task's timeout counts from its new start.
         update.remove(
+            "cancel_requested",
             "finished_at",
             "expires_at",
             "error",
@@ -885,16 +904,14 @@ class TaskStore:
             "lease_token": lease_token,
             "lease_expires_at": epoch + lease_seconds,
             "updated_at": now,
-            "heartbeat_at": now,
             "started_at": task.started_at or now,
         }
         update = _Update().set(
             lease_token=lease_token,
             lease_expires_at=epoch + lease_seconds,
-            heartbeat_at=format_time(now),
             started_at=format_time(changes["started_at"]),
         )
-        update.value(expected=task.status.value, seen=task.attempts, epoch=epoch)
+        update.value(expected=task.status.value, seen=task.attempts)
         update.name("status", "attempts")
         if task.status == TaskStatus.PENDING:
             # A claim from PENDING starts an attempt; taking over an expired lease does not.
@@ -915,7 +932,7 @@ class TaskStore:
             return None
         if task.lease_expires_at:
             update.log(now, "took over from a worker that stopped heart-beating", "WARNING")
-        update.set(updated_at=format_time(now)).name("lease_expires_at")
+        update.set(updated_at=format_time(now)).name("lease_expires_at").value(epoch=epoch)
         condition = "#status = :expected AND #attempts = :seen AND #lease_expires_at < :epoch"
         try:
             return self._update(task_key(task.task_id), update, condition)
@@ -945,7 +962,6 @@ class TaskStore:
             units_total=state.units_total,
             progress=state.progress,
             updated_at=format_time(now),
-            heartbeat_at=format_time(now),
             lease_expires_at=0 if release else int(now.timestamp()) + lease_seconds,
         )
         if log:
@@ -1090,13 +1106,6 @@ class DeadLetter:
 
 class TransitionConflict(Exception):
     """A status change's condition failed: the task is no longer in the state it was read in."""
-
-
-def stats_bucket(status: TaskStatus, finished_at: datetime | None) -> str:
-    """Active tasks count in one item; finished ones by the day they finished (for retention)."""
-    if not status.is_terminal:
-        return ACTIVE_BUCKET
-    return f"DAY#{(finished_at or utcnow()).date().isoformat()}"
 
 
 def _desc(ck: str) -> tuple[int, ...]:
