@@ -16,8 +16,10 @@ from pydantic import ValidationError
 from taskqueue.config import get_settings
 from taskqueue.engine import parse_message
 from taskqueue.models import TaskError
-from taskqueue.observability import logger, metrics, tracer
+from taskqueue.observability import get_tracer, logger, metrics
 from taskqueue.store import DeadLetter, TaskStore
+
+tracer = get_tracer()
 
 # Report every failed record, even when all fail, instead of failing the whole invocation.
 processor = BatchProcessor(

@@ -15,7 +15,9 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from taskqueue.config import get_settings
 from taskqueue.engine import Engine, parse_message
-from taskqueue.observability import logger, metrics, tracer
+from taskqueue.observability import get_tracer, logger, metrics
+
+tracer = get_tracer()
 
 # Report every failed record, even when all fail, instead of failing the whole invocation.
 processor = BatchProcessor(

@@ -12,6 +12,13 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_valida
 MAX_DELAY_SECONDS = 365 * 24 * 3600
 
 
+class Model(BaseModel):
+    """Base of these models: each builds its validator at first use, so a cold start builds
+    only the models its first request needs, not every response and request of the API."""
+
+    model_config = ConfigDict(defer_build=True)
+
+
 class TaskStatus(StrEnum):
     PENDING = "PENDING"
     RUNNING = "RUNNING"
@@ -59,7 +66,7 @@ def parse_time(text: str) -> datetime:
 # ---------------------------------------------------------------- chunk engine contract
 
 
-class ChunkState(BaseModel):
+class ChunkState(Model):
     """What a task type checkpoints after every chunk; must stay a few KB."""
 
     units_total: int = Field(ge=0)
@@ -77,18 +84,18 @@ class ChunkState(BaseModel):
         return min(99, self.units_done * 100 // self.units_total)
 
 
-class TaskResult(BaseModel):
+class TaskResult(Model):
     summary: dict[str, Any] = Field(default_factory=dict)
     location: str | None = None
     outputs: list[str] = Field(default_factory=list)
 
 
-class TaskError(BaseModel):
+class TaskError(Model):
     type: str
     message: str
 
 
-class TaskEvent(BaseModel):
+class TaskEvent(Model):
     time: datetime
     level: Literal["INFO", "WARNING", "ERROR"] = "INFO"
     message: str
@@ -97,7 +104,7 @@ class TaskEvent(BaseModel):
 # ---------------------------------------------------------------- the domain task
 
 
-class Task(BaseModel):
+class Task(Model):
     task_id: str
     owner: str
     task_type: str
@@ -144,7 +151,7 @@ class Task(BaseModel):
 # ---------------------------------------------------------------- requests
 
 
-class SubmitTaskRequest(BaseModel):
+class SubmitTaskRequest(Model):
     model_config = ConfigDict(extra="forbid")
 
     type: Annotated[str, Field(min_length=1, max_length=64, description="A registered task type")]
@@ -168,13 +175,13 @@ class SubmitTaskRequest(BaseModel):
         return self
 
 
-class RetryTaskRequest(BaseModel):
+class RetryTaskRequest(Model):
     model_config = ConfigDict(extra="forbid")
 
     restart: bool = Field(default=False, description="Start over instead of resuming")
 
 
-class ListTasksQuery(BaseModel):
+class ListTasksQuery(Model):
     model_config = ConfigDict(extra="forbid")
 
     status: TaskStatus | None = None
@@ -185,7 +192,7 @@ class ListTasksQuery(BaseModel):
     cursor: Annotated[str, Field(max_length=4096)] | None = None
 
 
-class UploadRequest(BaseModel):
+class UploadRequest(Model):
     model_config = ConfigDict(extra="forbid")
 
     filename: Annotated[
@@ -205,7 +212,7 @@ class UploadRequest(BaseModel):
     ) = None
 
 
-class TaskMessage(BaseModel):
+class TaskMessage(Model):
     """The body of every SQS task message."""
 
     task_id: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[0-9a-f]{32}$")]
@@ -214,7 +221,7 @@ class TaskMessage(BaseModel):
 # ---------------------------------------------------------------- responses
 
 
-class TaskView(BaseModel):
+class TaskView(Model):
     """A task as the API shows it to its owner."""
 
     id: str
@@ -270,7 +277,7 @@ class TaskView(BaseModel):
         )
 
 
-class OutputLink(BaseModel):
+class OutputLink(Model):
     key: str
     url: str
 
@@ -280,18 +287,18 @@ class TaskDetail(TaskView):
     downloads: list[OutputLink] = Field(default_factory=list)
 
 
-class TaskPage(BaseModel):
+class TaskPage(Model):
     items: list[TaskView]
     next_cursor: str | None
 
 
-class TaskTypeInfo(BaseModel):
+class TaskTypeInfo(Model):
     name: str
     description: str
     params_schema: dict[str, Any]
 
 
-class UploadTicket(BaseModel):
+class UploadTicket(Model):
     key: str
     prefix: str
     url: str
@@ -300,13 +307,13 @@ class UploadTicket(BaseModel):
     expires_in: int
 
 
-class ErrorBody(BaseModel):
+class ErrorBody(Model):
     code: str
     message: str
     details: Any = None
 
 
-class ErrorResponse(BaseModel):
+class ErrorResponse(Model):
     error: ErrorBody
 
 
@@ -342,26 +349,26 @@ class LeaseLost(TaskQueueError):
     code = "lease_lost"
 
 
-class StatusCounts(BaseModel):
+class StatusCounts(Model):
     by_status: dict[str, int]
     by_type: dict[str, int]
     by_status_type: dict[str, dict[str, int]]
 
 
-class ThroughputPoint(BaseModel):
+class ThroughputPoint(Model):
     minute: str
     succeeded: int = 0
     failed: int = 0
     cancelled: int = 0
 
 
-class Stats(BaseModel):
+class Stats(Model):
     counts: StatusCounts
     queues: dict[str, dict[str, int]]
     throughput: list[ThroughputPoint]
 
 
-class DeadLetterView(BaseModel):
+class DeadLetterView(Model):
     id: str
     task_id: str
     task_type: str
@@ -372,10 +379,10 @@ class DeadLetterView(BaseModel):
     task_status: TaskStatus | None = None
 
 
-class DeadLetterPage(BaseModel):
+class DeadLetterPage(Model):
     items: list[DeadLetterView]
 
 
-class RedriveResult(BaseModel):
+class RedriveResult(Model):
     redriven: int
     skipped: int
