@@ -9,8 +9,10 @@ from pydantic import ValidationError
 
 from taskqueue.config import get_settings
 from taskqueue.counters import Change, change_of
-from taskqueue.observability import logger, metrics, tracer
+from taskqueue.observability import get_tracer, logger, metrics
 from taskqueue.store import TaskStore
+
+tracer = get_tracer()
 
 
 @cache

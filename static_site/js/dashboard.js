@@ -9,6 +9,9 @@ import {
 } from "./util.js";
 
 const CHART_MINUTES = 60;
+// Delays of the follow-up reads of the counts after a change: past the local and the AWS
+// batching windows of the counters (1 s and 10 s).
+const COUNTS_SETTLE_MS = [3_000, 12_000];
 
 function numberOf(value) {
   if (typeof value === "number" && Number.isFinite(value)) return value;
@@ -145,6 +148,20 @@ export function createDashboard({ onOpenTask } = {}) {
   let dlqAvailable = true;
   let loadingStats = false;
   let lastLoad = 0;
+  let followUps = [];
+
+  /**
+   * The counts follow the tasks through the table's stream, in batches gathered for up to
+   * 10 s on AWS (1 s locally): after a change, look again once a batch has surely been counted.
+   */
+  function followUp() {
+    followUps.forEach(clearTimeout);
+    followUps = COUNTS_SETTLE_MS.map((delay) =>
+      setTimeout(() => {
+        if (!document.hidden) loadStats();
+      }, delay),
+    );
+  }
 
   function renderStats(stats) {
     clear(host);
@@ -358,11 +375,14 @@ export function createDashboard({ onOpenTask } = {}) {
 
   return {
     load() {
+      followUp();
       return Promise.all([loadStats(), loadDeadLetters()]);
     },
-    /** After a change in the list; at most every 10 s. */
+    /** After a change in the list; at most every 10 s, and again once the counts settled. */
     maybeRefresh() {
-      if (Date.now() - lastLoad >= 10_000 && !document.hidden) {
+      if (document.hidden) return;
+      followUp();
+      if (Date.now() - lastLoad >= 10_000) {
         loadStats();
         loadDeadLetters();
       }

@@ -37,12 +37,12 @@ from tests.reliability.chaos import (
     Rates,
     TaskSpec,
     check_task,
+    count_stream,
     counters,
     expected_sum,
     make_chaos,
     normalize,
     quiet_rates,
-    count_stream,
     recount,
 )
 
