@@ -81,6 +81,15 @@ class CapacityResult:
                 ],
                 title="hottest key families, keys evenly hashed (design)",
             ),
+            table(
+                ["table/index", "key family", "shards", "writes/task", "per key/task", "tasks/s"],
+                [
+                    [t, f, s, f"{w:.4f}", f"{k:.5f}", f"{c:,.0f}"]
+                    for t, f, s, w, k, c in self.family_rows
+                    if f.startswith(("STATS#", "TPUT#"))
+                ][:4],
+                title="the status counters' partitions (written once per stream batch)",
+            ),
             f"per-task keys: at most {self.per_task_max[1]:.0f} writes to one {self.per_task_max[0]} "
             "key over a task's whole life (not load-dependent)",
             f"design capacity: {self.design_capacity:,.0f} tasks/s before a key passes {LIMIT:,} "
@@ -98,7 +107,13 @@ def family(target: str, key: str, shard_count: int) -> tuple[str, int] | None:
     match = _SHARD.match(key)
     if match is None:
         return key, 1
-    shards = {"STATS#": STATS_SHARDS, "TPUT#": THROUGHPUT_SHARDS}.get(key[:6], shard_count)
+    shards = (
+        STATS_SHARDS
+        if key.startswith("STATS#")
+        else THROUGHPUT_SHARDS
+        if key.startswith("TPUT#")
+        else shard_count
+    )
     return f"{match.group(1)}#<shard>", shards
 
 

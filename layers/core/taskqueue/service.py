@@ -141,11 +141,14 @@ class TaskService:
         duplicate is harmless: it loses the claim).
         """
         deadline = time.monotonic() + self.enqueue_wait_seconds
+        pause = 0.1  # doubling: a live first call marks within a few hundred ms; 5 reads in all
         while task.enqueued_at is None and task.awaiting_first_claim:
-            if time.monotonic() >= deadline:
+            left = deadline - time.monotonic()
+            if left <= 0:
                 self.enqueue(task)
                 return
-            time.sleep(0.1)
+            time.sleep(min(pause, left))
+            pause *= 2
             task = self.store.get_task(task.task_id)
 
     def enqueue(self, task: Task) -> None:
