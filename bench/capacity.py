@@ -30,7 +30,7 @@ from collections import Counter
 from dataclasses import dataclass
 
 from bench.report import table
-from bench.world import in_process_world, no_transaction_backups, stream_batch
+from bench.world import in_process_world, no_transaction_backups
 from taskqueue.counters import STATS_SHARDS, THROUGHPUT_SHARDS
 
 LIMIT = 1000  # writes (of <= 1 KB) a second per partition key
@@ -182,10 +182,10 @@ def drive(owners: int, tasks_per_owner: int, label: str) -> CapacityResult:
                 submitted += 1
                 if submitted % 50 == 0:
                     world.drain()
-                    world.count(stream_batch("batch_size"))
+                    world.count()
             del round_
         world.drain()
-        world.count(stream_batch("batch_size"))
+        world.count()
         failed = [c for c in world.meter.calls if not c.ok]
         # No failed request, so moto never had to roll a transaction back (see world.py).
         assert not failed, f"{len(failed)} requests failed"

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from bench.meter import Meter
 from bench.pricing import PRICES, PRICES_AS_OF, price_table
 from bench.report import table
-from bench.world import OWNER, World, function_property, in_process_world, stream_batch
+from bench.world import OWNER, World, function_property, in_process_world, stream_batch_size
 
 GOAL_RATIO = 25.0  # orchestration at least 25x below Step Functions Standard (10 chunks)
 GOAL_CHUNKS = 10
@@ -247,7 +247,7 @@ def measure(
         meter.clear()
         world.submit(task_type, params)
         invocations = world.drain()
-        counted = world.count(stream_batch("batch_size"))
+        counted = world.count()
         for role in requests:
             requests[role].update(meter.requests(role))
         for key, count in meter.requests("task").items():
@@ -297,7 +297,7 @@ def _counted_in_batches(
         world.submit(task_type, params)
     world.drain()
     world.meter.clear()
-    invocations = world.count(batch or stream_batch("batch_size"))
+    invocations = world.count(batch)
     return LoadCounters(
         tasks=tasks,
         wru=world.meter.write_units("counters") / tasks,
@@ -435,7 +435,7 @@ class CostResult:
             f"{REQUEST_LATENCY_MS} (else {DEFAULT_LATENCY_MS}); memory from template.yaml; "
             f"ESM = {ESM_REQUESTS_PER_BATCH} SQS requests per batch (of one quiet, of "
             f"{SQS_BATCH_AT_LOAD} at load); counters at load: {goal.counters_at_load.tasks} tasks "
-            f"counted in stream batches of up to {stream_batch('batch_size')}; SFN = 2N+3 "
+            f"counted in stream batches of up to {stream_batch_size()}; SFN = 2N+3 "
             f"transitions + {SFN_RETRY_RATE:.0%} retries of the N+2 Lambda task states, "
             "+ one Lambda request per task state.",
             f"goal: orchestration >= {GOAL_RATIO:.0f}x below Step Functions Standard for "

@@ -17,7 +17,6 @@ from functools import cache
 from typing import Any
 
 import boto3
-from botocore.config import Config
 from moto import mock_aws
 
 from bench.meter import Meter
@@ -26,17 +25,16 @@ from devstack.moto_patches import partition_queries, temporarily, undo_log_trans
 from devstack.resources import (
     LocalResources,
     create_resources,
-    event_sources,
     function_environment,
     load_template,
     transform_template,
 )
-from devstack.streams import StreamReader
 from taskqueue.task_types import REGISTRY
 from tests.helpers import (
-    FakeLambdaContext,
+    CounterStream,
     Pipeline,
     call_api,
+    counters_stream_source,
     http_event,
     load_function,
     reset_function_caches,
@@ -59,15 +57,9 @@ def transformed_template() -> dict[str, Any]:
     return transform_template(load_template())
 
 
-def stream_filters() -> tuple[dict[str, Any], ...]:
-    (source,) = event_sources(transformed_template(), "CountersFunction").streams
-    return source.filters
-
-
-def stream_batch(name: str) -> int:
-    """BatchSize or MaximumBatchingWindowInSeconds of the counters' stream mapping."""
-    (source,) = event_sources(transformed_template(), "CountersFunction").streams
-    return int(getattr(source, name))
+def stream_batch_size() -> int:
+    """BatchSize of the counters' stream mapping in template.yaml."""
+    return int(counters_stream_source().batch_size)
 
 
 def function_property(logical_id: str, name: str) -> Any:
@@ -85,8 +77,7 @@ class World:
     sqs: Any  # unmetered: the event source mapping's client
     s3: Any  # unmetered: for test data
     dynamodb: Any  # unmetered: for loading tables and reading back
-    counters: Any  # the counters handler's module
-    stream: Any  # devstack.streams.StreamReader of the table (unmetered: Lambda's own reads)
+    counters: CounterStream  # the table's stream through the counters handler (unmetered reads)
 
     @property
     def table(self) -> str:
@@ -100,15 +91,13 @@ class World:
         with redirect_stdout(io.StringIO()):
             return self.pipeline().run(max_invocations=max_invocations)
 
-    def count(self, batch_size: int) -> int:
+    def count(self, batch_size: int | None = None) -> int:
         """Feed the table's stream to the counters handler in batches, as its event source
-        mapping would; returns the invocations."""
-        invocations = 0
-        while batch := self.stream.read(batch_size):
-            with redirect_stdout(io.StringIO()):
-                self.counters.lambda_handler({"Records": batch}, FakeLambdaContext("counters"))
-            invocations += 1
-        return invocations
+        mapping would (default: the mapping's BatchSize); returns the invocations."""
+        before = self.counters.invocations
+        with redirect_stdout(io.StringIO()):
+            self.counters.drain(batch_size)
+        return self.counters.invocations - before
 
     def submit(self, task_type: str, params: dict[str, Any], owner: str = OWNER) -> str:
         """POST /tasks through the API handler, as API Gateway would call it."""
@@ -188,16 +177,7 @@ def in_process_world(measure_sizes: bool = True) -> Iterator[World]:
                 sqs=boto3.client("sqs"),
                 s3=boto3.client("s3"),
                 dynamodb=boto3.client("dynamodb"),
-                counters=counters,
-                stream=StreamReader.for_table(
-                    boto3.client("dynamodb"),
-                    # moto answers on the regional endpoint, not the account-based one.
-                    boto3.client(
-                        "dynamodbstreams", config=Config(account_id_endpoint_mode="disabled")
-                    ),
-                    env["TABLE_NAME"],
-                    stream_filters(),
-                ),
+                counters=CounterStream.of(env["TABLE_NAME"]),
             )
     finally:
         reset_function_caches()

@@ -48,7 +48,8 @@ def reset_function_caches() -> None:
 
 
 @functools.cache
-def _counters_stream_source() -> Any:
+def counters_stream_source() -> Any:
+    """The template's stream event source of CountersFunction (batch size, window, filters)."""
     from devstack.resources import event_sources, load_template
 
     (source,) = event_sources(load_template(), "CountersFunction").streams
@@ -72,7 +73,7 @@ class CounterStream:
 
         from devstack.streams import StreamReader
 
-        source = _counters_stream_source()
+        source = counters_stream_source()
         # moto answers on the regional endpoint only, not the account-based one botocore
         # picks for requests that carry a stream ARN.
         streams = boto3.client(

@@ -38,6 +38,7 @@ from taskqueue.store import TaskStore
 from taskqueue.task_types.base import TaskContext
 from tests.helpers import (
     ApiResponse,
+    CounterStream,
     FakeLambdaContext,
     call_api,
     http_event,
@@ -335,20 +336,11 @@ class Chaos:
                 local.api_faulted = True
                 self.ledger.fault("api_sqs_send_failure", local.api_task)
                 raise _client_error(self.rng.choice(SQS_ERROR_CODES), operation)
-        elif (
-            self.actor == "counters"
-            and service == "dynamodb"
-            and self.rng.random() < self.rates.counters_dynamodb_error
-        ):
-            self.ledger.fault("counters_dynamodb_error", None)
-            raise _client_error(self.rng.choice(THROTTLE_CODES), operation)
-        elif (
-            self.actor == "dlq"
-            and service == "dynamodb"
-            and self.rng.random() < self.rates.dlq_dynamodb_error
-        ):
-            self.ledger.fault("dlq_dynamodb_error", None)
-            raise _client_error(self.rng.choice(THROTTLE_CODES), operation)
+        elif self.actor in ("dlq", "counters") and service == "dynamodb":
+            rate = getattr(self.rates, f"{self.actor}_dynamodb_error")
+            if self.rng.random() < rate:
+                self.ledger.fault(f"{self.actor}_dynamodb_error", None)
+                raise _client_error(self.rng.choice(THROTTLE_CODES), operation)
 
     def _after_call(self, event_name: str, **_: Any) -> None:
         local = self.local
@@ -969,8 +961,7 @@ def recount(store: TaskStore) -> tuple[Counter[tuple[str, str]], list[str]]:
 
 def count_stream(harness: Harness) -> None:
     """The counters function over everything new in the stream, without faults."""
-    while batch := harness.stream.read(1000):
-        harness.counters.lambda_handler({"Records": batch}, FakeLambdaContext("counters"))
+    CounterStream(harness.stream, batch_size=1000).drain()
 
 
 def counters(store: TaskStore) -> Counter[tuple[str, str]]:

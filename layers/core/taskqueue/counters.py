@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from taskqueue.models import TaskStatus, parse_time
+from taskqueue.models import TaskStatus, parse_optional_time
 
 ACTIVE_BUCKET = "ACTIVE"
 # Counter partitions per owner. A batch writes one STATS partition (its ACTIVE and DAY items)
@@ -74,19 +74,15 @@ def change_of(event_id: str, sequence: str, keys: dict[str, Any], old: Any, new:
         old_status = TaskStatus(old["status"]) if old else None
         if old_status != new_status:
             if old_status is not None:
-                bucket = stats_bucket(old_status, _time(old.get("finished_at")))
+                bucket = stats_bucket(old_status, parse_optional_time(old.get("finished_at")))
                 deltas[(bucket, f"{old_status}#{task_type}")] = -1
-            finished_at = _time(new.get("finished_at"))
+            finished_at = parse_optional_time(new.get("finished_at"))
             bucket = stats_bucket(new_status, finished_at)
             name = f"{new_status}#{task_type}"
             deltas[(bucket, name)] = deltas.get((bucket, name), 0) + 1
             if new_status.is_terminal and finished_at is not None:
                 deltas[(f"MIN#{finished_at.isoformat()[:16]}", str(new_status))] = 1
     return Change(event_id=event_id, sequence=int(sequence), owner=owner, deltas=deltas)
-
-
-def _time(value: Any) -> datetime | None:
-    return parse_time(str(value)) if value else None
 
 
 def counter_key(owner: str, bucket: str, shard: int) -> CounterKey:

@@ -63,6 +63,11 @@ def parse_time(text: str) -> datetime:
     return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
 
 
+def parse_optional_time(text: str | None) -> datetime | None:
+    """A stored time that may be absent (or empty)."""
+    return parse_time(text) if text else None
+
+
 # ---------------------------------------------------------------- chunk engine contract
 
 

@@ -38,6 +38,7 @@ from taskqueue.models import (
     TaskNotFound,
     TaskStatus,
     format_time,
+    parse_optional_time,
     parse_time,
     utcnow,
 )
@@ -119,10 +120,6 @@ def _event(line: str | dict[str, Any]) -> TaskEvent:
     return TaskEvent.model_validate(line)
 
 
-def _opt_time(value: str | None) -> datetime | None:
-    return parse_time(value) if value else None
-
-
 def task_to_item(task: Task, shard_count: int) -> dict[str, Any]:
     """The stored shape of a new task (the data-access layer owns this conversion)."""
     shard = shard_of(task.task_id, shard_count)
@@ -171,9 +168,9 @@ def item_to_task(item: dict[str, Any]) -> Task:
         cancel_requested=raw.get("cancel_requested", False),
         created_at=parse_time(raw["created_at"]),
         updated_at=parse_time(raw["updated_at"]),
-        started_at=_opt_time(raw.get("started_at")),
-        finished_at=_opt_time(raw.get("finished_at")),
-        run_at=_opt_time(raw.get("run_at")),
+        started_at=parse_optional_time(raw.get("started_at")),
+        finished_at=parse_optional_time(raw.get("finished_at")),
+        run_at=parse_optional_time(raw.get("run_at")),
         error=TaskError.model_validate(error) if error else None,
         result=json.loads(raw["result"]) if raw.get("result") else None,
         result_location=raw.get("result_location"),
@@ -183,8 +180,8 @@ def item_to_task(item: dict[str, Any]) -> Task:
         lease_expires_at=raw.get("lease_expires_at", 0),
         expires_at=raw.get("expires_at"),
         timeout_seconds=raw.get("timeout_seconds"),
-        retried_at=_opt_time(raw.get("retried_at")),
-        enqueued_at=_opt_time(raw.get("enqueued_at")),
+        retried_at=parse_optional_time(raw.get("retried_at")),
+        enqueued_at=parse_optional_time(raw.get("enqueued_at")),
     )
 
 
