@@ -16,6 +16,7 @@ import boto3
 from pydantic import BaseModel, Field
 
 from taskqueue.engine import Outcome
+from taskqueue.errors import InvalidInput
 from taskqueue.models import ChunkState, Task, TaskResult, TaskStatus, utcnow
 from taskqueue.store import TaskStore
 from taskqueue.task_types import REGISTRY
@@ -29,6 +30,9 @@ class CountingParams(BaseModel):
     chunks: int = Field(ge=1, le=1000)
     fail_on_chunk: int | None = None
     fail_times: int = 0
+    permanent: bool = False  # the failure on fail_on_chunk is a PermanentError
+    pace_seconds: float = 0  # each chunk asks the engine to wait this long before the next
+    failed_items: int = 0  # the result counts `chunks` items, this many of them failed
 
 
 @dataclass
@@ -50,6 +54,8 @@ class CountingType:
         self.executions.append((ctx.task_id, index))
         if index == params.fail_on_chunk and self.failures[ctx.task_id] < params.fail_times:
             self.failures[ctx.task_id] += 1
+            if params.permanent:
+                raise InvalidInput(f"chunk {index} has input no attempt can read")
             raise RuntimeError(f"chunk {index} broke")
         data = {"sum": state.data["sum"] + index, "seen": [*state.data["seen"], index]}
         new = ChunkState(
@@ -58,13 +64,21 @@ class CountingType:
             cursor=index + 1,
             data=data,
             done=index + 1 >= params.chunks,
+            resume_at=utcnow() + timedelta(seconds=params.pace_seconds)
+            if params.pace_seconds
+            else None,
         )
         if self.after_chunk:
             self.after_chunk(ctx.task_id, index)
         return new
 
     def finish(self, params: CountingParams, state: ChunkState, ctx: TaskContext) -> TaskResult:
-        return TaskResult(summary={"sum": state.data["sum"], "seen": state.data["seen"]})
+        summary = {"sum": state.data["sum"], "seen": state.data["seen"]}
+        if not params.failed_items:
+            return TaskResult(summary=summary)
+        return TaskResult(
+            summary=summary, total_items=params.chunks, failed_items=params.failed_items
+        )
 
 
 @dataclass

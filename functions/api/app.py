@@ -25,11 +25,18 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from taskqueue.config import get_settings
+from taskqueue.errors import (
+    EnqueueFailed,
+    InvalidRequest,
+    InvalidTransition,
+    PayloadTooLarge,
+    TaskNotFound,
+    TaskQueueError,
+    Unauthorized,
+)
 from taskqueue.models import (
     DeadLetterPage,
     ErrorResponse,
-    InvalidRequest,
-    InvalidTransition,
     IsoDateTime,
     ListTasksQuery,
     RedriveResult,
@@ -37,9 +44,7 @@ from taskqueue.models import (
     Stats,
     SubmitTaskRequest,
     TaskDetail,
-    TaskNotFound,
     TaskPage,
-    TaskQueueError,
     TaskStatus,
     TaskTypeInfo,
     TaskView,
@@ -47,16 +52,7 @@ from taskqueue.models import (
     UploadTicket,
 )
 from taskqueue.observability import logger, metrics
-from taskqueue.service import EnqueueFailed, TaskService
-
-
-class Unauthorized(TaskQueueError):
-    code = "unauthorized"
-
-
-class PayloadTooLarge(TaskQueueError):
-    code = "payload_too_large"
-
+from taskqueue.service import TaskService
 
 STATUS_OF: dict[type[TaskQueueError], int] = {
     TaskNotFound: 404,

@@ -246,6 +246,93 @@ def test_transient_failure_recovers_on_the_next_attempt(world: World) -> None:
     assert task.result == {"sum": 6, "seen": [0, 1, 2, 3]}
 
 
+def test_permanent_error_fails_the_task_at_once_without_retries(world: World) -> None:
+    # Given a task whose chunk 1 raises a PermanentError, with 3 attempts allowed
+    task_id = world.submit(
+        {"chunks": 3, "fail_on_chunk": 1, "fail_times": 99, "permanent": True}, max_attempts=3
+    )
+    # When the worker drains the queue
+    world.pipeline().run()
+    # Then the task is FAILED after one attempt, with the error's code for users to act on
+    task = world.task(task_id)
+    assert task.status == TaskStatus.FAILED
+    assert task.attempts == 1
+    assert task.error is not None and task.error.type == "invalid_input"
+    assert [i for _, i in world.counting.executions] == [0, 1]
+
+
+def test_aws_error_with_a_permanent_code_fails_at_once_and_a_throttle_is_retried(
+    world: World,
+) -> None:
+    from botocore.exceptions import ClientError
+
+    def raising(code: str) -> Callable[[str, int], None]:
+        def after(task: str, index: int) -> None:
+            if index == 0 and world.counting.failures[task] < 1:
+                world.counting.failures[task] += 1
+                raise ClientError({"Error": {"Code": code, "Message": code}}, "GetObject")
+
+        return after
+
+    # Given a task whose first chunk meets S3's NoSuchKey
+    world.counting.after_chunk = raising("NoSuchKey")
+    missing = world.submit({"chunks": 2}, max_attempts=3)
+    world.pipeline().run()
+    # Then it failed at once with the AWS code
+    task = world.task(missing)
+    assert (task.status, task.attempts) == (TaskStatus.FAILED, 1)
+    assert task.error is not None and task.error.type == "NoSuchKey"
+    # Given another whose first chunk is throttled once
+    world.counting.after_chunk = raising("SlowDown")
+    throttled = world.submit({"chunks": 2}, max_attempts=3)
+    world.pipeline().run()
+    # Then it was retried and succeeded
+    task = world.task(throttled)
+    assert (task.status, task.attempts) == (TaskStatus.SUCCESS, 2)
+
+
+def test_paced_task_waits_in_the_queue_not_in_the_invocation(world: World) -> None:
+    # Given a task whose chunks ask for 30 s between them
+    task_id = world.submit({"chunks": 3, "pace_seconds": 30})
+    slept: list[float] = []
+    world.worker.engine().sleep = slept.append
+    delays: list[int] = []
+    client = world.worker.engine().dispatcher.client
+
+    def record_delay(params: dict[str, Any], **_: Any) -> None:
+        delays.append(params.get("DelaySeconds", 0))
+
+    client.meta.events.register("provide-client-params.sqs.SendMessage", record_delay)
+    # When one invocation runs it
+    world.pipeline().invoke(world.pipeline().receive())
+    # Then it ran one chunk, checkpointed, released the lease and sent a continuation due in 30 s
+    assert [i for _, i in world.counting.executions] == [0]
+    assert delays == [30]
+    assert slept == []
+    task = world.task(task_id)
+    assert task.status == TaskStatus.RUNNING and task.lease_expires_at == 0
+    assert task.units_done == 1
+
+
+def test_partial_item_failures_are_a_success_with_warnings_and_all_failed_is_failed(
+    world: World,
+) -> None:
+    # Given a task where 2 of 4 items failed, and one where all 4 failed
+    partial = world.submit({"chunks": 4, "failed_items": 2})
+    total = world.submit({"chunks": 4, "failed_items": 4})
+    world.pipeline().run()
+    # Then the first is SUCCESS with failed_items shown; the second FAILED, its result kept
+    task = world.task(partial)
+    assert (task.status, task.failed_items) == (TaskStatus.SUCCESS, 2)
+    task = world.task(total)
+    assert task.status == TaskStatus.FAILED
+    assert task.error is not None and task.error.type == "all_items_failed"
+    assert task.failed_items == 4 and task.result == {"sum": 6, "seen": [0, 1, 2, 3]}
+    # And the API shows the count
+    view = call_api(http_event("GET", f"/tasks/{partial}", sub=OWNER))
+    assert view.status == 200 and view.body["failed_items"] == 2
+
+
 def test_retry_of_failed_task_resumes_from_checkpoint_and_restart_starts_over(world: World) -> None:
     # Given a task that failed for good at chunk 3
     task_id = world.submit({"chunks": 5, "fail_on_chunk": 3, "fail_times": 1}, max_attempts=1)

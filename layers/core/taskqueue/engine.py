@@ -16,13 +16,13 @@ from pydantic import ValidationError
 
 from taskqueue.config import Settings
 from taskqueue.dispatch import MAX_DELAY_SECONDS, Dispatcher
+from taskqueue.errors import AllItemsFailed, LeaseLost, TaskNotFound, error_code, is_permanent
 from taskqueue.models import (
     ChunkState,
-    LeaseLost,
     Task,
     TaskError,
     TaskMessage,
-    TaskNotFound,
+    TaskResult,
     TaskStatus,
     utcnow,
 )
@@ -67,6 +67,7 @@ class Engine:
     safety_margin_ms: int = 5_000
     clock: Callable[[], datetime] = utcnow
     rng: random.Random = field(default_factory=random.Random)
+    sleep: Callable[[float], None] = time.sleep
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Engine:
@@ -152,21 +153,24 @@ class Engine:
                 metrics.add_metric(name="ChunkDuration", unit="Milliseconds", value=elapsed_ms)
                 if state.done:
                     break
+                wait = self._wait_seconds(state)
                 out_of_time = remaining_ms() - self.safety_margin_ms < slowest_ms * 1.5
+                hand_over = out_of_time or wait > 0
                 current = self.store.checkpoint(
                     task.task_id,
                     lease,
                     state,
                     lease_seconds,
-                    release=out_of_time,
+                    release=hand_over,
                     log=_milestone(saved, state),
                 )
                 saved = state
                 if current.cancel_requested:
                     # The lease token is still ours even when just released, so this is fenced.
                     return self._cancel(task, lease, state)
-                if out_of_time:
-                    self.dispatcher.send(task.task_id, task.priority.value)
+                if hand_over:
+                    # Paced types (EMAIL) wait in the queue, not in a billed invocation.
+                    self.dispatcher.send(task.task_id, task.priority.value, wait)
                     return Outcome.CONTINUED
             result = _guarded(partial(task_type.finish, params, state, ctx))
         except TaskTypeFailure as failure:
@@ -174,6 +178,10 @@ class Engine:
             # AWS errors of our own writes propagate instead, so SQS redelivers the message.
             logger.exception("chunk failed")
             return self._chunk_failed(task, lease, saved, failure.cause)
+        if result.total_items and result.failed_items >= result.total_items:
+            # Not a success of any kind: FAILED, with the per-item errors kept in the result.
+            failed = AllItemsFailed(f"all {result.total_items} items failed; see the result")
+            return self._fail(task, lease, state, _task_error(failed), result)
         self.store.finish(
             task,
             lease,
@@ -183,15 +191,30 @@ class Engine:
             result=result.summary,
             result_location=result.location,
             outputs=result.outputs,
+            failed_items=result.failed_items,
         )
         metrics.add_metric(name="TasksSucceeded", unit="Count", value=1)
         return Outcome.SUCCEEDED
 
+    def _wait_seconds(self, state: ChunkState) -> int:
+        """Seconds until a paced state may run its next chunk; 0 when it may run now (a wait
+        under a second is slept here: a message round trip costs more than that)."""
+        if state.resume_at is None:
+            return 0
+        left = (state.resume_at - self.clock()).total_seconds()
+        if left <= 0:
+            return 0
+        if left < 1:
+            self.sleep(left)
+            return 0
+        return int(min(MAX_DELAY_SECONDS, left + 0.999))
+
     def _chunk_failed(
         self, task: Task, lease: str, saved: ChunkState | None, exc: Exception
     ) -> Outcome:
-        error = TaskError(type=type(exc).__name__, message=str(exc)[:1000] or type(exc).__name__)
-        if task.attempts >= task.max_attempts:
+        error = _task_error(exc)
+        if is_permanent(exc) or task.attempts >= task.max_attempts:
+            # A permanent error would fail the same way on every attempt: no retries.
             return self._fail(task, lease, saved, error)
         delay = backoff_seconds(task.attempts, self.rng, self.backoff_base_seconds)
         retry_at = self.clock() + timedelta(seconds=delay)
@@ -207,7 +230,14 @@ class Engine:
         metrics.add_metric(name="TasksRetried", unit="Count", value=1)
         return Outcome.RETRYING
 
-    def _fail(self, task: Task, lease: str, state: ChunkState | None, error: TaskError) -> Outcome:
+    def _fail(
+        self,
+        task: Task,
+        lease: str,
+        state: ChunkState | None,
+        error: TaskError,
+        result: TaskResult | None = None,
+    ) -> Outcome:
         self.store.finish(
             task,
             lease,
@@ -215,6 +245,10 @@ class Engine:
             f"failed after {task.attempts} attempt(s): {error.type}: {error.message[:300]}",
             state=state,
             error=error,
+            result=result.summary if result else None,
+            result_location=result.location if result else None,
+            outputs=result.outputs if result else (),
+            failed_items=result.failed_items if result else 0,
         )
         metrics.add_metric(name="TasksFailed", unit="Count", value=1)
         return Outcome.FAILED
@@ -237,6 +271,11 @@ def _guarded(call: Callable[[], T]) -> T:
         return call()
     except Exception as exc:
         raise TaskTypeFailure(exc) from exc
+
+
+def _task_error(exc: Exception) -> TaskError:
+    code = error_code(exc)
+    return TaskError(type=code, message=str(exc)[:1000] or code)
 
 
 def _timeout_error(task: Task) -> TaskError:

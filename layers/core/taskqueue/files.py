@@ -6,7 +6,12 @@ import uuid
 from typing import TYPE_CHECKING
 
 from taskqueue.aws import client as aws_client
-from taskqueue.models import InvalidRequest, OutputLink, UploadRequest, UploadTicket
+from taskqueue.errors import InvalidRequest
+from taskqueue.models import (
+    OutputLink,
+    UploadRequest,
+    UploadTicket,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client

@@ -79,6 +79,9 @@ class ChunkState(Model):
     cursor: Any = None
     data: dict[str, Any] = Field(default_factory=dict)
     done: bool = False
+    # Pacing by scheduling, not sleeping: the next chunk must not start before this time. The
+    # engine checkpoints and hands over through a continuation message delayed until then.
+    resume_at: datetime | None = None
 
     @property
     def progress(self) -> int:
@@ -93,6 +96,10 @@ class TaskResult(Model):
     summary: dict[str, Any] = Field(default_factory=dict)
     location: str | None = None
     outputs: list[str] = Field(default_factory=list)
+    # Types that work item by item (recipients, images) say how many items there were and how
+    # many failed: some failed is a SUCCESS with warnings; all failed is FAILED.
+    total_items: int = Field(default=0, ge=0)
+    failed_items: int = Field(default=0, ge=0)
 
 
 class TaskError(Model):
@@ -131,6 +138,7 @@ class Task(Model):
     result: dict[str, Any] | None = None
     result_location: str | None = None
     outputs: list[str] = Field(default_factory=list)
+    failed_items: int = 0
     state: ChunkState | None = None
     lease_token: str | None = None
     lease_expires_at: int = 0
@@ -251,6 +259,9 @@ class TaskView(Model):
     result: dict[str, Any] | None
     result_location: str | None
     outputs: list[str]
+    failed_items: int = Field(
+        default=0, description="Items (recipients, images) that failed in a SUCCESS: warnings"
+    )
 
     @classmethod
     def of(cls, task: Task) -> TaskView:
@@ -279,6 +290,7 @@ class TaskView(Model):
             result=task.result,
             result_location=task.result_location,
             outputs=task.outputs,
+            failed_items=task.failed_items,
         )
 
 
@@ -320,38 +332,6 @@ class ErrorBody(Model):
 
 class ErrorResponse(Model):
     error: ErrorBody
-
-
-# ---------------------------------------------------------------- domain errors
-
-
-class TaskQueueError(Exception):
-    """Base of the domain errors; the API maps each to a status in one place."""
-
-    code = "error"
-
-    def __init__(self, message: str, details: Any = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.details = details
-
-
-class TaskNotFound(TaskQueueError):
-    code = "not_found"
-
-
-class InvalidTransition(TaskQueueError):
-    code = "conflict"
-
-
-class InvalidRequest(TaskQueueError):
-    code = "invalid_request"
-
-
-class LeaseLost(TaskQueueError):
-    """The worker's lease token no longer matches: another worker owns the task."""
-
-    code = "lease_lost"
 
 
 class StatusCounts(Model):

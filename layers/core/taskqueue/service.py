@@ -15,12 +15,17 @@ from pydantic import ValidationError
 
 from taskqueue.config import Settings
 from taskqueue.dispatch import Dispatcher
+from taskqueue.errors import (
+    EnqueueFailed,
+    InvalidRequest,
+    InvalidTransition,
+    TaskNotFound,
+    TaskQueueError,
+)
 from taskqueue.files import Files
 from taskqueue.models import (
     DeadLetterPage,
     DeadLetterView,
-    InvalidRequest,
-    InvalidTransition,
     ListTasksQuery,
     RedriveResult,
     Stats,
@@ -29,9 +34,7 @@ from taskqueue.models import (
     Task,
     TaskDetail,
     TaskError,
-    TaskNotFound,
     TaskPage,
-    TaskQueueError,
     TaskStatus,
     TaskTypeInfo,
     TaskView,
@@ -44,10 +47,6 @@ from taskqueue.models import (
 from taskqueue.store import TaskStore
 from taskqueue.task_types import REGISTRY
 from taskqueue.task_types.base import TaskType
-
-
-class EnqueueFailed(TaskQueueError):
-    code = "unavailable"
 
 
 def validation_details(exc: ValidationError, prefix: tuple[str, ...]) -> list[dict[str, Any]]:

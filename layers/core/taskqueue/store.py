@@ -27,15 +27,18 @@ from taskqueue.counters import (
     CounterBatch,
     batches,
 )
-from taskqueue.models import (
-    ChunkState,
+from taskqueue.errors import (
     InvalidRequest,
     InvalidTransition,
     LeaseLost,
+    TaskNotFound,
+    TransitionConflict,
+)
+from taskqueue.models import (
+    ChunkState,
     Task,
     TaskError,
     TaskEvent,
-    TaskNotFound,
     TaskStatus,
     format_time,
     parse_optional_time,
@@ -175,6 +178,7 @@ def item_to_task(item: dict[str, Any]) -> Task:
         result=json.loads(raw["result"]) if raw.get("result") else None,
         result_location=raw.get("result_location"),
         outputs=raw.get("outputs", []),
+        failed_items=raw.get("failed_items", 0),
         state=state,
         lease_token=raw.get("lease_token"),
         lease_expires_at=raw.get("lease_expires_at", 0),
@@ -795,7 +799,7 @@ class TaskStore:
         )
         if restart:
             update.set(units_done=0, progress=0)
-            update.remove("state", "result", "result_location", "outputs")
+            update.remove("state", "result", "result_location", "outputs", "failed_items")
         update.value(expected=task.status.value).name("status")
         try:
             self._transition(
@@ -1008,6 +1012,7 @@ class TaskStore:
         result_location: str | None = None,
         outputs: Iterable[str] = (),
         error: TaskError | None = None,
+        failed_items: int = 0,
     ) -> None:
         """RUNNING -> a terminal status, fenced by the lease, with its event, in one request."""
         update = _Update()
@@ -1025,6 +1030,10 @@ class TaskStore:
         outputs = list(outputs)
         if outputs:
             update.set(outputs=outputs)
+        if failed_items:
+            update.set(failed_items=failed_items)
+        elif status == TaskStatus.SUCCESS:
+            update.remove("failed_items")
         if error is not None:
             update.set(error=error.model_dump_json())
         elif status == TaskStatus.SUCCESS:
@@ -1099,10 +1108,6 @@ class DeadLetter:
     queue: str
     reason: str
     receive_count: int
-
-
-class TransitionConflict(Exception):
-    """A status change's condition failed: the task is no longer in the state it was read in."""
 
 
 def _desc(ck: str) -> tuple[int, ...]:
