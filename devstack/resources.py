@@ -553,6 +553,12 @@ class _Resolver:
         raise ValueError(f"{key} is not supported locally")
 
 
+def template_resolver(template: Template, resources: LocalResources) -> _Resolver:
+    """Evaluates the template's values (Ref, Fn::GetAtt, Fn::Sub, Fn::If, ...) and conditions
+    against `resources` and its parameters (``.resolve(value)``, ``.condition(name)``)."""
+    return _Resolver(_ensure_transformed(template), resources)
+
+
 # ------------------------------------------------------------------------------- functions
 
 
