@@ -1,5 +1,6 @@
 # make dev | test | lint | format | validate | build | deploy | destroy | bench
-# Only python3.11, pip, git and make are needed: every tool lives in a virtualenv made here.
+# Only python3.11, pip, git and make are needed: every tool lives in a virtualenv made here
+# (make build also needs the Lambda runtime's Python 3.12, or Docker: see deploy/build.py).
 
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
