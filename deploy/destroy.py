@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from deploy.console import Ask, Say, ask_terminal, say_stderr
-from deploy.parameters import stack_missing
+from deploy.parameters import aws_problem, stack_missing
 
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = ROOT / "template.yaml"
@@ -171,6 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     import boto3
+    from botocore.exceptions import BotoCoreError, ClientError
 
     from devstack.resources import load_template
 
@@ -190,6 +191,9 @@ def main(argv: list[str] | None = None) -> int:
         )
     except DestroyError as error:
         say_stderr(f"destroy: {error}")
+        return 1
+    except (BotoCoreError, ClientError) as error:
+        say_stderr(f"destroy: {aws_problem(error)}")
         return 1
 
 

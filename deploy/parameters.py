@@ -325,6 +325,15 @@ def _identity_verified(sesv2: Any, identity: str) -> bool:
 # ------------------------------------------------------------------------------- CLI
 
 
+def aws_problem(error: Exception) -> str:
+    """One line for an AWS error that stops make deploy or make destroy."""
+    from botocore.exceptions import NoCredentialsError, NoRegionError
+
+    if isinstance(error, NoCredentialsError | NoRegionError):
+        return f"{error}: sign in first (aws configure, aws sso login, or AWS_PROFILE=...)"
+    return f"AWS answered: {error}"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Parameters of make deploy.")
     parser.add_argument("env", help="samconfig.toml environment (dev, prod)")
@@ -335,6 +344,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_intermixed_args(argv)
 
     import boto3
+    from botocore.exceptions import BotoCoreError, ClientError
 
     say = say_stderr
     session = boto3.Session(region_name=args.region)
@@ -356,6 +366,9 @@ def main(argv: list[str] | None = None) -> int:
         )
     except ParameterError as error:
         say(f"deploy: {error}")
+        return 1
+    except (BotoCoreError, ClientError) as error:
+        say(f"deploy: {aws_problem(error)}")
         return 1
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(overrides_file(values), encoding="utf-8")

@@ -380,3 +380,25 @@ def test_without_permission_to_read_ses_the_checklist_is_printed(
     assert "could not read SES" in lines[1]
     assert f"the sender {SENDER} (or its domain mail.acme.internal)" in lines[2]
     assert "sandbox" in lines[3]
+
+
+def test_without_credentials_the_command_says_how_to_sign_in(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+
+    code = parameters.main(
+        ["dev", "--stack", "taskqueue-dev", "--region", REGION, "--out", str(tmp_path / "o")]
+    )
+
+    assert code == 1
+    assert (
+        capsys.readouterr()
+        .err.strip()
+        .endswith("sign in first (aws configure, aws sso login, or AWS_PROFILE=...)")
+    )
+    assert not (tmp_path / "o").exists()
