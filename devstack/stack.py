@@ -32,6 +32,7 @@ from devstack.runtime import (
     use_fake_aws,
 )
 from devstack.streams import StreamPoller, StreamReader
+from devstack.websocket import LocalWebSocketApi, local_config, websocket_api
 
 if TYPE_CHECKING:
     from moto.server import ThreadedMotoServer
@@ -40,6 +41,8 @@ DEV_USER = "dev-user"
 # Clients the handlers create lazily; made once up front, because creating boto3 clients
 # from several threads at once is not safe.
 HANDLER_CLIENTS = ("dynamodb", "sqs", "s3", "sesv2", "ses")
+# Set for the push function locally: its management API is the gateway's WebSocket stage.
+MANAGEMENT_URL_VARIABLE = "WEBSOCKET_MANAGEMENT_URL"
 
 
 @dataclass
@@ -96,6 +99,7 @@ class DevStack:
     functions: dict[str, LocalFunction] = field(default_factory=dict)
     routes: list[Route] = field(default_factory=list)
     gateway: Gateway | None = None
+    websocket: LocalWebSocketApi | None = None
     pollers: list[SqsPoller | StreamPoller] = field(default_factory=list)
     endpoint_url: str = ""
 
@@ -108,17 +112,23 @@ class DevStack:
         clients = AwsClients.from_session(boto3.Session(), endpoint_url=self.endpoint_url)
         self.resources = create_resources(clients, transformed)
         self.functions = local_functions(transformed, self.resources)
-        self._configure_handlers(transformed, self.resources)
         self.routes = http_routes(transformed)
-        for function in self.functions.values():
-            function.warm()
+        api = websocket_api(transformed)
+        if api is not None:
+            self.websocket = LocalWebSocketApi(api, self._invoke, self.options.dev_user)
+        # Bound before the handlers are configured: the push function posts to its port.
         self.gateway = Gateway(
             self.routes,
             self._invoke,
             host=self.options.host,
             port=self.options.port,
             dev_user=self.options.dev_user,
+            config_js=local_config(api),
+            websocket=self.websocket,
         )
+        self._configure_handlers(transformed, self.resources)
+        for function in self.functions.values():
+            function.warm()
         self.gateway.start()
         self._start_pollers(transformed, clients)
 
@@ -157,6 +167,8 @@ class DevStack:
             environment["POWERTOOLS_METRICS_DISABLED"] = "true"
         # Local only, never in the template: requests without a JWT act as this user.
         environment["DEV_AUTH_USER"] = self.options.dev_user
+        if self.websocket is not None and self.gateway is not None:
+            environment[MANAGEMENT_URL_VARIABLE] = f"{self.gateway.url}{self.websocket.api.path}"
         add_layers_to_path()
         apply_function_environment(environment)
         from taskqueue.aws import client
@@ -182,6 +194,8 @@ class DevStack:
                 reader = StreamReader.for_table(
                     clients.dynamodb, streams, resources.tables[stream.table], stream.filters
                 )
+                if stream.starting_position == "LATEST":
+                    reader.skip_to_latest()
                 stream_poller = StreamPoller(
                     function, reader, stream.batch_size, stream.maximum_batching_window_in_seconds
                 )
@@ -266,10 +280,14 @@ class DevStack:
     def banner(self) -> str:
         assert self.gateway is not None
         url = self.gateway.url
+        push = ""
+        if self.websocket is not None:
+            push = f"  push      ws{url.removeprefix('http')}{self.websocket.api.path}\n"
         return (
             f"\nLocal stack ready: {url}   (moto at {self.endpoint_url}, user {self.options.dev_user})\n"
             f"  page      {url}/\n"
             f"  API docs  {url}/docs\n"
+            f"{push}"
             f"  try       curl -s -X POST {url}/tasks -H 'content-type: application/json' "
             """-d '{"type": "DATA_PROCESSING", "params": {"rows": 10000}}'\n"""
             f"            curl -s {url}/tasks\n"

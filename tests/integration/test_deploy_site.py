@@ -162,6 +162,16 @@ def test_config_js_without_a_domain_or_a_pool(world: World) -> None:
     assert domain_output["cognito"]["domain"] == "login.example.com"
 
 
+def test_config_js_names_the_websocket_url_when_the_stack_has_one(world: World) -> None:
+    wss = "wss://ws456.execute-api.us-east-1.amazonaws.com/live"
+
+    pushed = site.site_config({**world.outputs, "WebSocketUrl": f"{wss}/"}, REGION)
+    polled = site.site_config(world.outputs, REGION)
+
+    assert pushed["websocketUrl"] == wss
+    assert "websocketUrl" not in polled
+
+
 def test_stale_objects_are_deleted_and_local_config_is_not_published(
     world: World, tmp_path: Path
 ) -> None:
