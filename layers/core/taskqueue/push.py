@@ -3,7 +3,8 @@
 A batch of stream records becomes at most one message per owner: the latest state of each
 of the owner's tasks that changed in a way a page shows (a checkpoint that moved progress,
 a status change, a new task), superseded states of the same task dropped, at most
-MAX_TASKS_PER_MESSAGE tasks (``more: true`` tells the page to read its list again instead).
+MAX_TASKS_PER_MESSAGE tasks in at most MAX_MESSAGE_BYTES (``more: true`` tells the page to
+read its list again instead).
 Each owner's connections are found with one Query of the owner's partition, so a message
 reaches that owner's pages and no one else's; a connection API Gateway reports gone is
 forgotten. Posting is best effort: a page that misses a message still catches up when it
@@ -12,6 +13,7 @@ reconnects or polls (see docs/architecture.md, "Push").
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -32,6 +34,9 @@ if TYPE_CHECKING:
 
 # A message stays far below API Gateway's 32 KB frame (about 450 bytes a task).
 MAX_TASKS_PER_MESSAGE = 50
+# Within one 32 KB WebSocket frame of API Gateway (a PostToConnection may carry 128 KB, sent
+# as several frames): tasks past this size wait for the page's own read ("more").
+MAX_MESSAGE_BYTES = 30 * 1024
 MAX_ERROR_CHARS = 300
 # Queries and posts of one batch run this many at a time (each is one HTTPS round trip).
 PARALLEL_CALLS = 16
@@ -123,7 +128,8 @@ def messages_of(
     updates: Iterable[Update], max_tasks: int = MAX_TASKS_PER_MESSAGE
 ) -> dict[str, TasksMessage]:
     """One message per owner: each task's latest state (updates in stream order, a later one
-    supersedes), the most recently changed `max_tasks` of them."""
+    supersedes), the most recently changed of them that fit in `max_tasks` and
+    MAX_MESSAGE_BYTES."""
     latest: dict[str, dict[str, dict[str, Any]]] = {}
     for update in updates:
         tasks = latest.setdefault(update.owner, {})
@@ -132,7 +138,14 @@ def messages_of(
         tasks[task_id] = update.summary
     messages = {}
     for owner, tasks in latest.items():
-        kept = list(tasks.values())[-max_tasks:]
+        kept: list[dict[str, Any]] = []
+        size = len(TasksMessage(tasks=[], more=True).encode())
+        for summary in reversed(tasks.values()):  # the most recent first
+            size += len(json.dumps(summary, ensure_ascii=False, separators=(",", ":")).encode()) + 1
+            if len(kept) == max_tasks or size > MAX_MESSAGE_BYTES:
+                break
+            kept.append(summary)
+        kept.reverse()
         messages[owner] = TasksMessage(tasks=kept, more=len(tasks) > len(kept))
     return messages
 
