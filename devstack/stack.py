@@ -112,11 +112,13 @@ class DevStack:
         clients = AwsClients.from_session(boto3.Session(), endpoint_url=self.endpoint_url)
         self.resources = create_resources(clients, transformed)
         self.functions = local_functions(transformed, self.resources)
+        self._configure_handlers(transformed, self.resources)
         self.routes = http_routes(transformed)
+        for function in self.functions.values():
+            function.warm()
         api = websocket_api(transformed)
         if api is not None:
             self.websocket = LocalWebSocketApi(api, self._invoke, self.options.dev_user)
-        # Bound before the handlers are configured: the push function posts to its port.
         self.gateway = Gateway(
             self.routes,
             self._invoke,
@@ -126,9 +128,8 @@ class DevStack:
             config_js=local_config(api),
             websocket=self.websocket,
         )
-        self._configure_handlers(transformed, self.resources)
-        for function in self.functions.values():
-            function.warm()
+        if self.websocket is not None:
+            self._point_push_at(f"{self.gateway.url}{self.websocket.api.path}")
         self.gateway.start()
         self._start_pollers(transformed, clients)
 
@@ -167,8 +168,6 @@ class DevStack:
             environment["POWERTOOLS_METRICS_DISABLED"] = "true"
         # Local only, never in the template: requests without a JWT act as this user.
         environment["DEV_AUTH_USER"] = self.options.dev_user
-        if self.websocket is not None and self.gateway is not None:
-            environment[MANAGEMENT_URL_VARIABLE] = f"{self.gateway.url}{self.websocket.api.path}"
         add_layers_to_path()
         apply_function_environment(environment)
         from taskqueue.aws import client
@@ -177,6 +176,14 @@ class DevStack:
             client(service)
         if environment.get("EMAIL_SENDER"):
             verify_email_sender(environment["EMAIL_SENDER"])
+
+    def _point_push_at(self, url: str) -> None:
+        """The push function's management API is the gateway's WebSocket stage, whose port is
+        known once the gateway is bound; the settings read at import are read again."""
+        from taskqueue.config import get_settings
+
+        os.environ[MANAGEMENT_URL_VARIABLE] = url
+        get_settings.cache_clear()
 
     def _invoke(self, function: str, event: dict[str, Any]) -> Any:
         return self.functions[function].invoke(event)
