@@ -12,6 +12,7 @@ from typing import Any
 import boto3
 import pytest
 
+from devstack.resources import REPO_ROOT
 from taskqueue.connections import (
     CONNECTION_LIFETIME,
     MAX_CONNECTIONS_PER_OWNER,
@@ -203,3 +204,26 @@ def test_expired_connections_do_not_count_against_the_bound(table: str) -> None:
 
     assert connection.expires_at == int((clock["now"] + CONNECTION_LIFETIME).timestamp())
     assert [c.connection_id for c in store.of_owner("alice")] == ["new"]
+
+
+def test_the_sample_events_connect_ping_and_disconnect(route: Any, table: str) -> None:
+    app = load_function("websocket")
+    answers = {
+        name: app.lambda_handler(
+            json.loads((REPO_ROOT / "events" / f"ws_{name}.json").read_text(encoding="utf-8")),
+            FakeLambdaContext("websocket"),
+        )
+        for name in ("connect", "ping")
+    }
+    connected = [item["sk"]["S"] for item in items(table, "user-123")]
+    disconnect = json.loads(
+        (REPO_ROOT / "events" / "ws_disconnect.json").read_text(encoding="utf-8")
+    )
+    app.lambda_handler(disconnect, FakeLambdaContext("websocket"))
+
+    assert answers == {
+        "connect": {"statusCode": 200},
+        "ping": {"statusCode": 200, "body": '{"type":"pong"}'},
+    }
+    assert connected == ["Tl9h5cWioAMCI1g="]
+    assert items(table, "user-123") == []
