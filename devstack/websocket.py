@@ -211,9 +211,10 @@ def websocket_event(
         "domainName": connection.host,
         "connectionId": connection.connection_id,
         "apiId": API_ID,
-        # What the $connect authorizer returned, on every route of the connection.
-        "authorizer": connection.authorizer,
     }
+    if connection.authorizer:
+        # What the $connect authorizer returned, on every route of the connection.
+        context["authorizer"] = connection.authorizer
     event: dict[str, Any] = {"requestContext": context, "isBase64Encoded": False}
     if event_type == "CONNECT":
         merged = headers or {}
@@ -298,7 +299,12 @@ class LocalWebSocketApi:
         query = dict(parse_qsl(urlsplit(handler.path).query, keep_blank_values=True))
         connection = LocalConnection(
             connection_id=new_connection_id(),
-            authorizer=authorizer_context(query.get("token"), self.dev_user),
+            # As on AWS, only an authorizer on $connect gives the connection an identity.
+            authorizer=(
+                authorizer_context(query.get("token"), self.dev_user)
+                if "$connect" in self.api.authorized
+                else {}
+            ),
             source_ip=handler.client_address[0],
             user_agent=handler.headers.get("User-Agent", ""),
             host=handler.headers.get("Host", "localhost"),

@@ -218,6 +218,8 @@ class Pusher:
         report = PushReport(owners=len(messages))
         if not messages:
             return report
+        # The clients are made before the threads share them: making one is not thread-safe.
+        _ = self.connections.client, self.api.client
         with ThreadPoolExecutor(max_workers=self.parallel) as pool:
             found = dict(zip(messages, pool.map(self.connections.of_owner, messages), strict=True))
             posts = [
