@@ -137,6 +137,28 @@ def test_the_progress_bar_moves_without_a_reload(page: Page, stack: Stack) -> No
     assert reads == [], "progress came from list reads, not from pushed messages"
 
 
+def test_the_open_task_and_the_dashboard_follow_pushed_changes(page: Page, stack: Stack) -> None:
+    user = user_of_test()
+    headers = act_as(page, stack, user)
+    open_app(page)
+    expect(live_status(page)).to_have_text("Live")
+    reads = list_reads(page)
+
+    task = submit(stack, "DATA_PROCESSING", SEVERAL_CHUNKS, headers)
+    row = task_row(page, task["id"])
+    row.get_by_test_id("task-open").click()
+    panel = page.get_by_test_id("detail-panel")
+    expect(panel).to_have_attribute("data-task-id", task["id"])
+
+    # The panel reads its task again when a pushed change names it: the result appears.
+    expect(panel).to_have_attribute("data-status", "SUCCESS", timeout=60_000)
+    expect(panel.get_by_test_id("column-stats")).to_be_visible()
+    # The counts follow once the counters function has counted the finish.
+    success = page.get_by_test_id("stat-status-SUCCESS")
+    expect(success).to_have_attribute("data-count", "1", timeout=20_000)
+    assert reads == [], "the page read its list instead of following pushed changes"
+
+
 def test_the_page_polls_while_its_socket_is_down_and_catches_up_when_it_reconnects(
     page: Page, stack: Stack
 ) -> None:
