@@ -606,6 +606,7 @@ class StreamEventSource:
     maximum_batching_window_in_seconds: int = 0
     filters: tuple[dict[str, Any], ...] = ()  # FilterCriteria patterns, parsed
     enabled: bool = True
+    starting_position: str = "TRIM_HORIZON"  # or LATEST: only records written from now on
 
 
 @dataclass(frozen=True)
@@ -651,6 +652,7 @@ def event_sources(template: Template, logical_id: str) -> FunctionEventSources:
                     ),
                     filters=tuple(json.loads(f["Pattern"]) for f in filters),
                     enabled=_as_bool(mapping.get("Enabled", True)),
+                    starting_position=str(mapping.get("StartingPosition", "TRIM_HORIZON")),
                 )
             )
             continue

@@ -1,12 +1,14 @@
 // Entry point: signs in when the deployment asks for it, then wires the submit form, the task
-// list, the detail panel, the dashboard and the poller that keeps them fresh.
+// list, the detail panel, the dashboard, the pushed updates (live.js) and the poller that
+// keeps them fresh while no push connection is up.
 
 import { initAuth, authEnabled, signIn, signOut, onAuthChange } from "./auth.js";
 import { setupSubmitForm } from "./form.js";
-import { createTaskList, createPoller } from "./list.js";
+import { createTaskList, createPoller, readFilters } from "./list.js";
 import { createDetailPanel } from "./detail.js";
 import { createDashboard } from "./dashboard.js";
-import { toast } from "./util.js";
+import { createLive, createLiveStatus } from "./live.js";
+import { toast, debounce } from "./util.js";
 
 function showSignedIn(user) {
   const box = document.getElementById("auth-box");
@@ -58,11 +60,39 @@ function startApp() {
 
   dashboard = createDashboard({ onOpenTask: (id) => openTask(id) });
 
+  const live = createLive();
+  const liveStatus = createLiveStatus(document.getElementById("live-status"), live);
+  const refreshList = debounce(() => {
+    list.refresh().then(() => liveStatus.noteFetched(), () => {});
+  }, 300);
+
+  // Pushed changes: rows in place, new tasks into the list, the open task read again.
+  live.onTaskChange((tasks, { more }) => {
+    const statusOf = new Map(list.items().map((t) => [t.id, t.status]));
+    const statusChanged = tasks.some((t) => statusOf.get(t.id) !== t.status);
+    for (const task of tasks) list.upsert(task);
+    // A list filtered by status may have to drop the rows that changed status.
+    if (more || (statusChanged && readFilters().status)) refreshList();
+    if (tasks.some((t) => t.id === detail.currentId())) detail.refresh({ force: true }).catch(() => {});
+    if (statusChanged || more) dashboard.maybeRefresh();
+  });
+  // After every (re)connect: catch up on what changed while there was no connection.
+  live.onConnect(() => {
+    refreshList();
+    detail.refresh({ force: true }).catch(() => {});
+    dashboard.maybeRefresh();
+  });
+  live.onStateChange(() => poller.kick());
+
+  // Polling while there is no push connection (never configured, or dropped).
   poller = createPoller({
-    isActive: () => list.hasActive() || detail.isActive(),
+    isActive: () => !live.isLive(),
     tick: async () => {
       const [listChanged, detailChanged] = await Promise.all([
-        list.refresh().catch(() => false),
+        list.refresh().then((changed) => {
+          liveStatus.noteFetched();
+          return changed;
+        }).catch(() => false),
         detail.refresh().catch(() => false),
       ]);
       if (listChanged) dashboard.maybeRefresh();
@@ -80,8 +110,9 @@ function startApp() {
   });
 
   form.load();
-  list.load();
+  list.load().then(() => liveStatus.noteFetched());
   dashboard.load();
+  live.start();
 
   const initial = new URLSearchParams(window.location.search).get("task");
   if (initial) openTask(initial);

@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from tests.e2e.browser_support import WatchedPage, act_as, find_chromium, launch, watched_page
+from tests.e2e.browser_support import WatchedPage, act_as
 from tests.e2e.devstack_process import (
     Stack,
     put_upload,
@@ -34,52 +33,7 @@ pytestmark = pytest.mark.e2e
 CSV = "city,temperature,rain\nOslo,4.5,12\nRome,17.25,3\nLima,19,0\nNuuk,-6.5,7\n"
 XSS = "<img src=x onerror=alert(1)>"
 TASK_TIMEOUT_MS = 30_000
-EXPECT_TIMEOUT_MS = 10_000
 FAR_FUTURE = "2099-01-01T00:00:00Z"
-
-
-# ------------------------------------------------------------------------------- fixtures
-
-
-@pytest.fixture(scope="session")
-def chromium_executable() -> str:
-    executable = find_chromium()
-    if executable is None:
-        pytest.skip(
-            "browser tests skipped: no Chromium found (looked at $CHROMIUM_PATH, chromium and "
-            "chromium-browser on PATH, /usr/bin/chromium); install it with "
-            "`apt-get install chromium` (.ci/run does so when it runs as root)"
-        )
-    return executable
-
-
-@pytest.fixture(scope="module")
-def browser(chromium_executable: str) -> Iterator[Browser]:
-    from playwright.sync_api import expect as playwright_expect
-    from playwright.sync_api import sync_playwright
-
-    # A loaded CI machine (two CPUs shared by Chromium, the stack and its workers) is slow.
-    playwright_expect.set_options(timeout=EXPECT_TIMEOUT_MS)
-    with sync_playwright() as playwright:
-        running = launch(playwright, chromium_executable)
-        yield running
-        running.close()
-
-
-@pytest.fixture
-def watched(browser: Browser, stack: Stack) -> Iterator[WatchedPage]:
-    """A fresh context and page on the stack; fails the test on console errors or dialogs."""
-    current = watched_page(browser, stack.url)
-    yield current
-    problems = current.problems()
-    current.close()
-    if problems:
-        pytest.fail("the page misbehaved:\n" + "\n".join(problems), pytrace=False)
-
-
-@pytest.fixture
-def page(watched: WatchedPage) -> Page:
-    return watched.page
 
 
 # ------------------------------------------------------------------------------- helpers

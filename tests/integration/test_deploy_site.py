@@ -179,6 +179,16 @@ def test_the_page_sends_the_site_root_as_redirect_and_logout_uri(world: World) -
     assert "redirectUri" not in fallback and "logoutUri" not in fallback
 
 
+def test_config_js_names_the_websocket_url_when_the_stack_has_one(world: World) -> None:
+    wss = "wss://ws456.execute-api.us-east-1.amazonaws.com/live"
+
+    pushed = site.site_config({**world.outputs, "WebSocketUrl": f"{wss}/"}, REGION)
+    polled = site.site_config(world.outputs, REGION)
+
+    assert pushed["websocketUrl"] == wss
+    assert "websocketUrl" not in polled
+
+
 def test_stale_objects_are_deleted_and_local_config_is_not_published(
     world: World, tmp_path: Path
 ) -> None:

@@ -42,12 +42,15 @@ STAR_RESOURCE_ACTIONS = {
     "xray:GetSamplingStatisticSummaries",
     "cloudwatch:PutMetricData",
 }
+PUSH_API_ARN = "arn:${AWS::Partition}:execute-api:${AWS::Region}:${AWS::AccountId}:${WebSocketApi}"
 # Resources with a wildcard inside an ARN, each for a reason.
 PARTIAL_WILDCARDS = {
     "${TasksTable.Arn}/index/*": "the table's own indexes",
     "${DataBucket.Arn}/*": "objects of the data bucket (presigning, task inputs and results)",
     "arn:${AWS::Partition}:ses:${AWS::Region}:${AWS::AccountId}:identity/*": "SES checks "
     "the sender's and, in the sandbox, each recipient's identity",
+    f"{PUSH_API_ARN}/${{WebSocketStage}}/POST/@connections/*": "PostToConnection on the push "
+    "API's stage: connection ids are known only at run time",
 }
 # Managed policies SAM attaches, with what they grant (from the AWS managed policy reference).
 MANAGED_POLICIES: dict[str, list[dict[str, Any]]] = {
@@ -516,7 +519,12 @@ def test_no_topic_uses_a_key_cloudwatch_cannot_publish_with(
 
 
 def http_api_body(template: Template) -> dict[str, Any]:
-    apis = resources_of(template, "AWS::ApiGatewayV2::Api")
+    # The WebSocket API has tests of its own (tests/security/test_websocket_template.py).
+    apis = {
+        name: api
+        for name, api in resources_of(template, "AWS::ApiGatewayV2::Api").items()
+        if api["Properties"].get("ProtocolType") != "WEBSOCKET"
+    }
     assert list(apis) == ["HttpApi"]
     body: dict[str, Any] = apis["HttpApi"]["Properties"]["Body"]
     return body
@@ -558,8 +566,11 @@ def test_every_route_but_the_public_ones_requires_the_jwt(transformed_template: 
             assert method != "options", f"{path} routes OPTIONS to the function"
             assert security == [{"CognitoJwt": []}], (path, method, security)
     assert not any(p in ("$default", "/{proxy+}") for p, _ in routes), "catch-all route"
-    # Routes made outside the body (AWS::ApiGatewayV2::Route) need the authorizer too.
+    # Routes made outside the body (AWS::ApiGatewayV2::Route) need the authorizer too; the
+    # WebSocket API's routes are checked in tests/security/test_websocket_template.py.
     for name, route in resources_of(transformed_template, "AWS::ApiGatewayV2::Route").items():
+        if route["Properties"]["ApiId"] == {"Ref": "WebSocketApi"}:
+            continue
         key = route["Properties"]["RouteKey"]
         if tuple(key.lower().split(" ", 1)[::-1]) not in PUBLIC_ROUTES:
             assert route["Properties"].get("AuthorizationType") == "JWT", name
@@ -619,8 +630,12 @@ def test_functions_have_no_public_url_or_open_invoke_permission(
     for name, permission in resources_of(transformed_template, "AWS::Lambda::Permission").items():
         props = permission["Properties"]
         assert props["Principal"] == "apigateway.amazonaws.com", name
-        assert "${HttpApi}" in render(props["SourceArn"]) or "HttpApi" in json.dumps(
-            props["SourceArn"]
+        source = render(props["SourceArn"])
+        websocket = f"{PUSH_API_ARN}/"
+        assert (
+            "${HttpApi}" in source
+            or "HttpApi" in json.dumps(props["SourceArn"])
+            or source.startswith(websocket)
         ), name
 
 

@@ -25,6 +25,11 @@ class Settings(BaseModel):
     max_body_bytes: Annotated[int, Field(ge=1024)] = 256 * 1024
     cors_allow_origin: str = "*"
     dev_auth_user: str | None = None
+    # Push over WebSocket: the API's management endpoint (https://<api>.execute-api.../<stage>),
+    # and the Cognito issuer and app client whose tokens open a connection.
+    websocket_management_url: str = ""
+    jwt_issuer: str = ""
+    jwt_audience: str = ""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
