@@ -234,7 +234,7 @@ def show_outcome(cli: Cli, task: Task) -> None:
 def cmd_submit(cli: Cli) -> int:
     args = cli.args
     params = dict(args.params or {})
-    params.update(dict(args.param or []))
+    params.update(dict(args.param or []))  # -p key=value over --params
     task = cli.client.submit(
         args.type,
         params,
@@ -493,7 +493,7 @@ def cmd_configure(cli: Cli) -> int:
     name = args.profile or "default"
     stored = read_profiles(config_dir() / "config.toml").get(name, {})
     profile = Profile(name=name, **stored)
-    profile.url = args.url or profile.url
+    profile.url = args.configure_url or args.url or profile.url
     profile.cognito_domain = args.cognito_domain or profile.cognito_domain
     profile.client_id = args.client_id or profile.client_id
     path = save_profile(profile)
@@ -567,7 +567,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     submit = command("submit", cmd_submit, "submit a task")
     submit.add_argument("type", help="task type, e.g. DATA_PROCESSING (tq types lists them)")
-    submit.add_argument("param", nargs="*", type=parse_param, help="key=value (JSON values)")
+    submit.add_argument(
+        "-p",
+        "--param",
+        action="append",
+        type=parse_param,
+        metavar="KEY=VALUE",
+        help="a parameter (repeatable); the value is read as JSON when it is JSON: -p rows=1000",
+    )
     submit.add_argument("--params", type=load_params, help="params as a JSON object or @file")
     submit.add_argument("--priority", choices=["normal", "high"])
     when = submit.add_mutually_exclusive_group()
@@ -621,6 +628,7 @@ def build_parser() -> argparse.ArgumentParser:
     command("health", cmd_health, "is the API up (no token needed)")
 
     configure = command("configure", cmd_configure, "save settings in the profile file")
+    configure.add_argument("--url", dest="configure_url", help="base URL of the API")
     configure.add_argument(
         "--cognito-domain", help="hosted UI domain (stack output UserPoolDomain)"
     )
