@@ -17,6 +17,7 @@ import statistics
 import sys
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -32,6 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--type", default="DATA_PROCESSING")
     parser.add_argument("--params", type=json.loads, default={"rows": 2000})
     parser.add_argument("--timeout", type=float, default=600, help="seconds to wait at most")
+    parser.add_argument("--concurrency", type=int, default=8, help="submits in flight at once")
     args = parser.parse_args(argv)
     console = Console()
 
@@ -46,10 +48,15 @@ def main(argv: list[str] | None = None) -> int:
             console=console,
         ) as progress:
             submitting = progress.add_task("submitted", total=args.count)
-            tasks = []
-            for _ in range(args.count):
-                tasks.append(client.submit(args.type, args.params))
+
+            def submit(_: int) -> Task:
+                task = client.submit(args.type, args.params)
                 progress.advance(submitting)
+                return task
+
+            # One client serves every thread (httpx's connection pool is thread-safe).
+            with ThreadPoolExecutor(max_workers=args.concurrency) as pool:
+                tasks = list(pool.map(submit, range(args.count)))
             finishing = progress.add_task("finished ", total=args.count)
             done: set[str] = set()
 

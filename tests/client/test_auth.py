@@ -19,6 +19,8 @@ import httpx
 import pytest
 
 from taskqueue_client.auth import (
+    CALLBACK_PATH,
+    LOGIN_PORT,
     Cognito,
     LoginError,
     Tokens,
@@ -218,3 +220,13 @@ def test_an_unknown_profile_or_setting_is_a_config_error(tmp_path: Path) -> None
     (tmp_path / "config.toml").write_text('[default]\nurl = "x"\npasword = "oops"\n')
     with pytest.raises(ConfigError, match="unknown settings \\['pasword'\\]"):
         load_profile(directory=tmp_path, environ={})
+
+
+def test_the_stacks_app_client_accepts_the_clis_loopback_callback(
+    sam_template: dict[str, Any],
+) -> None:
+    # Cognito compares redirect URIs exactly: the template and the CLI must name the same one.
+    app_client = sam_template["Resources"]["UserPoolClient"]["Properties"]
+    assert f"http://localhost:{LOGIN_PORT}{CALLBACK_PATH}" in app_client["CallbackURLs"]
+    assert "code" in app_client["AllowedOAuthFlows"]
+    assert app_client["GenerateSecret"] is False  # a public client: PKCE, no secret

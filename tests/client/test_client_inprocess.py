@@ -75,6 +75,33 @@ def test_submit_then_wait_reports_each_new_state_until_success(
     assert len(task.downloads) == 3
 
 
+def test_wait_all_reads_many_tasks_with_one_listing_per_round(
+    make_client: Callable[..., Client], world: World, transport: LambdaTransport
+) -> None:
+    # Given five submitted tasks, and pauses in which the worker drains the queues
+    client = make_client(sleep=lambda seconds: world.pipeline().run())
+    tasks = [client.submit("DATA_PROCESSING", {"rows": 10 + n}) for n in range(5)]
+    sent = len(transport.requests)
+    # When they are waited for together
+    finished = client.wait_all(tasks, timeout=60)
+    # Then all succeeded, returned in the order given, read by listing, not one GET each
+    assert [(t.id, t.status) for t in finished] == [(t.id, TaskStatus.SUCCESS) for t in tasks]
+    paths = {request.url.path for request in transport.requests[sent:]}
+    assert paths == {"/tasks"}
+
+
+def test_wait_all_of_ids_reads_them_one_by_one_first(
+    client: Client, world: World, transport: LambdaTransport
+) -> None:
+    ids = [client.submit("DATA_PROCESSING", {"rows": 10}).id for _ in range(4)]
+    world.pipeline().run()
+    sent = len(transport.requests)
+    assert all(t.status is TaskStatus.SUCCESS for t in client.wait_all(ids))
+    assert sorted(r.url.path for r in transport.requests[sent:]) == sorted(
+        f"/tasks/{i}" for i in ids
+    )
+
+
 def test_wait_gives_up_after_its_timeout_with_the_last_state(
     make_client: Callable[..., Client],
 ) -> None:

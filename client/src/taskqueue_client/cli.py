@@ -308,8 +308,8 @@ def cmd_show(cli: Cli) -> int:
         rows.append(("error", f"[red]{escape(view.error.type)}[/]: {escape(view.error.message)}"))
     if view.failed_items:
         rows.append(("failed items", str(view.failed_items)))
-    if view.result is not None:
-        rows.append(("result", escape(json.dumps(view.result, indent=2))))
+    for name, value in (view.result or {}).items():
+        rows.append((f"result.{escape(name)}", escape(summary_of(value))))
     if view.result_location:
         rows.append(("result at", escape(view.result_location)))
     for link in task.downloads:
@@ -322,6 +322,15 @@ def cmd_show(cli: Cli) -> int:
         for event in task.events[-10:]:
             cli.out.print(event_line(event))
     return EXIT_OK
+
+
+def summary_of(value: Any) -> str:
+    """A result field on one line: scalars as JSON, collections by their size (--json has all)."""
+    if isinstance(value, list):
+        return f"[{len(value)} items]"
+    if isinstance(value, dict):
+        return f"{{{len(value)} fields}}"
+    return json.dumps(value)
 
 
 def event_line(event: Any) -> str:
@@ -658,7 +667,8 @@ def main(
     err_console = err or Console(stderr=True)
     cli = Cli(
         args,
-        out=out or Console(),
+        # Piped into a file or another program, lines are not cut at 80 columns.
+        out=out or (Console() if sys.stdout.isatty() else Console(width=200)),
         err=err_console,
         make_client=make_client,
         tokens=tokens or TokenStore(),
