@@ -10,7 +10,7 @@ import pytest
 
 from devstack.gateway import Route, http_routes
 from taskqueue_client import Client, RetryPolicy
-from tests.client.inprocess import API_URL, LambdaTransport, jwt_for
+from tests.client.support import API_URL, LambdaTransport, jwt_for
 from tests.helpers import reset_function_caches
 from tests.pipeline_world import OWNER, World, make_world
 

@@ -22,7 +22,7 @@ from taskqueue_client import (
     WaitTimeout,
 )
 from taskqueue_client.client import Task
-from tests.client.inprocess import API_URL, LambdaTransport
+from tests.client.support import API_URL, IMAGES, LambdaTransport, jwt_for, step
 from tests.helpers import (
     FakeLambdaContext,
     load_function,
@@ -30,23 +30,7 @@ from tests.helpers import (
     sqs_event,
     sqs_record,
 )
-from tests.pipeline_world import World, countdown
-
-IMAGES = {
-    "generate_count": 3,
-    "width": 16,
-    "height": 16,
-    "output_format": "PNG",
-    "images_per_chunk": 1,
-}
-
-
-def step(world: World, chunks_per_invocation: int = 1) -> None:
-    """One worker invocation on whatever is queued, with time for so many chunks."""
-    pipeline = world.pipeline(countdown(chunks_per_invocation))
-    batch = pipeline.receive()
-    if batch:
-        pipeline.invoke(batch)
+from tests.pipeline_world import OWNER, World
 
 
 def states(seen: list[Task]) -> list[tuple[str, int]]:
@@ -143,11 +127,11 @@ class LoseFirstAnswer(httpx.BaseTransport):
 
 
 def test_a_submit_whose_answer_was_lost_is_retried_into_the_same_task(
-    transport: LambdaTransport, make_client: Callable[..., Client]
+    transport: LambdaTransport,
 ) -> None:
     # Given an API whose first answer to a submit is lost after the task was written
     lossy = LoseFirstAnswer(transport)
-    client = Client(API_URL, make_client()._token, transport=lossy, sleep=lambda s: None)
+    client = Client(API_URL, jwt_for(OWNER), transport=lossy, sleep=lambda s: None)
     # When a task is submitted
     task = client.submit("DATA_PROCESSING", {"rows": 10})
     # Then the client's retry got the very task of the first attempt: there is one

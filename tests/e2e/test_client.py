@@ -23,7 +23,7 @@ from rich.console import Console
 
 from taskqueue_client import Client, Conflict, NotFound, Task, TaskStatus
 from taskqueue_client.cli import main as tq_main
-from tests.client.inprocess import jwt_for
+from tests.client.support import jwt_for
 from tests.e2e.devstack_process import ROOT, Stack
 
 pytestmark = pytest.mark.e2e

@@ -124,10 +124,10 @@ class Client:
         self.close()
 
     def _headers(self, route: Route) -> dict[str, str]:
+        if not route.authorized:
+            return {}
         token = self._token() if callable(self._token) else self._token
-        if route.authorized and token:
-            return {"Authorization": f"Bearer {token}"}
-        return {}
+        return {"Authorization": f"Bearer {token}"} if token else {}
 
     def _call(
         self,

@@ -1,6 +1,7 @@
-"""The client against the API handler in this process: an httpx transport that turns each
-request into the API Gateway event the local gateway builds (`devstack.gateway`), calls
-`functions/api`'s `lambda_handler`, and turns its answer back into HTTP.
+"""What the client's tests share, above all the client against the API handler in this
+process: an httpx transport that turns each request into the API Gateway event the local
+gateway builds (`devstack.gateway`), calls `functions/api`'s `lambda_handler`, and turns its
+answer back into HTTP.
 
 Presigned S3 URLs (uploads, downloads) go out through `requests`, which moto's `mock_aws`
 intercepts, so they reach the same in-memory bucket the handlers use.
@@ -24,8 +25,43 @@ from devstack.gateway import (
     http_api_event,
 )
 from tests.helpers import FakeLambdaContext, load_function
+from tests.pipeline_world import World, countdown
 
 API_URL = "https://api.tasks.test"
+# A task of three chunks (one image each) with three output files.
+IMAGES = {
+    "generate_count": 3,
+    "width": 16,
+    "height": 16,
+    "output_format": "PNG",
+    "images_per_chunk": 1,
+}
+# A task as the API answers it.
+VIEW: dict[str, Any] = {
+    "id": "a" * 32,
+    "type": "DATA_PROCESSING",
+    "status": "RUNNING",
+    "priority": "normal",
+    "params": {"rows": 10},
+    "progress": 40,
+    "units_done": 4,
+    "units_total": 10,
+    "attempts": 1,
+    "max_attempts": 3,
+    "timeout_seconds": None,
+    "cancel_requested": False,
+    "created_at": "2026-11-24T09:00:00.000001Z",
+    "updated_at": "2026-11-24T09:00:02Z",
+    "started_at": "2026-11-24T09:00:01Z",
+    "finished_at": None,
+    "run_at": None,
+    "duration_seconds": 1.5,
+    "error": None,
+    "result": None,
+    "result_location": None,
+    "outputs": [],
+    "failed_items": 0,
+}
 
 
 def jwt_for(user: str) -> str:
@@ -81,3 +117,11 @@ class LambdaTransport(httpx.BaseTransport):
         return httpx.Response(
             sent.status_code, headers=list(sent.headers.items()), content=sent.content
         )
+
+
+def step(world: World, chunks_per_invocation: int = 1) -> None:
+    """One worker invocation on whatever is queued, with time for so many chunks."""
+    pipeline = world.pipeline(countdown(chunks_per_invocation))
+    batch = pipeline.receive()
+    if batch:
+        pipeline.invoke(batch)

@@ -27,7 +27,7 @@ from taskqueue_client import (
 )
 from taskqueue_client._http import retry_after_seconds
 from taskqueue_client.errors import api_error
-from tests.client.test_models import VIEW
+from tests.client.support import VIEW
 
 Answer = httpx.Response | Exception
 

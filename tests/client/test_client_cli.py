@@ -16,7 +16,7 @@ from taskqueue_client import Client
 from taskqueue_client.auth import TokenStore
 from taskqueue_client.cli import EXIT_FAILED, EXIT_OK, EXIT_TIMEOUT, EXIT_USAGE, main
 from taskqueue_client.config import Profile
-from tests.client.test_client_inprocess import IMAGES, step
+from tests.client.support import IMAGES, step
 from tests.pipeline_world import World
 
 

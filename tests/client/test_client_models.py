@@ -15,33 +15,8 @@ from taskqueue_client import ROUTES
 from taskqueue_client._wire import decode, to_json
 from taskqueue_client.errors import DecodeError
 from taskqueue_client.models import TaskDetail, TaskStatus, TaskView, UploadTicket
+from tests.client.support import VIEW
 from tests.helpers import ROOT, call_api, http_event, reset_function_caches
-
-VIEW: dict[str, Any] = {
-    "id": "a" * 32,
-    "type": "DATA_PROCESSING",
-    "status": "RUNNING",
-    "priority": "normal",
-    "params": {"rows": 10},
-    "progress": 40,
-    "units_done": 4,
-    "units_total": 10,
-    "attempts": 1,
-    "max_attempts": 3,
-    "timeout_seconds": None,
-    "cancel_requested": False,
-    "created_at": "2026-11-24T09:00:00.000001Z",
-    "updated_at": "2026-11-24T09:00:02Z",
-    "started_at": "2026-11-24T09:00:01Z",
-    "finished_at": None,
-    "run_at": None,
-    "duration_seconds": 1.5,
-    "error": None,
-    "result": None,
-    "result_location": None,
-    "outputs": [],
-    "failed_items": 0,
-}
 
 
 def generator() -> ModuleType:
