@@ -2,7 +2,8 @@
 
 Least privilege (no action or resource wildcard beyond the listed exceptions, no Scan, and
 each function's policy covers the AWS calls its code really makes), encryption at rest,
-private TLS-only buckets, API throttling, the JWT authorizer on every route but the public
+private TLS-only buckets, a TLS policy only where CloudFront applies it, alarm topics CloudWatch
+can publish to, API throttling, the JWT authorizer on every route but the public
 ones, and no trace of the local-only no-auth setting. checkov is not run: installing it
 downgrades boto3/botocore to 1.35 (see requirements-dev.txt).
 """
@@ -481,9 +482,34 @@ def test_site_is_served_over_https_only(transformed_template: Template) -> None:
         behaviors = [config["DefaultCacheBehavior"], *config.get("CacheBehaviors", [])]
         for behavior in behaviors:
             assert behavior["ViewerProtocolPolicy"] in ("redirect-to-https", "https-only"), name
-        assert config["ViewerCertificate"].get("MinimumProtocolVersion", "TLSv1.2").startswith(
-            "TLSv1.2"
-        ) or config["ViewerCertificate"].get("CloudFrontDefaultCertificate"), name
+
+
+def test_a_tls_policy_is_set_exactly_where_cloudfront_applies_it(
+    transformed_template: Template,
+) -> None:
+    """With the default *.cloudfront.net certificate CloudFront fixes the policy itself, so a
+    MinimumProtocolVersion there would only mislead; with an own certificate it must be set."""
+    distributions = resources_of(transformed_template, "AWS::CloudFront::Distribution")
+    assert distributions
+    for name, dist in distributions.items():
+        certificate = dist["Properties"]["DistributionConfig"]["ViewerCertificate"]
+        branches = certificate["Fn::If"][1:] if "Fn::If" in certificate else [certificate]
+        for branch in branches:
+            if branch.get("CloudFrontDefaultCertificate"):
+                assert "MinimumProtocolVersion" not in branch, name
+            else:
+                assert branch["MinimumProtocolVersion"] in ("TLSv1.2_2021", "TLSv1.2_2025"), name
+                assert branch["SslSupportMethod"] == "sni-only", name
+
+
+def test_no_topic_uses_a_key_cloudwatch_cannot_publish_with(
+    transformed_template: Template,
+) -> None:
+    """The AWS managed key of SNS does not let CloudWatch publish: alarms would be lost."""
+    topics = resources_of(transformed_template, "AWS::SNS::Topic")
+    assert topics
+    for name, topic in topics.items():
+        assert topic["Properties"].get("KmsMasterKeyId") != "alias/aws/sns", name
 
 
 # ------------------------------------------------------------------ API
