@@ -21,7 +21,7 @@ ENV ?= dev
 export SAM_CLI_TELEMETRY := 0
 export AWS_DEFAULT_REGION ?= us-east-1
 
-LINT_PATHS := layers functions devstack deploy tests $(wildcard bench)
+LINT_PATHS := layers functions devstack deploy client examples tests $(wildcard bench)
 FUNCTION_DIRS := $(sort $(dir $(wildcard functions/*/app.py)))
 
 .PHONY: venv test lint mypy format validate build deploy destroy dev bench clean
@@ -42,7 +42,7 @@ lint: venv
 # The functions are all app.py: one mypy run per function directory avoids a duplicate
 # module, and lets a function import its sibling modules the way Lambda does.
 mypy: venv
-	$(BIN)/mypy layers/core/taskqueue devstack deploy
+	$(BIN)/mypy layers/core/taskqueue devstack deploy client/src/taskqueue_client client/tools examples
 	for dir in $(FUNCTION_DIRS); do \
 		echo "mypy $$dir"; MYPYPATH=$$dir $(BIN)/mypy $$dir; \
 	done

@@ -298,5 +298,6 @@ class DevStack:
             f"  try       curl -s -X POST {url}/tasks -H 'content-type: application/json' "
             """-d '{"type": "DATA_PROCESSING", "params": {"rows": 10000}}'\n"""
             f"            curl -s {url}/tasks\n"
+            f"  client    pip install ./client; export TQ_URL={url}; tq list  (no token needed)\n"
             "Ctrl-C stops everything.\n"
         )

@@ -54,6 +54,7 @@ from devstack.resources import (
     template_resolver,
     transform_template,
 )
+from taskqueue_client.auth import CALLBACK_PATH, LOGIN_PORT
 
 Template = dict[str, Any]
 
@@ -370,7 +371,12 @@ def test_cognito_accepts_the_redirect_and_logout_uri_the_page_sends(
 
     expected = "https://" + (DOMAIN if situation == "custom domain" else DISTRIBUTION)
     assert deploy.site_url == expected
-    assert client["CallbackURLs"] == [f"{expected}/", f"{expected}/index.html"]
+    # The page's two, then the loopback URL `tq login` listens on (taskqueue_client.auth).
+    assert client["CallbackURLs"] == [
+        f"{expected}/",
+        f"{expected}/index.html",
+        f"http://localhost:{LOGIN_PORT}{CALLBACK_PATH}",
+    ]
     assert client["LogoutURLs"] == [f"{expected}/", f"{expected}/index.html"]
     assert cognito["redirectUri"] in client["CallbackURLs"]
     assert cognito["logoutUri"] in client["LogoutURLs"]
