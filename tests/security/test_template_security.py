@@ -40,6 +40,7 @@ STAR_RESOURCE_ACTIONS = {
     "xray:GetSamplingTargets",
     "xray:GetSamplingStatisticSummaries",
     "cloudwatch:PutMetricData",
+    "ses:GetAccount",
 }
 # Resources with a wildcard inside an ARN, each for a reason.
 PARTIAL_WILDCARDS = {
