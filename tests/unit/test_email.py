@@ -215,6 +215,22 @@ def test_a_process_sends_its_share_then_says_when_to_try_again() -> None:
     assert (first, refused, nearly, due) == (0.0, 1.25, 1.0, 0.0)
 
 
+def test_a_retry_comes_no_sooner_than_a_second_unless_this_process_is_free_by_then() -> None:
+    # Given a process of a 1000/s account shared by 70, that just sent 50 (3.5 s of share)
+    clock = _Clock()
+    pacer = SesPacer(clock=clock, account_rate=1000.0)
+    pacer.reserve(50, 70)
+
+    # When asked again at once, and 0.2 s before its share is back
+    at_once = pacer.reserve(50, 70)
+    clock.now += 3.3
+
+    # Then the task goes back to the queue for a second (not 0.05 s, which would be slept
+    # here and meet this process again); near the end the short wait is slept
+    assert at_once == 1.0
+    assert pacer.reserve(50, 70) == pytest.approx(0.2)
+
+
 def test_at_most_the_account_rate_over_all_processes_whatever_the_tasks() -> None:
     # Given 4 processes sharing an account rate of 8/s, and 30 tasks of 50 recipients
     clock = _Clock()

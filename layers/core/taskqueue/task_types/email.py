@@ -273,13 +273,16 @@ class SesPacer:
         after which to try again (a generic cell rate algorithm: one number, no bucket).
 
         The retry is due when this process has budget again, or sooner: when the whole
-        account could have sent the batch, since another process will likely be free.
+        account could have sent the batch, since another process will likely be free. Never
+        sooner than 1 s, unless this process is free by then: a shorter wait is slept in
+        the invocation (the engine's rule) and would only find this same process again.
         """
         assert self.account_rate is not None, "read_quota first"
         with self._lock:
             now = self.clock()
             if self._next_free > now:
-                return min(self._next_free - now, count / self.account_rate)
+                own = self._next_free - now
+                return own if own <= 1.0 else max(1.0, min(own, count / self.account_rate))
             self._next_free = now + count * max(1, processes) / self.account_rate
             return 0.0
 
@@ -316,8 +319,9 @@ class Email:
     def run_chunk(self, params: EmailParams, state: ChunkState, ctx: TaskContext) -> ChunkState:
         """Send the next batch in one SendBulkEmail call, unless its outcomes are recorded.
 
-        A rejected recipient is recorded and the task goes on; a throttled one is retried
-        (here briefly, then through the engine's retry), never recorded as failed.
+        A rejected recipient is recorded and the task goes on. A throttled or failed send is
+        retried here briefly, then (never recorded as failed) the chunk is rescheduled when
+        throttled, or raises TransientError for the engine's retry on a server error.
         """
         params = EmailParams.model_validate(params)
         first: int = state.cursor
