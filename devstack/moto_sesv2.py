@@ -17,6 +17,7 @@ from typing import Any
 
 from moto.ses.exceptions import MessageRejectedError
 from moto.ses.models import ses_backends
+from moto.sesv2 import urls
 from moto.sesv2.responses import SESV2Response
 
 Patch = Callable[[Any, str, Any], None]
@@ -79,7 +80,16 @@ def get_account(self: SESV2Response) -> str:
     )
 
 
+# moto's server (the local stack) routes only the paths listed, as Flask rules: its catch-all
+# "/v2/.*" is not a pattern there. In-process (mock_aws) the regex alone would do.
+PATHS = {
+    "{0}/v2/email/outbound-bulk-emails$": SESV2Response.dispatch,
+    "{0}/v2/email/account$": SESV2Response.dispatch,
+}
+
+
 def bulk_email(patch: Patch = setattr) -> None:
     """Install both operations (``setattr`` for good, or a test's monkeypatch)."""
     patch(SESV2Response, "send_bulk_email", send_bulk_email)
     patch(SESV2Response, "get_account", get_account)
+    patch(urls, "url_paths", {**urls.url_paths, **PATHS})
