@@ -252,3 +252,18 @@ def test_at_most_the_account_rate_over_all_processes_whatever_the_tasks() -> Non
     for start, _ in sent_at:
         window = sum(n for moment, n in sent_at if start <= moment < start + 10)
         assert window <= 8 * 10 + 4 * 10
+
+
+def test_the_default_concurrency_share_matches_the_workers_in_the_template() -> None:
+    # Given the template's worker: its queues' event source mappings (and any reserved
+    # concurrency) bound how many worker processes run, hence send, at once
+    from devstack.resources import load_template
+    from taskqueue.config import Settings
+
+    worker = load_template()["Resources"]["WorkerFunction"]["Properties"]
+    mappings = [event["Properties"] for event in worker["Events"].values()]
+    most = sum(m["ScalingConfig"]["MaximumConcurrency"] for m in mappings if m.get("Queue"))
+    most = min(most, worker.get("ReservedConcurrentExecutions", most))
+
+    # Then each process's share of the account's rate is 1/that, by default
+    assert Settings.model_fields["email_max_concurrency"].default == most == 70
