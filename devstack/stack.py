@@ -13,6 +13,7 @@ import boto3
 
 from devstack.gateway import Gateway, Route, http_routes
 from devstack.moto_patches import tune_moto
+from devstack.moto_sesv2 import bulk_email
 from devstack.poller import QueueSource, SqsPoller
 from devstack.resources import (
     AwsClients,
@@ -152,6 +153,7 @@ class DevStack:
                         "with --moto-port, or 0 for any free port"
                     ) from exc
         tune_moto()
+        bulk_email()
         self.moto = ThreadedMotoServer(
             ip_address="127.0.0.1", port=self.options.moto_port, verbose=False
         )
@@ -168,6 +170,8 @@ class DevStack:
             environment["POWERTOOLS_METRICS_DISABLED"] = "true"
         # Local only, never in the template: requests without a JWT act as this user.
         environment["DEV_AUTH_USER"] = self.options.dev_user
+        # One process runs every worker here: it alone paces the account's SES send rate.
+        environment["EMAIL_MAX_CONCURRENCY"] = "1"
         add_layers_to_path()
         apply_function_environment(environment)
         from taskqueue.aws import client

@@ -41,6 +41,7 @@ STAR_RESOURCE_ACTIONS = {
     "xray:GetSamplingTargets",
     "xray:GetSamplingStatisticSummaries",
     "cloudwatch:PutMetricData",
+    "ses:GetAccount",
 }
 PUSH_API_ARN = "arn:${AWS::Partition}:execute-api:${AWS::Region}:${AWS::AccountId}:${WebSocketApi}"
 # Resources with a wildcard inside an ARN, each for a reason.
