@@ -66,9 +66,13 @@ validate: venv $(SAM)
 	$(BIN)/cfn-lint $(TRANSFORMED)
 	@echo "validate: $(TEMPLATE) and $(TRANSFORMED) are clean"
 
+# Lambda cannot write __pycache__ into a read-only layer: without bytecode shipped, every cold
+# start compiles each module it imports (docs/benchmarks.md, cold start). unchecked-hash: the
+# bytecode is used as it is, never compared with the source's time (a zip keeps times inexactly).
 build: $(SAM)
 	if ! python3.12 --version >/dev/null 2>&1; then export PATH="$(PY312_DIR):$$PATH"; fi; \
-	$(SAM) build --template $(TEMPLATE) --config-env $(ENV)
+	$(SAM) build --template $(TEMPLATE) --config-env $(ENV); \
+	python3.12 -m compileall -q -j 0 --invalidation-mode unchecked-hash .aws-sam/build
 
 # sam deploy, then the web page: config.js from the stack outputs, static_site/ to the site
 # bucket, CloudFront invalidation (deploy/site.py). Stack and region come from samconfig.toml's
