@@ -10,18 +10,34 @@ client and makes its one Query, which botocore serializes, signs and parses as u
 the network is left out (a ``before-send`` hook answers with a stored task). Work merely
 moved from the import to the first request therefore shows in the second figure.
 ``-X importtime`` of the API handler names what is slow.
+
+Two more comparisons place the figure. The stack alone: boto3, pydantic and Powertools' logger
+and metrics (what every function of this design imports), then the same plus Powertools' API
+resolver with validation; the resolver's share is what "without it" takes off the API
+handler's figure. And bytecode: on Lambda the layer is read-only, so modules without
+precompiled bytecode are compiled at every cold start. The API function is copied as Lambda
+gets it (the distributions its first request loads, ``taskqueue``, ``functions/api``) without
+bytecode, as ``sam build`` leaves the layer, and compiled as ``make build`` compiles it; the
+runtime's boto3, the baseline, has its bytecode.
+
+Every measured interpreter runs with ``PYTHONDONTWRITEBYTECODE=1`` (a run never changes what the
+next one finds); the repository's own modules are compiled first, as the installed packages are.
 """
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from bench import LAYER, ROOT
 from bench.report import table
@@ -34,7 +50,26 @@ HANDLERS = ("api", "worker", "dlq")
 # Import, then answer the first request: the API handler, and boto3 making the same call.
 FIRST_CALL = "boto3 + first call"
 FIRST_REQUEST = "api + first request"
-TARGETS = ("boto3", *HANDLERS, FIRST_CALL, FIRST_REQUEST)
+# The stack alone: what every function imports, then with Powertools' API resolver.
+STACK = "boto3, pydantic, Powertools logger + metrics"
+STACK_API = "the same + Powertools API resolver"
+_STACK_BODY = """\
+import boto3
+from aws_lambda_powertools import Logger, Metrics
+from pydantic import BaseModel, Field
+Logger(service="taskqueue")
+Metrics(namespace="TaskQueue", service="taskqueue")"""
+_STACK_API_BODY = (
+    _STACK_BODY
+    + "\nfrom aws_lambda_powertools.event_handler import APIGatewayHttpResolver"
+    + "\nAPIGatewayHttpResolver(enable_validation=True)"
+)
+# The API function as deployed, import + first request: the layer without bytecode (as
+# `sam build` leaves it), and compiled as `make build` compiles it (same options).
+AS_BUILT = "layer without bytecode"
+COMPILED = "layer with bytecode"
+BYTECODE_OPTIONS = ("-q", "-j", "0", "--invalidation-mode", "unchecked-hash")
+TARGETS = ("boto3", *HANDLERS, FIRST_CALL, FIRST_REQUEST, STACK, STACK_API)
 ENVIRONMENT = {
     **FAKE_AWS_ENV,
     "AWS_LAMBDA_FUNCTION_NAME": "bench-cold-start",
@@ -44,6 +79,7 @@ ENVIRONMENT = {
     "_X_AMZN_TRACE_ID": "Root=1-67a1b2c3-0123456789abcdef01234567;Parent=53995c3f42cd8ad8;Sampled=1",
     "POWERTOOLS_SERVICE_NAME": "taskqueue",
     "POWERTOOLS_METRICS_NAMESPACE": "TaskQueue",
+    "PYDANTIC_DISABLE_PLUGINS": "__all__",
     "LOG_LEVEL": "INFO",
     "TABLE_NAME": "tasks",
     "QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/tasks",
@@ -129,15 +165,22 @@ def query_answer() -> bytes:
     return json.dumps({"Items": [item], "Count": 1, "ScannedCount": 1}).encode()
 
 
-def _program(target: str) -> str:
-    """A script that prints its import seconds and its total seconds."""
+def _program(target: str, deployed: Path | None = None) -> str:
+    """A script that prints its import seconds and its total seconds. With `deployed` (a copy
+    made by `deployed_copy`), the API function runs from that copy instead of the repository."""
     if target in ("boto3", FIRST_CALL):
         paths = [str(LAYER)]
         body = "import boto3"
+    elif target in (STACK, STACK_API):
+        paths = [str(LAYER)]
+        body = _STACK_BODY if target == STACK else _STACK_API_BODY
     else:
-        function = "api" if target == FIRST_REQUEST else target
-        code_dir = ROOT / "functions" / function
-        paths = [str(LAYER), str(code_dir)]
+        function = "api" if target in (FIRST_REQUEST, AS_BUILT, COMPILED) else target
+        root = deployed or ROOT
+        code_dir = root / "functions" / function
+        paths = [str(root / "layers" / "core"), str(code_dir)]
+        if deployed:
+            paths.insert(0, str(deployed / "python"))
         body = (
             "import importlib.util\n"
             f"spec = importlib.util.spec_from_file_location('app', {str(code_dir / 'app.py')!r})\n"
@@ -146,7 +189,7 @@ def _program(target: str) -> str:
             "spec.loader.exec_module(module)"
         )
     request = ""
-    if target in (FIRST_CALL, FIRST_REQUEST):
+    if target in (FIRST_CALL, FIRST_REQUEST, AS_BUILT, COMPILED):
         event = json.loads((ROOT / "events" / "api_get_task.json").read_text())
         request = (
             f"QUERY_ANSWER = {query_answer()!r}\n"
@@ -168,13 +211,39 @@ def _program(target: str) -> str:
 def _env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "POWERTOOLS_"))}
     env.update(ENVIRONMENT)
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
     return env
 
 
-def run_seconds(target: str) -> tuple[float, float]:
+def compile_bytecode(*paths: Path, options: tuple[str, ...] = ("-q",)) -> None:
+    subprocess.run([sys.executable, "-m", "compileall", *options, *map(str, paths)], check=True)
+
+
+def deployed_copy(into: Path) -> Path:
+    """The API function as Lambda gets it, without bytecode: the installed distributions its
+    first request loads (into ``python/``, the layer's directory), ``taskqueue`` and the
+    function's code."""
+    loaded = loaded_modules(FIRST_REQUEST) - loaded_modules("")
+    by_module = importlib.metadata.packages_distributions()
+    names = sorted({d for module in loaded for d in by_module.get(module.split(".")[0], ())})
+    for name in names:
+        dist = importlib.metadata.distribution(name)
+        for file in dist.files or ():
+            if "__pycache__" in file.parts or file.suffix == ".pyc" or file.parts[0] == "..":
+                continue
+            source = Path(str(dist.locate_file(file)))
+            if source.is_file():
+                (into / "python" / file).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(source, into / "python" / file)
+    for part in ("layers/core/taskqueue", "functions/api"):
+        shutil.copytree(ROOT / part, into / part, ignore=shutil.ignore_patterns("__pycache__"))
+    return into
+
+
+def run_seconds(target: str, deployed: Path | None = None) -> tuple[float, float]:
     """(import seconds, total seconds) of one fresh interpreter."""
     done = subprocess.run(
-        [sys.executable, "-c", _program(target)],
+        [sys.executable, "-c", _program(target, deployed)],
         capture_output=True,
         text=True,
         env=_env(),
@@ -186,9 +255,11 @@ def run_seconds(target: str) -> tuple[float, float]:
 
 
 def loaded_modules(target: str) -> set[str]:
-    """The modules a fresh interpreter holds once the target is done: what its cold start paid."""
+    """The modules a fresh interpreter holds once the target is done: what its cold start paid
+    ("" for an interpreter that does nothing)."""
+    program = _program(target) if target else "import sys\n"
     done = subprocess.run(
-        [sys.executable, "-c", _program(target) + "print(' '.join(sys.modules))\n"],
+        [sys.executable, "-c", program + "print(' '.join(sys.modules))\n"],
         capture_output=True,
         text=True,
         env=_env(),
@@ -237,16 +308,25 @@ class ColdStartResult:
     def goal_met(self) -> bool:
         return self.ratio() <= GOAL_RATIO
 
+    def resolver_ms(self) -> float:
+        """What Powertools' API resolver adds to the stack's import on its own."""
+        return self.median_ms(STACK_API) - self.median_ms(STACK)
+
+    def ratio_without_resolver(self) -> float:
+        """The goal's figure with the resolver's own imports taken off the API handler's."""
+        return (self.median_ms("api") - self.resolver_ms()) / self.median_ms("boto3")
+
     def render(self) -> str:
+        boto3_ms, call_ms = self.median_ms("boto3"), self.median_ms(FIRST_CALL, "total")
         imports = [
             [
                 name,
                 f"{self.median_ms(name):.0f}",
                 f"{min(self.imports[name]) * 1000:.0f}",
                 f"{max(self.imports[name]) * 1000:.0f}",
-                f"{self.median_ms(name) / self.median_ms('boto3'):.2f}x",
+                f"{self.median_ms(name) / boto3_ms:.2f}x",
             ]
-            for name in ("boto3", *HANDLERS)
+            for name in ("boto3", *HANDLERS, STACK, STACK_API)
         ]
         first = [
             [
@@ -254,9 +334,10 @@ class ColdStartResult:
                 f"{self.median_ms(name):.0f}",
                 f"{self.median_ms(name, 'total') - self.median_ms(name):.0f}",
                 f"{self.median_ms(name, 'total'):.0f}",
-                f"{self.median_ms(name, 'total') / self.median_ms(FIRST_CALL, 'total'):.2f}x",
+                f"{self.median_ms(name, 'total') / call_ms:.2f}x",
             ]
-            for name in (FIRST_CALL, FIRST_REQUEST)
+            for name in (FIRST_CALL, FIRST_REQUEST, AS_BUILT, COMPILED)
+            if name in self.totals
         ]
         import_only, with_request = self.profiles["api"], self.profiles[FIRST_REQUEST]
         packages = sorted(with_request, key=lambda p: -with_request[p])[:12]
@@ -270,7 +351,8 @@ class ColdStartResult:
                     ["import + first request", "import ms", "+ request ms", "total ms", "vs boto3"],
                     first,
                     title="GET /tasks/{id} (events/api_get_task.json): the client, one Query, "
-                    "the answer; boto3 makes the same Query",
+                    "the answer; boto3 makes the same Query; the last rows run the API "
+                    "function from a copy as deployed",
                 ),
                 "",
                 table(
@@ -284,21 +366,34 @@ class ColdStartResult:
                 "",
                 f"import + first request: {self.first_request_ratio():.2f}x boto3 making the "
                 "same call",
+                f"Powertools' API resolver alone: {self.resolver_ms():.0f} ms "
+                f"({self.resolver_ms() / boto3_ms:.2f}x boto3); the API handler without it: "
+                f"{self.ratio_without_resolver():.2f}x",
                 f"goal: API handler import <= {GOAL_RATIO}x a bare `import boto3`: "
                 f"{self.ratio():.2f}x -> {verdict}",
             ]
         )
 
 
-def run(size: str = "small") -> ColdStartResult:
+def run(size: str = "small", deployed: bool = True) -> ColdStartResult:
+    """`deployed`: also time the API function from copies as deployed, with and without
+    bytecode (a 50 MB copy; the tests leave it out)."""
     runs = 7 if size == "small" else 15
-    imports: dict[str, list[float]] = {name: [] for name in TARGETS}
-    totals: dict[str, list[float]] = {name: [] for name in TARGETS}
-    for _ in range(runs):
-        for name in TARGETS:
-            imported, total = run_seconds(name)
-            imports[name].append(imported)
-            totals[name].append(total)
+    compile_bytecode(LAYER, ROOT / "functions")
+    with tempfile.TemporaryDirectory(prefix="coldstart-") as scratch:
+        copies: dict[str, Path | None] = {name: None for name in TARGETS}
+        if deployed:
+            built = deployed_copy(Path(scratch) / "built")
+            compiled = Path(shutil.copytree(built, Path(scratch) / "compiled"))
+            compile_bytecode(compiled, options=BYTECODE_OPTIONS)
+            copies |= {AS_BUILT: built, COMPILED: compiled}
+        imports: dict[str, list[float]] = {name: [] for name in copies}
+        totals: dict[str, list[float]] = {name: [] for name in copies}
+        for _ in range(runs):
+            for name, copy in copies.items():
+                imported, total = run_seconds(name, copy)
+                imports[name].append(imported)
+                totals[name].append(total)
     profiles = {target: import_profile(target) for target in ("api", FIRST_REQUEST)}
     return ColdStartResult(runs, imports, totals, profiles)
 
