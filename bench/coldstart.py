@@ -11,9 +11,9 @@ the network is left out (a ``before-send`` hook answers with a stored task). Wor
 moved from the import to the first request therefore shows in the second figure.
 ``-X importtime`` of the API handler names what is slow.
 
-Two more comparisons place the figure. The stack alone: boto3, pydantic and Powertools' logger
-and metrics (what every function of this design imports), then the same plus Powertools' API
-resolver with validation; the resolver's share is what "without it" takes off the API
+Two more comparisons place the figure. The stack alone, step by step: boto3 and pydantic, then
+Powertools' logger and metrics (what every function of this design imports), then Powertools'
+API resolver with validation; the resolver's share is what "without it" takes off the API
 handler's figure. And bytecode: on Lambda the layer is read-only, so modules without
 precompiled bytecode are compiled at every cold start. The API function is copied as Lambda
 gets it (the distributions its first request loads, ``taskqueue``, ``functions/api``) without
@@ -50,26 +50,24 @@ HANDLERS = ("api", "worker", "dlq")
 # Import, then answer the first request: the API handler, and boto3 making the same call.
 FIRST_CALL = "boto3 + first call"
 FIRST_REQUEST = "api + first request"
-# The stack alone: what every function imports, then with Powertools' API resolver.
-STACK = "boto3, pydantic, Powertools logger + metrics"
-STACK_API = "the same + Powertools API resolver"
-_STACK_BODY = """\
-import boto3
-from aws_lambda_powertools import Logger, Metrics
-from pydantic import BaseModel, Field
-Logger(service="taskqueue")
-Metrics(namespace="TaskQueue", service="taskqueue")"""
-_STACK_API_BODY = (
-    _STACK_BODY
-    + "\nfrom aws_lambda_powertools.event_handler import APIGatewayHttpResolver"
-    + "\nAPIGatewayHttpResolver(enable_validation=True)"
-)
+# The stack alone, step by step (each step imports the ones before): what any API on boto3,
+# pydantic and Powertools pays before a line of its own.
+PYDANTIC = "boto3 + pydantic"
+POWERTOOLS = "+ Powertools logger, metrics"
+RESOLVER = "+ Powertools API resolver"
+STACK_STEPS = {
+    PYDANTIC: "import boto3\nfrom pydantic import BaseModel, Field",
+    POWERTOOLS: "from aws_lambda_powertools import Logger, Metrics\n"
+    'Logger(service="taskqueue")\nMetrics(namespace="TaskQueue", service="taskqueue")',
+    RESOLVER: "from aws_lambda_powertools.event_handler import APIGatewayHttpResolver\n"
+    "APIGatewayHttpResolver(enable_validation=True)",
+}
 # The API function as deployed, import + first request: the layer without bytecode (as
 # `sam build` leaves it), and compiled as `make build` compiles it (same options).
 AS_BUILT = "layer without bytecode"
 COMPILED = "layer with bytecode"
 BYTECODE_OPTIONS = ("-q", "-j", "0", "--invalidation-mode", "unchecked-hash")
-TARGETS = ("boto3", *HANDLERS, FIRST_CALL, FIRST_REQUEST, STACK, STACK_API)
+TARGETS = ("boto3", *HANDLERS, FIRST_CALL, FIRST_REQUEST, *STACK_STEPS)
 ENVIRONMENT = {
     **FAKE_AWS_ENV,
     "AWS_LAMBDA_FUNCTION_NAME": "bench-cold-start",
@@ -171,9 +169,10 @@ def _program(target: str, deployed: Path | None = None) -> str:
     if target in ("boto3", FIRST_CALL):
         paths = [str(LAYER)]
         body = "import boto3"
-    elif target in (STACK, STACK_API):
+    elif target in STACK_STEPS:
         paths = [str(LAYER)]
-        body = _STACK_BODY if target == STACK else _STACK_API_BODY
+        steps = list(STACK_STEPS)
+        body = "\n".join(STACK_STEPS[step] for step in steps[: steps.index(target) + 1])
     else:
         function = "api" if target in (FIRST_REQUEST, AS_BUILT, COMPILED) else target
         root = deployed or ROOT
@@ -310,7 +309,7 @@ class ColdStartResult:
 
     def resolver_ms(self) -> float:
         """What Powertools' API resolver adds to the stack's import on its own."""
-        return self.median_ms(STACK_API) - self.median_ms(STACK)
+        return self.median_ms(RESOLVER) - self.median_ms(POWERTOOLS)
 
     def ratio_without_resolver(self) -> float:
         """The goal's figure with the resolver's own imports taken off the API handler's."""
@@ -326,7 +325,7 @@ class ColdStartResult:
                 f"{max(self.imports[name]) * 1000:.0f}",
                 f"{self.median_ms(name) / boto3_ms:.2f}x",
             ]
-            for name in ("boto3", *HANDLERS, STACK, STACK_API)
+            for name in ("boto3", *HANDLERS, *STACK_STEPS)
         ]
         first = [
             [
