@@ -41,8 +41,12 @@ def registry(*modules: str, entry_points: list[EntryPoint] | None = None) -> Tas
 
 @pytest.fixture
 def countdown_not_imported(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The plugin module as a fresh process has it: not imported yet (restored afterwards)."""
+    """The plugin module as a fresh process has it: not imported yet. Afterwards the module
+    and the package's attribute are both put back, so other tests see one module object."""
+    import tests.task_type_plugins as package
+
     monkeypatch.delitem(sys.modules, COUNTDOWN_MODULE, raising=False)
+    monkeypatch.delattr(package, "countdown", raising=False)
 
 
 # ---------------------------------------------------------------- lazy: names without imports
@@ -104,10 +108,8 @@ def test_a_listed_module_registers_its_task_types_beside_the_builtins() -> None:
     # Given TASK_TYPE_MODULES naming the countdown plugin
     plugins = registry(COUNTDOWN_MODULE)
     # Then its type is listed after the built-ins and is the module's own object
-    from tests.task_type_plugins import countdown
-
     assert list(plugins) == [*BUILTIN_NAMES, "COUNTDOWN"]
-    assert plugins["COUNTDOWN"] is countdown.COUNTDOWN
+    assert plugins["COUNTDOWN"] is sys.modules[COUNTDOWN_MODULE].COUNTDOWN
     assert plugins.get("ROCKET") is None  # exported, but not in TASK_TYPES
 
 
