@@ -1,6 +1,7 @@
 """Benchmark 4, cold start: how long a fresh interpreter takes to import each handler module,
 and to import the API handler and answer its first request, beside ``import boto3`` (and
-``import boto3`` plus the same AWS call) measured in the same run (runs interleaved, median).
+``import boto3`` plus the same AWS call) measured in the same run (runs interleaved, in a new
+order each round; medians).
 
 Each run is a new ``python`` process that times only its own work (interpreter start-up is
 excluded), with the function's environment as Lambda sets it with ``Tracing: Active`` (names
@@ -29,6 +30,7 @@ from __future__ import annotations
 import importlib.metadata
 import json
 import os
+import random
 import shutil
 import statistics
 import subprocess
@@ -388,8 +390,11 @@ def run(size: str = "small", deployed: bool = True) -> ColdStartResult:
             copies |= {AS_BUILT: built, COMPILED: compiled}
         imports: dict[str, list[float]] = {name: [] for name in copies}
         totals: dict[str, list[float]] = {name: [] for name in copies}
-        for _ in range(runs):
-            for name, copy in copies.items():
+        for round_number in range(runs):
+            # A new order each round: no target always follows the slow one without bytecode.
+            order = list(copies.items())
+            random.Random(round_number).shuffle(order)
+            for name, copy in order:
                 imported, total = run_seconds(name, copy)
                 imports[name].append(imported)
                 totals[name].append(total)
