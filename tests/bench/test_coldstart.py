@@ -73,3 +73,26 @@ def test_bytecode_compiled_as_the_build_does_is_used_even_when_source_times_chan
 def test_make_build_compiles_with_the_options_the_bench_measures() -> None:
     makefile = (coldstart.ROOT / "Makefile").read_text()
     assert f"-m compileall {' '.join(coldstart.BYTECODE_OPTIONS)} .aws-sam/build" in makefile
+
+
+def test_the_figures_without_a_dependency_take_off_its_own_import_only() -> None:
+    # Given medians (ms): boto3 100, + pydantic 140, + logger/metrics 145, + resolver 170,
+    # and the API handler 200
+    imports = {
+        "boto3": 100,
+        coldstart.PYDANTIC: 140,
+        coldstart.POWERTOOLS: 145,
+        coldstart.RESOLVER: 170,
+        "api": 200,
+    }
+    samples = {
+        name: [coldstart.Sample(ms / 1000, ms / 1000, ms / 1000, ms / 1000)]
+        for name, ms in imports.items()
+    }
+    result = coldstart.ColdStartResult(1, samples, profiles={})
+    # Then each step adds its own share, and taking steps off gives the handler without them
+    assert round(result.ratio(), 2) == 2.0
+    assert [round(result.step_ms(step)) for step in coldstart.STACK_STEPS] == [40, 5, 25]
+    assert round(result.own_ms()) == 30
+    assert round(result.ratio_without(coldstart.RESOLVER), 2) == 1.75
+    assert round(result.ratio_without(coldstart.PYDANTIC, coldstart.RESOLVER), 2) == 1.35
