@@ -33,6 +33,25 @@ def test_api_first_request_loads_neither_xray_sdk_nor_openapi_models_nor_task_ty
     assert "email_validator" not in loaded
 
 
+def test_api_import_leaves_the_collector_on_and_its_objects_frozen() -> None:
+    # Given a fresh interpreter that imported the API handler
+    program = (
+        coldstart._program("api") + "import gc\nprint(gc.isenabled(), gc.get_freeze_count())\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", program],
+        capture_output=True,
+        text=True,
+        env=coldstart._env(),
+        cwd=coldstart.ROOT,
+        check=True,
+    )
+    enabled, frozen = done.stdout.strip().splitlines()[-1].split()
+    # Then garbage is collected again, but no collection rescans the import's own objects
+    assert enabled == "True"
+    assert int(frozen) > 50_000
+
+
 def test_worker_keeps_its_xray_tracer() -> None:
     assert XRAY_SDK in coldstart.loaded_modules("worker")
 
