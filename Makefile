@@ -65,7 +65,9 @@ validate: venv $(SAM)
 	$(BIN)/cfn-lint $(TRANSFORMED)
 	@echo "validate: $(TEMPLATE) and $(TRANSFORMED) are clean"
 
-# The runtime's Python from PATH, pyenv or a container; else one line on how to get it.
+# The runtime's Python from PATH, pyenv or a container; else one line on how to get it. Then the
+# build's bytecode: Lambda cannot write __pycache__ into a read-only layer, so without bytecode
+# shipped every cold start compiles each module it imports (docs/benchmarks.md, cold start).
 build: venv $(SAM)
 	$(BIN)/python -m deploy.build --sam $(SAM) --template $(TEMPLATE) --config-env $(ENV)
 

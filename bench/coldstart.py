@@ -1,6 +1,7 @@
 """Benchmark 4, cold start: how long a fresh interpreter takes to import each handler module,
 and to import the API handler and answer its first request, beside ``import boto3`` (and
-``import boto3`` plus the same AWS call) measured in the same run (runs interleaved, median).
+``import boto3`` plus the same AWS call) measured in the same run (runs interleaved, in a new
+order each round; medians).
 
 Each run is a new ``python`` process that times only its own work (interpreter start-up is
 excluded), with the function's environment as Lambda sets it with ``Tracing: Active`` (names
@@ -10,21 +11,45 @@ client and makes its one Query, which botocore serializes, signs and parses as u
 the network is left out (a ``before-send`` hook answers with a stored task). Work merely
 moved from the import to the first request therefore shows in the second figure.
 ``-X importtime`` of the API handler names what is slow.
+
+Two more comparisons place the figure. The stack alone, step by step: boto3 and pydantic, then
+Powertools' logger and metrics (what every function of this design imports), then Powertools'
+API resolver with validation; the resolver's share is what "without it" takes off the API
+handler's figure. And bytecode: on Lambda the layer is read-only, so modules without
+precompiled bytecode are compiled at every cold start. The API function is copied as Lambda
+gets it (the distributions its first request loads, ``taskqueue``, ``functions/api``) without
+bytecode, as ``sam build`` leaves the layer, and compiled as ``make build`` compiles it; the
+runtime's boto3, the baseline, has its bytecode.
+
+Each figure is the process's CPU time (``time.process_time``), beside its wall-clock time: a
+cold start is CPU-bound work (the files come from the page cache), and on a shared machine CPU
+time stays within a few percent from run to run where wall-clock time, paused whenever
+another process runs, varies by a factor of two or more.
+
+Every measured interpreter runs with ``PYTHONDONTWRITEBYTECODE=1`` (a run never changes what the
+next one finds); the repository's own modules are compiled first, as the installed packages are.
 """
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
+import random
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import NamedTuple
 
 from bench import LAYER, ROOT
 from bench.report import table
+from deploy.build import BYTECODE_OPTIONS
 from devstack.runtime import FAKE_AWS_ENV
 from taskqueue.models import Task, TaskStatus
 from taskqueue.store import serialize, task_to_item
@@ -34,7 +59,23 @@ HANDLERS = ("api", "worker", "dlq")
 # Import, then answer the first request: the API handler, and boto3 making the same call.
 FIRST_CALL = "boto3 + first call"
 FIRST_REQUEST = "api + first request"
-TARGETS = ("boto3", *HANDLERS, FIRST_CALL, FIRST_REQUEST)
+# The stack alone, step by step (each step imports the ones before): what any API on boto3,
+# pydantic and Powertools pays before a line of its own.
+PYDANTIC = "boto3 + pydantic"
+POWERTOOLS = "+ Powertools logger, metrics"
+RESOLVER = "+ Powertools API resolver"
+STACK_STEPS = {
+    PYDANTIC: "import boto3\nfrom pydantic import BaseModel, Field",
+    POWERTOOLS: "from aws_lambda_powertools import Logger, Metrics\n"
+    'Logger(service="taskqueue")\nMetrics(namespace="TaskQueue", service="taskqueue")',
+    RESOLVER: "from aws_lambda_powertools.event_handler import APIGatewayHttpResolver\n"
+    "APIGatewayHttpResolver(enable_validation=True)",
+}
+# The API function as deployed, import + first request: the layer without bytecode (as
+# `sam build` leaves it), and compiled as `make build` compiles it (same options).
+AS_BUILT = "layer without bytecode"
+COMPILED = "layer with bytecode"
+TARGETS = ("boto3", *HANDLERS, FIRST_CALL, FIRST_REQUEST, *STACK_STEPS)
 ENVIRONMENT = {
     **FAKE_AWS_ENV,
     "AWS_LAMBDA_FUNCTION_NAME": "bench-cold-start",
@@ -44,6 +85,7 @@ ENVIRONMENT = {
     "_X_AMZN_TRACE_ID": "Root=1-67a1b2c3-0123456789abcdef01234567;Parent=53995c3f42cd8ad8;Sampled=1",
     "POWERTOOLS_SERVICE_NAME": "taskqueue",
     "POWERTOOLS_METRICS_NAMESPACE": "TaskQueue",
+    "PYDANTIC_DISABLE_PLUGINS": "__all__",
     "LOG_LEVEL": "INFO",
     "TABLE_NAME": "tasks",
     "QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/tasks",
@@ -129,15 +171,23 @@ def query_answer() -> bytes:
     return json.dumps({"Items": [item], "Count": 1, "ScannedCount": 1}).encode()
 
 
-def _program(target: str) -> str:
-    """A script that prints its import seconds and its total seconds."""
+def _program(target: str, deployed: Path | None = None) -> str:
+    """A script that prints its import seconds and its total seconds. With `deployed` (a copy
+    made by `deployed_copy`), the API function runs from that copy instead of the repository."""
     if target in ("boto3", FIRST_CALL):
         paths = [str(LAYER)]
         body = "import boto3"
+    elif target in STACK_STEPS:
+        paths = [str(LAYER)]
+        steps = list(STACK_STEPS)
+        body = "\n".join(STACK_STEPS[step] for step in steps[: steps.index(target) + 1])
     else:
-        function = "api" if target == FIRST_REQUEST else target
-        code_dir = ROOT / "functions" / function
-        paths = [str(LAYER), str(code_dir)]
+        function = "api" if target in (FIRST_REQUEST, AS_BUILT, COMPILED) else target
+        root = deployed or ROOT
+        code_dir = root / "functions" / function
+        paths = [str(root / "layers" / "core"), str(code_dir)]
+        if deployed:
+            paths.insert(0, str(deployed / "python"))
         body = (
             "import importlib.util\n"
             f"spec = importlib.util.spec_from_file_location('app', {str(code_dir / 'app.py')!r})\n"
@@ -146,7 +196,7 @@ def _program(target: str) -> str:
             "spec.loader.exec_module(module)"
         )
     request = ""
-    if target in (FIRST_CALL, FIRST_REQUEST):
+    if target in (FIRST_CALL, FIRST_REQUEST, AS_BUILT, COMPILED):
         event = json.loads((ROOT / "events" / "api_get_task.json").read_text())
         request = (
             f"QUERY_ANSWER = {query_answer()!r}\n"
@@ -157,38 +207,75 @@ def _program(target: str) -> str:
     return (
         "import sys, time\n"
         f"sys.path[:0] = {paths!r}\n"
-        "started = time.perf_counter()\n"
+        "started, started_cpu = time.perf_counter(), time.process_time()\n"
         f"{body}\n"
-        "imported = time.perf_counter()\n"
+        "imported, imported_cpu = time.perf_counter(), time.process_time()\n"
         f"{request}\n"
-        "print(imported - started, time.perf_counter() - started)\n"
+        "print(imported_cpu - started_cpu, time.process_time() - started_cpu,\n"
+        "      imported - started, time.perf_counter() - started)\n"
     )
 
 
 def _env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "POWERTOOLS_"))}
     env.update(ENVIRONMENT)
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
     return env
 
 
-def run_seconds(target: str) -> tuple[float, float]:
-    """(import seconds, total seconds) of one fresh interpreter."""
+def compile_bytecode(*paths: Path, options: tuple[str, ...] = ("-q",)) -> None:
+    subprocess.run([sys.executable, "-m", "compileall", *options, *map(str, paths)], check=True)
+
+
+def deployed_copy(into: Path) -> Path:
+    """The API function as Lambda gets it, without bytecode: the installed distributions its
+    first request loads (into ``python/``, the layer's directory), ``taskqueue`` and the
+    function's code."""
+    loaded = loaded_modules(FIRST_REQUEST) - loaded_modules("")
+    by_module = importlib.metadata.packages_distributions()
+    names = sorted({d for module in loaded for d in by_module.get(module.split(".")[0], ())})
+    for name in names:
+        dist = importlib.metadata.distribution(name)
+        for file in dist.files or ():
+            if "__pycache__" in file.parts or file.suffix == ".pyc" or file.parts[0] == "..":
+                continue
+            source = Path(str(dist.locate_file(file)))
+            if source.is_file():
+                (into / "python" / file).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(source, into / "python" / file)
+    for part in ("layers/core/taskqueue", "functions/api"):
+        shutil.copytree(ROOT / part, into / part, ignore=shutil.ignore_patterns("__pycache__"))
+    return into
+
+
+class Sample(NamedTuple):
+    """One fresh interpreter's seconds: importing, then importing and the first request."""
+
+    import_cpu: float
+    total_cpu: float
+    import_wall: float
+    total_wall: float
+
+
+def run_seconds(target: str, deployed: Path | None = None) -> Sample:
+    """The seconds of one fresh interpreter."""
     done = subprocess.run(
-        [sys.executable, "-c", _program(target)],
+        [sys.executable, "-c", _program(target, deployed)],
         capture_output=True,
         text=True,
         env=_env(),
         cwd=ROOT,
         check=True,
     )
-    imported, total = done.stdout.strip().splitlines()[-1].split()
-    return float(imported), float(total)
+    return Sample(*map(float, done.stdout.strip().splitlines()[-1].split()))
 
 
 def loaded_modules(target: str) -> set[str]:
-    """The modules a fresh interpreter holds once the target is done: what its cold start paid."""
+    """The modules a fresh interpreter holds once the target is done: what its cold start paid
+    ("" for an interpreter that does nothing)."""
+    program = _program(target) if target else "import sys\n"
     done = subprocess.run(
-        [sys.executable, "-c", _program(target) + "print(' '.join(sys.modules))\n"],
+        [sys.executable, "-c", program + "print(' '.join(sys.modules))\n"],
         capture_output=True,
         text=True,
         env=_env(),
@@ -220,57 +307,79 @@ def import_profile(target: str) -> dict[str, float]:
 @dataclass
 class ColdStartResult:
     runs: int
-    imports: dict[str, list[float]]  # seconds to import, per target
-    totals: dict[str, list[float]]  # seconds to import and answer the first request
+    samples: dict[str, list[Sample]]  # per target, one per run
     profiles: dict[str, dict[str, float]]  # own-module ms per package, per target
+    load: tuple[float, float, float] = field(default_factory=os.getloadavg)
 
-    def median_ms(self, target: str, of: str = "import") -> float:
-        return statistics.median((self.imports if of == "import" else self.totals)[target]) * 1000
+    def values_ms(self, target: str, of: str = "import", clock: str = "cpu") -> list[float]:
+        return [getattr(s, f"{of}_{clock}") * 1000 for s in self.samples[target]]
 
-    def ratio(self) -> float:
+    def median_ms(self, target: str, of: str = "import", clock: str = "cpu") -> float:
+        return statistics.median(self.values_ms(target, of, clock))
+
+    def ratio(self, clock: str = "cpu") -> float:
         """The goal's figure: importing the API handler, against a bare ``import boto3``."""
-        return self.median_ms("api") / self.median_ms("boto3")
+        return self.median_ms("api", clock=clock) / self.median_ms("boto3", clock=clock)
 
-    def first_request_ratio(self) -> float:
-        return self.median_ms(FIRST_REQUEST, "total") / self.median_ms(FIRST_CALL, "total")
+    def first_request_ratio(self, clock: str = "cpu") -> float:
+        return self.median_ms(FIRST_REQUEST, "total", clock) / self.median_ms(
+            FIRST_CALL, "total", clock
+        )
 
     def goal_met(self) -> bool:
         return self.ratio() <= GOAL_RATIO
 
+    def step_ms(self, step: str) -> float:
+        """What one step of the stack adds to the import of the steps before it."""
+        steps = ["boto3", *STACK_STEPS]
+        return self.median_ms(step) - self.median_ms(steps[steps.index(step) - 1])
+
+    def own_ms(self) -> float:
+        """The API handler's import beyond the whole stack's: its own code."""
+        return self.median_ms("api") - self.median_ms(RESOLVER)
+
+    def ratio_without(self, *steps: str) -> float:
+        """The goal's figure with these steps' own imports taken off the API handler's."""
+        taken = sum(self.step_ms(step) for step in steps)
+        return (self.median_ms("api") - taken) / self.median_ms("boto3")
+
     def render(self) -> str:
-        imports = [
-            [
+        def row(name: str, base: str, of: str) -> list[str]:
+            """CPU median, min, max and ratio; wall-clock median and ratio."""
+            cpu = self.values_ms(name, of)
+            return [
                 name,
-                f"{self.median_ms(name):.0f}",
-                f"{min(self.imports[name]) * 1000:.0f}",
-                f"{max(self.imports[name]) * 1000:.0f}",
-                f"{self.median_ms(name) / self.median_ms('boto3'):.2f}x",
+                f"{statistics.median(cpu):.0f}",
+                f"{min(cpu):.0f}",
+                f"{max(cpu):.0f}",
+                f"{statistics.median(cpu) / self.median_ms(base, of):.2f}x",
+                f"{self.median_ms(name, of, 'wall'):.0f}",
+                f"{self.median_ms(name, of, 'wall') / self.median_ms(base, of, 'wall'):.2f}x",
             ]
-            for name in ("boto3", *HANDLERS)
-        ]
+
+        columns = ["median ms", "min ms", "max ms", "vs boto3", "wall ms", "wall vs boto3"]
+        imports = [row(name, "boto3", "import") for name in ("boto3", *HANDLERS, *STACK_STEPS)]
         first = [
-            [
-                name,
-                f"{self.median_ms(name):.0f}",
-                f"{self.median_ms(name, 'total') - self.median_ms(name):.0f}",
-                f"{self.median_ms(name, 'total'):.0f}",
-                f"{self.median_ms(name, 'total') / self.median_ms(FIRST_CALL, 'total'):.2f}x",
-            ]
-            for name in (FIRST_CALL, FIRST_REQUEST)
+            row(name, FIRST_CALL, "total")
+            for name in (FIRST_CALL, FIRST_REQUEST, AS_BUILT, COMPILED)
+            if name in self.samples
         ]
         import_only, with_request = self.profiles["api"], self.profiles[FIRST_REQUEST]
         packages = sorted(with_request, key=lambda p: -with_request[p])[:12]
         verdict = "PASS" if self.goal_met() else "FAIL"
+        load = ", ".join(f"{value:.1f}" for value in self.load)
         return "\n".join(
             [
-                f"== coldstart: fresh interpreters, median of {self.runs} interleaved runs ==",
-                table(["import", "median ms", "min ms", "max ms", "vs boto3"], imports),
+                f"== coldstart: fresh interpreters, median of {self.runs} interleaved runs; "
+                f"CPU time, wall clock beside it (load average {load}) ==",
+                table(["import", *columns], imports),
                 "",
                 table(
-                    ["import + first request", "import ms", "+ request ms", "total ms", "vs boto3"],
+                    ["import + first request", *columns],
                     first,
                     title="GET /tasks/{id} (events/api_get_task.json): the client, one Query, "
-                    "the answer; boto3 makes the same Query",
+                    "the answer; boto3 makes the same Query; the last rows run the API "
+                    "function from a copy as deployed",
                 ),
                 "",
                 table(
@@ -283,24 +392,45 @@ class ColdStartResult:
                 ),
                 "",
                 f"import + first request: {self.first_request_ratio():.2f}x boto3 making the "
-                "same call",
+                f"same call (wall clock {self.first_request_ratio('wall'):.2f}x)",
+                "the stack's steps: "
+                + ", ".join(
+                    f"{step.removeprefix('+ ').removeprefix('boto3 + ')} +{self.step_ms(step):.0f} ms "
+                    f"({self.step_ms(step) / self.median_ms('boto3'):.2f}x)"
+                    for step in STACK_STEPS
+                )
+                + f"; the API handler's own code on top: +{self.own_ms():.0f} ms "
+                f"({self.own_ms() / self.median_ms('boto3'):.2f}x)",
+                "the API handler's import without Powertools' API resolver: "
+                f"{self.ratio_without(RESOLVER):.2f}x; without pydantic's and the resolver's: "
+                f"{self.ratio_without(PYDANTIC, RESOLVER):.2f}x",
                 f"goal: API handler import <= {GOAL_RATIO}x a bare `import boto3`: "
-                f"{self.ratio():.2f}x -> {verdict}",
+                f"{self.ratio():.2f}x (wall clock {self.ratio('wall'):.2f}x) -> {verdict}",
             ]
         )
 
 
-def run(size: str = "small") -> ColdStartResult:
+def run(size: str = "small", deployed: bool = True) -> ColdStartResult:
+    """`deployed`: also time the API function from copies as deployed, with and without
+    bytecode (a 50 MB copy; the tests leave it out)."""
     runs = 7 if size == "small" else 15
-    imports: dict[str, list[float]] = {name: [] for name in TARGETS}
-    totals: dict[str, list[float]] = {name: [] for name in TARGETS}
-    for _ in range(runs):
-        for name in TARGETS:
-            imported, total = run_seconds(name)
-            imports[name].append(imported)
-            totals[name].append(total)
+    compile_bytecode(LAYER, ROOT / "functions")
+    with tempfile.TemporaryDirectory(prefix="coldstart-") as scratch:
+        copies: dict[str, Path | None] = {name: None for name in TARGETS}
+        if deployed:
+            built = deployed_copy(Path(scratch) / "built")
+            compiled = Path(shutil.copytree(built, Path(scratch) / "compiled"))
+            compile_bytecode(compiled, options=BYTECODE_OPTIONS)
+            copies |= {AS_BUILT: built, COMPILED: compiled}
+        samples: dict[str, list[Sample]] = {name: [] for name in copies}
+        for round_number in range(runs):
+            # A new order each round: no target always follows the slow one without bytecode.
+            order = list(copies.items())
+            random.Random(round_number).shuffle(order)
+            for name, copy in order:
+                samples[name].append(run_seconds(name, copy))
     profiles = {target: import_profile(target) for target in ("api", FIRST_REQUEST)}
-    return ColdStartResult(runs, imports, totals, profiles)
+    return ColdStartResult(runs, samples, profiles)
 
 
 def main(size: str) -> bool:

@@ -1,17 +1,19 @@
 """``python -m bench.devstack_noop dev ...``: the local stack of ``python -m devstack``,
-unchanged, with the benchmark's BENCH_NOOP task type registered (the API and the worker
-read the same registry), so local throughput measures the stack, not a task's work."""
+unchanged, with the benchmark's BENCH_NOOP task type registered the way any task type from
+outside the core layer is (the ``TaskTypeModules`` parameter), so local throughput measures
+the stack, not a task's work."""
 
 from __future__ import annotations
 
 import sys
 
 import bench  # noqa: F401  (makes taskqueue importable)
-from bench.tasktypes import BENCH_TYPES
-from taskqueue.task_types import REGISTRY
+from devstack.cli import main
+
+BENCH_PARAMETERS = ["--parameter", "TaskTypeModules=bench.tasktypes"]
 
 if __name__ == "__main__":
-    REGISTRY.update(BENCH_TYPES)
-    from devstack.cli import main
-
-    sys.exit(main(sys.argv[1:]))
+    argv = sys.argv[1:]
+    if argv[:1] == ["dev"]:
+        argv = [*argv, *BENCH_PARAMETERS]
+    sys.exit(main(argv))

@@ -1,5 +1,6 @@
 """The benchmark's task type: chunks that make no AWS calls, so what is measured is the
-orchestration around them."""
+orchestration around them. A task-type module as ``TASK_TYPE_MODULES`` takes it: the local
+stack of the throughput benchmark registers it that way."""
 
 from __future__ import annotations
 
@@ -31,4 +32,5 @@ class NoopChunks:
         return TaskResult(summary={"chunks": state.units_done})
 
 
-BENCH_TYPES: dict[str, TaskType] = {NoopChunks.name: NoopChunks()}
+TASK_TYPES: list[TaskType] = [NoopChunks()]
+BENCH_TYPES: dict[str, TaskType] = {task_type.name: task_type for task_type in TASK_TYPES}

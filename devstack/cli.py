@@ -15,6 +15,7 @@ EXAMPLES = """\
 examples:
   python -m devstack dev                       # http://127.0.0.1:8000
   python -m devstack dev --port 9000 --workers 8
+  python -m devstack dev --parameter TaskTypeModules=my_types.tasks
   python -m devstack invoke ApiFunction events/api_submit_task.json
   python -m devstack invoke WorkerFunction events/sqs_task_message.json
 """
@@ -47,6 +48,14 @@ def parser() -> argparse.ArgumentParser:
         action="store_true",
         help="handler logs at the template's LOG_LEVEL and metrics as EMF lines",
     )
+    dev.add_argument(
+        "--parameter",
+        action="append",
+        default=[],
+        type=parameter,
+        metavar="NAME=VALUE",
+        help="a template parameter's value (repeatable), as `sam deploy --parameter-overrides`",
+    )
 
     invoke = commands.add_parser(
         "invoke", help="run one handler once against a fresh stack; print its answer"
@@ -54,6 +63,13 @@ def parser() -> argparse.ArgumentParser:
     invoke.add_argument("function", help="logical id in template.yaml, e.g. ApiFunction")
     invoke.add_argument("event", help="event file, e.g. events/api_submit_task.json")
     return root
+
+
+def parameter(text: str) -> tuple[str, str]:
+    name, equals, value = text.partition("=")
+    if not equals or not name.isalnum():
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    return name, value
 
 
 def run_dev(args: argparse.Namespace) -> int:
@@ -72,6 +88,7 @@ def run_dev(args: argparse.Namespace) -> int:
         moto_port=args.moto_port,
         workers=args.workers,
         verbose=args.verbose,
+        parameters=dict(args.parameter),
     )
     stack = DevStack(options)
     try:

@@ -12,8 +12,14 @@
   fail with "dictionary changed size during iteration"); DynamoDB applies each request
   atomically. One lock around each request gives threads DynamoDB's behaviour.
 
-None of them changes what the code under test sees. Each takes the function that installs it:
+None of them changes what the code under test sees (tests/integration/test_moto_patches.py sends
+the same requests to plain and patched moto). Each takes the function that installs it:
 ``setattr`` (the default, for good) or a test's ``monkeypatch.setattr`` (undone after it).
+
+They reach into moto's internals, so they apply to the moto they were written for only
+(``PATCHED_MOTO_VERSION``, the pin of requirements-dev.txt). On any other version a patch
+whose absence changes answers fails loudly, saying what to re-check; the one that only saves
+time is skipped with a warning (``PATCHES`` says which is which, and why).
 """
 
 from __future__ import annotations
@@ -21,10 +27,13 @@ from __future__ import annotations
 import copy
 import inspect
 import threading
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
+import moto
 from moto.dynamodb.comparisons import get_filter_expression
 from moto.dynamodb.exceptions import (
     ConditionalCheckFailed,
@@ -91,6 +100,8 @@ def _transact_write_items(self: DynamoDBBackend, transact_items: list[dict[str, 
         raise TransactionCanceledException(errors)
 
     undo: list[tuple[str, dict[str, Any], Any]] = []
+    streams = {name: self.get_table(name).stream_shard for _, _, name, _ in operations}
+    stream_lengths = {name: len(shard.items) for name, shard in streams.items() if shard}
     try:
         for op_type, op, table_name, key in operations:
             if op_type == "ConditionCheck":
@@ -110,28 +121,98 @@ def _transact_write_items(self: DynamoDBBackend, transact_items: list[dict[str, 
                     expression_attribute_values=op.get("ExpressionAttributeValues") or {},
                 )
     except Exception:
-        # An update moto refuses (validation): put back what was written, and fail.
+        # An update moto refuses (validation): put back what was written, and fail. Neither
+        # the writes nor their undoing happened, for DynamoDB: their stream records go too.
         for table_name, key, before in reversed(undo):
             if before is None:
                 if self.get_item(table_name, key) is not None:
                     self.delete_item(table_name, key)
             else:
                 self.put_item(table_name, before.to_json()["Attributes"])
+        for table_name, length in stream_lengths.items():
+            del streams[table_name].items[length:]  # type: ignore[union-attr]
         raise
 
 
 Patch = Callable[[Any, str, Any], None]
 _LOCK = threading.RLock()
 
+PATCHED_MOTO_VERSION = "5.2.5"
 
-def undo_log_transactions(patch: Patch = setattr) -> None:
-    patch(DynamoDBBackend, "transact_write_items", _transact_write_items)
+
+class MotoVersionMismatch(RuntimeError):
+    """A patch that must not be left out, on a moto it was not written for."""
+
+
+class MotoPatchSkipped(UserWarning):
+    """A patch that only saves time, left out on a moto it was not written for."""
+
+
+@dataclass(frozen=True)
+class MotoPatch:
+    on_other_version: Literal["fail", "skip"]
+    why: str  # why that choice: what running without it would do
+    recheck: str  # what to compare with the new moto before moving PATCHED_MOTO_VERSION
+
+
+# The rules as data: what each patch does on a moto other than PATCHED_MOTO_VERSION.
+PATCHES: dict[str, MotoPatch] = {
+    "undo_log_transactions": MotoPatch(
+        "fail",
+        "it replaces moto's whole TransactWriteItems, which a new moto may have changed; and "
+        "without it a transaction copies whole tables (hours for the load tests) and a stream "
+        "reader holding a shard iterator reads the writes of cancelled transactions "
+        "(docs/moto-transaction-bug.md)",
+        "moto.dynamodb.models.DynamoDBBackend.transact_write_items (validations, cancellation "
+        "reasons, ReturnValuesOnConditionCheckFailure) against _transact_write_items, and "
+        "whether the new moto still leaves stream records of cancelled transactions",
+    ),
+    "partition_queries": MotoPatch(
+        "skip",
+        "it only narrows the items moto's own Query code looks at: plain moto gives the same "
+        "answers, slower",
+        "moto.dynamodb.models.table.Table.query: its hash_key_conditions argument, and that it "
+        "reads the items through Table.all_items",
+    ),
+    "serialize_dynamodb_requests": MotoPatch(
+        "fail",
+        "without it, requests from several threads interleave inside moto: a reader sees the "
+        "writes of a transaction that is later cancelled, and moto's dicts change while it "
+        "iterates them",
+        "that moto.dynamodb.responses.DynamoHandler.call_action still runs every DynamoDB "
+        "request, once",
+    ),
+}
+
+
+def may_apply(name: str, moto_version: str | None = None) -> bool:
+    """Whether patch `name` applies to the installed moto; else fail or warn, as PATCHES says."""
+    version = moto_version or moto.__version__
+    if version == PATCHED_MOTO_VERSION:
+        return True
+    rule = PATCHES[name]
+    message = (
+        f"devstack.moto_patches.{name} was written for moto {PATCHED_MOTO_VERSION}, and moto "
+        f"{version} is installed. Re-check {rule.recheck}; run "
+        "tests/integration/test_moto_patches.py; then set PATCHED_MOTO_VERSION."
+    )
+    if rule.on_other_version == "fail":
+        raise MotoVersionMismatch(f"{message} It cannot be left out: {rule.why}.")
+    warnings.warn(f"{message} Running without it: {rule.why}.", MotoPatchSkipped, stacklevel=3)
+    return False
+
+
+def undo_log_transactions(patch: Patch = setattr, moto_version: str | None = None) -> None:
+    if may_apply("undo_log_transactions", moto_version):
+        patch(DynamoDBBackend, "transact_write_items", _transact_write_items)
 
 
 _QUERY_KEYS = threading.local()  # TaskStore reads shards from several threads at once
 
 
-def partition_queries(patch: Patch = setattr) -> None:
+def partition_queries(patch: Patch = setattr, moto_version: str | None = None) -> None:
+    if not may_apply("partition_queries", moto_version):
+        return
     original_query = Table.query
     signature = inspect.signature(original_query)
 
@@ -162,7 +243,9 @@ def _same(item: Any, name: str, expected: Any) -> bool:
     return value is not None and value.type == expected.type and value.value == expected.value
 
 
-def serialize_dynamodb_requests(patch: Patch = setattr) -> None:
+def serialize_dynamodb_requests(patch: Patch = setattr, moto_version: str | None = None) -> None:
+    if not may_apply("serialize_dynamodb_requests", moto_version):
+        return
     original = DynamoHandler.call_action
     if getattr(original, "serialized", False):
         return
@@ -175,11 +258,11 @@ def serialize_dynamodb_requests(patch: Patch = setattr) -> None:
     patch(DynamoHandler, "call_action", call_action)
 
 
-def tune_moto(patch: Patch = setattr) -> None:
+def tune_moto(patch: Patch = setattr, moto_version: str | None = None) -> None:
     """All three: what the local stack runs with."""
-    undo_log_transactions(patch)
-    partition_queries(patch)
-    serialize_dynamodb_requests(patch)
+    undo_log_transactions(patch, moto_version)
+    partition_queries(patch, moto_version)
+    serialize_dynamodb_requests(patch, moto_version)
 
 
 @contextmanager

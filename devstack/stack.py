@@ -54,6 +54,7 @@ class StackOptions:
     workers: int = 4
     verbose: bool = False
     dev_user: str = DEV_USER
+    parameters: dict[str, str] = field(default_factory=dict)  # template parameter overrides
 
 
 def local_functions(transformed: Template, resources: LocalResources) -> dict[str, LocalFunction]:
@@ -92,6 +93,19 @@ def verify_email_sender(address: str) -> None:
         ses.verify_domain_identity(Domain=address)
 
 
+def check_task_types() -> list[str]:
+    """Load the configured task-type plugins now, so a broken one stops the start-up (on
+    Lambda it would fail the first request that needs it)."""
+    from taskqueue.config import get_settings
+    from taskqueue.task_types import registry_for
+
+    registry = registry_for(get_settings().task_type_modules)
+    plugins = list(registry.plugins())
+    if plugins:
+        say(f"task types from plugins: {', '.join(plugins)}")
+    return plugins
+
+
 @dataclass
 class DevStack:
     options: StackOptions = field(default_factory=StackOptions)
@@ -109,9 +123,13 @@ class DevStack:
     def start(self) -> None:
         self._quiet_libraries()
         self._start_moto()
-        transformed = transform_template(load_template())
+        template = load_template()
+        unknown = sorted(set(self.options.parameters) - set(template.get("Parameters", {})))
+        if unknown:
+            raise SystemExit(f"template.yaml has no parameter {', '.join(unknown)}")
+        transformed = transform_template(template, parameters=self.options.parameters)
         clients = AwsClients.from_session(boto3.Session(), endpoint_url=self.endpoint_url)
-        self.resources = create_resources(clients, transformed)
+        self.resources = create_resources(clients, transformed, parameters=self.options.parameters)
         self.functions = local_functions(transformed, self.resources)
         self._configure_handlers(transformed, self.resources)
         self.routes = http_routes(transformed)
@@ -180,6 +198,7 @@ class DevStack:
             client(service)
         if environment.get("EMAIL_SENDER"):
             verify_email_sender(environment["EMAIL_SENDER"])
+        check_task_types()
 
     def _point_push_at(self, url: str) -> None:
         """The push function's management API is the gateway's WebSocket stage, whose port is

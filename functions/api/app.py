@@ -2,8 +2,18 @@
 
 Cold start: Powertools' OpenAPI models (~100 ms to import) load only for /openapi.json and /docs
 (request validation does not need them), and the X-Ray SDK is not loaded (~30 ms with botocore
-patched): Lambda's own `Tracing: Active` segments time each invocation.
+patched): Lambda's own `Tracing: Active` segments time each invocation. The garbage collector
+pauses while the modules load (below).
 """
+
+# ruff: noqa: E402 - the collector is paused before the imports below
+import gc
+
+# A cold start creates some 90,000 objects that live as long as the process (boto3, pydantic,
+# Powertools, ours); collecting while they pile up rescans them for nothing (~12% of the
+# import's CPU, and a ~20 ms full collection at the first request). Collection resumes at the
+# end of this module, with them frozen: out of every later collection's way.
+gc.disable()
 
 from functools import cache
 from typing import Annotated, Any
@@ -385,3 +395,8 @@ def swagger_ui() -> Response[str]:
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return app.resolve(event, context)
+
+
+# The modules and objects made above stay for the life of the process: no collection scans them.
+gc.freeze()
+gc.enable()

@@ -51,6 +51,7 @@ ENVIRONMENT = {
     "SHARD_COUNT",
     "RETENTION_DAYS",
     "EMAIL_SENDER",
+    "TASK_TYPE_MODULES",
     "CORS_ALLOW_ORIGIN",
 }
 FUNCTIONS = ("ApiFunction", "WorkerFunction", "DlqFunction")
@@ -147,6 +148,7 @@ def test_function_environment_points_at_the_local_resources(
     assert environment["DATA_BUCKET"] == aws.buckets["DataBucket"]
     assert environment["SHARD_COUNT"] == "32"
     assert environment["RETENTION_DAYS"] == "30"
+    assert environment["TASK_TYPE_MODULES"] == ""  # no plugin types unless deployed with some
     assert "DEV_AUTH_USER" not in environment
 
 

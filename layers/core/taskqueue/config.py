@@ -5,9 +5,21 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from functools import cache
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, BeforeValidator, Field
+
+# A dotted module path, as `import` takes it.
+ModuleName = Annotated[
+    str, Field(max_length=200, pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+]
+
+
+def comma_list(value: Any) -> Any:
+    """``"a.b, c"`` -> ``("a.b", "c")``: how a list travels in one environment variable."""
+    if isinstance(value, str):
+        return tuple(part.strip() for part in value.split(",") if part.strip())
+    return value
 
 
 class Settings(BaseModel):
@@ -35,6 +47,11 @@ class Settings(BaseModel):
     websocket_management_url: str = ""
     jwt_issuer: str = ""
     jwt_audience: str = ""
+    # Task types from outside the core layer: modules each exporting TASK_TYPES (see
+    # taskqueue.task_types.registry), imported the first time a type not built in is needed.
+    task_type_modules: Annotated[
+        tuple[ModuleName, ...], BeforeValidator(comma_list), Field(max_length=20)
+    ] = ()
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

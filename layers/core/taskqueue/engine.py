@@ -28,7 +28,7 @@ from taskqueue.models import (
 )
 from taskqueue.observability import logger, metrics
 from taskqueue.store import TaskStore
-from taskqueue.task_types import REGISTRY
+from taskqueue.task_types import REGISTRY, registry_for
 from taskqueue.task_types.base import TaskContext, TaskType
 
 RemainingMillis = Callable[[], int]
@@ -89,6 +89,7 @@ class Engine:
                 settings.dead_letter_queues,
             ),
             context_factory=context_factory,
+            registry=registry_for(settings.task_type_modules),
         )
 
     def process(self, message: TaskMessage, remaining_ms: RemainingMillis) -> Outcome:

@@ -3,7 +3,8 @@
 Two families: the domain errors that the API maps to an HTTP status (one table, in the API
 handler), and the error classes of task types, which the engine maps to "FAILED at once" or
 "retry with backoff" (like Step Functions' `Retry`/`Catch` by error name, or Temporal's
-non-retryable errors).
+non-retryable errors). Besides them, the task-type registry's errors: a plugin that cannot be
+registered, a deployment's mistake.
 """
 
 from __future__ import annotations
@@ -113,6 +114,18 @@ class TransientError(TaskTypeError):
     """Worth another try later (throttling, a 5xx): the engine retries with backoff."""
 
     code = "transient_error"
+
+
+# ---------------------------------------------------------------- task-type registry (deployment)
+
+
+class TaskTypeRegistryError(Exception):
+    """A task type that cannot be registered: a plugin that fails to import, an object that
+    is not a task type. A deployment mistake, not a request's: the message names the plugin."""
+
+
+class TaskTypeNameClash(TaskTypeRegistryError):
+    """Two sources register the same type name (a plugin never replaces a built-in type)."""
 
 
 # AWS error codes by class: the rules as data. Codes not listed are retried (the safe side:

@@ -45,7 +45,7 @@ from taskqueue.models import (
     utcnow,
 )
 from taskqueue.store import TaskStore
-from taskqueue.task_types import REGISTRY
+from taskqueue.task_types import REGISTRY, registry_for
 from taskqueue.task_types.base import TaskType
 
 
@@ -75,6 +75,7 @@ class TaskService:
             ),
             files=Files(settings.data_bucket),
             settings=settings,
+            registry=registry_for(settings.task_type_modules),
         )
 
     def task_type(self, name: str) -> TaskType:

@@ -1,15 +1,22 @@
-"""The registry of task types: the API lists and validates them, the worker runs them."""
+"""The registry of task types: the API lists and validates them, the worker runs them.
+
+``REGISTRY`` maps each type's name to the type, importing a type's module on first use (see
+``taskqueue.task_types.registry``: built-ins, the ``taskqueue.task_types`` entry points, and
+``registry_for(settings.task_type_modules)`` for the modules of ``TASK_TYPE_MODULES``).
+"""
 
 from __future__ import annotations
 
 from taskqueue.task_types.base import TaskContext, TaskType
-from taskqueue.task_types.data_processing import DATA_PROCESSING
-from taskqueue.task_types.email import EMAIL
-from taskqueue.task_types.image_processing import IMAGE_PROCESSING
+from taskqueue.task_types.registry import (
+    BUILTIN_TYPES,
+    ENTRY_POINT_GROUP,
+    MODULE_EXPORT,
+    TaskTypeRegistry,
+    registry_for,
+)
 
-REGISTRY: dict[str, TaskType] = {
-    task_type.name: task_type for task_type in (DATA_PROCESSING, EMAIL, IMAGE_PROCESSING)
-}
+REGISTRY: TaskTypeRegistry = registry_for(())
 
 
 def get_task_type(name: str) -> TaskType:
@@ -24,4 +31,15 @@ def task_types() -> list[TaskType]:
     return list(REGISTRY.values())
 
 
-__all__ = ["REGISTRY", "TaskContext", "TaskType", "get_task_type", "task_types"]
+__all__ = [
+    "BUILTIN_TYPES",
+    "ENTRY_POINT_GROUP",
+    "MODULE_EXPORT",
+    "REGISTRY",
+    "TaskContext",
+    "TaskType",
+    "TaskTypeRegistry",
+    "get_task_type",
+    "registry_for",
+    "task_types",
+]

@@ -1,0 +1,490 @@
+"""devstack/moto_patches.py against plain moto: the same requests to both, the same answers
+where a patch only saves time; where it fixes moto, plain moto's wrong answer beside the
+patched right one. And the version guard: the patches apply to the pinned moto only."""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import boto3
+import moto
+import pytest
+from botocore.config import Config
+from botocore.exceptions import ClientError
+from moto import mock_aws
+from moto.dynamodb.models import DynamoDBBackend
+from moto.dynamodb.models.table import Table
+from moto.dynamodb.responses import DynamoHandler
+
+from devstack.moto_patches import (
+    PATCHED_MOTO_VERSION,
+    MotoPatchSkipped,
+    MotoVersionMismatch,
+    partition_queries,
+    serialize_dynamodb_requests,
+    temporarily,
+    tune_moto,
+    undo_log_transactions,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+TABLE = "patched"
+INDEX = "gsi1"
+Installer = Callable[..., None]
+
+
+@contextmanager
+def moto_with(*installers: Installer) -> Iterator[tuple[Any, Any]]:
+    """A fresh in-process moto, patched with `installers` (none: plain moto), holding a table
+    shaped like the tasks table (pk/sk, a keys-only index on gsi1pk/ck, a stream)."""
+    with mock_aws(), temporarily(*installers):
+        db = boto3.client("dynamodb")
+        db.create_table(
+            TableName=TABLE,
+            BillingMode="PAY_PER_REQUEST",
+            AttributeDefinitions=[
+                {"AttributeName": name, "AttributeType": "S"}
+                for name in ("pk", "sk", "gsi1pk", "ck")
+            ],
+            KeySchema=[
+                {"AttributeName": "pk", "KeyType": "HASH"},
+                {"AttributeName": "sk", "KeyType": "RANGE"},
+            ],
+            GlobalSecondaryIndexes=[
+                {
+                    "IndexName": INDEX,
+                    "KeySchema": [
+                        {"AttributeName": "gsi1pk", "KeyType": "HASH"},
+                        {"AttributeName": "ck", "KeyType": "RANGE"},
+                    ],
+                    "Projection": {"ProjectionType": "KEYS_ONLY"},
+                }
+            ],
+            StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
+        )
+        # moto answers streams on the regional endpoint only, not the account-based one.
+        streams = boto3.client(
+            "dynamodbstreams", config=Config(account_id_endpoint_mode="disabled")
+        )
+        yield db, streams
+
+
+def answer(call: Callable[..., Any], **params: Any) -> Any:
+    """A request's answer without its request id: the response, or the error it raised."""
+    try:
+        response = dict(call(**params))
+    except ClientError as exc:
+        error = exc.response["Error"]
+        return {
+            "error": error["Code"],
+            "message": error.get("Message"),
+            "reasons": exc.response.get("CancellationReasons"),
+        }
+    response.pop("ResponseMetadata", None)
+    return response
+
+
+def key(pk: str, sk: str = "META") -> dict[str, Any]:
+    return {"pk": {"S": pk}, "sk": {"S": sk}}
+
+
+def item(pk: str, sk: str = "META", **attributes: Any) -> dict[str, Any]:
+    values = {
+        name: {"N": str(v)} if isinstance(v, int) else {"S": v} for name, v in attributes.items()
+    }
+    return {**key(pk, sk), **values}
+
+
+def stream_arn(db: Any) -> str:
+    return str(db.describe_table(TableName=TABLE)["Table"]["LatestStreamArn"])
+
+
+def iterator(db: Any, streams: Any, position: str) -> str:
+    arn = stream_arn(db)
+    (shard,) = streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"]
+    return str(
+        streams.get_shard_iterator(
+            StreamArn=arn, ShardId=shard["ShardId"], ShardIteratorType=position
+        )["ShardIterator"]
+    )
+
+
+def changes(streams: Any, shard_iterator: str) -> list[tuple[str, Any, Any, Any]]:
+    """Stream records as a consumer sees them: event, keys, old and new image."""
+    records = streams.get_records(ShardIterator=shard_iterator)["Records"]
+    return [
+        (
+            r["eventName"],
+            r["dynamodb"]["Keys"],
+            r["dynamodb"].get("OldImage"),
+            r["dynamodb"].get("NewImage"),
+        )
+        for r in records
+    ]
+
+
+# ---------------------------------------------------------------- undo_log_transactions
+
+KEYS = [key(name) for name in ("a", "b", "c", "d", "e", "f")]
+
+
+def transactions(db: Any, streams: Any) -> list[Any]:
+    """Every kind of TransactWriteItems answer: applied, cancelled by a condition (with the
+    old item), refused before writing, refused while writing; the items after each, and the
+    stream at the end."""
+    put = {"TableName": TABLE}
+    db.put_item(TableName=TABLE, Item=item("a", n=1))
+    db.put_item(TableName=TABLE, Item=item("b", n=2))
+    requests = [
+        [  # applied: a put, a conditional update and delete, a check of an absent item
+            {"Put": {**put, "Item": item("c", n=3)}},
+            {
+                "Update": {
+                    **put,
+                    "Key": key("a"),
+                    "UpdateExpression": "SET n = n + :one",
+                    "ConditionExpression": "n = :one",
+                    "ExpressionAttributeValues": {":one": {"N": "1"}},
+                }
+            },
+            {"Delete": {**put, "Key": key("b"), "ConditionExpression": "attribute_exists(pk)"}},
+            {
+                "ConditionCheck": {
+                    **put,
+                    "Key": key("d"),
+                    "ConditionExpression": "attribute_not_exists(pk)",
+                }
+            },
+        ],
+        [  # cancelled by its second condition, which asks for the item it saw
+            {"Put": {**put, "Item": item("e", n=5)}},
+            {
+                "Update": {
+                    **put,
+                    "Key": key("c"),
+                    "UpdateExpression": "SET n = :n",
+                    "ConditionExpression": "n = :n",
+                    "ExpressionAttributeValues": {":n": {"N": "99"}},
+                    "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+                }
+            },
+        ],
+        [  # one item twice
+            {"Put": {**put, "Item": item("e", n=5)}},
+            {"Delete": {**put, "Key": key("e")}},
+        ],
+        [  # an update moto refuses as it writes (a key attribute), after a put
+            {"Put": {**put, "Item": item("f", n=6)}},
+            {
+                "Update": {
+                    **put,
+                    "Key": key("a"),
+                    "UpdateExpression": "SET pk = :x",
+                    "ExpressionAttributeValues": {":x": {"S": "z"}},
+                }
+            },
+        ],
+    ]
+    answers: list[Any] = []
+    for transact_items in requests:
+        answers.append(answer(db.transact_write_items, TransactItems=transact_items))
+        answers.append(
+            [db.get_item(TableName=TABLE, Key=k, ConsistentRead=True).get("Item") for k in KEYS]
+        )
+    answers.append(changes(streams, iterator(db, streams, "TRIM_HORIZON")))
+    return answers
+
+
+def test_transactions_answer_as_plain_moto_does() -> None:
+    # Given the same transactions sent to plain moto and to moto with the undo log
+    with moto_with() as (db, streams):
+        plain = transactions(db, streams)
+    with moto_with(undo_log_transactions) as (db, streams):
+        patched = transactions(db, streams)
+    # Then every answer, item and stream record is the same
+    assert patched == plain
+    # And the answers are the ones DynamoDB gives (so the comparison compared something)
+    applied, cancelled, twice, refused = plain[0:8:2]
+    assert applied == {"ConsumedCapacity": [], "ItemCollectionMetrics": {}}
+    assert cancelled["error"] == "TransactionCanceledException"
+    assert [r["Code"] for r in cancelled["reasons"]] == ["None", "ConditionalCheckFailed"]
+    assert cancelled["reasons"][1]["Item"] == item("c", n=3)
+    assert twice["error"] == "ValidationException"
+    assert refused["error"] == "ValidationException"
+    assert plain[7] == [item("a", n=2), None, item("c", n=3), None, None, None]
+
+
+def cancelled_transaction_seen_by_a_reader(db: Any, streams: Any) -> list[Any]:
+    """A stream reader holds its shard iterator (as Lambda's event source mapping does) while
+    a transaction is cancelled, then an item is written."""
+    db.put_item(TableName=TABLE, Item=item("b"))
+    reader = iterator(db, streams, "LATEST")
+    cancelled = answer(
+        db.transact_write_items,
+        TransactItems=[
+            {"Put": {"TableName": TABLE, "Item": item("a")}},
+            {
+                "Put": {
+                    "TableName": TABLE,
+                    "Item": item("b"),
+                    "ConditionExpression": "attribute_not_exists(pk)",
+                }
+            },
+        ],
+    )
+    db.put_item(TableName=TABLE, Item=item("c"))
+    return [cancelled["error"], changes(streams, reader)]
+
+
+def test_a_cancelled_transaction_leaves_no_stream_record_unlike_plain_moto() -> None:
+    with moto_with() as (db, streams):
+        plain = cancelled_transaction_seen_by_a_reader(db, streams)
+    with moto_with(undo_log_transactions) as (db, streams):
+        patched = cancelled_transaction_seen_by_a_reader(db, streams)
+    # Plain moto: the reader gets an INSERT of "a", which no one ever wrote, and never the
+    # write of "c" (the table was swapped for a copy made before the transaction)
+    assert plain == ["TransactionCanceledException", [("INSERT", key("a"), None, item("a"))]]
+    # Patched, as DynamoDB: nothing from the cancelled transaction, then the write of "c"
+    assert patched == ["TransactionCanceledException", [("INSERT", key("c"), None, item("c"))]]
+
+
+# ---------------------------------------------------------------- partition_queries
+
+
+def queries(db: Any) -> list[Any]:
+    """Four partitions of ten items, then the Query shapes the store sends: by partition,
+    a sort-key range, newest first, filters, projections, counts, pages, the index."""
+    with db_batch(db) as write:
+        for partition in range(4):
+            for n in range(10):
+                write(
+                    item(
+                        f"TASK#{partition}",
+                        f"EVENT#2026-11-24T08:00:{n:02d}#{n}",
+                        gsi1pk=f"OWNER#u#{n % 3}",
+                        ck=f"2026-11-24T08:{partition:02d}:{n:02d}#{partition}{n}",
+                        n=n,
+                        kind="even" if n % 2 == 0 else "odd",
+                    )
+                )
+    pk = "pk = :pk"
+    shapes: list[dict[str, Any]] = [
+        {"KeyConditionExpression": pk, "ExpressionAttributeValues": {":pk": {"S": "TASK#1"}}},
+        {
+            "KeyConditionExpression": f"{pk} AND begins_with(sk, :event)",
+            "ExpressionAttributeValues": {":pk": {"S": "TASK#2"}, ":event": {"S": "EVENT#"}},
+            "ScanIndexForward": False,
+            "Limit": 3,
+        },
+        {
+            "KeyConditionExpression": f"{pk} AND sk BETWEEN :from AND :to",
+            "FilterExpression": "kind = :kind",
+            "ProjectionExpression": "pk, sk, n",
+            "ExpressionAttributeValues": {
+                ":pk": {"S": "TASK#3"},
+                ":from": {"S": "EVENT#2026-11-24T08:00:02"},
+                ":to": {"S": "EVENT#2026-11-24T08:00:08"},
+                ":kind": {"S": "even"},
+            },
+        },
+        {
+            "KeyConditionExpression": pk,
+            "ExpressionAttributeValues": {":pk": {"S": "TASK#0"}},
+            "Select": "COUNT",
+        },
+        {"KeyConditionExpression": pk, "ExpressionAttributeValues": {":pk": {"S": "TASK#9"}}},
+        {
+            "IndexName": INDEX,
+            "KeyConditionExpression": "gsi1pk = :owner AND ck > :after",
+            "ExpressionAttributeValues": {
+                ":owner": {"S": "OWNER#u#1"},
+                ":after": {"S": "2026-11-24T08:01"},
+            },
+            "ScanIndexForward": False,
+            "Limit": 4,
+        },
+    ]
+    pages: list[Any] = []
+    for shape in shapes:
+        params: dict[str, Any] = {"TableName": TABLE, **shape}
+        while True:
+            page = answer(db.query, **params)
+            pages.append(page)
+            if "LastEvaluatedKey" not in page:
+                break
+            params["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+    return pages
+
+
+@contextmanager
+def db_batch(db: Any) -> Iterator[Callable[[dict[str, Any]], None]]:
+    items: list[dict[str, Any]] = []
+    yield items.append
+    for start in range(0, len(items), 25):
+        db.batch_write_item(
+            RequestItems={TABLE: [{"PutRequest": {"Item": i}} for i in items[start : start + 25]]}
+        )
+
+
+def test_queries_answer_as_plain_moto_does_from_the_partition_alone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given moto's Query reading its candidate items through Table.all_items, counted
+    handed: list[int] = []
+
+    def counting(install: Installer) -> Installer:
+        def installer(patch: Any) -> None:
+            install(patch)
+            all_items = Table.all_items
+            patch(Table, "all_items", lambda self: _counted(all_items(self), handed))
+
+        return installer
+
+    # When the same queries go to plain moto and to moto with partition queries
+    with moto_with(counting(lambda patch: None)) as (db, _):
+        plain, plain_handed = queries(db), list(handed)
+    handed.clear()
+    with moto_with(counting(partition_queries)) as (db, _):
+        patched, patched_handed = queries(db), list(handed)
+    # Then every page is the same
+    assert patched == plain
+    assert [page.get("Count") for page in plain] == [10, 3, 3, 3, 1, 3, 10, 0, 4, 4, 1]
+    # And where plain moto went through all 40 items for each page, patched moto went through
+    # the queried partition's: 10 items of a task, none of a missing one, 12 of an owner shard
+    assert plain_handed == [40] * 11
+    assert patched_handed == [10, 10, 10, 10, 10, 10, 10, 0, 12, 12, 12]
+
+
+def _counted(items: list[Any], handed: list[int]) -> list[Any]:
+    handed.append(len(items))
+    return items
+
+
+# ---------------------------------------------------------------- serialize_dynamodb_requests
+
+
+def read_during_a_transaction(db: Any, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """A transaction writes "in-flight" and is then cancelled; while it is between the two,
+    another thread reads "in-flight". What did the reader see, and when?"""
+    db.put_item(TableName=TABLE, Item=item("taken"))
+    paused, resume, read_done = threading.Event(), threading.Event(), threading.Event()
+    put_item = Table.put_item
+
+    def pausing_put_item(self: Table, item_attrs: dict[str, Any], *args: Any, **kw: Any) -> Any:
+        written = put_item(self, item_attrs, *args, **kw)
+        if item_attrs["pk"] == {"S": "in-flight"}:
+            paused.set()
+            resume.wait(10)
+        return written
+
+    monkeypatch.setattr(Table, "put_item", pausing_put_item)
+    writer_db, reader_db = boto3.client("dynamodb"), boto3.client("dynamodb")
+    seen: dict[str, Any] = {}
+
+    def write() -> None:
+        seen["transaction"] = answer(
+            writer_db.transact_write_items,
+            TransactItems=[
+                {"Put": {"TableName": TABLE, "Item": item("in-flight")}},
+                {
+                    "Put": {
+                        "TableName": TABLE,
+                        "Item": item("taken"),
+                        "ConditionExpression": "attribute_not_exists(pk)",
+                    }
+                },
+            ],
+        )
+
+    def read() -> None:
+        seen["read"] = reader_db.get_item(TableName=TABLE, Key=key("in-flight")).get("Item")
+        read_done.set()
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    assert paused.wait(10), "the transaction never wrote in-flight"
+    reader = threading.Thread(target=read)
+    reader.start()
+    seen["read while the transaction ran"] = read_done.wait(0.5)
+    resume.set()
+    writer.join(10)
+    reader.join(10)
+    return seen
+
+
+def test_a_request_waits_for_a_running_one_unlike_plain_moto(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with moto_with() as (db, _):
+        plain = read_during_a_transaction(db, monkeypatch)
+    with moto_with(serialize_dynamodb_requests) as (db, _):
+        patched = read_during_a_transaction(db, monkeypatch)
+    # Plain moto: the read ran in the middle of the transaction and saw its cancelled write
+    assert plain["read while the transaction ran"] is True
+    assert plain["read"] == item("in-flight")
+    # Serialized, as DynamoDB applies each request whole: the read waited, and saw nothing
+    assert patched["read while the transaction ran"] is False
+    assert patched["read"] is None
+    assert plain["transaction"]["error"] == patched["transaction"]["error"]
+    assert patched["transaction"]["error"] == "TransactionCanceledException"
+
+
+# ---------------------------------------------------------------- the version guard
+
+
+def test_the_patches_are_written_for_the_pinned_moto_and_it_is_installed() -> None:
+    pins = (ROOT / "requirements-dev.txt").read_text()
+    assert re.search(rf"^moto\[server\]=={re.escape(PATCHED_MOTO_VERSION)}$", pins, re.M)
+    assert moto.__version__ == PATCHED_MOTO_VERSION
+
+
+@pytest.mark.parametrize(
+    ("install", "owner", "attribute", "recheck"),
+    [
+        (
+            undo_log_transactions,
+            DynamoDBBackend,
+            "transact_write_items",
+            "moto.dynamodb.models.DynamoDBBackend.transact_write_items",
+        ),
+        (
+            serialize_dynamodb_requests,
+            DynamoHandler,
+            "call_action",
+            "that moto.dynamodb.responses.DynamoHandler.call_action",
+        ),
+    ],
+    ids=["undo_log_transactions", "serialize_dynamodb_requests"],
+)
+def test_on_another_moto_a_patch_that_changes_answers_fails_saying_what_to_recheck(
+    monkeypatch: pytest.MonkeyPatch, install: Installer, owner: Any, attribute: str, recheck: str
+) -> None:
+    before = getattr(owner, attribute)
+    with pytest.raises(MotoVersionMismatch) as failure:
+        install(monkeypatch.setattr, moto_version="5.9.0")
+    message = str(failure.value)
+    assert message.startswith(
+        f"devstack.moto_patches.{install.__name__} was written for moto {PATCHED_MOTO_VERSION}, "
+        f"and moto 5.9.0 is installed. Re-check {recheck}"
+    )
+    assert "run tests/integration/test_moto_patches.py; then set PATCHED_MOTO_VERSION." in message
+    assert getattr(owner, attribute) is before
+
+
+def test_on_another_moto_the_query_speed_up_is_skipped_with_a_warning(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    query, all_items = Table.query, Table.all_items
+    with pytest.warns(MotoPatchSkipped, match="Running without it: it only narrows"):
+        partition_queries(monkeypatch.setattr, moto_version="5.9.0")
+    assert (Table.query, Table.all_items) == (query, all_items)
+
+
+def test_the_local_stack_does_not_start_on_another_moto(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(MotoVersionMismatch, match="undo_log_transactions was written for"):
+        tune_moto(monkeypatch.setattr, moto_version="5.9.0")
