@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from bench.work import LocalS3
 from taskqueue.errors import InputNotFound, InvalidInput, UnreadableInput
 from taskqueue.models import ChunkState, TaskResult
 from taskqueue.task_types.base import TaskContext
@@ -30,60 +31,14 @@ STATE_LIMIT = 2 * 1024  # the task item is rewritten at every checkpoint: keep i
 FULL = os.environ.get("DATA_EXACTNESS_FULL") == "1"
 
 
-class MemoryS3:
-    """Just the S3 calls DATA_PROCESSING makes, over a dict; counts requests."""
-
-    class exceptions:
-        from botocore.exceptions import ClientError
-
-    def __init__(self) -> None:
-        self.objects: dict[str, bytes] = {}
-        self.calls: dict[str, int] = {}
-
-    def _count(self, name: str) -> None:
-        self.calls[name] = self.calls.get(name, 0) + 1
-
-    def head_object(self, Bucket: str, Key: str) -> dict[str, Any]:
-        self._count("HeadObject")
-        if Key not in self.objects:
-            from botocore.exceptions import ClientError
-
-            raise ClientError({"Error": {"Code": "404"}}, "HeadObject")
-        return {"ContentLength": len(self.objects[Key]), "Metadata": {}}
-
-    def get_object(self, Bucket: str, Key: str, Range: str | None = None) -> dict[str, Any]:
-        self._count("GetObject")
-        body = self.objects[Key]
-        if Range:
-            first, last = Range.removeprefix("bytes=").split("-")
-            body = body[int(first) : int(last) + 1]
-        return {"Body": _Body(body)}
-
-    def put_object(self, Bucket: str, Key: str, Body: bytes, **kwargs: Any) -> None:
-        self._count("PutObject")
-        self.objects[Key] = Body
-
-    def delete_object(self, Bucket: str, Key: str) -> None:
-        self._count("DeleteObject")
-        self.objects.pop(Key, None)
-
-
-class _Body:
-    def __init__(self, data: bytes) -> None:
-        self.data = data
-
-    def read(self) -> bytes:
-        return self.data
-
-
-def upload(s3: MemoryS3, body: bytes, name: str = "input.csv") -> str:
+def upload(s3: LocalS3, body: bytes, name: str = "input.csv") -> str:
     key = f"uploads/{OWNER}/{name}"
     s3.objects[key] = body
     return key
 
 
 def drive(
-    params: DataProcessingParams, s3: MemoryS3, repeat: bool = False
+    params: DataProcessingParams, s3: LocalS3, repeat: bool = False
 ) -> tuple[TaskResult, list[ChunkState]]:
     """Run the task as the engine does, every state through its stored JSON form; with
     repeat, every chunk runs twice from the same checkpoint (as after a crash)."""
@@ -105,7 +60,7 @@ def drive(
 def analysed(
     body: bytes, chunk_bytes: int | None, delimiter: str = ",", **kw: Any
 ) -> dict[str, Any]:
-    s3 = MemoryS3()
+    s3 = LocalS3()
     key = upload(s3, body)
     params = DataProcessingParams.model_construct(
         input_key=key, rows=None, columns=5, seed=0, chunk_bytes=chunk_bytes, delimiter=delimiter
@@ -189,7 +144,7 @@ def test_input_that_is_not_utf8_text_fails_naming_the_problem(body: bytes, messa
 
 
 def test_a_missing_input_is_input_not_found() -> None:
-    s3 = MemoryS3()
+    s3 = LocalS3()
     params = DataProcessingParams(input_key=f"uploads/{OWNER}/none.csv")
 
     with pytest.raises(InputNotFound, match="does not exist"):
@@ -208,7 +163,7 @@ def test_chunks_are_sized_from_the_measured_rate() -> None:
 
 def test_accumulators_live_in_s3_one_object_per_chunk_and_the_old_ones_go() -> None:
     text, delimiter = awkward_csv(2, rows=300)
-    s3 = MemoryS3()
+    s3 = LocalS3()
     key = upload(s3, text.encode())
     params = DataProcessingParams.model_construct(
         input_key=key, rows=None, columns=5, seed=0, chunk_bytes=500, delimiter=delimiter

@@ -121,7 +121,6 @@ def tally_records(body: bytes, width: int, delimiter: str, conformant: bool) -> 
 
 def _tally(body: bytes, width: int, delimiter: str) -> Tally:
     con = connection()
-    ascii_only = body.isascii()
     tracked = min(width, MAX_TRACKED_COLUMNS)
     with _temp_csv(body) as path:
         _load(con, path, width, tracked, delimiter)
@@ -135,10 +134,9 @@ def _tally(body: bytes, width: int, delimiter: str) -> Tally:
             # Counting values is worth it only where they may stay few enough to keep.
             few = hll_estimate(registers[index]) <= 2 * EXACT_DISTINCT_LIMIT
             values = _values(con, index) if column.nonempty and few else None
-            if ascii_only:
-                numbers = column.numbers
-            else:
-                numbers = column.numbers.merge(_python_numbers(con, index))
+            numbers = column.numbers
+            if cells[(index + 1) * _PER_COLUMN - 1]:
+                numbers = numbers.merge(_python_numbers(con, index))
             columns.append(
                 replace(
                     column,
@@ -179,50 +177,66 @@ def _load(
 
 
 # The aggregates of one column, in this order (see _column).
-_PER_COLUMN = 16
+_PER_COLUMN = 17
+# First characters (ASCII codes) of the cells worth casting: + , - . / 0-9. inf and nan start
+# otherwise, but are no data values; other scripts' digits go to _python_numbers.
+_NUMBER_START = (43, 57)
+_BOOLEAN_START = tuple(sorted({ord(token[0]) for token in BOOLEAN_TRUE + BOOLEAN_FALSE}))
 
 
 def _aggregate_sql(tracked: int) -> str:
+    """One scan for every column: the cheapest test first (the first character's code, the
+    length), so the costly ones (cast, regular expressions) run on few cells."""
+    true = ", ".join(f"'{token}'" for token in BOOLEAN_TRUE)
+    false = ", ".join(f"'{token}'" for token in BOOLEAN_FALSE)
+    boolean_start = ", ".join(map(str, _BOOLEAN_START + tuple(c - 32 for c in _BOOLEAN_START)))
+    low, high = _NUMBER_START
+    first = []
+    second = []
     parts = ["count(*)", "count_if(ragged)"]
-    inner = []
     for i in range(tracked):
-        t = f"t{i}"
-        inner.append(
-            f"""{t},
-            CASE WHEN isfinite(x{i}) AND NOT contains({t}, '_')
-                 AND NOT (prefix({t}, '+-') OR prefix({t}, '-+')) THEN x{i} END AS n{i},
-            CASE WHEN strlen({t}) = 10 AND {t}[5] = '-' AND regexp_full_match({t}, '{DATE_PATTERN}')
+        t, a, n, x, size = f"t{i}", f"a{i}", f"n{i}", f"x{i}", f"l{i}"
+        first.append(
+            f"{t}, ascii({t}) AS {a}, length({t}) AS {size}, "
+            f"CASE WHEN ascii({t}) BETWEEN {low} AND {high} THEN TRY_CAST({t} AS DOUBLE) END AS {x}"
+        )
+        second.append(
+            f"""{t}, {a}, {size}, {x},
+            CASE WHEN {x} IS NOT NULL THEN CASE WHEN isfinite({x}) AND NOT contains({t}, '_')
+                 AND NOT (prefix({t}, '+-') OR prefix({t}, '-+')) THEN {x} END END AS {n},
+            CASE WHEN {size} = 10 AND {a} BETWEEN 48 AND 57 AND regexp_full_match({t}, '{DATE_PATTERN}')
                  THEN epoch_us(CAST(TRY_CAST({t} AS DATE) AS TIMESTAMP)) END AS d{i},
-            CASE WHEN strlen({t}) BETWEEN 16 AND 32 AND {t}[5] = '-' AND {t}[11] IN ('T', ' ')
+            CASE WHEN {size} BETWEEN 16 AND 32 AND {a} BETWEEN 48 AND 57
                  AND regexp_full_match({t}, '{DATETIME_PATTERN}')
                  THEN epoch_us(TRY_CAST({t} AS TIMESTAMPTZ)) END AS s{i}"""
         )
-        true = ", ".join(f"'{token}'" for token in BOOLEAN_TRUE)
-        false = ", ".join(f"'{token}'" for token in BOOLEAN_FALSE)
         parts += [
-            f"count_if({t} = '')",
-            f"count(n{i})",
-            f"count_if(n{i} IS NOT NULL AND NOT (contains({t}, '.') OR contains({t}, 'e') "
-            f"OR contains({t}, 'E')))",
-            f"fsum(n{i})",
-            f"var_pop(n{i}) * count(n{i})",
-            f"min(n{i})",
-            f"max(n{i})",
-            f"count_if(strlen({t}) <= 5 AND lower({t}) IN ({true}))",
-            f"count_if(strlen({t}) <= 5 AND lower({t}) IN ({false}))",
+            f"count_if({size} = 0)",
+            f"count({n})",
+            f"count(CASE WHEN {n} IS NOT NULL THEN CASE WHEN NOT (contains({t}, '.') "
+            f"OR contains({t}, 'e') OR contains({t}, 'E')) THEN 1 END END)",
+            f"fsum({n})",
+            f"var_pop({n}) * count({n})",
+            f"min({n})",
+            f"max({n})",
+            f"count_if({size} <= 5 AND {a} IN ({boolean_start}) AND lower({t}) IN ({true}))",
+            f"count_if({size} <= 5 AND {a} IN ({boolean_start}) AND lower({t}) IN ({false}))",
             f"count(d{i})",
             f"count(s{i})",
             f"min(coalesce(d{i}, s{i}))",
             f"max(coalesce(d{i}, s{i}))",
-            f"min(length({t})) FILTER ({t} <> '')",
-            f"max(length({t})) FILTER ({t} <> '')",
-            f"sum(length({t})) FILTER ({t} <> '')",
+            f"min({size}) FILTER ({size} > 0)",
+            f"max({size})",
+            f"sum({size})",
+            # Non-ASCII cells the cast did not read that may be numbers to Python's float().
+            f"count_if({x} IS NULL AND {size} > 0 AND strlen({t}) <> {size} "
+            f"AND regexp_full_match({t}, '{MAYBE_NUMBER_PATTERN}'))",
         ]
-    casts = ", ".join(f"t{i}, TRY_CAST(t{i} AS DOUBLE) AS x{i}" for i in range(tracked))
-    source = f"(SELECT {casts}{', ' if tracked else ''}ragged FROM cells)"
-    if tracked:
-        source = f"(SELECT {', '.join(inner)}, ragged FROM {source})"
-    return f"SELECT {', '.join(parts)} FROM {source}"
+    if not tracked:
+        return f"SELECT {', '.join(parts)} FROM cells"
+    inner = f"(SELECT {', '.join(first)}, ragged FROM cells)"
+    middle = f"(SELECT {', '.join(second)}, ragged FROM {inner})"
+    return f"SELECT {', '.join(parts)} FROM {middle}"
 
 
 def _column(rows: int, cells: list[Any]) -> Column:
@@ -243,6 +257,7 @@ def _column(rows: int, cells: list[Any]) -> Column:
         length_min,
         length_max,
         length_total,
+        _,
     ) = cells
     nonempty = rows - int(empty)
     numbers = Numbers(
