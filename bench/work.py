@@ -520,7 +520,7 @@ def write_doc(text: str) -> None:
     if DOC_START in doc and DOC_END in doc:
         head, rest = doc.split(DOC_START, 1)
         _, tail = rest.split(DOC_END, 1)
-        DOC.write_text(f"{head}{DOC_START}\n```\n{text}\n```\n{DOC_END}{tail}")
+        DOC.write_text(f"{head}{DOC_START}\n{text}\n{DOC_END}{tail}")
 
 
 def main(size: str) -> bool:

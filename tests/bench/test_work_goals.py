@@ -31,3 +31,11 @@ def test_chunks_sized_by_time_cost_less_cpu_than_1_mib_chunks(result: work.WorkR
 def test_the_time_sized_task_reads_the_file_in_few_chunks(result: work.WorkRun) -> None:
     assert result.runs["ours"]["chunks"] == 1  # 6 MB: under the first chunk's 8 MiB
     assert result.runs["ours_1mib"]["chunks"] >= 6
+
+
+def test_the_worker_imports_duckdb_only_when_a_csv_chunk_runs() -> None:
+    from bench import coldstart
+
+    # a cold worker that runs no DATA_PROCESSING chunk pays nothing for the engine
+    assert "duckdb" not in coldstart.loaded_modules("worker")
+    assert "taskqueue.task_types.data_processing" in coldstart.loaded_modules("worker")

@@ -170,7 +170,7 @@ def test_accumulators_live_in_s3_one_object_per_chunk_and_the_old_ones_go() -> N
     )
     ctx = TaskContext("task1", OWNER, BUCKET, clients={"s3": s3})
 
-    result, states = drive(params, s3)
+    _, states = drive(params, s3)
 
     chunks = states[-1].data["chunks"]
     assert chunks == len(states) - 1 > 3
@@ -179,4 +179,4 @@ def test_accumulators_live_in_s3_one_object_per_chunk_and_the_old_ones_go() -> N
     # one range GET per chunk (no accumulator GET: the process kept its own), one PUT each
     assert s3.calls["PutObject"] == chunks + 1
     assert s3.calls["GetObject"] <= chunks + 1 + 1
-    assert result.summary["chunks"] == chunks
+    assert json.loads(s3.objects[f"results/{OWNER}/task1/result.json"])["chunks"] == chunks

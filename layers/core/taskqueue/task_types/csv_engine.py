@@ -40,12 +40,7 @@ from taskqueue.task_types.column_stats import (
     parse_number,
     values_fit,
 )
-from taskqueue.task_types.csv_records import (
-    MAX_RECORD_BYTES,
-    canonical_csv,
-    csv_records,
-    with_lf_line_ends,
-)
+from taskqueue.task_types.csv_records import MAX_RECORD_BYTES, canonical_csv, csv_records
 
 if TYPE_CHECKING:
     import duckdb
@@ -98,21 +93,22 @@ def _temp_csv(body: bytes) -> Iterator[str]:
         os.unlink(path)
 
 
-def tally_records(body: bytes, width: int, delimiter: str, conformant: bool) -> Tally:
+def tally_records(
+    body: bytes, width: int, delimiter: str, engine_body: bytes | None = None
+) -> Tally:
     """The accumulators of the records in body (whole records, after the header).
 
-    `conformant`: body follows RFC 4180. DuckDB then reads it as it is when its line breaks
-    are (or can be made, exactly) "\\n": its reader misreads other and mixed line ends. Any
-    other body is parsed by the csv module and handed over re-quoted, and so is a body DuckDB
-    refuses (a row with more than width + 1 fields)."""
+    `engine_body`: body as DuckDB may read it (RFC 4180 quoting, "\\n" line ends:
+    csv_records.with_lf_line_ends), or None: the csv module then parses body and DuckDB reads
+    it re-quoted. A body DuckDB refuses (a row with more than width + 1 fields) goes the
+    same way."""
     if not body:
         return Tally(columns=tuple(Column() for _ in range(min(width, MAX_TRACKED_COLUMNS))))
-    lf = with_lf_line_ends(body, delimiter) if conformant else None
-    if lf is not None:
+    if engine_body is not None:
         import duckdb
 
         try:
-            return _tally(lf, width, delimiter)
+            return _tally(engine_body, width, delimiter)
         except duckdb.Error:
             pass
     records, _ = csv_records(body, True, delimiter)

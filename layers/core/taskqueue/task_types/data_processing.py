@@ -35,6 +35,7 @@ from taskqueue.task_types.csv_records import (
     quoted_record_end,
     refuse_other_encodings,
     require_text,
+    with_lf_line_ends,
 )
 
 KIB = 1024
@@ -54,6 +55,9 @@ TARGET_CHUNK_SECONDS = 3.0
 FIRST_CHUNK_BYTES = 8 * MIB
 MIN_CHUNK_BYTES = 1 * MIB
 MAX_CHUNK_BYTES = 64 * MIB
+# Input that only the csv module reads (non-RFC 4180 quoting, CR-only line ends) is read at
+# most this much at a time.
+CSV_MODULE_BYTES = 8 * MIB
 PINNED_CHUNK_MIN = 64 * KIB
 
 
@@ -283,7 +287,8 @@ class DataProcessing:
         }
         result_key = ctx.results_prefix + "result.json"
         _s3.put_json(ctx.s3, ctx.bucket, result_key, document)
-        summary = {k: v for k, v in document.items() if k != "column_stats"}
+        # The summary is what a fault-free run gives whatever its chunking: no chunk count.
+        summary = {k: v for k, v in document.items() if k not in ("column_stats", "chunks")}
         if len(columns) <= SUMMARY_COLUMNS:
             summary["column_stats"] = columns
         else:
@@ -352,11 +357,11 @@ def read_piece(
     buffer = _s3.read_range(ctx.s3, ctx.bucket, key, start, end - 1) if end > start else b""
     while True:
         at_eof = end >= size
-        header, body_from, cut = None, 0, 0
+        header, body_from, cut, conformant = None, 0, 0, False
         if not width:
             header, body_from = first_record(buffer, at_eof, delimiter, start)
         if width or header is not None:
-            cut = _record_end(buffer[body_from:], at_eof, delimiter)
+            cut, conformant = _record_end(buffer[body_from:], at_eof, delimiter)
             if cut or at_eof or header is not None:
                 break  # records, or at least the header, are complete
         elif body_from or at_eof:
@@ -369,21 +374,28 @@ def read_piece(
         new_end = min(end + max(want, end - start), size)
         buffer += _s3.read_range(ctx.s3, ctx.bucket, key, end, new_end - 1)
         end = new_end
-    used = body_from + cut
+    body = buffer[body_from : body_from + cut]
+    engine_body = with_lf_line_ends(body, delimiter) if conformant else None
+    if engine_body is None and len(body) > CSV_MODULE_BYTES:
+        # The csv module reads this stretch: keep it to a size whose Python objects (~10x
+        # the bytes) fit in the worker's memory; the rest is the next chunk's.
+        _, shorter = csv_records(body[:CSV_MODULE_BYTES], False, delimiter)
+        body = body[:shorter] if shorter else body
+    used = body_from + len(body)
     require_text(buffer[:used], start)
     width = width or (len(header) if header else 0)
-    body = buffer[body_from:used]
-    tally = tally_records(body, width, delimiter, follows_rfc4180(body, len(body), delimiter))
+    tally = tally_records(body, width, delimiter, engine_body if len(body) == cut else None)
     return Piece(start + used, header, tally)
 
 
-def _record_end(body: bytes, at_eof: bool, delimiter: str) -> int:
-    """Where the last complete record of body ends: by quote parity where the quoting follows
-    RFC 4180, else as the csv module reads it."""
+def _record_end(body: bytes, at_eof: bool, delimiter: str) -> tuple[int, bool]:
+    """Where the last complete record of body ends, and whether body up to there follows
+    RFC 4180: then by quote parity, else as the csv module reads it."""
     cut = quoted_record_end(body, at_eof)
-    if cut and not follows_rfc4180(body, cut, delimiter):
-        _, cut = csv_records(body, at_eof, delimiter)
-    return cut
+    if cut and follows_rfc4180(body, cut, delimiter):
+        return cut, True
+    _, cut = csv_records(body, at_eof, delimiter)
+    return cut, False
 
 
 def _generated_key(ctx: TaskContext) -> str:
