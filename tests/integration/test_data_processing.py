@@ -4,6 +4,7 @@ with an error that names the problem; chunks are sized by time; state stays smal
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 from typing import Any
@@ -180,3 +181,28 @@ def test_accumulators_live_in_s3_one_object_per_chunk_and_the_old_ones_go() -> N
     assert s3.calls["PutObject"] == chunks + 1
     assert s3.calls["GetObject"] <= chunks + 1 + 1
     assert json.loads(s3.objects[f"results/{OWNER}/task1/result.json"])["chunks"] == chunks
+
+
+def test_input_only_the_csv_module_reads_goes_in_bounded_pieces(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from taskqueue.task_types import data_processing
+
+    # Given CR-only line ends (DuckDB's reader is not given those) and a small bound
+    monkeypatch.setattr(data_processing, "CSV_MODULE_BYTES", 2000)
+    text, delimiter = awkward_csv(4, rows=1500)
+    text = text.replace("\r\n", "\r").replace("\n", "\r")
+    s3 = LocalS3()
+    key = upload(s3, text.encode())
+    params = DataProcessingParams.model_construct(
+        input_key=key, rows=None, columns=5, seed=0, chunk_bytes=64 * 1024, delimiter=delimiter
+    )
+    # When it is read in 64 KiB chunks
+    _, states = drive(params, s3)
+    # Then no chunk took more than the bound, and the figures are the csv module's
+    ends = [state.cursor for state in states]
+    assert max(b - a for a, b in itertools.pairwise(ends)) <= 2000 + 3
+    assert len(text.encode()) > 5 * 2000
+    assert_same(
+        json.loads(s3.objects[f"results/{OWNER}/task1/result.json"]), reference(text, delimiter)
+    )
