@@ -98,6 +98,15 @@ def test_blank_lines_longer_than_a_chunk_before_the_header_are_skipped() -> None
     assert result["rows"] > 0
 
 
+def test_a_chunk_of_only_blank_lines_among_the_rows_counts_nothing() -> None:
+    text = "a,b\r\n1,2\r\n" + "\r\n" * 3000 + "3,x\r\n"
+
+    result = analysed(text.encode(), 1000)
+
+    assert_same(result, reference(text, ","))
+    assert (result["rows"], result["column_stats"][0]["sum"]) == (2, 4.0)
+
+
 def test_a_cell_longer_than_a_chunk_is_read_whole() -> None:
     text, delimiter = awkward_csv(5, rows=60, long_cell=200_000)
 

@@ -5,9 +5,11 @@ DuckDB was chosen by measurement over polars (docs/benchmarks.md, "work"): about
 per GB on the same file, a third of the peak memory, and a third of the deployed size.
 
 Exactness is kept by construction rather than hoped for:
-- DuckDB parses only runs that follow RFC 4180 (csv_records checks them), read with fixed
-  options (no sniffing), where its reader and the csv module agree; anything else is parsed
-  by the csv module and handed over re-quoted (canonical_csv).
+- DuckDB parses only runs that follow RFC 4180 (csv_records checks them) with "\n" line
+  ends (CRLF is rewritten where no quoted cell holds a "\r"), read with fixed options (no
+  sniffing): there its reader and the csv module agree. Its reader misreads other and mixed
+  line ends (with new_line '\r\n' it returned no rows for valid input), so anything else is
+  parsed by the csv module and handed over re-quoted (canonical_csv).
 - Cells are stripped of exactly the characters Python's str.strip() removes.
 - A cell is a number when DuckDB's cast gives a finite double and it has no "_": on ASCII text
   that is Python's float() (the tests compare them edge by edge). Non-ASCII cells that could
@@ -254,15 +256,15 @@ def _column(rows: int, cells: list[Any]) -> Column:
         length_max,
         length_total,
         _,
-    ) = cells
+    ) = (0 if value is None else value for value in cells)  # count_if of no rows is NULL
     nonempty = rows - int(empty)
     numbers = Numbers(
         count=int(count),
         integers=int(integers),
-        total=float(total or 0.0),
-        m2=float(m2 or 0.0),
-        minimum=math.inf if minimum is None else float(minimum),
-        maximum=-math.inf if maximum is None else float(maximum),
+        total=float(total),
+        m2=float(m2),
+        minimum=float(minimum) if count else math.inf,
+        maximum=float(maximum) if count else -math.inf,
     )
     return Column(
         empty=int(empty),
@@ -270,8 +272,13 @@ def _column(rows: int, cells: list[Any]) -> Column:
         numbers=numbers,
         true=int(true),
         false=int(false),
-        times=Times(int(dates), int(datetimes), first, last),
-        text=Text(nonempty, int(length_min or 0), int(length_max or 0), int(length_total or 0)),
+        times=Times(
+            int(dates),
+            int(datetimes),
+            first if dates or datetimes else None,
+            last if dates or datetimes else None,
+        ),
+        text=Text(nonempty, int(length_min), int(length_max), int(length_total)),
     )
 
 
