@@ -21,6 +21,7 @@ import boto3
 from bench.meter import Meter
 from bench.report import table
 from bench.world import fast_moto_queries, in_process_world
+from taskqueue import wiring
 from taskqueue.models import Task, TaskStatus, utcnow
 from taskqueue.store import TaskStore, task_to_item
 
@@ -229,7 +230,7 @@ def run(size: str = "small", progress: Callable[[str], None] | None = None) -> L
         client = boto3.client("dynamodb")
         meter = Meter()
         meter.attach(client, "list")
-        store = TaskStore(world.table, shard_count=shard_count, client=client)
+        store = wiring.new_store(wiring.settings(), client=client)
         now = utcnow()
         loaded = 0
         for count in sizes:

@@ -159,8 +159,10 @@ class DevStack:
         environment["DEV_AUTH_USER"] = self.options.dev_user
         add_layers_to_path()
         apply_function_environment(environment)
+        from taskqueue import wiring
         from taskqueue.aws import client
 
+        wiring.settings()  # the clients follow the settings (S3 addressing)
         for service in HANDLER_CLIENTS:
             client(service)
         if environment.get("EMAIL_SENDER"):
@@ -221,12 +223,10 @@ class DevStack:
         self, queue: str, records: list[dict[str, Any]], failed: set[str], seconds: float
     ) -> None:
         """One line per task message: the task's status after the invocation."""
-        from taskqueue.config import get_settings
-        from taskqueue.engine import parse_message
-        from taskqueue.store import TaskStore
+        from taskqueue import wiring
+        from taskqueue.dispatch import parse_message
 
-        settings = get_settings()
-        store = TaskStore(settings.table_name, settings.shard_count, settings.retention_days)
+        store = wiring.new_store(wiring.settings())
         for record in records:
             retried = " (returned to the queue)" if record["messageId"] in failed else ""
             try:

@@ -33,18 +33,10 @@ def load_function(name: str) -> ModuleType:
 
 
 def reset_function_caches() -> None:
-    """Forget cached settings and services so a test's environment takes effect."""
-    from taskqueue.aws import reset_clients
-    from taskqueue.config import get_settings
+    """Forget cached settings, clients and services so a test's environment takes effect."""
+    from taskqueue import wiring
 
-    reset_clients()
-    get_settings.cache_clear()
-    for name in ("api", "worker", "dlq", "counters"):
-        module = sys.modules.get(f"{name}_app")
-        for attribute in ("service", "engine", "store"):
-            cached = getattr(module, attribute, None)
-            if cached is not None and hasattr(cached, "cache_clear"):
-                cached.cache_clear()
+    wiring.reset()
 
 
 @functools.cache

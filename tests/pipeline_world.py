@@ -15,6 +15,7 @@ from typing import Any
 import boto3
 from pydantic import BaseModel, Field
 
+from taskqueue import wiring
 from taskqueue.engine import Outcome
 from taskqueue.errors import InvalidInput
 from taskqueue.models import ChunkState, Task, TaskResult, TaskStatus, utcnow
@@ -108,7 +109,7 @@ class World:
             updated_at=now,
         )
         self.store.create_task(task)
-        self.worker.engine().dispatcher.send(task.task_id)
+        wiring.engine().dispatcher.send(task.task_id)
         return task.task_id
 
     _pipeline: Pipeline | None = None
@@ -130,7 +131,7 @@ class World:
 
     def advance_clock(self, seconds: float) -> None:
         """Move the engine's and the store's time forward (leases, schedules)."""
-        engine = self.worker.engine()
+        engine = wiring.engine()
         moved = engine.clock() + timedelta(seconds=seconds)
         offset = moved - utcnow()
         engine.clock = engine.store.clock = lambda: utcnow() + offset
@@ -141,12 +142,12 @@ def make_world(aws: Any, function_env: Callable[[str], dict[str, str]]) -> Itera
     env = function_env("WorkerFunction")
     reset_function_caches()
     worker = load_function("worker")
-    engine = worker.engine()
+    engine = wiring.engine()
     counting = CountingType()
     engine.registry = {**REGISTRY, "COUNTING": counting}
     engine.safety_margin_ms = 0
     engine.backoff_base_seconds = 0  # retried messages are due at once in tests
-    store = TaskStore(env["TABLE_NAME"], int(env.get("SHARD_COUNT", "32")))
+    store = wiring.new_store(wiring.settings())
     yield World(
         aws,
         worker,

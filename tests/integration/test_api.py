@@ -10,6 +10,7 @@ import boto3
 import pytest
 
 from devstack.resources import LocalResources
+from taskqueue import wiring
 from taskqueue.models import ChunkState, TaskStatus
 from taskqueue.store import TaskStore
 from tests.helpers import ApiResponse, CounterStream, call_api, http_event, reset_function_caches
@@ -43,7 +44,7 @@ def sqs(api: dict[str, str]) -> Any:
 
 @pytest.fixture
 def store(api: dict[str, str]) -> TaskStore:
-    return TaskStore(api["TABLE_NAME"], shard_count=int(api["SHARD_COUNT"]))
+    return wiring.new_store(wiring.settings())
 
 
 # ------------------------------------------------------------------ helpers

@@ -10,8 +10,9 @@ from typing import Any
 
 import boto3
 
+from taskqueue import wiring
 from taskqueue.models import TaskStatus, format_time, utcnow
-from tests.helpers import call_api, http_event, load_function, reset_function_caches
+from tests.helpers import call_api, http_event, reset_function_caches
 from tests.pipeline_world import OWNER, World, crash_on_checkpoint
 
 
@@ -35,13 +36,13 @@ def test_stats_equal_a_full_recount_after_crashes_retries_and_cancels(world: Wor
     cancelled = world.submit({"chunks": 3})
     world.store.cancel(cancelled, OWNER)
     crashing = world.submit({"chunks": 4})
-    undo = crash_on_checkpoint(world.worker.engine().store.client, 2, after=True)
+    undo = crash_on_checkpoint(wiring.engine().store.client, 2, after=True)
     world.pipeline().run()
     undo()
     world.redeliver_after_crash()
     world.pipeline().run()
     retried = world.store.retry(failing, OWNER, restart=True)
-    world.worker.engine().dispatcher.send(retried.task_id)
+    wiring.engine().dispatcher.send(retried.task_id)
     world.pipeline().run()
     pending = world.submit({"chunks": 2})
     ids = [*ok, failing, flaky, cancelled, crashing, pending]
@@ -102,11 +103,10 @@ def test_finished_tasks_expire_after_retention_and_are_hidden_before_ttl_deletes
     task = world.store.get_task(task_id)
     assert task.expires_at is not None and task.finished_at is not None
     assert task.expires_at == int((task.finished_at + timedelta(days=retention)).timestamp())
-    api = load_function("api")
     assert call_api(http_event("GET", f"/tasks/{task_id}", sub=OWNER)).status == 200
     # When the retention has passed (moto never runs TTL, like DynamoDB's lag of hours)
     later = utcnow() + timedelta(days=retention, hours=1)
-    api.service().store.clock = lambda: later
+    wiring.service().store.clock = lambda: later
     # Then the API hides the task from get and list
     assert call_api(http_event("GET", f"/tasks/{task_id}", sub=OWNER)).status == 404
     listed = call_api(http_event("GET", "/tasks", sub=OWNER)).body

@@ -16,6 +16,7 @@ from moto import mock_aws
 
 from devstack.resources import create_resources, function_environment
 from taskqueue import aws as taskqueue_aws
+from taskqueue import wiring
 from taskqueue.models import Task, TaskStatus, format_time, utcnow
 from taskqueue.store import TaskStore, shard_of
 from tests.conftest import FAKE_AWS_ENV, REGION
@@ -106,7 +107,7 @@ def built(transformed_template: dict[str, Any]) -> Iterator[Built]:
         shard_count = int(environment["SHARD_COUNT"])
         # An hour ago: near enough to now that finished tasks have not expired for the API.
         clock = StepClock(utcnow().replace(microsecond=0) - timedelta(hours=1))
-        store = TaskStore(environment["TABLE_NAME"], shard_count=shard_count, clock=clock)
+        store = wiring.new_store(wiring.settings(), clock=clock)
         created = []
         for index in range(TASK_COUNT):
             task = create(store, OWNER, TYPES[index % 3])

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from taskqueue import counters
+from taskqueue import counters, wiring
 from tests.helpers import FakeLambdaContext, load_function
 from tests.pipeline_world import OWNER, World
 
@@ -81,7 +81,7 @@ def test_a_crash_between_transactions_is_made_good_by_the_retry(
     # Given one counter item per transaction, and DynamoDB failing the third transaction
     world, ids, batch = records
     monkeypatch.setattr(counters, "MAX_COUNTER_ITEMS", 1)
-    client = load_function("counters").store().client
+    client = wiring.stream_counter().store.client
     calls = Counter[str]()
 
     def fail_third(**_: Any) -> None:

@@ -17,6 +17,7 @@ from typing import Any
 import boto3
 import pytest
 
+from taskqueue import wiring
 from taskqueue.engine import Outcome, backoff_seconds
 from taskqueue.models import TaskStatus, utcnow
 from taskqueue.task_types import REGISTRY
@@ -140,7 +141,7 @@ def test_same_message_delivered_twice_counts_every_chunk_once(world: World) -> N
 def test_two_workers_racing_fence_the_slower_one_out(world: World) -> None:
     # Given worker A that stalls after chunk 1 until its lease has expired
     task_id = world.submit({"chunks": 6})
-    engine = world.worker.engine()
+    engine = wiring.engine()
     takeover: dict[str, Outcome] = {}
     stalled: list[bool] = []
 
@@ -175,7 +176,7 @@ def test_crash_around_checkpoint_resumes_with_at_most_one_chunk_repeated(
 ) -> None:
     # Given a 6-chunk task whose worker dies at the 3rd checkpoint (chunk 2)
     task_id = world.submit({"chunks": 6})
-    engine = world.worker.engine()
+    engine = wiring.engine()
     undo = crash_on_checkpoint(engine.store.client, 3, after=after)
     batch = world.pipeline().receive()
     # When the invocation crashes, the record is reported failed and stays on the queue
@@ -205,7 +206,7 @@ def test_failing_chunk_is_retried_with_growing_backoff_then_fails(world: World) 
     # Given a task whose chunk 2 always fails, with 3 attempts
     task_id = world.submit({"chunks": 4, "fail_on_chunk": 2, "fail_times": 99}, max_attempts=3)
     sent_delays: list[int] = []
-    client = world.worker.engine().dispatcher.client
+    client = wiring.engine().dispatcher.client
 
     def record_delay(params: dict[str, Any], **_: Any) -> None:
         sent_delays.append(params.get("DelaySeconds", 0))
@@ -295,9 +296,9 @@ def test_paced_task_waits_in_the_queue_not_in_the_invocation(world: World) -> No
     # Given a task whose chunks ask for 30 s between them
     task_id = world.submit({"chunks": 3, "pace_seconds": 30})
     slept: list[float] = []
-    world.worker.engine().sleep = slept.append
+    wiring.engine().sleep = slept.append
     delays: list[int] = []
-    client = world.worker.engine().dispatcher.client
+    client = wiring.engine().dispatcher.client
 
     def record_delay(params: dict[str, Any], **_: Any) -> None:
         delays.append(params.get("DelaySeconds", 0))
@@ -340,7 +341,7 @@ def test_retry_of_failed_task_resumes_from_checkpoint_and_restart_starts_over(wo
     assert world.task(task_id).status == TaskStatus.FAILED
     assert [i for _, i in world.counting.executions] == [0, 1, 2, 3]
     # When its owner retries it (resume)
-    world.worker.engine().dispatcher.send(world.store.retry(task_id, OWNER, restart=False).task_id)
+    wiring.engine().dispatcher.send(world.store.retry(task_id, OWNER, restart=False).task_id)
     world.pipeline().run()
     # Then only the chunks after the checkpoint ran again
     assert world.task(task_id).status == TaskStatus.SUCCESS
@@ -350,7 +351,7 @@ def test_retry_of_failed_task_resumes_from_checkpoint_and_restart_starts_over(wo
     world.counting.executions.clear()
     other = world.submit({"chunks": 3})
     world.store.cancel(other, OWNER)
-    world.worker.engine().dispatcher.send(world.store.retry(other, OWNER, restart=True).task_id)
+    wiring.engine().dispatcher.send(world.store.retry(other, OWNER, restart=True).task_id)
     world.pipeline().run()
     assert world.task(other).status == TaskStatus.SUCCESS
     assert [i for _, i in world.counting.executions] == [0, 1, 2]
@@ -426,7 +427,7 @@ def test_dead_letters_are_listed_and_redriven_by_their_owner_only(
     # the task went back to its queue and now runs to the end
     function_env("WorkerFunction")
     reset_function_caches()
-    load_function("worker").engine().registry = {**REGISTRY, "COUNTING": world.counting}
+    wiring.engine().registry = {**REGISTRY, "COUNTING": world.counting}
     world.pipeline().run()
     assert world.task(task_id).status == TaskStatus.SUCCESS
 
@@ -444,7 +445,7 @@ def test_task_scheduled_beyond_fifteen_minutes_hops_until_due(world: World) -> N
         UpdateExpression="SET run_at = :r",
         ExpressionAttributeValues={":r": {"S": due.strftime("%Y-%m-%dT%H:%M:%S.%fZ")}},
     )
-    engine = world.worker.engine()
+    engine = wiring.engine()
     message = world.worker.parse_message(json.dumps({"task_id": task_id}))
     delays: list[int] = []
     client = engine.dispatcher.client
@@ -500,13 +501,13 @@ def test_ten_chunk_task_costs_at_most_chunks_plus_six_orchestration_requests(
 
     function_env("ApiFunction")
     reset_function_caches()
-    api = load_function("api")
-    api.service().registry = {**REGISTRY, "COUNTING": world.counting}
-    engine = world.worker.engine()
+    load_function("api")
+    wiring.service().registry = {**REGISTRY, "COUNTING": world.counting}
+    engine = wiring.engine()
     engine.registry = {**REGISTRY, "COUNTING": world.counting}
     clients = [
-        api.service().store.client,
-        api.service().dispatcher.client,
+        wiring.service().store.client,
+        wiring.service().dispatcher.client,
         engine.store.client,
         engine.dispatcher.client,
     ]
@@ -537,7 +538,7 @@ def test_ten_chunk_task_costs_at_most_chunks_plus_six_orchestration_requests(
 def test_handover_between_invocations_is_fenced_by_lease(world: World) -> None:
     # A duplicate continuation arriving while a worker holds the lease is dropped.
     task_id = world.submit({"chunks": 3})
-    engine = world.worker.engine()
+    engine = wiring.engine()
     message = world.worker.parse_message(json.dumps({"task_id": task_id}))
     outcomes: list[Outcome] = []
 

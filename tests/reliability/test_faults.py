@@ -279,7 +279,7 @@ def report(
 # ------------------------------------------------------------------ idempotent submit
 
 
-def api_container(n: int, registry: Any) -> ModuleType:
+def api_container(n: int) -> ModuleType:
     """A fresh copy of functions/api/app.py: what one Lambda execution environment holds.
 
     Powertools' resolver keeps the current request on the module's `app`, which is right for
@@ -291,7 +291,6 @@ def api_container(n: int, registry: Any) -> ModuleType:
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    module.service().registry = registry
     return module
 
 
@@ -304,8 +303,7 @@ def test_simultaneous_submits_with_one_idempotency_key_make_one_task_and_one_mes
     from taskqueue.aws import client
 
     threads_per_key, keys = 24, 4
-    registry = harness.api.service().registry
-    containers = [api_container(n, registry) for n in range(threads_per_key)]
+    containers = [api_container(n) for n in range(threads_per_key)]
     dynamodb = client("dynamodb")
     gates: dict[str, threading.Barrier] = {}
 

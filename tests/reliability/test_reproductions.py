@@ -12,6 +12,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from taskqueue import wiring
 from taskqueue.models import TaskMessage, TaskStatus
 from tests.helpers import ApiResponse, Pipeline, call_api, http_event
 from tests.reliability.chaos import OWNER, Harness, countdown, expected_sum
@@ -99,7 +100,7 @@ def test_stale_worker_does_not_claim_a_task_that_changed_since_it_read_it(
     # just before its claim
     submitted = api("POST", "/tasks", body={"type": "CHUNKSUM", "params": {"chunks": 6, "salt": 9}})
     task_id = submitted.body["id"]
-    engine, service = harness.engine, harness.api.service()
+    engine, service = harness.engine, wiring.service()
     message = TaskMessage(task_id=task_id)
 
     def cancel_during_third_chunk(task: str, index: int) -> None:

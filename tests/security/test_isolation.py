@@ -20,6 +20,7 @@ import boto3
 import pytest
 
 from devstack.resources import LocalResources
+from taskqueue import wiring
 from taskqueue.models import TaskStatus
 from taskqueue.store import TaskStore
 from tests.helpers import (
@@ -95,7 +96,7 @@ def scenario(transformed_template: dict[str, Any]) -> Iterator[Scenario]:
     """Built once per module; tests that write use users of their own."""
     with moto_world(transformed_template) as world:
         env = world.as_function("ApiFunction")
-        store = TaskStore(env["TABLE_NAME"], shard_count=int(env["SHARD_COUNT"]))
+        store = wiring.new_store(wiring.settings())
         # A DATA_PROCESSING task run to SUCCESS: a result file under results/<alice>/.
         succeeded = api("POST", "/tasks", body=DATA).body["id"]
         world.drain()

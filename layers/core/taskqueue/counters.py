@@ -13,9 +13,15 @@ import hashlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from pydantic import ValidationError
 
 from taskqueue.models import TaskStatus, parse_optional_time
+from taskqueue.observability import logger, metrics
+
+if TYPE_CHECKING:
+    from taskqueue.store import TaskStore
 
 ACTIVE_BUCKET = "ACTIVE"
 # Counter partitions per owner. A batch writes one STATS partition (its ACTIVE and DAY items)
@@ -131,3 +137,47 @@ def _nonzero(batch: CounterBatch) -> Iterator[CounterBatch]:
     if items:
         batch.items = items
         yield batch
+
+
+def changes_of(records: list[Any]) -> list[Change]:
+    """The counter changes of a batch of the stream's records; a record that cannot be read is
+    reported and skipped (retrying would not make it readable, and it would hold up the
+    stream for 24 h)."""
+    from aws_lambda_powertools.utilities.parser.models import DynamoDBStreamRecordModel
+
+    changes = []
+    for raw in records:
+        try:
+            record = DynamoDBStreamRecordModel.model_validate(raw)
+            data = record.dynamodb
+            changes.append(
+                change_of(
+                    record.eventID, data.SequenceNumber, data.Keys, data.OldImage, data.NewImage
+                )
+            )
+        except (ValidationError, KeyError, TypeError, ValueError) as exc:
+            event_id = raw.get("eventID") if isinstance(raw, dict) else None
+            logger.error("stream record skipped", event_id=str(event_id), error=str(exc)[:500])
+            metrics.add_metric(name="StreamRecordsSkipped", unit="Count", value=1)
+    return changes
+
+
+@dataclass
+class Counted:
+    records: int  # readable records of the batch
+    counter_items: int  # counter items written
+
+
+@dataclass
+class StreamCounter:
+    """The counters function's logic: a batch of stream records -> the counters, once."""
+
+    store: TaskStore
+
+    def count(self, records: list[Any]) -> Counted:
+        changes = changes_of(records)
+        # An AWS error propagates: Lambda retries the batch, and the markers skip what was
+        # counted.
+        written = self.store.apply_changes(changes)
+        metrics.add_metric(name="CounterItemsWritten", unit="Count", value=written)
+        return Counted(records=len(changes), counter_items=written)

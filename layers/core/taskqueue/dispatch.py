@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from taskqueue.aws import client as aws_client
 from taskqueue.models import TaskMessage
@@ -16,6 +16,16 @@ DEPTH_ATTRIBUTES = {
     "ApproximateNumberOfMessagesNotVisible": "in_flight",
     "ApproximateNumberOfMessagesDelayed": "delayed",
 }
+
+
+def parse_message(body: Any) -> TaskMessage:
+    """A task message's body (JSON text, or already parsed) as a TaskMessage; raises
+    pydantic's ValidationError when it is not one."""
+    return (
+        TaskMessage.model_validate_json(body)
+        if isinstance(body, str | bytes)
+        else TaskMessage.model_validate(body)
+    )
 
 
 class Dispatcher:
@@ -36,6 +46,10 @@ class Dispatcher:
         if self._client is None:
             self._client = aws_client("sqs")
         return self._client
+
+    @client.setter
+    def client(self, client: SQSClient) -> None:
+        self._client = client
 
     def queue_url(self, priority: str) -> str:
         return self.queues.get(priority) or self.queues["normal"]

@@ -10,13 +10,19 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 from functools import partial
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from pydantic import ValidationError
 
-from taskqueue.config import Settings
 from taskqueue.dispatch import MAX_DELAY_SECONDS, Dispatcher
-from taskqueue.errors import AllItemsFailed, LeaseLost, TaskNotFound, error_code, is_permanent
+from taskqueue.errors import (
+    AllItemsFailed,
+    LeaseLost,
+    TaskNotFound,
+    TaskTypeFailure,
+    error_code,
+    is_permanent,
+)
 from taskqueue.models import (
     ChunkState,
     Task,
@@ -68,26 +74,6 @@ class Engine:
     clock: Callable[[], datetime] = utcnow
     rng: random.Random = field(default_factory=random.Random)
     sleep: Callable[[float], None] = time.sleep
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> Engine:
-        def context_factory(task: Task) -> TaskContext:
-            return TaskContext(
-                task_id=task.task_id,
-                owner=task.owner,
-                bucket=settings.data_bucket,
-                email_sender=settings.email_sender,
-                email_rate_per_second=settings.email_rate_per_second,
-            )
-
-        return cls(
-            store=TaskStore(settings.table_name, settings.shard_count, settings.retention_days),
-            dispatcher=Dispatcher(
-                {"normal": settings.queue_url, "high": settings.high_priority_queue_url},
-                settings.dead_letter_queues,
-            ),
-            context_factory=context_factory,
-        )
 
     def process(self, message: TaskMessage, remaining_ms: RemainingMillis) -> Outcome:
         try:
@@ -259,12 +245,6 @@ class Engine:
         return Outcome.CANCELLED
 
 
-class TaskTypeFailure(Exception):
-    def __init__(self, cause: Exception) -> None:
-        super().__init__(str(cause))
-        self.cause = cause
-
-
 def _guarded(call: Callable[[], T]) -> T:
     """Run task-type code, marking its exceptions apart from the engine's own."""
     try:
@@ -288,11 +268,3 @@ def _milestone(before: ChunkState | None, after: ChunkState) -> str | None:
     old = before.progress if before else 0
     crossed = [m for m in MILESTONES if old < m <= after.progress]
     return f"{crossed[-1]}% done ({after.units_done} of {after.units_total})" if crossed else None
-
-
-def parse_message(body: Any) -> TaskMessage:
-    return (
-        TaskMessage.model_validate_json(body)
-        if isinstance(body, str | bytes)
-        else TaskMessage.model_validate(body)
-    )

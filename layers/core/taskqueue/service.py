@@ -44,7 +44,7 @@ from taskqueue.models import (
     format_time,
     utcnow,
 )
-from taskqueue.store import TaskStore
+from taskqueue.store import DeadLetter, TaskStore
 from taskqueue.task_types import REGISTRY
 from taskqueue.task_types.base import TaskType
 
@@ -64,18 +64,6 @@ class TaskService:
     settings: Settings
     registry: Mapping[str, TaskType] = field(default_factory=lambda: REGISTRY)
     enqueue_wait_seconds: float = 2.0
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> TaskService:
-        return cls(
-            store=TaskStore(settings.table_name, settings.shard_count, settings.retention_days),
-            dispatcher=Dispatcher(
-                {"normal": settings.queue_url, "high": settings.high_priority_queue_url},
-                settings.dead_letter_queues,
-            ),
-            files=Files(settings.data_bucket),
-            settings=settings,
-        )
 
     def task_type(self, name: str) -> TaskType:
         task_type = self.registry.get(name)
@@ -278,6 +266,19 @@ class TaskService:
                 skipped += 1  # retried by hand already, or expired: the record is done with
             self.store.delete_dead_letter(owner, letter["sk"])
         return RedriveResult(redriven=redriven, skipped=skipped)
+
+    def dead_letter(
+        self, task_id: str, *, message_id: str, queue: str, receive_count: int
+    ) -> Task | None:
+        """A message of the task died in a DLQ: FAILED, with the owner's dead-letter record
+        written in the same request. None when the task is gone or finished already."""
+        reason = f"its message could not be processed after {receive_count} deliveries"
+        letter = DeadLetter(
+            message_id=message_id, queue=queue, reason=reason, receive_count=receive_count
+        )
+        return self.store.fail_pending(
+            task_id, TaskError(type="DeadLetter", message=reason), letter
+        )
 
     def upload(self, owner: str, request: UploadRequest) -> UploadTicket:
         return self.files.upload_ticket(owner, request)

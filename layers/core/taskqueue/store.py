@@ -297,6 +297,10 @@ class TaskStore:
             self._client = aws_client("dynamodb")
         return self._client
 
+    @client.setter
+    def client(self, client: DynamoDBClient) -> None:
+        self._client = client
+
     # ------------------------------------------------------------------ helpers
 
     def _now(self) -> datetime:
