@@ -165,7 +165,7 @@ def in_process(count: int, batch: int = 10, table_copies: bool = True) -> Throug
                 world.drain()
         world.drain()
         store = wiring.new_store(wiring.settings(), client=world.dynamodb)
-        tasks = [TaskView.of(t).model_dump(mode="json") for t in store.batch_get(ids)]
+        tasks = [TaskView.of(t).model_dump(mode="json") for t in store.tasks.batch_get(ids)]
     label = f"in-process handlers (moto in-process, batches of {batch})"
     if not table_copies:
         label += ", without moto's per-transaction table copy"

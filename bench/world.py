@@ -145,11 +145,11 @@ def in_process_world(measure_sizes: bool = True) -> Iterator[World]:
             service.registry = registry
             engine.registry = registry
             # One client per role, so each request is attributed to who made it.
-            service.store.client = boto3.client("dynamodb")
+            service.store.table.client = boto3.client("dynamodb")
             service.dispatcher.client = boto3.client("sqs")
-            engine.store.client = boto3.client("dynamodb")
+            engine.store.table.client = boto3.client("dynamodb")
             engine.dispatcher.client = boto3.client("sqs")
-            counter.store.client = boto3.client("dynamodb")
+            counter.store.table.client = boto3.client("dynamodb")
             meter = Meter(
                 image_client=boto3.client("dynamodb") if measure_sizes else None,
                 table_name=env["TABLE_NAME"],
@@ -158,11 +158,11 @@ def in_process_world(measure_sizes: bool = True) -> Iterator[World]:
 
             meter.attach_all(
                 [
-                    (service.store.client, "api"),
+                    (service.store.table.client, "api"),
                     (service.dispatcher.client, "api"),
-                    (engine.store.client, "worker"),
+                    (engine.store.table.client, "worker"),
                     (engine.dispatcher.client, "worker"),
-                    (counter.store.client, "counters"),
+                    (counter.store.table.client, "counters"),
                     # what task types reach through TaskContext (S3, SES)
                     (shared_client("s3"), "task"),
                     (shared_client("sesv2"), "task"),

@@ -235,7 +235,7 @@ class DevStack:
                 say(f"{queue:<28} malformed message {record['messageId']}{retried}")
                 continue
             try:
-                task = store.get_task(task_id)
+                task = store.tasks.get(task_id)
             except Exception:
                 say(f"{queue:<28} task {task_id} not found{retried}")
                 continue

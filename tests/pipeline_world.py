@@ -19,7 +19,7 @@ from taskqueue import wiring
 from taskqueue.engine import Outcome
 from taskqueue.errors import InvalidInput
 from taskqueue.models import ChunkState, Task, TaskResult, TaskStatus, utcnow
-from taskqueue.store import TaskStore
+from taskqueue.store import Store
 from taskqueue.task_types import REGISTRY
 from taskqueue.task_types.base import TaskContext
 from tests.helpers import CounterStream, Pipeline, load_function, reset_function_caches
@@ -86,7 +86,7 @@ class CountingType:
 class World:
     resources: Any
     worker: Any
-    store: TaskStore
+    store: Store
     counting: CountingType
     sqs: Any
     queue_url: str
@@ -108,7 +108,7 @@ class World:
             created_at=now,
             updated_at=now,
         )
-        self.store.create_task(task)
+        self.store.tasks.create(task)
         wiring.engine().dispatcher.send(task.task_id)
         return task.task_id
 
@@ -127,15 +127,23 @@ class World:
         self.pipeline().expire_visibility()
 
     def task(self, task_id: str) -> Task:
-        return self.store.get_task(task_id)
+        return self.store.tasks.get(task_id)
+
+    def cancel(self, task_id: str) -> Task:
+        """DELETE /tasks/{id}, as the API does it."""
+        return wiring.service().cancel(OWNER, task_id)
+
+    def retry(self, task_id: str, restart: bool) -> Task:
+        """POST /tasks/{id}/retry, as the API does it (the message included)."""
+        return wiring.service().retry(OWNER, task_id, restart)
 
     def advance_clock(self, seconds: float) -> None:
         """Move the engine's and the store's time forward (leases, schedules)."""
         engine = wiring.engine()
         moved = engine.clock() + timedelta(seconds=seconds)
         offset = moved - utcnow()
-        engine.clock = engine.store.clock = lambda: utcnow() + offset
-        self.store.clock = engine.clock
+        engine.clock = engine.store.table.clock = lambda: utcnow() + offset
+        self.store.table.clock = engine.clock
 
 
 def make_world(aws: Any, function_env: Callable[[str], dict[str, str]]) -> Iterator[World]:

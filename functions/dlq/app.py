@@ -37,7 +37,7 @@ def record_handler(record: SqsRecordModel) -> str:
         queue=record.eventSourceARN.rsplit(":", 1)[-1],
         receive_count=int(record.attributes.ApproximateReceiveCount),
     )
-    if failed is not None:
+    if failed:
         metrics.add_metric(name="TasksDeadLettered", unit="Count", value=1)
     return "failed" if failed else "already finished"
 

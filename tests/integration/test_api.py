@@ -12,8 +12,16 @@ import pytest
 from devstack.resources import LocalResources
 from taskqueue import wiring
 from taskqueue.models import ChunkState, TaskStatus
-from taskqueue.store import TaskStore
-from tests.helpers import ApiResponse, CounterStream, call_api, http_event, reset_function_caches
+from taskqueue.store import Store
+from tests.helpers import (
+    ApiResponse,
+    CounterStream,
+    call_api,
+    claim_as_worker,
+    finish_as_worker,
+    http_event,
+    reset_function_caches,
+)
 
 ALICE = "user-123"  # http_event's default JWT sub
 BOB = "user-456"
@@ -43,7 +51,7 @@ def sqs(api: dict[str, str]) -> Any:
 
 
 @pytest.fixture
-def store(api: dict[str, str]) -> TaskStore:
+def store(api: dict[str, str]) -> Store:
     return wiring.new_store(wiring.settings())
 
 
@@ -88,11 +96,9 @@ def locs(details: list[dict[str, Any]]) -> list[list[Any]]:
     return [detail["loc"] for detail in details]
 
 
-def run(store: TaskStore, task_id: str) -> Any:
+def run(store: Store, task_id: str) -> Any:
     """Make a PENDING task RUNNING the way a worker does: a claim under a lease."""
-    claimed = store.claim(store.get_task(task_id), "lease-1", 300)
-    assert claimed is not None
-    return claimed
+    return claim_as_worker(store, task_id)
 
 
 # ------------------------------------------------------------------ POST /tasks
@@ -185,7 +191,7 @@ def test_cancel_pending_task_answers_200_cancelled(api: dict[str, str]) -> None:
     assert call_api(http_event("GET", f"/tasks/{task_id}")).body["status"] == "CANCELLED"
 
 
-def test_cancel_running_task_answers_202_with_cancel_requested(store: TaskStore) -> None:
+def test_cancel_running_task_answers_202_with_cancel_requested(store: Store) -> None:
     task_id = submit(EMAIL).body["id"]
     run(store, task_id)
 
@@ -194,17 +200,17 @@ def test_cancel_running_task_answers_202_with_cancel_requested(store: TaskStore)
     assert response.status == 202
     assert response.body["status"] == "RUNNING"
     assert response.body["cancel_requested"] is True
-    assert store.get_task(task_id).cancel_requested is True
+    assert store.tasks.get(task_id).cancel_requested is True
 
 
-def test_cancel_finished_task_is_409(store: TaskStore) -> None:
+def test_cancel_finished_task_is_409(store: Store) -> None:
     task_id = submit(EMAIL).body["id"]
-    store.finish(run(store, task_id), "lease-1", TaskStatus.SUCCESS, "done", result={"sent": 3})
+    finish_as_worker(store, run(store, task_id), TaskStatus.SUCCESS, result={"sent": 3})
 
     response = call_api(http_event("DELETE", f"/tasks/{task_id}"))
 
     assert_error(response, 409, "conflict", f"task {task_id} is SUCCESS and cannot be cancelled")
-    assert store.get_task(task_id).status == TaskStatus.SUCCESS
+    assert store.tasks.get(task_id).status == TaskStatus.SUCCESS
 
 
 # ------------------------------------------------------------------ POST /tasks/{id}/retry
@@ -240,12 +246,12 @@ def test_retry_cancelled_task_makes_it_pending_and_sends_a_new_message(
     assert messages(sqs, aws.queues["TaskQueue"]) == [{"task_id": task_id}]
 
 
-def test_retry_with_restart_clears_progress(store: TaskStore) -> None:
+def test_retry_with_restart_clears_progress(store: Store) -> None:
     task_id = submit(EMAIL).body["id"]
     claimed = run(store, task_id)
     half = ChunkState(units_total=4, units_done=2, cursor=2)
-    store.checkpoint(task_id, "lease-1", half, 300)
-    store.finish(claimed, "lease-1", TaskStatus.FAILED, "failed", state=half)
+    store.tasks.checkpoint(claimed, "lease-1", half, 300)
+    finish_as_worker(store, claimed, TaskStatus.FAILED, state=half)
 
     response = call_api(http_event("POST", f"/tasks/{task_id}/retry", body={"restart": True}))
 
@@ -253,22 +259,22 @@ def test_retry_with_restart_clears_progress(store: TaskStore) -> None:
     assert response.body["status"] == "PENDING"
     assert response.body["progress"] == 0
     assert response.body["units_done"] == 0
-    assert store.get_task(task_id).state is None
+    assert store.tasks.get(task_id).state is None
 
 
-def test_retry_without_restart_keeps_progress(store: TaskStore) -> None:
+def test_retry_without_restart_keeps_progress(store: Store) -> None:
     task_id = submit(EMAIL).body["id"]
     claimed = run(store, task_id)
     half = ChunkState(units_total=4, units_done=2, cursor=2)
-    store.checkpoint(task_id, "lease-1", half, 300)
-    store.finish(claimed, "lease-1", TaskStatus.FAILED, "failed", state=half)
+    store.tasks.checkpoint(claimed, "lease-1", half, 300)
+    finish_as_worker(store, claimed, TaskStatus.FAILED, state=half)
 
     response = call_api(http_event("POST", f"/tasks/{task_id}/retry", body={"restart": False}))
 
     assert response.status == 200
     assert response.body["progress"] == 50
     assert response.body["units_done"] == 2
-    assert store.get_task(task_id).state == half
+    assert store.tasks.get(task_id).state == half
 
 
 # ------------------------------------------------------------------ other routes
@@ -571,23 +577,23 @@ def test_another_users_task_is_404_on_get(api: dict[str, str]) -> None:
     assert_error(response, 404, "not_found", f"task {task_id} not found")
 
 
-def test_another_users_task_is_404_on_cancel(store: TaskStore) -> None:
+def test_another_users_task_is_404_on_cancel(store: Store) -> None:
     task_id = submit(EMAIL, sub=ALICE).body["id"]
 
     response = call_api(http_event("DELETE", f"/tasks/{task_id}", sub=BOB))
 
     assert_error(response, 404, "not_found", f"task {task_id} not found")
-    assert store.get_task(task_id).status == TaskStatus.PENDING
+    assert store.tasks.get(task_id).status == TaskStatus.PENDING
 
 
-def test_another_users_task_is_404_on_retry(store: TaskStore) -> None:
+def test_another_users_task_is_404_on_retry(store: Store) -> None:
     task_id = submit(EMAIL, sub=ALICE).body["id"]
     call_api(http_event("DELETE", f"/tasks/{task_id}", sub=ALICE))
 
     response = call_api(http_event("POST", f"/tasks/{task_id}/retry", sub=BOB))
 
     assert_error(response, 404, "not_found", f"task {task_id} not found")
-    assert store.get_task(task_id).status == TaskStatus.CANCELLED
+    assert store.tasks.get(task_id).status == TaskStatus.CANCELLED
 
 
 def test_another_users_tasks_are_absent_from_list_and_stats(counters: CounterStream) -> None:

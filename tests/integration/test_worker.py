@@ -107,7 +107,7 @@ def test_cancel_requested_mid_run_stops_at_the_next_checkpoint(world: World) -> 
 
     def cancel_during(task: str, index: int) -> None:
         if index == 3:
-            world.store.cancel(task, OWNER)
+            world.cancel(task)
 
     world.counting.after_chunk = cancel_during
     # When the worker runs it
@@ -177,7 +177,7 @@ def test_crash_around_checkpoint_resumes_with_at_most_one_chunk_repeated(
     # Given a 6-chunk task whose worker dies at the 3rd checkpoint (chunk 2)
     task_id = world.submit({"chunks": 6})
     engine = wiring.engine()
-    undo = crash_on_checkpoint(engine.store.client, 3, after=after)
+    undo = crash_on_checkpoint(engine.store.table.client, 3, after=after)
     batch = world.pipeline().receive()
     # When the invocation crashes, the record is reported failed and stays on the queue
     response = world.pipeline().invoke(batch)
@@ -222,7 +222,7 @@ def test_failing_chunk_is_retried_with_growing_backoff_then_fails(world: World) 
     assert task.error.message == "chunk 2 broke"
     assert [i for _, i in world.counting.executions] == [0, 1, 2, 2, 2]
     assert len(sent_delays) == 2  # two retries were scheduled, none after the last attempt
-    events = [e.message for e in world.store.get_task_with_events(task_id, OWNER)[1]]
+    events = [e.message for e in world.store.tasks.get_with_events(task_id, OWNER)[1]]
     assert sum("retry in" in e for e in events) == 2
     assert any(e.startswith("failed after 3 attempt(s): RuntimeError") for e in events)
 
@@ -341,7 +341,7 @@ def test_retry_of_failed_task_resumes_from_checkpoint_and_restart_starts_over(wo
     assert world.task(task_id).status == TaskStatus.FAILED
     assert [i for _, i in world.counting.executions] == [0, 1, 2, 3]
     # When its owner retries it (resume)
-    wiring.engine().dispatcher.send(world.store.retry(task_id, OWNER, restart=False).task_id)
+    world.retry(task_id, restart=False)
     world.pipeline().run()
     # Then only the chunks after the checkpoint ran again
     assert world.task(task_id).status == TaskStatus.SUCCESS
@@ -350,8 +350,8 @@ def test_retry_of_failed_task_resumes_from_checkpoint_and_restart_starts_over(wo
     # And a restart after a cancel runs every chunk from the beginning
     world.counting.executions.clear()
     other = world.submit({"chunks": 3})
-    world.store.cancel(other, OWNER)
-    wiring.engine().dispatcher.send(world.store.retry(other, OWNER, restart=True).task_id)
+    world.cancel(other)
+    world.retry(other, restart=True)
     world.pipeline().run()
     assert world.task(other).status == TaskStatus.SUCCESS
     assert [i for _, i in world.counting.executions] == [0, 1, 2]
@@ -393,11 +393,11 @@ def test_dlq_handler_marks_dead_task_failed_and_records_a_dead_letter(
     assert task.status == TaskStatus.FAILED
     assert task.error is not None and task.error.type == "DeadLetter"
     assert "5 deliveries" in task.error.message
-    letters = world.store.dead_letters(OWNER)
-    assert [(d["task_id"], d["receive_count"]) for d in letters] == [(task_id, 5)]
+    letters = world.store.dead_letters.list(OWNER)
+    assert [(d.task_id, d.receive_count) for d in letters] == [(task_id, 5)]
     # And a second delivery of the same dead letter changes nothing
     dlq.lambda_handler(sqs_event(records[:1]), FakeLambdaContext())
-    assert len(world.store.dead_letters(OWNER)) == 1
+    assert len(world.store.dead_letters.list(OWNER)) == 1
 
 
 def test_dead_letters_are_listed_and_redriven_by_their_owner_only(
@@ -439,8 +439,8 @@ def test_task_scheduled_beyond_fifteen_minutes_hops_until_due(world: World) -> N
     # Given a task due in 40 minutes
     task_id = world.submit({"chunks": 1})
     due = utcnow() + timedelta(minutes=40)
-    world.store.client.update_item(
-        TableName=world.store.table_name,
+    world.store.table.client.update_item(
+        TableName=world.store.table.name,
         Key={"pk": {"S": f"TASK#{task_id}"}, "sk": {"S": "META"}},
         UpdateExpression="SET run_at = :r",
         ExpressionAttributeValues={":r": {"S": due.strftime("%Y-%m-%dT%H:%M:%S.%fZ")}},
@@ -467,8 +467,8 @@ def test_task_scheduled_beyond_fifteen_minutes_hops_until_due(world: World) -> N
 
 def test_task_running_past_its_timeout_fails_with_a_clear_error(world: World) -> None:
     task_id = world.submit({"chunks": 10})
-    world.store.client.update_item(
-        TableName=world.store.table_name,
+    world.store.table.client.update_item(
+        TableName=world.store.table.name,
         Key={"pk": {"S": f"TASK#{task_id}"}, "sk": {"S": "META"}},
         UpdateExpression="SET timeout_seconds = :t",
         ExpressionAttributeValues={":t": {"N": "60"}},
@@ -506,9 +506,9 @@ def test_ten_chunk_task_costs_at_most_chunks_plus_six_orchestration_requests(
     engine = wiring.engine()
     engine.registry = {**REGISTRY, "COUNTING": world.counting}
     clients = [
-        wiring.service().store.client,
+        wiring.service().store.table.client,
         wiring.service().dispatcher.client,
-        engine.store.client,
+        engine.store.table.client,
         engine.dispatcher.client,
     ]
     for client in {id(c): c for c in clients}.values():

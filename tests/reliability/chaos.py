@@ -34,7 +34,7 @@ from taskqueue.models import (
     TaskStatus,
     utcnow,
 )
-from taskqueue.store import TaskStore
+from taskqueue.store import Store
 from taskqueue.task_types.base import TaskContext
 from tests.helpers import (
     ApiResponse,
@@ -749,7 +749,7 @@ class Harness:
     api: Any
     dlq: Any
     engine: Any
-    store: TaskStore  # the test's own reader, on the simulated clock
+    store: Store  # the test's own reader, on the simulated clock
     clock: SimClock
     ledger: Ledger
     chunksum: ChunkSum
@@ -855,13 +855,13 @@ def normalize(summary: Any, task_id: str) -> Any:
 
 def check_task(
     spec: TaskSpec,
-    store: TaskStore,
+    store: Store,
     ledger: Ledger,
     expected: dict[str, Any],
     tally: Counter[str],
 ) -> list[str]:
     task_id = spec.task_id
-    task, events = store.get_task_with_events(task_id, OWNER, event_limit=2000)
+    task, events = store.tasks.get_with_events(task_id, OWNER, event_limit=2000)
     problems: list[str] = []
     if not task.status.is_terminal:
         problems.append(f"ended {task.status}, not in a terminal state")
@@ -944,13 +944,13 @@ def check_chunks(
     return problems
 
 
-def recount(store: TaskStore) -> tuple[Counter[tuple[str, str]], list[str]]:
+def recount(store: Store) -> tuple[Counter[tuple[str, str]], list[str]]:
     """Every task of the owner, from the list pages (index Query + BatchGetItem)."""
     counts: Counter[tuple[str, str]] = Counter()
     ids: list[str] = []
     cursor = None
     while True:
-        page = store.list_tasks(OWNER, limit=500, cursor=cursor)  # 1 index read per shard
+        page = store.listing.list_tasks(OWNER, limit=500, cursor=cursor)  # 1 index read per shard
         for task in page.tasks:
             counts[(task.status.value, task.task_type)] += 1
             ids.append(task.task_id)
@@ -964,8 +964,8 @@ def count_stream(harness: Harness) -> None:
     CounterStream(harness.stream, batch_size=1000).drain()
 
 
-def counters(store: TaskStore) -> Counter[tuple[str, str]]:
-    raw = store.stats(OWNER).counts
+def counters(store: Store) -> Counter[tuple[str, str]]:
+    raw = store.counters.stats(OWNER).counts
     return Counter(
         {(status, kind): n for status, by_type in raw.items() for kind, n in by_type.items() if n}
     )

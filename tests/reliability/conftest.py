@@ -56,7 +56,7 @@ def harness(
     store = wiring.new_store(wiring.settings())  # the test's own reader
     engine.clock = clock.now
     for each in (engine.store, service.store, store):
-        each.clock = clock.now
+        each.table.clock = clock.now
     level = logger.log_level
     logger.setLevel(logging.CRITICAL)  # thousands of expected warnings (lease lost, ...)
     queue_props = transformed_template["Resources"]["TaskQueue"]["Properties"]

@@ -21,7 +21,7 @@ from taskqueue.models import TaskStatus, parse_optional_time
 from taskqueue.observability import logger, metrics
 
 if TYPE_CHECKING:
-    from taskqueue.store import TaskStore
+    from taskqueue.store import CounterStore
 
 ACTIVE_BUCKET = "ACTIVE"
 # Counter partitions per owner. A batch writes one STATS partition (its ACTIVE and DAY items)
@@ -172,7 +172,7 @@ class Counted:
 class StreamCounter:
     """The counters function's logic: a batch of stream records -> the counters, once."""
 
-    store: TaskStore
+    store: CounterStore
 
     def count(self, records: list[Any]) -> Counted:
         changes = changes_of(records)

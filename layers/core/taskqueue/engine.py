@@ -17,23 +17,26 @@ from pydantic import ValidationError
 from taskqueue.dispatch import MAX_DELAY_SECONDS, Dispatcher
 from taskqueue.errors import (
     AllItemsFailed,
+    GuardFailed,
+    InvalidTransition,
     LeaseLost,
     TaskNotFound,
     TaskTypeFailure,
+    TransitionConflict,
     error_code,
     is_permanent,
 )
+from taskqueue.lifecycle import Action, Guard, decide
 from taskqueue.models import (
     ChunkState,
     Task,
     TaskError,
     TaskMessage,
     TaskResult,
-    TaskStatus,
     utcnow,
 )
 from taskqueue.observability import logger, metrics
-from taskqueue.store import TaskStore
+from taskqueue.store import Store
 from taskqueue.task_types import REGISTRY
 from taskqueue.task_types.base import TaskContext, TaskType
 
@@ -64,7 +67,7 @@ def backoff_seconds(attempt: int, rng: random.Random, base: float = 5.0) -> int:
 
 @dataclass
 class Engine:
-    store: TaskStore
+    store: Store
     dispatcher: Dispatcher
     context_factory: Callable[[Task], TaskContext]
     registry: Mapping[str, TaskType] = field(default_factory=lambda: REGISTRY)
@@ -77,28 +80,37 @@ class Engine:
 
     def process(self, message: TaskMessage, remaining_ms: RemainingMillis) -> Outcome:
         try:
-            task = self.store.get_task(message.task_id)
+            task = self.store.tasks.get(message.task_id)
         except TaskNotFound:
             logger.warning("message for a task that does not exist", task_id=message.task_id)
             return Outcome.MISSING
         logger.append_keys(task_id=task.task_id, task_type=task.task_type)
-        if task.status.is_terminal:
-            return Outcome.DROPPED
         now = self.clock()
-        if task.status == TaskStatus.PENDING and task.run_at and task.run_at > now:
+        try:
+            transition = decide(task, Action.CLAIM, now)
+        except GuardFailed as refused:
+            if refused.guard != Guard.DUE:
+                logger.info("duplicate or stale message dropped")
+                return Outcome.DROPPED
+            assert task.run_at is not None
             wait = (task.run_at - now).total_seconds()
             self.dispatcher.send(
                 task.task_id, task.priority.value, int(min(MAX_DELAY_SECONDS, wait + 0.999))
             )
             return Outcome.SCHEDULED
+        except InvalidTransition:
+            return Outcome.DROPPED  # finished already
         lease = secrets.token_hex(8)  # a 64-bit fencing token
         # The lease outlives this invocation, so only a worker that died loses it.
         lease_seconds = remaining_ms() // 1000 + self.lease_grace_seconds
-        claimed = self.store.claim(task, lease, lease_seconds)
-        if claimed is None:
+        try:
+            claimed = self.store.tasks.claim(
+                transition, task.task_id, task.owner, task.task_type, lease, lease_seconds
+            )
+        except TransitionConflict:
             logger.info("duplicate or stale message dropped")
             return Outcome.DROPPED
-        if claimed.attempts > task.attempts:
+        if transition.starts_attempt:
             metrics.add_metric(name="TasksStarted", unit="Count", value=1)
         try:
             return self._run(claimed, lease, lease_seconds, remaining_ms)
@@ -142,13 +154,13 @@ class Engine:
                 wait = self._wait_seconds(state)
                 out_of_time = remaining_ms() - self.safety_margin_ms < slowest_ms * 1.5
                 hand_over = out_of_time or wait > 0
-                current = self.store.checkpoint(
-                    task.task_id,
+                current = self.store.tasks.checkpoint(
+                    task,
                     lease,
                     state,
                     lease_seconds,
                     release=hand_over,
-                    log=_milestone(saved, state),
+                    milestone=_milestone(saved, state),
                 )
                 saved = state
                 if current.cancel_requested:
@@ -168,11 +180,10 @@ class Engine:
             # Not a success of any kind: FAILED, with the per-item errors kept in the result.
             failed = AllItemsFailed(f"all {result.total_items} items failed; see the result")
             return self._fail(task, lease, state, _task_error(failed), result)
-        self.store.finish(
+        self.store.tasks.finish(
+            Action.SUCCEED,
             task,
             lease,
-            TaskStatus.SUCCESS,
-            "finished",
             state=state,
             result=result.summary,
             result_location=result.location,
@@ -204,13 +215,16 @@ class Engine:
             return self._fail(task, lease, saved, error)
         delay = backoff_seconds(task.attempts, self.rng, self.backoff_base_seconds)
         retry_at = self.clock() + timedelta(seconds=delay)
-        self.store.release_for_retry(
+        self.store.tasks.release_for_retry(
             task,
             lease,
             error,
             retry_at,
-            f"attempt {task.attempts} failed ({error.type}: {error.message[:200]}); "
-            f"retry in {delay} s",
+            {
+                "attempts": task.attempts,
+                "error": f"{error.type}: {error.message[:200]}",
+                "delay": delay,
+            },
         )
         self.dispatcher.send(task.task_id, task.priority.value, delay)
         metrics.add_metric(name="TasksRetried", unit="Count", value=1)
@@ -224,11 +238,11 @@ class Engine:
         error: TaskError,
         result: TaskResult | None = None,
     ) -> Outcome:
-        self.store.finish(
+        self.store.tasks.finish(
+            Action.FAIL,
             task,
             lease,
-            TaskStatus.FAILED,
-            f"failed after {task.attempts} attempt(s): {error.type}: {error.message[:300]}",
+            fields={"attempts": task.attempts, "error": f"{error.type}: {error.message[:300]}"},
             state=state,
             error=error,
             result=result.summary if result else None,
@@ -240,7 +254,7 @@ class Engine:
         return Outcome.FAILED
 
     def _cancel(self, task: Task, lease: str, state: ChunkState | None) -> Outcome:
-        self.store.finish(task, lease, TaskStatus.CANCELLED, "cancelled", state=state)
+        self.store.tasks.finish(Action.STOP, task, lease, state=state)
         metrics.add_metric(name="TasksCancelled", unit="Count", value=1)
         return Outcome.CANCELLED
 
@@ -264,7 +278,10 @@ def _timeout_error(task: Task) -> TaskError:
     )
 
 
-def _milestone(before: ChunkState | None, after: ChunkState) -> str | None:
+def _milestone(before: ChunkState | None, after: ChunkState) -> dict[str, int] | None:
+    """The fields of a checkpoint's event line when it crossed 25, 50 or 75 %."""
     old = before.progress if before else 0
     crossed = [m for m in MILESTONES if old < m <= after.progress]
-    return f"{crossed[-1]}% done ({after.units_done} of {after.units_total})" if crossed else None
+    if not crossed:
+        return None
+    return {"percent": crossed[-1], "done": after.units_done, "total": after.units_total}

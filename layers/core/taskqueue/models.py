@@ -353,7 +353,9 @@ class Stats(Model):
     throughput: list[ThroughputPoint]
 
 
-class DeadLetterView(Model):
+class DeadLetter(Model):
+    """A task message that died in a DLQ, as its owner's record keeps it."""
+
     id: str
     task_id: str
     task_type: str
@@ -361,6 +363,9 @@ class DeadLetterView(Model):
     reason: str
     receive_count: int
     dead_at: datetime
+
+
+class DeadLetterView(DeadLetter):
     task_status: TaskStatus | None = None
 
 

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from taskqueue.files import Files
     from taskqueue.models import Task
     from taskqueue.service import TaskService
-    from taskqueue.store import TaskStore
+    from taskqueue.store import Store
     from taskqueue.task_types.base import TaskContext
 
 # The builders import their modules when called: the API function never loads the engine,
@@ -40,15 +40,18 @@ def settings() -> Settings:
 
 def new_store(
     settings: Settings, *, client: Any = None, clock: Callable[[], datetime] | None = None
-) -> TaskStore:
-    from taskqueue.store import TaskStore
+) -> Store:
+    """The table's store: tasks, listing, counters and dead letters over one client."""
+    from taskqueue.models import utcnow
+    from taskqueue.store import Store
 
-    store = TaskStore(
-        settings.table_name, settings.shard_count, settings.retention_days, client=client
+    return Store.of(
+        settings.table_name,
+        settings.shard_count,
+        settings.retention_days,
+        client=client,
+        clock=clock or utcnow,
     )
-    if clock is not None:
-        store.clock = clock
-    return store
 
 
 def new_dispatcher(settings: Settings, *, client: Any = None) -> Dispatcher:
@@ -103,7 +106,7 @@ def new_engine(settings: Settings) -> Engine:
 def new_stream_counter(settings: Settings) -> StreamCounter:
     from taskqueue.counters import StreamCounter
 
-    return StreamCounter(new_store(settings))
+    return StreamCounter(new_store(settings).counters)
 
 
 @cache
