@@ -13,25 +13,21 @@ import hashlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
-
-from pydantic import ValidationError
+from typing import Any
 
 from taskqueue.models import TaskStatus, parse_optional_time
-from taskqueue.observability import logger, metrics
+from taskqueue.store.items import (
+    ACTIVE_BUCKET,
+    STATS_SHARDS,
+    CounterKey,
+    counter_key,
+    day_bucket,
+    is_task_item,
+    minute_bucket,
+)
 
-if TYPE_CHECKING:
-    from taskqueue.store import CounterStore
-
-ACTIVE_BUCKET = "ACTIVE"
-# Counter partitions per owner. A batch writes one STATS partition (its ACTIVE and DAY items)
-# and one TPUT partition, chosen from the batch, so a busy owner's writes spread over them.
-STATS_SHARDS = 64
-THROUGHPUT_SHARDS = 16
 # TransactWriteItems takes 100 actions: the marker and up to 99 counter items.
 MAX_COUNTER_ITEMS = 99
-
-CounterKey = tuple[str, str]  # (pk, sk) of a counter item
 
 
 @dataclass(frozen=True)
@@ -60,7 +56,7 @@ def stats_bucket(status: TaskStatus, finished_at: datetime | None) -> str:
         return ACTIVE_BUCKET
     if finished_at is None:
         raise ValueError("a finished task has no finished_at")
-    return f"DAY#{finished_at.date().isoformat()}"
+    return day_bucket(finished_at.date())
 
 
 def change_of(event_id: str, sequence: str, keys: dict[str, Any], old: Any, new: Any) -> Change:
@@ -72,8 +68,7 @@ def change_of(event_id: str, sequence: str, keys: dict[str, Any], old: Any, new:
     """
     deltas: dict[tuple[str, str], int] = {}
     owner = ""
-    is_task = str(keys.get("pk", "")).startswith("TASK#") and keys.get("sk") == "META"
-    if is_task and new:
+    if is_task_item(keys) and new:
         owner = str(new["owner"])
         task_type = str(new["task_type"])
         new_status = TaskStatus(new["status"])
@@ -87,14 +82,8 @@ def change_of(event_id: str, sequence: str, keys: dict[str, Any], old: Any, new:
             name = f"{new_status}#{task_type}"
             deltas[(bucket, name)] = deltas.get((bucket, name), 0) + 1
             if new_status.is_terminal and finished_at is not None:
-                deltas[(f"MIN#{finished_at.isoformat()[:16]}", str(new_status))] = 1
+                deltas[(minute_bucket(finished_at), str(new_status))] = 1
     return Change(event_id=event_id, sequence=int(sequence), owner=owner, deltas=deltas)
-
-
-def counter_key(owner: str, bucket: str, shard: int) -> CounterKey:
-    if bucket.startswith("MIN#"):
-        return (f"TPUT#{owner}#{shard % THROUGHPUT_SHARDS}", bucket)
-    return (f"STATS#{owner}#{shard}", bucket)
 
 
 def shard_for(marker: str) -> int:
@@ -137,47 +126,3 @@ def _nonzero(batch: CounterBatch) -> Iterator[CounterBatch]:
     if items:
         batch.items = items
         yield batch
-
-
-def changes_of(records: list[Any]) -> list[Change]:
-    """The counter changes of a batch of the stream's records; a record that cannot be read is
-    reported and skipped (retrying would not make it readable, and it would hold up the
-    stream for 24 h)."""
-    from aws_lambda_powertools.utilities.parser.models import DynamoDBStreamRecordModel
-
-    changes = []
-    for raw in records:
-        try:
-            record = DynamoDBStreamRecordModel.model_validate(raw)
-            data = record.dynamodb
-            changes.append(
-                change_of(
-                    record.eventID, data.SequenceNumber, data.Keys, data.OldImage, data.NewImage
-                )
-            )
-        except (ValidationError, KeyError, TypeError, ValueError) as exc:
-            event_id = raw.get("eventID") if isinstance(raw, dict) else None
-            logger.error("stream record skipped", event_id=str(event_id), error=str(exc)[:500])
-            metrics.add_metric(name="StreamRecordsSkipped", unit="Count", value=1)
-    return changes
-
-
-@dataclass
-class Counted:
-    records: int  # readable records of the batch
-    counter_items: int  # counter items written
-
-
-@dataclass
-class StreamCounter:
-    """The counters function's logic: a batch of stream records -> the counters, once."""
-
-    store: CounterStore
-
-    def count(self, records: list[Any]) -> Counted:
-        changes = changes_of(records)
-        # An AWS error propagates: Lambda retries the batch, and the markers skip what was
-        # counted.
-        written = self.store.apply_changes(changes)
-        metrics.add_metric(name="CounterItemsWritten", unit="Count", value=written)
-        return Counted(records=len(changes), counter_items=written)

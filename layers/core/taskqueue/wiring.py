@@ -18,7 +18,7 @@ from taskqueue import aws
 from taskqueue.config import Settings, get_settings
 
 if TYPE_CHECKING:
-    from taskqueue.counters import StreamCounter
+    from taskqueue.counting import StreamCounter
     from taskqueue.dispatch import Dispatcher
     from taskqueue.engine import Engine
     from taskqueue.files import Files
@@ -104,7 +104,7 @@ def new_engine(settings: Settings) -> Engine:
 
 
 def new_stream_counter(settings: Settings) -> StreamCounter:
-    from taskqueue.counters import StreamCounter
+    from taskqueue.counting import StreamCounter
 
     return StreamCounter(new_store(settings).counters)
 

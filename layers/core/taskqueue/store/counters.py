@@ -5,12 +5,22 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from taskqueue.counters import ACTIVE_BUCKET, Change, CounterBatch, batches
-from taskqueue.models import format_time
-from taskqueue.store.items import counted_key, counter_partitions, deserialize
+from taskqueue.store.items import (
+    ACTIVE_BUCKET,
+    DAY,
+    MINUTE,
+    counted_key,
+    counter_partitions,
+    day_bucket,
+    deserialize,
+    minute_bucket,
+)
 from taskqueue.store.table import Table
+
+if TYPE_CHECKING:
+    from taskqueue.counters import CounterBatch
 
 PARALLEL_READS = 8  # concurrent Queries of one stats read
 # Lambda keeps retrying a batch for as long as the stream keeps it (24 h): markers outlive it.
@@ -28,29 +38,9 @@ class CounterStore:
     def __init__(self, table: Table) -> None:
         self.table = table
 
-    def apply_changes(self, changes: list[Change]) -> int:
-        """Add a stream batch's changes to the counters, once; returns the items written.
-
-        Each group of changes is one transaction with its marker. A marker already there
-        means this batch (or its beginning) was counted by an earlier delivery: the changes
-        it covers are skipped and the rest grouped again from the next record on.
-        """
-        written = 0
-        pending = sorted(changes, key=lambda change: change.sequence)
-        while pending:
-            for batch in batches(pending):
-                counted = self._add_counts(batch)
-                if counted is not None:
-                    pending = [c for c in pending if c.sequence > counted]
-                    break
-                written += len(batch.items)
-            else:
-                pending = []
-        return written
-
-    def _add_counts(self, batch: CounterBatch) -> int | None:
-        """One group's ADDs and its marker; None, or the last sequence an earlier
-        delivery already counted under this marker."""
+    def add_counts(self, batch: CounterBatch) -> int | None:
+        """A batch's ADDs and its marker, in one transaction: None, or (nothing written) the
+        last sequence number an earlier delivery already counted under this marker."""
         epoch = int(self.table.now().timestamp())
         marker = counted_key(batch.marker)
         writes: list[dict[str, Any]] = [
@@ -76,7 +66,7 @@ class CounterStore:
             expression = "ADD " + ", ".join(f"#c{i} :c{i}" for i in range(len(counters)))
             if sk != ACTIVE_BUCKET:
                 days = (self.table.retention_days + 2) * 86400
-                lifetime = MINUTE_SECONDS if sk.startswith("MIN#") else days
+                lifetime = MINUTE_SECONDS if sk.startswith(MINUTE) else days
                 names["#ttl"] = "expires_at"
                 values[":ttl"] = {"N": str(epoch + lifetime)}
                 expression += " SET #ttl = :ttl"
@@ -100,8 +90,8 @@ class CounterStore:
         Reads the owner's counter partitions (one Query each, in parallel).
         """
         now = self.table.now()
-        day_cutoff = f"DAY#{(now - timedelta(days=self.table.retention_days)).date().isoformat()}"
-        minute_cutoff = f"MIN#{format_time(now - timedelta(minutes=60))[:16]}"
+        day_cutoff = day_bucket((now - timedelta(days=self.table.retention_days)).date())
+        minute_cutoff = minute_bucket(now - timedelta(minutes=60))
         with ThreadPoolExecutor(max_workers=PARALLEL_READS) as pool:
             shards = list(pool.map(self.table.query_all, counter_partitions(owner)))
         counts: dict[str, dict[str, int]] = {}
@@ -109,13 +99,13 @@ class CounterStore:
         for item in (deserialize(item) for shard in shards for item in shard):
             sk = item["sk"]
             counters = {k: v for k, v in item.items() if k not in ("pk", "sk", "expires_at")}
-            if sk == ACTIVE_BUCKET or (sk.startswith("DAY#") and sk >= day_cutoff):
+            if sk == ACTIVE_BUCKET or (sk.startswith(DAY) and sk >= day_cutoff):
                 for name, value in counters.items():
                     status, task_type = name.split("#", 1)
                     by_type = counts.setdefault(status, {})
                     by_type[task_type] = by_type.get(task_type, 0) + int(value)
-            elif sk.startswith("MIN#") and sk > minute_cutoff:
-                bucket = minutes.setdefault(sk[4:], {})
+            elif sk.startswith(MINUTE) and sk > minute_cutoff:
+                bucket = minutes.setdefault(sk.removeprefix(MINUTE), {})
                 for name, value in counters.items():
                     bucket[name] = bucket.get(name, 0) + int(value)
         return OwnerStats(counts=counts, minutes=minutes)

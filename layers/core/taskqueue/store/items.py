@@ -6,6 +6,7 @@ import hashlib
 import json
 import re
 from collections.abc import Mapping
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -45,6 +46,10 @@ INDEXES = {
 SORT_KEY_PATTERN = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z#[0-9a-f]{32}$")
 
 CounterKey = tuple[str, str]  # (pk, sk) of a counter item
+# A counter item's sk, its bucket: active tasks in one, finished ones by day, finishes by minute.
+ACTIVE_BUCKET = "ACTIVE"
+DAY = "DAY#"
+MINUTE = "MIN#"
 
 
 def task_pk(task_id: str) -> str:
@@ -74,9 +79,18 @@ def counted_key(marker: str) -> dict[str, Any]:
 
 
 def counter_key(owner: str, bucket: str, shard: int) -> CounterKey:
-    if bucket.startswith("MIN#"):
+    if bucket.startswith(MINUTE):
         return (f"TPUT#{owner}#{shard % THROUGHPUT_SHARDS}", bucket)
     return (f"STATS#{owner}#{shard}", bucket)
+
+
+def day_bucket(day: date) -> str:
+    return f"{DAY}{day.isoformat()}"
+
+
+def minute_bucket(moment: datetime) -> str:
+    """The bucket of a minute: "MIN#YYYY-MM-DDTHH:MM"."""
+    return f"{MINUTE}{moment.isoformat()[:16]}"
 
 
 def counter_partitions(owner: str) -> list[str]:
