@@ -18,7 +18,7 @@ from pydantic import BaseModel, Field
 from taskqueue import wiring
 from taskqueue.engine import Outcome
 from taskqueue.errors import InvalidInput
-from taskqueue.models import ChunkState, Task, TaskResult, TaskStatus, utcnow
+from taskqueue.models import ChunkState, Task, TaskMessage, TaskResult, TaskStatus, utcnow
 from taskqueue.store import Store
 from taskqueue.task_types import REGISTRY
 from taskqueue.task_types.base import TaskContext
@@ -109,8 +109,15 @@ class World:
             updated_at=now,
         )
         self.store.tasks.create(task)
-        wiring.engine().dispatcher.send(task.task_id)
+        wiring.engine().dispatcher.send(TaskMessage.of(task))  # as the API sends it
         return task.task_id
+
+    def message(self, task_id: str, *, hinted: bool = True, resume: bool = False) -> TaskMessage:
+        """The task's message as the API or the engine sends it (owner and type: claimed in
+        one write), or bare, as messages sent before those were (a read, then the claim)."""
+        if not hinted:
+            return TaskMessage(task_id=task_id)
+        return TaskMessage.of(self.task(task_id), resume=resume)
 
     _pipeline: Pipeline | None = None
 

@@ -129,7 +129,10 @@ def test_submit_answers_201_with_the_pending_task(api: dict[str, str]) -> None:
 def test_submit_sends_one_message_to_the_normal_queue(sqs: Any, aws: LocalResources) -> None:
     task_id = submit(EMAIL).body["id"]
 
-    assert messages(sqs, aws.queues["TaskQueue"]) == [{"task_id": task_id}]
+    # Whose task and of which type: the worker claims it with one write, no read first
+    assert messages(sqs, aws.queues["TaskQueue"]) == [
+        {"task_id": task_id, "owner": ALICE, "task_type": "EMAIL"}
+    ]
     assert messages(sqs, aws.queues["HighPriorityQueue"]) == []
 
 
@@ -140,7 +143,9 @@ def test_submit_with_high_priority_goes_to_the_high_priority_queue(
 
     assert response.status == 201
     assert response.body["priority"] == "high"
-    assert messages(sqs, aws.queues["HighPriorityQueue"]) == [{"task_id": response.body["id"]}]
+    assert messages(sqs, aws.queues["HighPriorityQueue"]) == [
+        {"task_id": response.body["id"], "owner": ALICE, "task_type": "EMAIL"}
+    ]
     assert messages(sqs, aws.queues["TaskQueue"]) == []
 
 
@@ -243,7 +248,9 @@ def test_retry_cancelled_task_makes_it_pending_and_sends_a_new_message(
     assert response.status == 200
     assert response.body["status"] == "PENDING"
     assert response.body["finished_at"] is None
-    assert messages(sqs, aws.queues["TaskQueue"]) == [{"task_id": task_id}]
+    assert messages(sqs, aws.queues["TaskQueue"]) == [
+        {"task_id": task_id, "owner": ALICE, "task_type": "EMAIL"}
+    ]
 
 
 def test_retry_with_restart_clears_progress(store: Store) -> None:
@@ -623,7 +630,9 @@ def test_same_idempotency_key_and_body_make_one_task(sqs: Any, aws: LocalResourc
     assert second.status == 200
     assert second.body["id"] == first.body["id"]
     assert list_ids(ALICE) == [first.body["id"]]
-    assert messages(sqs, aws.queues["TaskQueue"]) == [{"task_id": first.body["id"]}]
+    assert messages(sqs, aws.queues["TaskQueue"]) == [
+        {"task_id": first.body["id"], "owner": ALICE, "task_type": "EMAIL"}
+    ]
 
 
 def test_same_idempotency_key_with_another_body_is_409(sqs: Any, aws: LocalResources) -> None:
@@ -635,7 +644,9 @@ def test_same_idempotency_key_with_another_body_is_409(sqs: Any, aws: LocalResou
         second, 409, "conflict", "this Idempotency-Key was already used with a different request"
     )
     assert list_ids(ALICE) == [first.body["id"]]
-    assert messages(sqs, aws.queues["TaskQueue"]) == [{"task_id": first.body["id"]}]
+    assert messages(sqs, aws.queues["TaskQueue"]) == [
+        {"task_id": first.body["id"], "owner": ALICE, "task_type": "EMAIL"}
+    ]
 
 
 def test_same_idempotency_key_of_two_users_makes_two_tasks(sqs: Any, aws: LocalResources) -> None:

@@ -10,6 +10,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 from botocore.exceptions import ClientError
 
 from taskqueue import wiring
@@ -87,17 +88,19 @@ def test_submit_replayed_after_a_lost_answer_still_runs_the_task(harness: Harnes
     assert task.status == TaskStatus.SUCCESS, task.status
 
 
-def test_stale_worker_does_not_claim_a_task_that_changed_since_it_read_it(
-    harness: Harness,
+@pytest.mark.parametrize("hinted", [True, False], ids=["message-with-owner", "bare-message"])
+def test_stale_worker_does_not_claim_a_task_that_changed_since_its_message_was_read(
+    harness: Harness, hinted: bool
 ) -> None:
     from taskqueue.aws import client
 
-    # Given a 6-chunk task, and worker A that has read it (PENDING, never run) and stalls
-    # just before its claim
+    # Given a 6-chunk task, and worker A that has its message (and, for a bare message, has
+    # read the task: PENDING, never run) and stalls just before its claim
     submitted = api("POST", "/tasks", body={"type": "CHUNKSUM", "params": {"chunks": 6, "salt": 9}})
     task_id = submitted.body["id"]
     engine, service = harness.engine, wiring.service()
-    message = TaskMessage(task_id=task_id)
+    task = harness.store.tasks.get(task_id)
+    message = TaskMessage.of(task) if hinted else TaskMessage(task_id=task_id)
 
     def cancel_during_third_chunk(task: str, index: int) -> None:
         if index == 2:
@@ -120,14 +123,16 @@ def test_stale_worker_does_not_claim_a_task_that_changed_since_it_read_it(
         service.retry(OWNER, task_id, restart=False)
 
     dynamodb = client("dynamodb")
-    dynamodb.meta.events.register("before-call.dynamodb.TransactWriteItems", meanwhile)
+    dynamodb.meta.events.register("before-call.dynamodb.UpdateItem", meanwhile)  # the claim
     try:
         # When A goes on with its claim
         outcome = engine.process(message, countdown(10))
     finally:
-        dynamodb.meta.events.unregister("before-call.dynamodb.TransactWriteItems", meanwhile)
+        dynamodb.meta.events.unregister("before-call.dynamodb.UpdateItem", meanwhile)
     pipeline(harness).run()  # the retry's message
-    # Then no chunk ran twice: A's claim failed (or resumed at chunk 3), and the sum is exact
+    # Then no chunk ran twice: A's claim took the task as it is now (resuming at chunk 3:
+    # the claim returns the item it wrote, nothing from A's earlier view), and the sum is exact
+    assert stalled
     task = harness.store.tasks.get(task_id)
     runs = Counter(index for _, index, _ in harness.ledger.executions[task_id])
     assert task.status == TaskStatus.SUCCESS

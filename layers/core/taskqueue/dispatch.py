@@ -54,9 +54,14 @@ class Dispatcher:
     def queue_url(self, priority: str) -> str:
         return self.queues.get(priority) or self.queues["normal"]
 
-    def send(self, task_id: str, priority: str = "normal", delay_seconds: int = 0) -> str:
-        """Send `{task_id}`; delays beyond SQS's 15 minutes are hopped by the worker."""
-        body = TaskMessage(task_id=task_id).model_dump_json()
+    def send(
+        self, message: TaskMessage | str, priority: str = "normal", delay_seconds: int = 0
+    ) -> str:
+        """Send a task message (or a bare task id); delays beyond SQS's 15 minutes are hopped
+        by the worker."""
+        if isinstance(message, str):
+            message = TaskMessage(task_id=message)
+        body = message.model_dump_json(exclude_defaults=True)
         delay = max(0, min(MAX_DELAY_SECONDS, int(delay_seconds)))
         response = self.client.send_message(
             QueueUrl=self.queue_url(priority), MessageBody=body, DelaySeconds=delay

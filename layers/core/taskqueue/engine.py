@@ -26,13 +26,14 @@ from taskqueue.errors import (
     error_code,
     is_permanent,
 )
-from taskqueue.lifecycle import Action, Guard, decide
+from taskqueue.lifecycle import Action, Guard, Transition, decide, row
 from taskqueue.models import (
     ChunkState,
     Task,
     TaskError,
     TaskMessage,
     TaskResult,
+    TaskStatus,
     utcnow,
 )
 from taskqueue.observability import logger, metrics
@@ -41,6 +42,9 @@ from taskqueue.task_types import REGISTRY
 from taskqueue.task_types.base import TaskContext, TaskType
 
 RemainingMillis = Callable[[], int]
+# The claims a message can ask for without a read: start a run, or resume a handed-over one.
+START = row(Action.CLAIM, TaskStatus.PENDING)
+RESUME = row(Action.CLAIM, TaskStatus.RUNNING, Guard.LEASE_RELEASED)
 T = TypeVar("T")
 MILESTONES = (25, 50, 75)
 
@@ -79,44 +83,77 @@ class Engine:
     sleep: Callable[[float], None] = time.sleep
 
     def process(self, message: TaskMessage, remaining_ms: RemainingMillis) -> Outcome:
-        try:
-            task = self.store.tasks.get(message.task_id)
-        except TaskNotFound:
-            logger.warning("message for a task that does not exist", task_id=message.task_id)
-            return Outcome.MISSING
-        logger.append_keys(task_id=task.task_id, task_type=task.task_type)
-        now = self.clock()
-        try:
-            transition = decide(task, Action.CLAIM, now)
-        except GuardFailed as refused:
-            if refused.guard != Guard.DUE:
-                logger.info("duplicate or stale message dropped")
-                return Outcome.DROPPED
-            assert task.run_at is not None
-            wait = (task.run_at - now).total_seconds()
-            self.dispatcher.send(
-                task.task_id, task.priority.value, int(min(MAX_DELAY_SECONDS, wait + 0.999))
-            )
-            return Outcome.SCHEDULED
-        except InvalidTransition:
-            return Outcome.DROPPED  # finished already
         lease = secrets.token_hex(8)  # a 64-bit fencing token
         # The lease outlives this invocation, so only a worker that died loses it.
         lease_seconds = remaining_ms() // 1000 + self.lease_grace_seconds
-        try:
-            claimed = self.store.tasks.claim(
-                transition, task.task_id, task.owner, task.task_type, lease, lease_seconds
-            )
-        except TransitionConflict:
-            logger.info("duplicate or stale message dropped")
-            return Outcome.DROPPED
-        if transition.starts_attempt:
-            metrics.add_metric(name="TasksStarted", unit="Count", value=1)
+        claimed = self._claim(message, lease, lease_seconds)
+        if isinstance(claimed, Outcome):
+            return claimed
         try:
             return self._run(claimed, lease, lease_seconds, remaining_ms)
         except LeaseLost:
             logger.warning("lease lost: another worker owns the task now")
             return Outcome.LEASE_LOST
+
+    def _claim(self, message: TaskMessage, lease: str, lease_seconds: int) -> Task | Outcome:
+        """The task under a fresh lease, or what became of the message.
+
+        Commonly one conditional write, returning the task: the message says whose task it
+        is and whether it starts a run (PENDING and due) or continues a handed-over one. A
+        refused write returns the task as it found it, from which the lifecycle decides: a
+        claim after all (a take-over of an expired lease, a wrong guess: a second write), a
+        schedule hop, or a duplicate or finished message to drop.
+        """
+        current: Task | None
+        if message.owner and message.task_type:
+            guess = RESUME if message.resume else START
+            try:
+                claimed = self.store.tasks.claim(
+                    guess, message.task_id, message.owner, message.task_type, lease, lease_seconds
+                )
+                return self._claimed(claimed, guess)
+            except TransitionConflict as refused:
+                current = refused.current
+        else:
+            current = self._read(message.task_id)  # a message from before the hints
+        if current is None:
+            logger.warning("message for a task that does not exist", task_id=message.task_id)
+            return Outcome.MISSING
+        logger.append_keys(task_id=current.task_id, task_type=current.task_type)
+        now = self.clock()
+        try:
+            transition = decide(current, Action.CLAIM, now)
+        except GuardFailed as refused:
+            if refused.guard != Guard.DUE:
+                logger.info("duplicate or stale message dropped")
+                return Outcome.DROPPED
+            assert current.run_at is not None
+            wait = (current.run_at - now).total_seconds()
+            hop = int(min(MAX_DELAY_SECONDS, wait + 0.999))
+            self.dispatcher.send(TaskMessage.of(current), current.priority.value, hop)
+            return Outcome.SCHEDULED
+        except InvalidTransition:
+            return Outcome.DROPPED  # finished already
+        try:
+            claimed = self.store.tasks.claim(
+                transition, current.task_id, current.owner, current.task_type, lease, lease_seconds
+            )
+        except TransitionConflict:
+            logger.info("duplicate or stale message dropped")
+            return Outcome.DROPPED
+        return self._claimed(claimed, transition)
+
+    def _read(self, task_id: str) -> Task | None:
+        try:
+            return self.store.tasks.get(task_id)
+        except TaskNotFound:
+            return None
+
+    def _claimed(self, task: Task, transition: Transition) -> Task:
+        logger.append_keys(task_id=task.task_id, task_type=task.task_type)
+        if transition.starts_attempt:
+            metrics.add_metric(name="TasksStarted", unit="Count", value=1)
+        return task
 
     def _run(
         self, task: Task, lease: str, lease_seconds: int, remaining_ms: RemainingMillis
@@ -168,7 +205,9 @@ class Engine:
                     return self._cancel(task, lease, state)
                 if hand_over:
                     # Paced types (EMAIL) wait in the queue, not in a billed invocation.
-                    self.dispatcher.send(task.task_id, task.priority.value, wait)
+                    self.dispatcher.send(
+                        TaskMessage.of(task, resume=True), task.priority.value, wait
+                    )
                     return Outcome.CONTINUED
             result = _guarded(partial(task_type.finish, params, state, ctx))
         except TaskTypeFailure as failure:
@@ -226,7 +265,7 @@ class Engine:
                 "delay": delay,
             },
         )
-        self.dispatcher.send(task.task_id, task.priority.value, delay)
+        self.dispatcher.send(TaskMessage.of(task), task.priority.value, delay)
         metrics.add_metric(name="TasksRetried", unit="Count", value=1)
         return Outcome.RETRYING
 
