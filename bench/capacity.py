@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 from bench.report import table
 from bench.world import in_process_world, no_transaction_backups
-from taskqueue.counters import STATS_SHARDS, THROUGHPUT_SHARDS
+from taskqueue.store.items import STATS_SHARDS, THROUGHPUT_SHARDS
 
 LIMIT = 1000  # writes (of <= 1 KB) a second per partition key
 GOAL_TASKS_PER_SECOND = 10_000

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from taskqueue.store import INDEXES
+from taskqueue.store.items import INDEXES
 
 INDEX_OF_ATTRIBUTE = {attribute: index for index, attribute in INDEXES.values()}
 INDEX_SORT_KEY = "ck"

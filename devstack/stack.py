@@ -96,10 +96,9 @@ def verify_email_sender(address: str) -> None:
 def check_task_types() -> list[str]:
     """Load the configured task-type plugins now, so a broken one stops the start-up (on
     Lambda it would fail the first request that needs it)."""
-    from taskqueue.config import get_settings
-    from taskqueue.task_types import registry_for
+    from taskqueue import wiring
 
-    registry = registry_for(get_settings().task_type_modules)
+    registry = wiring.new_registry(wiring.settings())
     plugins = list(registry.plugins())
     if plugins:
         say(f"task types from plugins: {', '.join(plugins)}")
@@ -192,8 +191,10 @@ class DevStack:
         environment["EMAIL_MAX_CONCURRENCY"] = "1"
         add_layers_to_path()
         apply_function_environment(environment)
+        from taskqueue import wiring
         from taskqueue.aws import client
 
+        wiring.settings()  # the clients follow the settings (S3 addressing)
         for service in HANDLER_CLIENTS:
             client(service)
         if environment.get("EMAIL_SENDER"):
@@ -202,11 +203,14 @@ class DevStack:
 
     def _point_push_at(self, url: str) -> None:
         """The push function's management API is the gateway's WebSocket stage, whose port is
-        known once the gateway is bound; the settings read at import are read again."""
+        known once the gateway is bound; the settings are read again, and the push function's
+        logic built from them."""
+        from taskqueue import wiring
         from taskqueue.config import get_settings
 
         os.environ[MANAGEMENT_URL_VARIABLE] = url
         get_settings.cache_clear()
+        wiring.pusher.cache_clear()
 
     def _invoke(self, function: str, event: dict[str, Any]) -> Any:
         return self.functions[function].invoke(event)
@@ -265,12 +269,10 @@ class DevStack:
         self, queue: str, records: list[dict[str, Any]], failed: set[str], seconds: float
     ) -> None:
         """One line per task message: the task's status after the invocation."""
-        from taskqueue.config import get_settings
-        from taskqueue.engine import parse_message
-        from taskqueue.store import TaskStore
+        from taskqueue import wiring
+        from taskqueue.dispatch import parse_message
 
-        settings = get_settings()
-        store = TaskStore(settings.table_name, settings.shard_count, settings.retention_days)
+        store = wiring.new_store(wiring.settings())
         for record in records:
             retried = " (returned to the queue)" if record["messageId"] in failed else ""
             try:
@@ -279,7 +281,7 @@ class DevStack:
                 say(f"{queue:<28} malformed message {record['messageId']}{retried}")
                 continue
             try:
-                task = store.get_task(task_id)
+                task = store.tasks.get(task_id)
             except Exception:
                 say(f"{queue:<28} task {task_id} not found{retried}")
                 continue

@@ -15,7 +15,6 @@ import gc
 # end of this module, with them frozen: out of every later collection's way.
 gc.disable()
 
-from functools import cache
 from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler import (
@@ -34,7 +33,7 @@ from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from taskqueue.config import get_settings
+from taskqueue import wiring
 from taskqueue.errors import (
     EnqueueFailed,
     InvalidRequest,
@@ -62,7 +61,6 @@ from taskqueue.models import (
     UploadTicket,
 )
 from taskqueue.observability import logger, metrics
-from taskqueue.service import TaskService
 
 STATUS_OF: dict[type[TaskQueueError], int] = {
     TaskNotFound: 404,
@@ -76,7 +74,7 @@ STATUS_OF: dict[type[TaskQueueError], int] = {
 app = APIGatewayHttpResolver(
     enable_validation=True,
     cors=CORSConfig(
-        allow_origin=get_settings().cors_allow_origin,
+        allow_origin=wiring.settings().cors_allow_origin,
         allow_headers=["Authorization", "Content-Type", "Idempotency-Key"],
         max_age=600,
     ),
@@ -109,11 +107,6 @@ def responses(
     return documented
 
 
-@cache
-def service() -> TaskService:
-    return TaskService.from_settings(get_settings())
-
-
 def current_owner() -> str:
     """The caller's identity: the JWT `sub` claim, never anything from the request body."""
     authorizer = app.current_event.request_context.authorizer
@@ -121,7 +114,7 @@ def current_owner() -> str:
     owner = claims.get("sub")
     if owner:
         return str(owner)
-    dev_user = get_settings().dev_auth_user
+    dev_user = wiring.settings().dev_auth_user
     if dev_user:
         return dev_user
     raise Unauthorized("authentication required")
@@ -141,7 +134,7 @@ def error_response(status: int, code: str, message: str, details: Any = None) ->
 
 
 def check_body_size() -> None:
-    limit = get_settings().max_body_bytes
+    limit = wiring.settings().max_body_bytes
     if len((app.current_event.body or "").encode()) > limit:
         raise PayloadTooLarge(f"request body is larger than {limit} bytes")
 
@@ -238,7 +231,7 @@ def submit_task(
         Header(alias="idempotency-key", max_length=128, pattern=r"^[A-Za-z0-9_.:-]+$"),
     ] = None,
 ) -> Response[TaskView]:
-    task, created = service().submit(current_owner(), body, idempotency_key)
+    task, created = wiring.service().submit(current_owner(), body, idempotency_key)
     if created:
         metrics.add_metric(name="TasksSubmitted", unit="Count", value=1)
     return json_response(201 if created else 200, TaskView.of(task))
@@ -261,12 +254,12 @@ def list_tasks(
         limit=limit,
         cursor=cursor,
     )
-    return service().list_tasks(current_owner(), query)
+    return wiring.service().list_tasks(current_owner(), query)
 
 
 @app.get("/tasks/<task_id>", security=JWT, responses=responses({200: "the task"}, 404))
 def get_task(task_id: Annotated[str, Path(max_length=64)]) -> TaskDetail:
-    return service().get(current_owner(), task_id)
+    return wiring.service().get(current_owner(), task_id)
 
 
 @app.delete(
@@ -282,7 +275,7 @@ def get_task(task_id: Annotated[str, Path(max_length=64)]) -> TaskDetail:
     ),
 )
 def cancel_task(task_id: Annotated[str, Path(max_length=64)]) -> Response[TaskView]:
-    task = service().cancel(current_owner(), task_id)
+    task = wiring.service().cancel(current_owner(), task_id)
     return json_response(200 if task.status == TaskStatus.CANCELLED else 202, TaskView.of(task))
 
 
@@ -296,30 +289,30 @@ def retry_task(
     body: Annotated[RetryTaskRequest | None, Body()] = None,
 ) -> TaskView:
     restart = body.restart if body else False
-    return TaskView.of(service().retry(current_owner(), task_id, restart))
+    return TaskView.of(wiring.service().retry(current_owner(), task_id, restart))
 
 
 @app.get("/stats", security=JWT, responses=responses({200: "counts, queues, throughput"}))
 def get_stats() -> Stats:
-    return service().stats(current_owner())
+    return wiring.service().stats(current_owner())
 
 
 @app.get("/dead-letters", security=JWT, responses=responses({200: "the caller's dead letters"}))
 def list_dead_letters() -> DeadLetterPage:
-    return service().dead_letters(current_owner())
+    return wiring.service().dead_letters(current_owner())
 
 
 @app.post(
     "/dead-letters/redrive", security=JWT, responses=responses({200: "what was sent back"}, 503)
 )
 def redrive_dead_letters() -> RedriveResult:
-    return service().redrive(current_owner())
+    return wiring.service().redrive(current_owner())
 
 
 @app.get("/task-types", security=JWT, responses=responses({200: "the registered types"}))
 def list_task_types() -> list[TaskTypeInfo]:
     current_owner()
-    return service().task_types()
+    return wiring.service().task_types()
 
 
 @app.post(
@@ -328,7 +321,7 @@ def list_task_types() -> list[TaskTypeInfo]:
     responses=responses({201: "a presigned PUT URL under your own prefix"}, 400, 413, 415),
 )
 def create_upload(body: UploadRequest) -> Response[UploadTicket]:
-    return json_response(201, service().upload(current_owner(), body))
+    return json_response(201, wiring.service().upload(current_owner(), body))
 
 
 @app.get(
@@ -336,7 +329,7 @@ def create_upload(body: UploadRequest) -> Response[UploadTicket]:
     responses=responses({200: "table and queue reachable", 503: "one is not"}, protected=False),
 )
 def health() -> Response[dict[str, Any]]:
-    checks = service().health()
+    checks = wiring.service().health()
     return json_response(200 if checks["ok"] else 503, checks)
 
 

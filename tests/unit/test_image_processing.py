@@ -11,12 +11,12 @@ from PIL import Image, ImageOps
 from PIL.JpegImagePlugin import JpegImageFile
 
 from bench.work_media import photo_jpeg, psnr, reference_image
+from taskqueue.errors import ImageRejected
 from taskqueue.task_types.image_processing import (
     BYTES_PER_PIXEL,
     MIN_MAX_PIXELS,
     RESERVED_MEMORY_MB,
     ImageProcessingParams,
-    ImageRejected,
     convert_image,
     fitted_image,
     max_pixels,

@@ -226,9 +226,23 @@ class UploadRequest(Model):
 
 
 class TaskMessage(Model):
-    """The body of every SQS task message."""
+    """The body of every SQS task message.
+
+    Besides the task's id, what its sender knew, so that the worker claims the task in one
+    conditional write without reading it first: its owner and type (the claim's condition
+    checks them, since the status index keys derive from them) and whether it continues a run
+    handed over (RUNNING, lease released) rather than starts one (PENDING). A message without
+    them (sent before they existed) costs the worker a read first.
+    """
 
     task_id: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[0-9a-f]{32}$")]
+    owner: Annotated[str, Field(min_length=1, max_length=256)] | None = None
+    task_type: Annotated[str, Field(min_length=1, max_length=64)] | None = None
+    resume: bool = False
+
+    @classmethod
+    def of(cls, task: Task, *, resume: bool = False) -> TaskMessage:
+        return cls(task_id=task.task_id, owner=task.owner, task_type=task.task_type, resume=resume)
 
 
 # ---------------------------------------------------------------- responses
@@ -353,7 +367,9 @@ class Stats(Model):
     throughput: list[ThroughputPoint]
 
 
-class DeadLetterView(Model):
+class DeadLetter(Model):
+    """A task message that died in a DLQ, as its owner's record keeps it."""
+
     id: str
     task_id: str
     task_type: str
@@ -361,6 +377,9 @@ class DeadLetterView(Model):
     reason: str
     receive_count: int
     dead_at: datetime
+
+
+class DeadLetterView(DeadLetter):
     task_status: TaskStatus | None = None
 
 

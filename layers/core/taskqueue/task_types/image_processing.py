@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from taskqueue.errors import InvalidInput, aws_error_code
+from taskqueue.errors import ImageRejected, InvalidInput, aws_error_code
 from taskqueue.models import ChunkState, TaskResult
 from taskqueue.task_types import _s3
 from taskqueue.task_types.base import TaskContext
@@ -80,10 +80,6 @@ class ImageProcessingParams(BaseModel):
 
 
 # ---------------------------------------------------------------- pure image work
-
-
-class ImageRejected(ValueError):
-    """An input that cannot be turned into an output; recorded, never fatal to the task."""
 
 
 # What one image may cost in memory, per pixel of the stored image: a decoded RGBA copy (4),
