@@ -309,10 +309,25 @@ class TaskPage(Model):
     next_cursor: str | None
 
 
+ProgressUnit = Annotated[
+    str,
+    Field(
+        pattern=r"^[a-z]+$",
+        max_length=32,
+        description="What units_done and units_total count: bytes (shown as KB, MB), or a "
+        "plural noun such as rows, recipients or images",
+    ),
+]
+
+
 class TaskTypeInfo(Model):
     name: str
     description: str
-    params_schema: dict[str, Any]
+    progress_unit: ProgressUnit
+    params_schema: dict[str, Any] = Field(
+        description="JSON Schema of the params; x-upload, x-sources and x-advanced say how the "
+        "page's form offers them"
+    )
 
 
 class UploadTicket(Model):
@@ -347,10 +362,22 @@ class ThroughputPoint(Model):
     cancelled: int = 0
 
 
+class QueueDepth(Model):
+    visible: int = Field(description="Messages waiting to be received")
+    in_flight: int = Field(description="Received, not yet deleted")
+    delayed: int = Field(description="Not visible yet (scheduled, backoff)")
+    dead_letter: bool = Field(description="A dead-letter queue: its messages failed")
+
+
 class Stats(Model):
-    counts: StatusCounts
-    queues: dict[str, dict[str, int]]
-    throughput: list[ThroughputPoint]
+    counts: StatusCounts = Field(
+        description="The caller's tasks by their current status: a task run twice counts once"
+    )
+    queues: dict[str, QueueDepth]
+    throughput: list[ThroughputPoint] = Field(
+        description="Runs finished per minute over the last hour, oldest first: a task that "
+        "finished, was retried and finished again counts in both minutes"
+    )
 
 
 class DeadLetterView(Model):

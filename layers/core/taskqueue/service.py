@@ -207,6 +207,7 @@ class TaskService:
             TaskTypeInfo(
                 name=t.name,
                 description=t.description,
+                progress_unit=t.progress_unit,
                 params_schema=t.params_model.model_json_schema(),
             )
             for t in sorted(self.registry.values(), key=lambda t: t.name)

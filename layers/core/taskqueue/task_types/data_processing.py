@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from taskqueue.form_hints import ADVANCED, Source, sources, upload
 from taskqueue.models import ChunkState, TaskResult
 from taskqueue.task_types import _s3
 from taskqueue.task_types.base import TaskContext
@@ -36,13 +37,21 @@ INVALID_TOKENS = ("n/a", "abc", "1.2.3", "NaN", "-", "12a")
 class DataProcessingParams(BaseModel):
     """Analyse an uploaded CSV (`input_key`) or a generated one (`rows`, `columns`, `seed`)."""
 
-    model_config = ConfigDict(extra="forbid", title="DATA_PROCESSING parameters")
+    model_config = ConfigDict(
+        extra="forbid",
+        title="DATA_PROCESSING parameters",
+        json_schema_extra=sources(
+            Source("upload", "Upload a CSV file", ("input_key",)),
+            Source("generate", "Generate test data", ("rows", "columns", "seed")),
+        ),
+    )
 
     input_key: Annotated[str, Field(min_length=1, max_length=1024)] | None = Field(
         default=None,
         description="S3 key of an uploaded CSV file (from POST /uploads, under uploads/<you>/). "
         "Give this or rows.",
         examples=["uploads/alice/sales.csv"],
+        json_schema_extra=upload("text/csv"),
     )
     rows: Annotated[int, Field(ge=1, le=5_000_000)] | None = Field(
         default=None,
@@ -67,6 +76,7 @@ class DataProcessingParams(BaseModel):
         ge=64 * KIB,
         le=8 * MIB,
         description="Bytes read per chunk (64 KiB to 8 MiB); a chunk ends at a line boundary.",
+        json_schema_extra=ADVANCED,
     )
     delimiter: Literal[",", ";", "\t", "|"] = Field(
         default=",", description="Field delimiter of the CSV."
@@ -351,6 +361,7 @@ class DataProcessing:
         "Per-column statistics (count, sum, mean, min, max, standard deviation, empty and "
         "invalid cells) of an uploaded or generated CSV file."
     )
+    progress_unit = "bytes"
     params_model: type[BaseModel] = DataProcessingParams
 
     def start(self, params: DataProcessingParams, ctx: TaskContext) -> ChunkState:

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, model_validator
 
+from taskqueue.form_hints import ADVANCED, Source, error_at, sources
 from taskqueue.models import ChunkState, TaskResult
 from taskqueue.task_types import _s3
 from taskqueue.task_types.base import TaskContext
@@ -28,7 +29,14 @@ FieldValue = Annotated[str, Field(max_length=500)]
 class EmailParams(BaseModel):
     """Recipients (a list, or a generated count) and the subject and body templates."""
 
-    model_config = ConfigDict(extra="forbid", title="EMAIL parameters")
+    model_config = ConfigDict(
+        extra="forbid",
+        title="EMAIL parameters",
+        json_schema_extra=sources(
+            Source("list", "List recipients", ("recipients",)),
+            Source("generate", "Generate test recipients", ("recipient_count",)),
+        ),
+    )
 
     recipients: Annotated[list[EmailStr], Field(min_length=1, max_length=1000)] | None = Field(
         default=None,
@@ -59,18 +67,21 @@ class EmailParams(BaseModel):
         description="Extra template fields per recipient address, e.g. "
         '{"ada@example.com": {"name": "Ada", "plan": "pro"}}. A field missing for a '
         "recipient renders as an empty string; name defaults to the address's local part.",
+        json_schema_extra=ADVANCED,
     )
     batch_size: int = Field(
         default=10,
         ge=1,
         le=50,
         description="Emails sent per chunk (between checkpoints).",
+        json_schema_extra=ADVANCED,
     )
     rate_per_second: float = Field(
         default=10.0,
         ge=0.1,
         le=50.0,
         description="Maximum emails per second; the service's own ceiling applies if lower.",
+        json_schema_extra=ADVANCED,
     )
 
     @model_validator(mode="after")
@@ -78,8 +89,12 @@ class EmailParams(BaseModel):
         if (self.recipients is None) == (self.recipient_count is None):
             raise ValueError("give exactly one of recipients or recipient_count")
         allowed = set(BUILTIN_FIELDS).union(*(extra.keys() for extra in self.fields.values()))
-        check_template("subject", self.subject, allowed)
-        check_template("body", self.body, allowed)
+        for name in ("subject", "body"):
+            try:
+                check_template(name, getattr(self, name), allowed)
+            except ValueError as exc:
+                # At the field, not the model: the API's error `loc` then names it.
+                raise error_at("EmailParams", name, str(exc), getattr(self, name)) from None
         return self
 
     @property
@@ -153,6 +168,7 @@ def render(template: str, values: Mapping[str, Any]) -> str:
 class Email:
     name = "EMAIL"
     description = "Send a templated plain-text email to each recipient through Amazon SES."
+    progress_unit = "recipients"
     params_model: type[BaseModel] = EmailParams
 
     def __init__(
