@@ -1,12 +1,21 @@
 // Entry point: signs in when the deployment asks for it, then wires the submit form, the task
-// list, the detail panel, the dashboard and the poller that keeps them fresh.
+// list, the detail panel, the dashboard, the time-zone switch and the poller that keeps them
+// fresh.
 
 import { initAuth, authEnabled, signIn, signOut, onAuthChange } from "./auth.js";
 import { setupSubmitForm } from "./form.js";
 import { createTaskList, createPoller } from "./list.js";
 import { createDetailPanel } from "./detail.js";
 import { createDashboard } from "./dashboard.js";
-import { toast } from "./util.js";
+import { onNavigate } from "./nav.js";
+import { setTaskTypes, setTimeZone, timeZone, toast, zoneName } from "./util.js";
+
+function setupZoneSwitch() {
+  const select = document.getElementById("zone-select");
+  document.getElementById("zone-local").textContent = `Local (${zoneName("local")})`;
+  select.value = timeZone();
+  select.addEventListener("change", () => setTimeZone(select.value));
+}
 
 function showSignedIn(user) {
   const box = document.getElementById("auth-box");
@@ -53,10 +62,20 @@ function startApp() {
 
   list = createTaskList({
     onOpen: openTask,
-    onChange: () => poller?.kick(),
+    onChange: () => {
+      poller?.kick();
+      dashboard?.redraw();
+    },
   });
 
-  dashboard = createDashboard({ onOpenTask: (id) => openTask(id) });
+  dashboard = createDashboard({
+    onOpenTask: (id) => openTask(id),
+    onFilterStatus: (status) => {
+      list.filterStatus(status);
+      document.getElementById("tasks-title").scrollIntoView({ block: "start", behavior: "smooth" });
+    },
+    currentStatus: () => list.status(),
+  });
 
   poller = createPoller({
     isActive: () => list.hasActive() || detail.isActive(),
@@ -76,18 +95,29 @@ function startApp() {
       poller.kick();
       dashboard.maybeRefresh();
     },
-    onTypes: (types) => list.setTypes(types),
+    onTypes: (types) => {
+      setTaskTypes(types);
+      list.setTypes(types);
+      list.redraw();
+      detail.redraw();
+    },
   });
 
   form.load();
   list.load();
   dashboard.load();
 
+  onNavigate((state) => list.setSelected(state.task || null));
+
   const initial = new URLSearchParams(window.location.search).get("task");
-  if (initial) openTask(initial);
+  if (initial) {
+    list.setSelected(initial);
+    detail.open(initial, null, { fromHistory: true });
+  }
 }
 
 async function main() {
+  setupZoneSwitch();
   document.getElementById("signin-button").addEventListener("click", () => {
     signIn().catch((err) => showSignIn(err.message));
   });
