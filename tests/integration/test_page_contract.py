@@ -1,7 +1,8 @@
 """The page's contract (static_site/js/contract.js) against the API's own /openapi.json: every
 route the page calls exists, every field it reads is in that route's answer, every field and
-query parameter it sends is in the request's schema; and the form hints of GET /task-types are
-the ones the page knows, pointing at fields that exist and content types POST /uploads takes.
+query parameter it sends is in the request's schema; the form hints of GET /task-types are the
+ones the page knows, pointing at fields that exist and content types POST /uploads takes; and
+every event line the lifecycle writes is of a kind the page's timeline declares.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 import pytest
 
 from tests.helpers import ApiResponse, call_api, http_event, reset_function_caches
+from tests.pipeline_world import OWNER, World
 
 ROOT = Path(__file__).resolve().parents[2]
 CONTRACT_JS = ROOT / "static_site" / "js" / "contract.js"
@@ -238,3 +240,37 @@ def test_a_template_error_is_located_at_its_field_so_the_page_shows_it_there(
             "subject: unknown field {nickname}; use one of {email}, {index}, {name}",
         )
     ]
+
+
+def test_every_event_line_of_a_task_is_of_a_kind_the_timeline_knows(
+    contract: dict[str, Any], world: World
+) -> None:
+    # Given tasks through every path of the lifecycle: a retried chunk, a failure, a resume,
+    # a cancel before the start and one while running
+    retried = world.submit({"chunks": 4, "fail_on_chunk": 1, "fail_times": 1})
+    failed = world.submit({"chunks": 3, "fail_on_chunk": 2, "fail_times": 9}, max_attempts=1)
+    cancelled = world.submit({"chunks": 2})
+    world.store.cancel(cancelled, OWNER)
+    world.pipeline().run()
+    world.worker.engine().dispatcher.send(world.store.retry(failed, OWNER, False).task_id)
+    world.pipeline().run()
+    stopped = world.submit({"chunks": 8})
+    world.counting.after_chunk = lambda task_id, index: (
+        world.store.cancel(task_id, OWNER) if task_id == stopped and index == 2 else None
+    )
+    world.pipeline().run()
+
+    # When their event logs are read
+    lines = [
+        event.message
+        for task_id in (retried, failed, cancelled, stopped)
+        for event in world.store.get_task_with_events(task_id, OWNER)[1]
+    ]
+
+    # Then each line is of a kind contract.js declares, and every kind but the take-over occurs
+    kinds = {name: re.compile(pattern) for name, pattern in contract["events"].items()}
+    unknown = [line for line in lines if not any(p.search(line) for p in kinds.values())]
+    assert unknown == []
+    seen = {name for name, p in kinds.items() if any(p.search(line) for line in lines)}
+    assert seen == set(kinds) - {"took_over"}
+    assert "50% done (2 of 4 chunks)" in lines

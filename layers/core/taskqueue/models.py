@@ -194,6 +194,15 @@ class RetryTaskRequest(Model):
     restart: bool = Field(default=False, description="Start over instead of resuming")
 
 
+TaskIdPrefix = Annotated[
+    str,
+    Field(
+        pattern=r"^[0-9a-f]{8,32}$",
+        description="The first 8 or more characters of a task id (the short id the page shows)",
+    ),
+]
+
+
 class ListTasksQuery(Model):
     model_config = ConfigDict(extra="forbid")
 
@@ -201,8 +210,41 @@ class ListTasksQuery(Model):
     type: Annotated[str, Field(min_length=1, max_length=64)] | None = None
     created_after: IsoDateTime | None = None
     created_before: IsoDateTime | None = None
+    id_prefix: TaskIdPrefix | None = None
     limit: Annotated[int, Field(ge=1, le=100)] = 20
     cursor: Annotated[str, Field(max_length=4096)] | None = None
+
+    @model_validator(mode="after")
+    def _prefix_alone(self) -> ListTasksQuery:
+        others = (self.status, self.type, self.created_after, self.created_before, self.cursor)
+        if self.id_prefix is not None and any(v is not None for v in others):
+            raise ValueError("id_prefix finds tasks by id alone: give it without other filters")
+        return self
+
+
+MAX_BULK_TASKS = 50
+
+
+class BulkAction(StrEnum):
+    CANCEL = "cancel"
+    RETRY = "retry"
+
+
+class BulkRequest(Model):
+    model_config = ConfigDict(extra="forbid")
+
+    action: BulkAction
+    ids: Annotated[
+        list[Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")]],
+        Field(min_length=1, max_length=MAX_BULK_TASKS),
+    ] = Field(description="Task ids, each once")
+    restart: bool = Field(default=False, description="For retry: start over instead of resuming")
+
+    @model_validator(mode="after")
+    def _each_once(self) -> BulkRequest:
+        if len(set(self.ids)) != len(self.ids):
+            raise ValueError("each task id may appear once")
+        return self
 
 
 class UploadRequest(Model):
@@ -393,6 +435,17 @@ class DeadLetterView(Model):
 
 class DeadLetterPage(Model):
     items: list[DeadLetterView]
+
+
+class BulkItemResult(Model):
+    id: str
+    ok: bool = Field(description="The action was applied to this task")
+    status: TaskStatus | None = Field(description="The task's status after it; None if unknown")
+    error: ErrorBody | None = Field(description="Why not, when ok is false")
+
+
+class BulkResult(Model):
+    results: list[BulkItemResult] = Field(description="One per id, in the order given")
 
 
 class RedriveResult(Model):

@@ -24,8 +24,13 @@ from taskqueue.errors import (
 )
 from taskqueue.files import Files
 from taskqueue.models import (
+    BulkAction,
+    BulkItemResult,
+    BulkRequest,
+    BulkResult,
     DeadLetterPage,
     DeadLetterView,
+    ErrorBody,
     ListTasksQuery,
     RedriveResult,
     Stats,
@@ -172,6 +177,9 @@ class TaskService:
         return TaskDetail(**view.model_dump(), events=events, downloads=downloads)
 
     def list_tasks(self, owner: str, query: ListTasksQuery) -> TaskPage:
+        if query.id_prefix is not None:
+            found = self.store.find_by_id_prefix(owner, query.id_prefix, query.limit)
+            return TaskPage(items=[TaskView.of(t) for t in found], next_cursor=None)
         if query.type is not None:
             self.task_type(query.type)
         if (
@@ -201,6 +209,23 @@ class TaskService:
         else:
             self.enqueue_if_lost(task)
         return task
+
+    def bulk(self, owner: str, request: BulkRequest) -> BulkResult:
+        """Cancel or retry each task on its own: one task's refusal (409, 404) is its result
+        and does not stop the others."""
+        results = []
+        for task_id in request.ids:
+            try:
+                if request.action == BulkAction.CANCEL:
+                    task = self.cancel(owner, task_id)
+                else:
+                    task = self.retry(owner, task_id, request.restart)
+            except (InvalidTransition, TaskNotFound) as exc:
+                error = ErrorBody(code=exc.code, message=exc.message)
+                results.append(BulkItemResult(id=task_id, ok=False, status=None, error=error))
+                continue
+            results.append(BulkItemResult(id=task_id, ok=True, status=task.status, error=None))
+        return BulkResult(results=results)
 
     def task_types(self) -> list[TaskTypeInfo]:
         return [

@@ -81,6 +81,18 @@ def index_keys(owner: str, task_type: str, status: TaskStatus, shard: int) -> di
     }
 
 
+# A task's short id (the first characters of its id, as the page shows it) finds it through the
+# by_owner_id index: its partition key holds the owner and the first ID_PREFIX_LENGTH characters
+# (nearly unique, so no partition is hot), its sort key is the item's pk. Written once at
+# creation and never changed, so checkpoints never write this index.
+ID_PREFIX_LENGTH = 8
+ID_INDEX = "by_owner_id"
+
+
+def id_index_key(owner: str, task_id_prefix: str) -> str:
+    return f"OWNER#{owner}#ID#{task_id_prefix[:ID_PREFIX_LENGTH]}"
+
+
 def status_index_keys(owner: str, task_type: str, status: TaskStatus, shard: int) -> dict[str, str]:
     return {
         "gsi3pk": f"OWNER#{owner}#STATUS#{status}#{shard}",
@@ -143,6 +155,7 @@ def task_to_item(task: Task, shard_count: int) -> dict[str, Any]:
         "progress": task.progress,
         "lease_expires_at": 0,
         "ck": f"{format_time(task.created_at)}#{task.task_id}",
+        "idpk": id_index_key(task.owner, task.task_id),
         **index_keys(task.owner, task.task_type, task.status, shard),
     }
     if task.run_at:
@@ -558,6 +571,26 @@ class TaskStore:
         reader.buffer.extend(item["ck"]["S"] for item in response.get("Items", []))
         reader.last_key = response.get("LastEvaluatedKey")
         reader.exhausted = reader.last_key is None
+
+    def find_by_id_prefix(self, owner: str, prefix: str, limit: int) -> list[Task]:
+        """The owner's tasks whose id starts with `prefix` (at least ID_PREFIX_LENGTH
+        characters), newest first: one Query of a near-unique partition, then the items."""
+        if len(prefix) < ID_PREFIX_LENGTH:
+            raise ValueError(f"an id prefix has at least {ID_PREFIX_LENGTH} characters")
+        response = self.client.query(
+            TableName=self.table_name,
+            IndexName=ID_INDEX,
+            KeyConditionExpression="idpk = :p AND begins_with(pk, :task)",
+            ExpressionAttributeValues={
+                ":p": {"S": id_index_key(owner, prefix)},
+                ":task": {"S": f"TASK#{prefix}"},
+            },
+            Limit=limit,
+        )
+        ids = [item["pk"]["S"].removeprefix("TASK#") for item in response.get("Items", [])]
+        now = self._now()
+        found = [t for t in self.batch_get(ids) if self._visible(t, owner, now)]
+        return sorted(found, key=lambda t: t.created_at, reverse=True)
 
     def batch_get(self, task_ids: list[str]) -> list[Task]:
         if not task_ids:
