@@ -371,7 +371,8 @@ function buildField(field, { onUploadState }) {
     const result = read();
     if (result.invalid) return result.invalid;
     if (!result.present || (field.kind === "array" && result.value.length === 0)) {
-      return field.required && !field.nullable && field.default === undefined ? "Required" : null;
+      const needed = field.mustGive || (field.required && !field.nullable && field.default === undefined);
+      return needed ? "Required" : null;
     }
     const v = result.value;
     if (field.kind === "array") {
@@ -404,8 +405,10 @@ function buildField(field, { onUploadState }) {
     if (wrapper.classList.contains("has-error")) setError(validate());
   });
 
+  /** Required by the chosen input source (a field the schema itself leaves optional). */
   function setRequired(required) {
     field.required = required;
+    field.mustGive = required;
     labelNode.replaceChildren(
       field.label,
       required ? el("span", { class: "req", "aria-hidden": "true" }, " *") : el("span", { class: "optional" }, " (optional)"),
