@@ -130,6 +130,8 @@ def take_screenshots(browser: Browser, stack: Stack, out: Path) -> tuple[list[st
         for name in ("failed", "cancelled"):
             page.locator(f'li.task-row[data-task-id="{tasks[name]["id"]}"] .task-check').check()
         expect(page.get_by_test_id("bulk-count")).to_have_text("2 selected")
+        page.mouse.move(0, 0)
+        page.evaluate("document.activeElement.blur(); window.scrollTo(0, 0)")  # sticky top bar
         page.wait_for_timeout(300)  # fonts and the chart settle
         list_png = out / "list.png"
         page.screenshot(path=str(list_png), full_page=True, animations="disabled")
@@ -151,7 +153,7 @@ def take_screenshots(browser: Browser, stack: Stack, out: Path) -> tuple[list[st
         detail_png = out / "detail.png"
         page.screenshot(path=str(detail_png), full_page=True, animations="disabled")
         phone_png = shoot_phone(browser, stack, user, out, problems)
-        dark_png = shoot_dark(browser, stack, user, tasks["email"]["id"], out, problems)
+        dark_png = shoot_dark(browser, stack, user, tasks, out, problems)
     finally:
         stack_delete(stack, tasks["running"]["id"], headers)
         problems += watched.problems()
@@ -192,14 +194,16 @@ def shoot_phone(browser: Browser, stack: Stack, user: str, out: Path, problems: 
 
 
 def shoot_dark(
-    browser: Browser, stack: Stack, user: str, task_id: str, out: Path, problems: list[str]
+    browser: Browser, stack: Stack, user: str, tasks: dict[str, Any], out: Path, problems: list[str]
 ) -> Path:
     """The system's dark mode: the EMAIL task open, its tiles and timeline."""
     from playwright.sync_api import expect
 
     path = out / "dark.png"
     with user_page(browser, stack, user, problems, color_scheme="dark") as page:
-        page.goto(f"/?task={task_id}")
+        page.goto(f"/?task={tasks['email']['id']}")
+        expect(page.get_by_test_id("task-row")).to_have_count(len(tasks), timeout=TIMEOUT_MS)
+        expect(page.get_by_test_id("stat-status-SUCCESS")).to_be_visible()
         panel = page.get_by_test_id("detail-panel")
         expect(panel).to_have_attribute("data-status", "SUCCESS", timeout=TIMEOUT_MS)
         expect(panel.get_by_test_id("timeline")).to_be_visible()
