@@ -3,7 +3,8 @@
 // send an undeclared field, and a test compares this document with the API's /openapi.json.
 //
 // "events" names the kinds of line of a task's event log (GET /tasks/{id} events[].message)
-// by pattern, for the timeline; a line of no known kind is shown as it is.
+// by pattern, for the timeline; a progress line's counts are shown in the type's unit; a line
+// of no known kind is shown as it is.
 //
 // The object below is plain JSON. A shape is `true` (the value as the API sends it), the name
 // of a shape in "shapes", an object of declared fields, `[shape]` (a list of it) or
@@ -73,7 +74,7 @@ export const CONTRACT = {
     "retry_requested": "^retry requested: (restart|resume)$",
     "started": "^started \\(attempt (\\d+) of (\\d+)\\)$",
     "took_over": "^took over from a worker",
-    "progress": "^(\\d+)% done",
+    "progress": "^(\\d+)% done \\((\\d+) of (\\d+)\\)$",
     "retrying": "^attempt (\\d+) failed \\((.*)\\); retry in (\\d+) s$",
     "finished": "^finished$",
     "failed": "^failed",

@@ -4,7 +4,7 @@
 
 import { api, ApiError } from "./api.js";
 import { navigate, onNavigate } from "./nav.js";
-import { timelineView } from "./timeline.js";
+import { eventText, timelineView } from "./timeline.js";
 import {
   el, clear, statusBadge, progressBar, failedItemsBadge, formatDateTime, relativeTime, formatDuration,
   formatValue, formatNumber, formatUnits, kvTable, objectsTable, valueView, isPlainObject, shortId, toast,
@@ -185,7 +185,7 @@ function partialView(task) {
   return el("p", { class: "warning-box", role: "note", testid: "partial-failure" }, text);
 }
 
-function eventsView(events) {
+function eventsView(events, unit) {
   const list = (events || []).slice().sort((a, b) => (toDate(a.time)?.getTime() ?? 0) - (toDate(b.time)?.getTime() ?? 0));
   return section(
     "Event log",
@@ -200,7 +200,7 @@ function eventsView(events) {
               { class: `event event-${String(e.level || "INFO").toLowerCase()}`, testid: "event" },
               el("time", { datetime: e.time }, formatDateTime(e.time)),
               el("span", { class: `level level-${String(e.level || "INFO").toLowerCase()}` }, e.level || "INFO"),
-              el("span", { class: "event-message" }, e.message),
+              el("span", { class: "event-message" }, eventText(e.message, unit)),
             ),
           ),
         )
@@ -310,7 +310,7 @@ export function createDetailPanel({ onChanged, onClosed }) {
       section("Parameters", "detail-params", isPlainObject(t.params) && Object.keys(t.params).length ? kvTable(t.params) : el("p", { class: "muted" }, "No parameters.")),
       timingsView(t),
       section("Timeline", "detail-timeline", timelineView(t)),
-      eventsView(t.events),
+      eventsView(t.events, unitOf(t.type)),
     ];
     body.append(...parts.filter(Boolean));
   }

@@ -3,7 +3,7 @@
 // cancelled), drawn as bars on one time axis, as the Step Functions and Temporal consoles do.
 
 import { CONTRACT } from "./contract.js";
-import { el, formatClock, formatDateTime, formatDuration, toDate } from "./util.js";
+import { el, formatClock, formatDateTime, formatDuration, formatProgress, toDate } from "./util.js";
 
 const KINDS = Object.entries(CONTRACT.events).map(([kind, pattern]) => [kind, new RegExp(pattern)]);
 const ENDINGS = {
@@ -20,6 +20,16 @@ export function kindOf(message) {
     if (match) return { kind, match };
   }
   return { kind: "note", match: null };
+}
+
+/**
+ * An event message as the page shows it: a progress line's counts in the task type's unit
+ * ("50% done (1.2 MB / 2.4 MB)"), any other line as it is.
+ */
+export function eventText(message, unit) {
+  const { kind, match } = kindOf(String(message));
+  if (kind !== "progress" || !unit) return message;
+  return `${match[1]}% done (${formatProgress(Number(match[2]), Number(match[3]), unit)})`;
 }
 
 /**

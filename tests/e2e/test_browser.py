@@ -83,9 +83,9 @@ def test_data_processing_through_the_form_shows_column_stats_with_units(page: Pa
     expect(location).to_have_text("result.json")
     assert (location.get_attribute("href") or "").startswith("http")
     assert "/result.json" in (location.get_attribute("href") or "")
-    # The event line says its units too.
+    # The progress event line is shown in its unit too.
     expect(panel.get_by_test_id("event").filter(has_text="% done")).to_contain_text(
-        re.compile(r"KB of ")
+        re.compile(r"% done \(\d+(\.\d)? KB / \d+(\.\d)? KB\)")
     )
     expect(panel.get_by_test_id("cancel-button")).to_be_disabled()
     expect(panel.get_by_test_id("resume-button")).to_be_disabled()

@@ -172,3 +172,12 @@ def test_a_bad_bulk_request_is_422_and_changes_nothing(
     assert response.status == 422
     assert response.body["error"]["details"][0]["loc"] == loc
     assert call_api(http_event("GET", f"/tasks/{task_id}")).body["status"] == "PENDING"
+
+
+def test_restart_must_be_a_real_boolean(api: dict[str, str]) -> None:
+    task_id = submit(LATER)
+
+    response = bulk({"action": "retry", "ids": [task_id], "restart": 0})
+
+    assert response.status == 422
+    assert response.body["error"]["details"][0]["loc"] == ["body", "restart"]

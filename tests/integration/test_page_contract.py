@@ -273,4 +273,4 @@ def test_every_event_line_of_a_task_is_of_a_kind_the_timeline_knows(
     assert unknown == []
     seen = {name for name, p in kinds.items() if any(p.search(line) for line in lines)}
     assert seen == set(kinds) - {"took_over"}
-    assert "50% done (2 of 4 chunks)" in lines
+    assert "50% done (2 of 4)" in lines

@@ -30,7 +30,6 @@ from taskqueue.observability import logger, metrics
 from taskqueue.store import TaskStore
 from taskqueue.task_types import REGISTRY
 from taskqueue.task_types.base import TaskContext, TaskType
-from taskqueue.units import progress_text
 
 RemainingMillis = Callable[[], int]
 T = TypeVar("T")
@@ -163,7 +162,7 @@ class Engine:
                     state,
                     lease_seconds,
                     release=hand_over,
-                    log=_milestone(saved, state, task_type.progress_unit),
+                    log=_milestone(saved, state),
                 )
                 saved = state
                 if current.cancel_requested:
@@ -285,12 +284,10 @@ def _timeout_error(task: Task) -> TaskError:
     )
 
 
-def _milestone(before: ChunkState | None, after: ChunkState, unit: str) -> str | None:
+def _milestone(before: ChunkState | None, after: ChunkState) -> str | None:
     old = before.progress if before else 0
     crossed = [m for m in MILESTONES if old < m <= after.progress]
-    if not crossed:
-        return None
-    return f"{crossed[-1]}% done ({progress_text(after.units_done, after.units_total, unit)})"
+    return f"{crossed[-1]}% done ({after.units_done} of {after.units_total})" if crossed else None
 
 
 def parse_message(body: Any) -> TaskMessage:

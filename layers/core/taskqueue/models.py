@@ -7,7 +7,14 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    model_validator,
+)
 
 MAX_DELAY_SECONDS = 365 * 24 * 3600
 
@@ -238,7 +245,10 @@ class BulkRequest(Model):
         list[Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")]],
         Field(min_length=1, max_length=MAX_BULK_TASKS),
     ] = Field(description="Task ids, each once")
-    restart: bool = Field(default=False, description="For retry: start over instead of resuming")
+    # Strict: 0 or "no" is not a boolean here (every task of the request would be affected).
+    restart: StrictBool = Field(
+        default=False, description="For retry: start over instead of resuming"
+    )
 
     @model_validator(mode="after")
     def _each_once(self) -> BulkRequest:
