@@ -1,5 +1,6 @@
-# make dev | test | lint | format | validate | build | deploy | bench
-# Only python3.11, pip, git and make are needed: every tool lives in a virtualenv made here.
+# make dev | test | lint | format | validate | build | deploy | destroy | bench
+# Only python3.11, pip, git and make are needed: every tool lives in a virtualenv made here
+# (make build also needs the Lambda runtime's Python 3.12, or Docker: see deploy/build.py).
 
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -16,16 +17,14 @@ SAM_VERSION ?= 1.170.0
 TEMPLATE := template.yaml
 TRANSFORMED := build/transformed.json
 ENV ?= dev
-# sam build needs python3.12 (the Lambda runtime); pyenv keeps one here on the dev machines.
-PY312_DIR ?= /root/.pyenv/versions/3.12.1/bin
 
 export SAM_CLI_TELEMETRY := 0
 export AWS_DEFAULT_REGION ?= us-east-1
 
-LINT_PATHS := layers functions devstack deploy tests $(wildcard bench)
+LINT_PATHS := layers functions devstack deploy client examples tests $(wildcard bench)
 FUNCTION_DIRS := $(sort $(dir $(wildcard functions/*/app.py)))
 
-.PHONY: venv test lint mypy format validate build deploy dev bench clean
+.PHONY: venv test lint mypy format validate build deploy destroy dev bench clean
 
 venv: $(STAMP)
 
@@ -43,7 +42,7 @@ lint: venv
 # The functions are all app.py: one mypy run per function directory avoids a duplicate
 # module, and lets a function import its sibling modules the way Lambda does.
 mypy: venv
-	$(BIN)/mypy layers/core/taskqueue devstack deploy
+	$(BIN)/mypy layers/core/taskqueue devstack deploy client/src/taskqueue_client client/tools examples
 	for dir in $(FUNCTION_DIRS); do \
 		echo "mypy $$dir"; MYPYPATH=$$dir $(BIN)/mypy $$dir; \
 	done
@@ -66,17 +65,34 @@ validate: venv $(SAM)
 	$(BIN)/cfn-lint $(TRANSFORMED)
 	@echo "validate: $(TEMPLATE) and $(TRANSFORMED) are clean"
 
-build: $(SAM)
-	if ! python3.12 --version >/dev/null 2>&1; then export PATH="$(PY312_DIR):$$PATH"; fi; \
-	$(SAM) build --template $(TEMPLATE) --config-env $(ENV)
+# The runtime's Python from PATH, pyenv or a container; else one line on how to get it.
+build: venv $(SAM)
+	$(BIN)/python -m deploy.build --sam $(SAM) --template $(TEMPLATE) --config-env $(ENV)
 
-# sam deploy, then the web page: config.js from the stack outputs, static_site/ to the site
-# bucket, CloudFront invalidation (deploy/site.py). Stack and region come from samconfig.toml's
-# [$(ENV)] section; STACK=... REGION=... override them.
-deploy: venv build
-	$(SAM) deploy --config-env $(ENV)
-	read -r stack region < <($(BIN)/python -m deploy.samconfig $(ENV)); \
-	$(BIN)/python -m deploy.site --stack "$${STACK:-$$stack}" --region "$${REGION:-$$region}"
+# The stack and region come from samconfig.toml's [$(ENV)] section; STACK=... REGION=... override
+# them. deploy.parameters asks, on a first deploy, for the parameters that must be real (SES
+# sender, alarm address; PARAMS='Key=Value ...' gives them without asking) and says what SES
+# needs; then sam deploy (a failed first create deletes the stack: on_failure = DELETE), then
+# the web page: config.js from the stack outputs, static_site/ to the site bucket, CloudFront
+# invalidation (deploy/site.py).
+OVERRIDES := build/parameters-$(ENV).yaml
+STACK_AND_REGION = read -r stack region < <($(BIN)/python -m deploy.samconfig $(ENV)); \
+	stack="$${STACK:-$$stack}"; region="$${REGION:-$$region}"
+
+deploy: build
+	$(STACK_AND_REGION); \
+	$(BIN)/python -m deploy.parameters $(ENV) --stack "$$stack" --region "$$region" \
+		--out $(OVERRIDES) $(PARAMS); \
+	$(SAM) deploy --config-env $(ENV) --stack-name "$$stack" --region "$$region" \
+		--parameter-overrides file://$(OVERRIDES); \
+	$(BIN)/python -m deploy.site --stack "$$stack" --region "$$region"
+
+# Empties the site bucket and deletes the stack (sam delete) after you type the stack's name;
+# YES=1 does not ask. The table, data bucket and user pool are kept (their DeletionPolicy).
+destroy: venv $(SAM)
+	$(STACK_AND_REGION); \
+	$(BIN)/python -m deploy.destroy --stack "$$stack" --region "$$region" --sam $(SAM) \
+		$(if $(YES),--yes)
 
 dev: venv
 	$(BIN)/python -m devstack dev

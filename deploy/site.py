@@ -6,10 +6,13 @@ to the site bucket, then a CloudFront invalidation.
 Steps:
 
 1. CloudFormation DescribeStacks -> the outputs ApiUrl, SiteBucketName, SiteDistributionId,
-   UserPoolId, UserPoolClientId (and UserPoolDomain when the template has one).
-2. `config.js`: ``window.TASKQUEUE_CONFIG = {apiBaseUrl, cognito: {region, userPoolId,
-   clientId, domain?}}``. The page's hosted-UI sign-in needs the Cognito domain: from the
-   UserPoolDomain output or ``--cognito-domain``.
+   UserPoolId, UserPoolClientId (and UserPoolDomain and WebSocketUrl when the template has them).
+2. `config.js`: ``window.TASKQUEUE_CONFIG = {apiBaseUrl, websocketUrl?, cognito: {region,
+   userPoolId, clientId, domain?, redirectUri?, logoutUri?}}``. The page's hosted-UI sign-in
+   needs the Cognito domain: from the UserPoolDomain output or ``--cognito-domain``. The
+   redirect and sign-out URI are the site's root (SiteUrl + "/"), one canonical address
+   whichever path the page was opened at; the template lists it (and ``/index.html``) as
+   callback URL. Without a websocketUrl the page polls instead of receiving pushed updates.
 3. Upload every file of static_site/ with its Content-Type and Cache-Control; the assets
    first and index.html and config.js last, so a new index.html never points at a file that
    is not there yet. ``config.example.js`` and a local ``config.js`` are not uploaded.
@@ -98,6 +101,8 @@ def site_config(
     if missing:
         raise DeployError(f"the stack has no output {', '.join(missing)}")
     config: dict[str, Any] = {"apiBaseUrl": outputs["ApiUrl"].rstrip("/")}
+    if outputs.get("WebSocketUrl"):
+        config["websocketUrl"] = outputs["WebSocketUrl"].rstrip("/")
     pool, client = outputs.get("UserPoolId"), outputs.get("UserPoolClientId")
     if pool and client:
         # A pool id is "<region>_<id>": the pool's region even if the stack's differs.
@@ -108,8 +113,15 @@ def site_config(
             if "." not in domain:  # a prefix: <prefix>.auth.<region>.amazoncognito.com
                 domain = f"{domain}.auth.{pool_region}.amazoncognito.com"
             cognito["domain"] = domain
+        if outputs.get("SiteUrl"):
+            cognito["redirectUri"] = cognito["logoutUri"] = redirect_uri(outputs["SiteUrl"])
         config["cognito"] = cognito
     return config
+
+
+def redirect_uri(site_url: str) -> str:
+    """The one address the page sends Cognito as redirect_uri and logout_uri."""
+    return site_url.rstrip("/") + "/"
 
 
 def config_js(config: Mapping[str, Any]) -> str:
@@ -279,6 +291,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     if outputs.get("SiteUrl"):
         print(f"deploy.site: {outputs['SiteUrl']}")
+    if outputs.get("UserPoolId"):
+        print(
+            "deploy.site: sign-in needs a user: aws cognito-idp admin-create-user "
+            f"--region {region} --user-pool-id {outputs['UserPoolId']} --username <e-mail> "
+            "(docs/deploy.md, step 6)"
+        )
     return 0
 
 

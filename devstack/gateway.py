@@ -23,11 +23,14 @@ from datetime import UTC, datetime
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit
 
 from devstack.resources import DEFAULT_ACCOUNT_ID, DEFAULT_REGION, REPO_ROOT, Template
 from devstack.runtime import say
+
+if TYPE_CHECKING:
+    from devstack.websocket import LocalWebSocketApi
 
 STATIC_ROOT = REPO_ROOT / "static_site"
 MAX_PAYLOAD_BYTES = 10 * 1024 * 1024  # API Gateway's own limit on a request body
@@ -294,8 +297,10 @@ class Gateway:
         dev_user: str = "dev-user",
         static_root: Path = STATIC_ROOT,
         config_js: str = 'window.TASKQUEUE_CONFIG = {"apiBaseUrl": ""};\n',
+        websocket: LocalWebSocketApi | None = None,
     ) -> None:
         self.routes = routes
+        self.websocket = websocket
         self.invoke = invoke
         self.dev_user = dev_user
         self.static_root = static_root.resolve()
@@ -323,6 +328,8 @@ class Gateway:
         self._thread.start()
 
     def stop(self) -> None:
+        if self.websocket is not None:
+            self.websocket.close_all()
         if self._thread is not None:
             self.server.shutdown()
             self._thread.join()
@@ -423,10 +430,16 @@ class _RequestHandler(BaseHTTPRequestHandler):
         started = time.monotonic()
         method = self.command
         path = urlsplit(self.path).path
-        body = self._read_body()
         gateway = self.owner
+        websocket = gateway.websocket
+        if websocket is not None and websocket.is_upgrade(path, self.headers):
+            websocket.serve(self)
+            return
+        body = self._read_body()
         if body is None:
             answer = api_error(413, "Request Entity Too Large")
+        elif websocket is not None and websocket.is_management(path):
+            answer = websocket.manage(method, path, body)
         elif gateway.is_api(path):
             answer = gateway.call_api(
                 method,
@@ -440,7 +453,10 @@ class _RequestHandler(BaseHTTPRequestHandler):
             answer = gateway.static_file(method, path)
         self._send(answer, head=method == "HEAD")
         millis = (time.monotonic() - started) * 1000
-        say(f"{method:<7} {self.path} {answer.status} {millis:.0f} ms")
+        # A push to a page is one request per connection and change: only failures are shown.
+        pushed = websocket is not None and websocket.is_management(path) and answer.status < 300
+        if not pushed:
+            say(f"{method:<7} {self.path} {answer.status} {millis:.0f} ms")
 
     def _send(self, answer: HttpAnswer, head: bool) -> None:
         try:

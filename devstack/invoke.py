@@ -37,6 +37,9 @@ def invoke(function_id: str, event_path: str | Path) -> Any:
     add_layers_to_path()
     from moto import mock_aws
 
+    from devstack.moto_sesv2 import bulk_email
+
+    bulk_email()  # moto has no SES v2 SendBulkEmail or GetAccount (see devstack.moto_sesv2)
     transformed = transform_template(load_template())
     with mock_aws():
         resources = create_resources(boto3.Session(region_name=DEFAULT_REGION), transformed)

@@ -437,12 +437,16 @@ _SUB_VARIABLE = re.compile(r"\$\{([^!}][^}]*)\}")
 _NO_VALUE = object()
 
 
+# Locally, parameters a real deploy must set (no default, or one that names an AWS resource):
+# moto's SES accepts any sender once verified, and the local page is served by the gateway
+# that also answers the API, so any origin may call it.
+LOCAL_PARAMETERS = {"EmailSender": "noreply@example.com", "AllowedOrigin": "*"}
+
+
 def _parameter_values(template: Template, overrides: Mapping[str, str] | None) -> dict[str, str]:
-    values = {
-        name: str(spec["Default"])
-        for name, spec in template.get("Parameters", {}).items()
-        if "Default" in spec
-    }
+    declared = template.get("Parameters", {})
+    values = {name: str(spec["Default"]) for name, spec in declared.items() if "Default" in spec}
+    values.update({name: value for name, value in LOCAL_PARAMETERS.items() if name in declared})
     values.update({name: str(value) for name, value in (overrides or {}).items()})
     return values
 
@@ -549,6 +553,12 @@ class _Resolver:
         raise ValueError(f"{key} is not supported locally")
 
 
+def template_resolver(template: Template, resources: LocalResources) -> _Resolver:
+    """Evaluates the template's values (Ref, Fn::GetAtt, Fn::Sub, Fn::If, ...) and conditions
+    against `resources` and its parameters (``.resolve(value)``, ``.condition(name)``)."""
+    return _Resolver(_ensure_transformed(template), resources)
+
+
 # ------------------------------------------------------------------------------- functions
 
 
@@ -596,6 +606,7 @@ class StreamEventSource:
     maximum_batching_window_in_seconds: int = 0
     filters: tuple[dict[str, Any], ...] = ()  # FilterCriteria patterns, parsed
     enabled: bool = True
+    starting_position: str = "TRIM_HORIZON"  # or LATEST: only records written from now on
 
 
 @dataclass(frozen=True)
@@ -641,6 +652,7 @@ def event_sources(template: Template, logical_id: str) -> FunctionEventSources:
                     ),
                     filters=tuple(json.loads(f["Pattern"]) for f in filters),
                     enabled=_as_bool(mapping.get("Enabled", True)),
+                    starting_position=str(mapping.get("StartingPosition", "TRIM_HORIZON")),
                 )
             )
             continue

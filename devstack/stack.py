@@ -13,6 +13,7 @@ import boto3
 
 from devstack.gateway import Gateway, Route, http_routes
 from devstack.moto_patches import tune_moto
+from devstack.moto_sesv2 import bulk_email
 from devstack.poller import QueueSource, SqsPoller
 from devstack.resources import (
     AwsClients,
@@ -32,6 +33,7 @@ from devstack.runtime import (
     use_fake_aws,
 )
 from devstack.streams import StreamPoller, StreamReader
+from devstack.websocket import LocalWebSocketApi, local_config, websocket_api
 
 if TYPE_CHECKING:
     from moto.server import ThreadedMotoServer
@@ -40,6 +42,8 @@ DEV_USER = "dev-user"
 # Clients the handlers create lazily; made once up front, because creating boto3 clients
 # from several threads at once is not safe.
 HANDLER_CLIENTS = ("dynamodb", "sqs", "s3", "sesv2", "ses")
+# Set for the push function locally: its management API is the gateway's WebSocket stage.
+MANAGEMENT_URL_VARIABLE = "WEBSOCKET_MANAGEMENT_URL"
 
 
 @dataclass
@@ -96,6 +100,7 @@ class DevStack:
     functions: dict[str, LocalFunction] = field(default_factory=dict)
     routes: list[Route] = field(default_factory=list)
     gateway: Gateway | None = None
+    websocket: LocalWebSocketApi | None = None
     pollers: list[SqsPoller | StreamPoller] = field(default_factory=list)
     endpoint_url: str = ""
 
@@ -112,13 +117,20 @@ class DevStack:
         self.routes = http_routes(transformed)
         for function in self.functions.values():
             function.warm()
+        api = websocket_api(transformed)
+        if api is not None:
+            self.websocket = LocalWebSocketApi(api, self._invoke, self.options.dev_user)
         self.gateway = Gateway(
             self.routes,
             self._invoke,
             host=self.options.host,
             port=self.options.port,
             dev_user=self.options.dev_user,
+            config_js=local_config(api),
+            websocket=self.websocket,
         )
+        if self.websocket is not None:
+            self._point_push_at(f"{self.gateway.url}{self.websocket.api.path}")
         self.gateway.start()
         self._start_pollers(transformed, clients)
 
@@ -141,6 +153,7 @@ class DevStack:
                         "with --moto-port, or 0 for any free port"
                     ) from exc
         tune_moto()
+        bulk_email()
         self.moto = ThreadedMotoServer(
             ip_address="127.0.0.1", port=self.options.moto_port, verbose=False
         )
@@ -157,6 +170,8 @@ class DevStack:
             environment["POWERTOOLS_METRICS_DISABLED"] = "true"
         # Local only, never in the template: requests without a JWT act as this user.
         environment["DEV_AUTH_USER"] = self.options.dev_user
+        # One process runs every worker here: it alone paces the account's SES send rate.
+        environment["EMAIL_MAX_CONCURRENCY"] = "1"
         add_layers_to_path()
         apply_function_environment(environment)
         from taskqueue.aws import client
@@ -165,6 +180,14 @@ class DevStack:
             client(service)
         if environment.get("EMAIL_SENDER"):
             verify_email_sender(environment["EMAIL_SENDER"])
+
+    def _point_push_at(self, url: str) -> None:
+        """The push function's management API is the gateway's WebSocket stage, whose port is
+        known once the gateway is bound; the settings read at import are read again."""
+        from taskqueue.config import get_settings
+
+        os.environ[MANAGEMENT_URL_VARIABLE] = url
+        get_settings.cache_clear()
 
     def _invoke(self, function: str, event: dict[str, Any]) -> Any:
         return self.functions[function].invoke(event)
@@ -182,6 +205,8 @@ class DevStack:
                 reader = StreamReader.for_table(
                     clients.dynamodb, streams, resources.tables[stream.table], stream.filters
                 )
+                if stream.starting_position == "LATEST":
+                    reader.skip_to_latest()
                 stream_poller = StreamPoller(
                     function, reader, stream.batch_size, stream.maximum_batching_window_in_seconds
                 )
@@ -266,12 +291,17 @@ class DevStack:
     def banner(self) -> str:
         assert self.gateway is not None
         url = self.gateway.url
+        push = ""
+        if self.websocket is not None:
+            push = f"  push      ws{url.removeprefix('http')}{self.websocket.api.path}\n"
         return (
             f"\nLocal stack ready: {url}   (moto at {self.endpoint_url}, user {self.options.dev_user})\n"
             f"  page      {url}/\n"
             f"  API docs  {url}/docs\n"
+            f"{push}"
             f"  try       curl -s -X POST {url}/tasks -H 'content-type: application/json' "
             """-d '{"type": "DATA_PROCESSING", "params": {"rows": 10000}}'\n"""
             f"            curl -s {url}/tasks\n"
+            f"  client    pip install ./client; export TQ_URL={url}; tq list  (no token needed)\n"
             "Ctrl-C stops everything.\n"
         )

@@ -19,6 +19,9 @@ from devstack.runtime import LocalFunction, say
 
 # Locally the batching window is at most this long, so the dashboard's counts follow quickly.
 LOCAL_WINDOW_SECONDS = 1.0
+# Lambda reads each shard of a stream four times a second: a mapping without a batching
+# window (the push function's) polls that often, not in a busy loop.
+MIN_POLL_SECONDS = 0.25
 
 
 def matches(pattern: dict[str, Any], record: dict[str, Any]) -> bool:
@@ -71,6 +74,15 @@ class StreamReader:
         arn = dynamodb.describe_table(TableName=table)["Table"]["LatestStreamArn"]
         return cls(streams, arn, filters)
 
+    def skip_to_latest(self) -> int:
+        """StartingPosition LATEST: read past every record already in the stream (a LATEST
+        iterator per poll would lose the records written between two polls); returns how
+        many were skipped."""
+        skipped = 0
+        while fetched := self._fetch(1000):
+            skipped += len(fetched)
+        return skipped
+
     def read(self, limit: int) -> list[dict[str, Any]]:
         """Up to `limit` new records (Lambda's shape) that pass the filters, oldest first."""
         while len(self._pending) < limit:
@@ -120,7 +132,7 @@ class StreamPoller:
         self.function = function
         self.reader = reader
         self.batch_size = batch_size
-        self.window_seconds = min(window_seconds, LOCAL_WINDOW_SECONDS)
+        self.window_seconds = max(MIN_POLL_SECONDS, min(window_seconds, LOCAL_WINDOW_SECONDS))
         self.report = report
         self._stop = threading.Event()
         self._thread = threading.Thread(

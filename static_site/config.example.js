@@ -5,6 +5,11 @@ window.TASKQUEUE_CONFIG = {
   // same origin as the page (the local stack).
   apiBaseUrl: "",
 
+  // The WebSocket API that pushes task changes to the page (the stack's WebSocketUrl output,
+  // wss://<api>.execute-api.<region>.amazonaws.com/live), or a path on the page's origin
+  // ("/live" on the local stack). Leave out to have the page poll instead.
+  // websocketUrl: "wss://xxxxxxxxxx.execute-api.eu-west-1.amazonaws.com/live",
+
   // Leave out for the local stack (no sign-in). On AWS, the Cognito user pool app client
   // (no client secret; authorization code grant; callback and sign-out URL = the site URL):
   // cognito: {

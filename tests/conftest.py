@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import os
+import sys
 
 # Before boto3 is imported anywhere: never reach a real account, whatever the shell has.
 from devstack.runtime import FAKE_AWS_ENV
@@ -68,6 +69,24 @@ _original_make_api_call = BaseClient._make_api_call  # type: ignore[attr-defined
 def _guarded_make_api_call(self: BaseClient, operation_name: str, api_params: Any) -> Any:
     SCAN_GUARD.check(self.meta.service_model.service_name, operation_name)
     return _original_make_api_call(self, operation_name, api_params)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _moto_bulk_email() -> Iterator[None]:
+    """moto 5.2.5 has no SES v2 SendBulkEmail or GetAccount; the local stack adds them too."""
+    from devstack.moto_sesv2 import bulk_email
+
+    with pytest.MonkeyPatch.context() as patch:
+        bulk_email(lambda owner, name, value: patch.setattr(owner, name, value, raising=False))
+        yield
+
+
+@pytest.fixture(autouse=True)
+def _fresh_email_pacer() -> None:
+    """The EMAIL type paces its process's sends; each test is a fresh process in that sense."""
+    module = sys.modules.get("taskqueue.task_types.email")
+    if module is not None:  # never imported here first: the cold-start tests watch imports
+        module.EMAIL.pacer = module.SesPacer()
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -39,9 +39,9 @@ def reset_function_caches() -> None:
 
     reset_clients()
     get_settings.cache_clear()
-    for name in ("api", "worker", "dlq", "counters"):
+    for name in ("api", "worker", "dlq", "counters", "push", "websocket", "ws_authorizer"):
         module = sys.modules.get(f"{name}_app")
-        for attribute in ("service", "engine", "store"):
+        for attribute in ("service", "engine", "store", "pusher", "connections", "verifier"):
             cached = getattr(module, attribute, None)
             if cached is not None and hasattr(cached, "cache_clear"):
                 cached.cache_clear()

@@ -1,14 +1,16 @@
 // Entry point: signs in when the deployment asks for it, then wires the submit form, the task
-// list, the detail panel, the dashboard, the time-zone switch and the poller that keeps them
-// fresh.
+// list, the detail panel, the dashboard, the time-zone switch, the pushed updates (live.js) and
+// the poller that keeps them fresh while no push connection is up.
 
 import { initAuth, authEnabled, signIn, signOut, onAuthChange } from "./auth.js";
 import { setupSubmitForm } from "./form.js";
-import { createTaskList, createPoller } from "./list.js";
+import { createTaskList, createPoller, readFilters } from "./list.js";
 import { createDetailPanel } from "./detail.js";
 import { createDashboard } from "./dashboard.js";
+import { createLive, createLiveStatus } from "./live.js";
 import { onNavigate } from "./nav.js";
-import { setTaskTypes, setTimeZone, timeZone, toast, zoneName } from "./util.js";
+import { project } from "./api.js";
+import { debounce, setTaskTypes, setTimeZone, timeZone, toast, zoneName } from "./util.js";
 
 function setupZoneSwitch() {
   const select = document.getElementById("zone-select");
@@ -77,11 +79,41 @@ function startApp() {
     currentStatus: () => list.status(),
   });
 
+  const live = createLive();
+  const liveStatus = createLiveStatus(document.getElementById("live-status"), live);
+  const refreshList = debounce(() => {
+    list.refresh().then(() => liveStatus.noteFetched(), () => {});
+  }, 300);
+
+  // Pushed changes: rows in place, new tasks into the list, the open task read again.
+  live.onTaskChange((pushed, { more }) => {
+    // Pushed summaries are read like the API's answers: the declared fields of a task only.
+    const tasks = pushed.map((task) => project(task, "TaskView"));
+    const statusOf = new Map(list.items().map((t) => [t.id, t.status]));
+    const statusChanged = tasks.some((t) => statusOf.get(t.id) !== t.status);
+    for (const task of tasks) list.upsert(task);
+    // A list filtered by status may have to drop the rows that changed status.
+    if (more || (statusChanged && readFilters().status)) refreshList();
+    if (tasks.some((t) => t.id === detail.currentId())) detail.refresh({ force: true }).catch(() => {});
+    if (statusChanged || more) dashboard.maybeRefresh();
+  });
+  // After every (re)connect: catch up on what changed while there was no connection.
+  live.onConnect(() => {
+    refreshList();
+    detail.refresh({ force: true }).catch(() => {});
+    dashboard.maybeRefresh();
+  });
+  live.onStateChange(() => poller.kick());
+
+  // Polling while there is no push connection (never configured, or dropped).
   poller = createPoller({
-    isActive: () => list.hasActive() || detail.isActive(),
+    isActive: () => !live.isLive(),
     tick: async () => {
       const [listChanged, detailChanged] = await Promise.all([
-        list.refresh().catch(() => false),
+        list.refresh().then((changed) => {
+          liveStatus.noteFetched();
+          return changed;
+        }).catch(() => false),
         detail.refresh().catch(() => false),
       ]);
       if (listChanged) dashboard.maybeRefresh();
@@ -104,8 +136,9 @@ function startApp() {
   });
 
   form.load();
-  list.load();
+  list.load().then(() => liveStatus.noteFetched());
   dashboard.load();
+  live.start();
 
   onNavigate((state) => list.setSelected(state.task || null));
 

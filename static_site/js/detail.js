@@ -387,9 +387,10 @@ export function createDetailPanel({ onChanged, onClosed }) {
     opener = null;
   }
 
-  /** Polled while the task is active; resolves true when something changed. */
-  async function refresh() {
-    if (panel.hidden || !currentId || !task || !ACTIVE_STATUSES.has(task.status)) return false;
+  /** Polled while the task is active (`force`: a pushed change says it changed, whatever its
+   * status); resolves true when something changed. */
+  async function refresh({ force = false } = {}) {
+    if (panel.hidden || !currentId || !task || (!force && !ACTIVE_STATUSES.has(task.status))) return false;
     const id = currentId;
     const data = await fetchTask(id);
     if (!data) return false;

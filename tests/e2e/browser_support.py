@@ -5,6 +5,7 @@ run in a page, and the steps the browser tests share (open the app, submit the f
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -98,12 +99,24 @@ def watched_page(browser: Browser, base_url: str, **context_options: object) -> 
 
 def act_as(page: Page, stack: Stack, user: str) -> dict[str, str]:
     """Makes the page's requests to the stack carry a bearer token for `user`, so a test sees
-    only its own tasks; requests elsewhere (presigned S3 URLs) are left alone. Returns the
-    headers, for the same user's requests with `requests`."""
+    only its own tasks; requests elsewhere (presigned S3 URLs) are left alone. The page's
+    WebSocket (which cannot carry headers) gets the token as its `token` query parameter,
+    through the WebSocket URL of config.js. Returns the headers, for the same user's requests
+    with `requests`."""
     headers = bearer_for(user)
+    token = headers["Authorization"].split()[-1]
 
     def add_token(route: Any) -> None:
-        if route.request.url.startswith(stack.url):
+        if route.request.url == f"{stack.url}/config.js":
+            original = route.fetch().text()
+            config = json.loads(original[original.index("{") : original.rindex("}") + 1])
+            if config.get("websocketUrl"):
+                config["websocketUrl"] += f"?token={token}"
+            route.fulfill(
+                content_type="text/javascript",
+                body=f"window.TASKQUEUE_CONFIG = {json.dumps(config)};\n",
+            )
+        elif route.request.url.startswith(stack.url):
             route.continue_(headers={**route.request.headers, **headers})
         else:
             route.continue_()

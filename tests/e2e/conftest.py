@@ -1,6 +1,7 @@
 """Fixtures of the end-to-end tests: ONE local stack (`python -m devstack dev` as a subprocess on
-free ports) for the whole session, shared by test_devstack.py and the browser tests; one
-Chromium per browser test module, a fresh context per test.
+free ports) for the whole session, shared by test_devstack.py, the browser tests and
+test_live.py; and the browser fixtures (Debian's Chromium through Playwright): one Chromium per
+module, a fresh context per test.
 
 Tests that need a stack of their own (the shutdown test) call `start_stack` themselves.
 """

@@ -56,7 +56,9 @@ def test_page_and_generated_config_are_served(stack: Stack) -> None:
     assert page.headers["Content-Type"].startswith("text/html")
     assert "config.js" in page.text
     assert config.status_code == 200
-    assert config.text.strip() == 'window.TASKQUEUE_CONFIG = {"apiBaseUrl": ""};'
+    assert config.text.strip() == (
+        'window.TASKQUEUE_CONFIG = {"apiBaseUrl": "", "websocketUrl": "/live"};'
+    )
 
 
 def test_unknown_file_is_404_and_api_preflight_is_answered(stack: Stack) -> None:

@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 import pytest
+from websockets.server import ServerProtocol
 
 from devstack.gateway import (
     Route,
@@ -17,6 +18,14 @@ from devstack.gateway import (
     http_routes,
 )
 from devstack.poller import QueueSource, failed_message_ids, sqs_record
+from devstack.websocket import (
+    LocalConnection,
+    WebSocketApi,
+    authorizer_context,
+    local_config,
+    websocket_api,
+    websocket_event,
+)
 
 ROUTES = [
     Route("GET", "/tasks", "ApiFunction", True),
@@ -181,3 +190,74 @@ def test_sqs_message_becomes_a_lambda_record() -> None:
 )
 def test_only_reported_failures_stay_on_the_queue(response: Any, expected: set[str]) -> None:
     assert failed_message_ids(response, ["a", "b"], reports=True) == expected
+
+
+# ------------------------------------------------------------------------------- WebSocket
+
+
+def test_the_websocket_api_comes_from_the_transformed_template(
+    transformed_template: dict[str, Any],
+) -> None:
+    api = websocket_api(transformed_template)
+
+    assert api == WebSocketApi(
+        stage="live",
+        routes={
+            "$connect": "WebSocketFunction",
+            "$disconnect": "WebSocketFunction",
+            "$default": "WebSocketFunction",
+        },
+        authorized=frozenset({"$connect"}),
+        answering=frozenset({"$default"}),
+    )
+    assert local_config(api) == (
+        'window.TASKQUEUE_CONFIG = {"apiBaseUrl": "", "websocketUrl": "/live"};\n'
+    )
+
+
+def websocket_connection(authorizer: dict[str, Any]) -> LocalConnection:
+    return LocalConnection(
+        connection_id="Tl9h5cWioAMCI1g=",
+        authorizer=authorizer,
+        source_ip="127.0.0.1",
+        user_agent="pytest",
+        host="127.0.0.1:8000",
+        protocol=ServerProtocol(),
+        write=lambda data: None,
+        connected_at=1795420800000,
+    )
+
+
+def test_websocket_events_are_shaped_per_event_type_with_the_authorizers_context() -> None:
+    api = WebSocketApi("live", {"$connect": "F"}, frozenset({"$connect"}), frozenset())
+    connection = websocket_connection(authorizer_context("x.eyJzdWIiOiJhbGljZSJ9.x", "dev-user"))
+
+    connect = websocket_event(
+        api, connection, "$connect", headers={"Host": "h"}, query={"token": "t"}
+    )
+    message = websocket_event(api, connection, "$default", body='{"action": "ping"}')
+    gone = websocket_event(api, connection, "$disconnect", close_code=1001, close_reason="bye")
+
+    assert connect["requestContext"]["eventType"] == "CONNECT"
+    assert connect["queryStringParameters"] == {"token": "t"}
+    assert connect["multiValueHeaders"] == {"Host": ["h"]}
+    assert message["requestContext"]["eventType"] == "MESSAGE"
+    assert message["body"] == '{"action": "ping"}' and "messageId" in message["requestContext"]
+    assert gone["requestContext"]["eventType"] == "DISCONNECT"
+    assert (
+        gone["requestContext"]["disconnectStatusCode"],
+        gone["requestContext"]["disconnectReason"],
+    ) == (1001, "bye")
+    for built in (connect, message, gone):
+        context = built["requestContext"]
+        assert context["connectionId"] == "Tl9h5cWioAMCI1g=" and context["stage"] == "live"
+        assert context["connectedAt"] == 1795420800000
+        assert context["authorizer"]["owner"] == "alice"  # the token's sub, not verified
+
+
+def test_without_a_token_the_dev_user_connects_and_without_an_authorizer_no_one() -> None:
+    api = WebSocketApi("live", {"$connect": "F"}, frozenset(), frozenset())
+
+    assert authorizer_context(None, "dev-user")["owner"] == "dev-user"
+    event = websocket_event(api, websocket_connection({}), "$connect")
+    assert "authorizer" not in event["requestContext"]

@@ -441,6 +441,21 @@ def test_param_of_the_wrong_type_is_422_at_its_field(sqs: Any, aws: LocalResourc
     assert_nothing_written(sqs, aws)
 
 
+def test_an_email_template_that_would_render_unbounded_is_422_and_writes_nothing(
+    sqs: Any, aws: LocalResources
+) -> None:
+    # Given a body whose one field would be padded to a billion characters
+    hostile = {**EMAIL_PARAMS, "body": "{name:>999999999}"}
+
+    # When it is submitted
+    response = submit({"type": "EMAIL", "params": hostile})
+
+    # Then the API refuses it before rendering anything, and nothing is stored or queued
+    details = assert_error(response, 422, "invalid_request", "invalid params for EMAIL")
+    assert "more than 1000 characters" in details[0]["msg"]
+    assert_nothing_written(sqs, aws)
+
+
 def test_param_out_of_range_is_422_at_its_field(sqs: Any, aws: LocalResources) -> None:
     response = submit({"type": "IMAGE_PROCESSING", "params": {"generate_count": 2, "width": 0}})
 

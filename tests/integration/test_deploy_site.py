@@ -144,6 +144,8 @@ def test_config_js_comes_from_the_outputs(world: World) -> None:
             "userPoolId": POOL,
             "clientId": "client123",
             "domain": "taskqueue-dev.auth.eu-west-1.amazoncognito.com",
+            "redirectUri": "https://d111.cloudfront.net/",
+            "logoutUri": "https://d111.cloudfront.net/",
         },
     }
 
@@ -160,6 +162,31 @@ def test_config_js_without_a_domain_or_a_pool(world: World) -> None:
     assert "domain" not in with_pool["cognito"]
     assert no_pool == {"apiBaseUrl": "https://abc123.execute-api.us-east-1.amazonaws.com"}
     assert domain_output["cognito"]["domain"] == "login.example.com"
+
+
+def test_the_page_sends_the_site_root_as_redirect_and_logout_uri(world: World) -> None:
+    """Whether the page was opened at / or /index.html, Cognito gets one address, which the
+    template lists as a callback URL (tests/integration/test_deploy_rehearsal.py)."""
+    custom_domain = {**world.outputs, "SiteUrl": "https://tasks.acme.internal/"}
+    without_site_url = {k: v for k, v in world.outputs.items() if k != "SiteUrl"}
+
+    cognito = site.site_config(custom_domain, REGION)["cognito"]
+    fallback = site.site_config(without_site_url, REGION)["cognito"]
+
+    assert cognito["redirectUri"] == "https://tasks.acme.internal/"
+    assert cognito["logoutUri"] == "https://tasks.acme.internal/"
+    # Without the output the page falls back to its own address (auth.js).
+    assert "redirectUri" not in fallback and "logoutUri" not in fallback
+
+
+def test_config_js_names_the_websocket_url_when_the_stack_has_one(world: World) -> None:
+    wss = "wss://ws456.execute-api.us-east-1.amazonaws.com/live"
+
+    pushed = site.site_config({**world.outputs, "WebSocketUrl": f"{wss}/"}, REGION)
+    polled = site.site_config(world.outputs, REGION)
+
+    assert pushed["websocketUrl"] == wss
+    assert "websocketUrl" not in polled
 
 
 def test_stale_objects_are_deleted_and_local_config_is_not_published(
@@ -253,5 +280,6 @@ def test_the_command_reads_the_stack_and_publishes(
     assert code == 0, captured.err
     assert "no Cognito domain" in captured.err
     assert "invalidation" in captured.out
+    assert f"admin-create-user --region {REGION} --user-pool-id {POOL}" in captured.out
     config = read_config(objects(world)["config.js"]["Body"].read().decode())
     assert config["cognito"]["userPoolId"] == POOL

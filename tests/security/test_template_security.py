@@ -2,7 +2,8 @@
 
 Least privilege (no action or resource wildcard beyond the listed exceptions, no Scan, and
 each function's policy covers the AWS calls its code really makes), encryption at rest,
-private TLS-only buckets, API throttling, the JWT authorizer on every route but the public
+private TLS-only buckets, a TLS policy only where CloudFront applies it, alarm topics CloudWatch
+can publish to, API throttling, the JWT authorizer on every route but the public
 ones, and no trace of the local-only no-auth setting. checkov is not run: installing it
 downgrades boto3/botocore to 1.35 (see requirements-dev.txt).
 """
@@ -40,13 +41,17 @@ STAR_RESOURCE_ACTIONS = {
     "xray:GetSamplingTargets",
     "xray:GetSamplingStatisticSummaries",
     "cloudwatch:PutMetricData",
+    "ses:GetAccount",
 }
+PUSH_API_ARN = "arn:${AWS::Partition}:execute-api:${AWS::Region}:${AWS::AccountId}:${WebSocketApi}"
 # Resources with a wildcard inside an ARN, each for a reason.
 PARTIAL_WILDCARDS = {
     "${TasksTable.Arn}/index/*": "the table's own indexes",
     "${DataBucket.Arn}/*": "objects of the data bucket (presigning, task inputs and results)",
     "arn:${AWS::Partition}:ses:${AWS::Region}:${AWS::AccountId}:identity/*": "SES checks "
     "the sender's and, in the sandbox, each recipient's identity",
+    f"{PUSH_API_ARN}/${{WebSocketStage}}/POST/@connections/*": "PostToConnection on the push "
+    "API's stage: connection ids are known only at run time",
 }
 # Managed policies SAM attaches, with what they grant (from the AWS managed policy reference).
 MANAGED_POLICIES: dict[str, list[dict[str, Any]]] = {
@@ -481,16 +486,46 @@ def test_site_is_served_over_https_only(transformed_template: Template) -> None:
         behaviors = [config["DefaultCacheBehavior"], *config.get("CacheBehaviors", [])]
         for behavior in behaviors:
             assert behavior["ViewerProtocolPolicy"] in ("redirect-to-https", "https-only"), name
-        assert config["ViewerCertificate"].get("MinimumProtocolVersion", "TLSv1.2").startswith(
-            "TLSv1.2"
-        ) or config["ViewerCertificate"].get("CloudFrontDefaultCertificate"), name
+
+
+def test_a_tls_policy_is_set_exactly_where_cloudfront_applies_it(
+    transformed_template: Template,
+) -> None:
+    """With the default *.cloudfront.net certificate CloudFront fixes the policy itself, so a
+    MinimumProtocolVersion there would only mislead; with an own certificate it must be set."""
+    distributions = resources_of(transformed_template, "AWS::CloudFront::Distribution")
+    assert distributions
+    for name, dist in distributions.items():
+        certificate = dist["Properties"]["DistributionConfig"]["ViewerCertificate"]
+        branches = certificate["Fn::If"][1:] if "Fn::If" in certificate else [certificate]
+        for branch in branches:
+            if branch.get("CloudFrontDefaultCertificate"):
+                assert "MinimumProtocolVersion" not in branch, name
+            else:
+                assert branch["MinimumProtocolVersion"] in ("TLSv1.2_2021", "TLSv1.2_2025"), name
+                assert branch["SslSupportMethod"] == "sni-only", name
+
+
+def test_no_topic_uses_a_key_cloudwatch_cannot_publish_with(
+    transformed_template: Template,
+) -> None:
+    """The AWS managed key of SNS does not let CloudWatch publish: alarms would be lost."""
+    topics = resources_of(transformed_template, "AWS::SNS::Topic")
+    assert topics
+    for name, topic in topics.items():
+        assert topic["Properties"].get("KmsMasterKeyId") != "alias/aws/sns", name
 
 
 # ------------------------------------------------------------------ API
 
 
 def http_api_body(template: Template) -> dict[str, Any]:
-    apis = resources_of(template, "AWS::ApiGatewayV2::Api")
+    # The WebSocket API has tests of its own (tests/security/test_websocket_template.py).
+    apis = {
+        name: api
+        for name, api in resources_of(template, "AWS::ApiGatewayV2::Api").items()
+        if api["Properties"].get("ProtocolType") != "WEBSOCKET"
+    }
     assert list(apis) == ["HttpApi"]
     body: dict[str, Any] = apis["HttpApi"]["Properties"]["Body"]
     return body
@@ -532,8 +567,11 @@ def test_every_route_but_the_public_ones_requires_the_jwt(transformed_template: 
             assert method != "options", f"{path} routes OPTIONS to the function"
             assert security == [{"CognitoJwt": []}], (path, method, security)
     assert not any(p in ("$default", "/{proxy+}") for p, _ in routes), "catch-all route"
-    # Routes made outside the body (AWS::ApiGatewayV2::Route) need the authorizer too.
+    # Routes made outside the body (AWS::ApiGatewayV2::Route) need the authorizer too; the
+    # WebSocket API's routes are checked in tests/security/test_websocket_template.py.
     for name, route in resources_of(transformed_template, "AWS::ApiGatewayV2::Route").items():
+        if route["Properties"]["ApiId"] == {"Ref": "WebSocketApi"}:
+            continue
         key = route["Properties"]["RouteKey"]
         if tuple(key.lower().split(" ", 1)[::-1]) not in PUBLIC_ROUTES:
             assert route["Properties"].get("AuthorizationType") == "JWT", name
@@ -593,8 +631,12 @@ def test_functions_have_no_public_url_or_open_invoke_permission(
     for name, permission in resources_of(transformed_template, "AWS::Lambda::Permission").items():
         props = permission["Properties"]
         assert props["Principal"] == "apigateway.amazonaws.com", name
-        assert "${HttpApi}" in render(props["SourceArn"]) or "HttpApi" in json.dumps(
-            props["SourceArn"]
+        source = render(props["SourceArn"])
+        websocket = f"{PUSH_API_ARN}/"
+        assert (
+            "${HttpApi}" in source
+            or "HttpApi" in json.dumps(props["SourceArn"])
+            or source.startswith(websocket)
         ), name
 
 

@@ -25,7 +25,7 @@ from taskqueue.task_types.data_processing import (
     parse_records,
     tally_rows,
 )
-from taskqueue.task_types.email import Email, EmailParams, render
+from taskqueue.task_types.email import EmailParams, render
 from taskqueue.task_types.image_processing import (
     ImageProcessingParams,
     ImageRejected,
@@ -236,43 +236,6 @@ def test_generated_recipients_are_numbered_from_one() -> None:
         "user2@example.com",
         "user3@example.com",
     ]
-
-
-class _FakeClock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.now += seconds
-
-
-class _RecordingSes:
-    def __init__(self, clock: _FakeClock) -> None:
-        self.clock = clock
-        self.sent_at: list[float] = []
-
-    def send_email(self, **kwargs: Any) -> dict[str, Any]:
-        self.sent_at.append(self.clock.now)
-        return {"MessageId": "m"}
-
-
-def test_sends_are_paced_to_the_lower_of_param_and_service_rate() -> None:
-    from taskqueue.task_types.base import TaskContext
-
-    clock = _FakeClock()
-    ses = _RecordingSes(clock)
-    email = Email(sleep=clock.sleep, clock=clock)
-    ctx = TaskContext("t", "o", "b", email_rate_per_second=2.0, clients={"sesv2": ses})
-    params = EmailParams(recipient_count=4, subject="s", body="b", rate_per_second=50)
-
-    state = email.run_chunk(params, email.start(params, ctx), ctx)
-
-    assert state.done and state.data["sent"] == 4
-    assert ses.sent_at == [100.0, 100.5, 101.0, 101.5]
-    assert clock.now == 102.0  # the last slot is held, so the next chunk cannot burst
 
 
 # ---------------------------------------------------------------- IMAGE_PROCESSING logic

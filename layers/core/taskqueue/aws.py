@@ -15,9 +15,11 @@ _CONFIG = Config(
 
 
 @cache
-def client(service: str) -> Any:
+def client(service: str, endpoint_url: str | None = None) -> Any:
+    """A client of `service`; `endpoint_url` for APIs reached at an address of their own
+    (the API Gateway management API lives at the WebSocket API's own URL)."""
     config = _CONFIG.merge(_s3_config()) if service == "s3" else _CONFIG
-    return boto3.client(service, config=config)  # type: ignore[call-overload]
+    return boto3.client(service, config=config, endpoint_url=endpoint_url)  # type: ignore[call-overload]
 
 
 def _s3_config() -> Config:

@@ -22,9 +22,19 @@ class Settings(BaseModel):
     default_max_attempts: Annotated[int, Field(ge=1, le=10)] = 3
     email_sender: str = "noreply@example.com"
     email_rate_per_second: Annotated[float, Field(gt=0, le=1000)] = 10.0
+    # The worker's maximum concurrency over both queues (template.yaml: 50 + 20): each worker
+    # process sends at most its 1/N share of the account's SES rate.
+    email_max_concurrency: Annotated[int, Field(ge=1, le=10_000)] = 70
+    # Set by Lambda itself: per-item limits (image pixels) are derived from it.
+    aws_lambda_function_memory_size: Annotated[int, Field(ge=128, le=10_240)] = 1024
     max_body_bytes: Annotated[int, Field(ge=1024)] = 256 * 1024
     cors_allow_origin: str = "*"
     dev_auth_user: str | None = None
+    # Push over WebSocket: the API's management endpoint (https://<api>.execute-api.../<stage>),
+    # and the Cognito issuer and app client whose tokens open a connection.
+    websocket_management_url: str = ""
+    jwt_issuer: str = ""
+    jwt_audience: str = ""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

@@ -78,6 +78,8 @@ class Engine:
                 bucket=settings.data_bucket,
                 email_sender=settings.email_sender,
                 email_rate_per_second=settings.email_rate_per_second,
+                email_max_concurrency=settings.email_max_concurrency,
+                memory_mb=settings.aws_lambda_function_memory_size,
             )
 
         return cls(

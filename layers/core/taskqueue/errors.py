@@ -48,6 +48,12 @@ class EnqueueFailed(TaskQueueError):
     code = "unavailable"
 
 
+class TooManyConnections(TaskQueueError):
+    """The owner has as many open WebSocket connections as one owner may have."""
+
+    code = "too_many_connections"
+
+
 class LeaseLost(TaskQueueError):
     """The worker's lease token no longer matches: another worker owns the task."""
 

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
+
+# What S3 answers for an object that does not exist (GetObject, HeadObject).
+MISSING_CODES = ("404", "NoSuchKey", "NotFound")
 
 
 def s3_uri(bucket: str, key: str) -> str:
@@ -25,11 +30,7 @@ def object_size(s3: S3Client, bucket: str, key: str) -> int:
     try:
         return s3.head_object(Bucket=bucket, Key=key)["ContentLength"]
     except s3.exceptions.ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") in (
-            "404",
-            "NoSuchKey",
-            "NotFound",
-        ):
+        if exc.response.get("Error", {}).get("Code") in MISSING_CODES:
             raise ValueError(f"s3://{bucket}/{key} does not exist") from exc
         raise
 
@@ -39,7 +40,7 @@ def metadata(s3: S3Client, bucket: str, key: str) -> dict[str, str]:
     try:
         return s3.head_object(Bucket=bucket, Key=key)["Metadata"]
     except s3.exceptions.ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+        if exc.response.get("Error", {}).get("Code") in MISSING_CODES:
             return {}
         raise
 
@@ -61,6 +62,32 @@ def put_json(s3: S3Client, bucket: str, key: str, document: Any) -> None:
 
 def get_json(s3: S3Client, bucket: str, key: str) -> Any:
     return json.loads(read_bytes(s3, bucket, key))
+
+
+def get_json_or_none(s3: S3Client, bucket: str, key: str) -> Any:
+    """The JSON document at key; None when there is no such object."""
+    try:
+        return get_json(s3, bucket, key)
+    except s3.exceptions.ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in MISSING_CODES:
+            return None
+        raise
+
+
+def put_csv(
+    s3: S3Client,
+    bucket: str,
+    key: str,
+    columns: Sequence[str],
+    rows: Iterable[Mapping[str, Any]],
+) -> None:
+    """Rows as one CSV object with a header line (built in memory: callers keep it small)."""
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=columns, lineterminator="\r\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    body = text.getvalue().encode()
+    s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType="text/csv; charset=utf-8")
 
 
 def iter_keys(s3: S3Client, bucket: str, prefix: str) -> Iterator[tuple[str, int]]:

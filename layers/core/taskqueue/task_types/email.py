@@ -1,26 +1,53 @@
-"""EMAIL: templated emails to many recipients through SES v2, in paced batches."""
+"""EMAIL: templated plain-text emails to many recipients through SES v2 SendBulkEmail.
+
+Each chunk renders its recipients' subjects and bodies here (Python format templates, bounded
+in size) and sends them in one SendBulkEmail call of up to 50 destinations with an inline SES
+template whose only fields are the whole subject and body. SES substitutes template data
+verbatim (it escapes nothing, and the text part is all we send), so what arrives is byte for
+byte what we rendered, with no template resource to create, name or clean up after a crash.
+
+Each recipient's outcome is written to S3 per chunk (idempotent: a repeated chunk resends only
+recipients without a recorded outcome) and joined into a CSV at the end. Pacing is scheduled,
+never slept: a chunk sets `resume_at` and the engine hands the task back to the queue.
+"""
 
 from __future__ import annotations
 
-import string
+import json
+import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, model_validator
 
+from taskqueue.errors import TransientError, aws_error_code
 from taskqueue.form_hints import ADVANCED, Source, error_at, sources
-from taskqueue.models import ChunkState, TaskResult
+from taskqueue.models import ChunkState, TaskResult, utcnow
 from taskqueue.task_types import _s3
 from taskqueue.task_types.base import TaskContext
+from taskqueue.task_types.email_template import check_template, render
 
 BUILTIN_FIELDS = ("name", "email", "index")
+# Built-ins a recipient's own fields may not replace: they identify the message.
+RESERVED_FIELDS = frozenset({"email", "index"})
+NUMERIC_FIELDS = frozenset({"index"})
 # The checkpoint keeps the first failures only; their total and codes are always counted.
 MAX_FAILURES_KEPT = 20
 MAX_REASON_CHARS = 160
-# A chunk sends no more than this many seconds' worth of emails at the chosen rate.
-MAX_CHUNK_SECONDS = 2.0
+# SES takes at most 50 destinations in one SendBulkEmail call.
+MAX_BULK_DESTINATIONS = 50
+# Rendered sizes, checked before rendering; 50 bodies at the cap still fit one SES request.
+MAX_SUBJECT_CHARS = 1_000
+MAX_BODY_CHARS = 100_000
+MAX_LOCAL_PART = 64
+MAX_ADDRESS = 254
+# Retries inside a chunk, for throttling and 5xx: short, so billed idle stays under 1 s.
+IN_CHUNK_RETRY_DELAYS = (0.1, 0.3)
+INLINE_TEMPLATE = {"Subject": "{{subject}}", "Text": "{{body}}"}
 
 FieldName = Annotated[str, Field(min_length=1, max_length=32, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
 FieldValue = Annotated[str, Field(max_length=500)]
@@ -52,28 +79,34 @@ class EmailParams(BaseModel):
     subject: str = Field(
         min_length=1,
         max_length=200,
-        description="Subject template. Fields: {name}, {email}, {index} and the keys of fields.",
+        description="Subject template. Fields: {name}, {email}, {index} and the keys of fields. "
+        f"Rendered, at most {MAX_SUBJECT_CHARS} characters.",
         examples=["Hello {name}"],
     )
     body: str = Field(
         min_length=1,
         max_length=10_000,
         description="Plain-text body template, with the same fields as subject. "
-        "Write {{ and }} for literal braces.",
+        "Write {{ and }} for literal braces. Format specs such as {index:03d} work; widths "
+        f"and precisions up to 1000. Rendered, at most {MAX_BODY_CHARS} characters.",
         examples=["Dear {name},\n\nyou are recipient number {index}."],
     )
-    fields: Annotated[dict[EmailStr, dict[FieldName, FieldValue]], Field(max_length=1000)] = Field(
+    fields: Annotated[
+        dict[EmailStr, Annotated[dict[FieldName, FieldValue], Field(max_length=20)]],
+        Field(max_length=1000),
+    ] = Field(
         default_factory=dict,
-        description="Extra template fields per recipient address, e.g. "
+        description="Extra template fields per recipient address (at most 20 each), e.g. "
         '{"ada@example.com": {"name": "Ada", "plan": "pro"}}. A field missing for a '
-        "recipient renders as an empty string; name defaults to the address's local part.",
+        "recipient renders as an empty string; name defaults to the address's local part; "
+        "email and index cannot be replaced.",
         json_schema_extra=ADVANCED,
     )
     batch_size: int = Field(
-        default=10,
+        default=MAX_BULK_DESTINATIONS,
         ge=1,
-        le=50,
-        description="Emails sent per chunk (between checkpoints).",
+        le=MAX_BULK_DESTINATIONS,
+        description="Emails per chunk, sent in one SES call (at most 50).",
         json_schema_extra=ADVANCED,
     )
     rate_per_second: float = Field(
@@ -88,14 +121,38 @@ class EmailParams(BaseModel):
     def _one_audience(self) -> EmailParams:
         if (self.recipients is None) == (self.recipient_count is None):
             raise ValueError("give exactly one of recipients or recipient_count")
+        for address, extra in self.fields.items():
+            reserved = sorted(RESERVED_FIELDS.intersection(extra))
+            if reserved:
+                raise ValueError(f"fields of {address}: {', '.join(reserved)} cannot be replaced")
         allowed = set(BUILTIN_FIELDS).union(*(extra.keys() for extra in self.fields.values()))
-        for name in ("subject", "body"):
+        lengths = self._longest_values(allowed)
+        limits = {"subject": MAX_SUBJECT_CHARS, "body": MAX_BODY_CHARS}
+        for name, limit in limits.items():
             try:
-                check_template(name, getattr(self, name), allowed)
+                check_template(name, getattr(self, name), allowed, lengths, NUMERIC_FIELDS, limit)
             except ValueError as exc:
                 # At the field, not the model: the API's error `loc` then names it.
                 raise error_at("EmailParams", name, str(exc), getattr(self, name)) from None
         return self
+
+    def _longest_values(self, allowed: set[str]) -> dict[str, int]:
+        """Each field's longest value over all recipients (digits, for index): with these,
+        a template's size bound holds for every recipient."""
+        if self.recipients is not None:
+            address = max(len(a) for a in self.recipients)
+            local = max(len(a.split("@", 1)[0]) for a in self.recipients)
+        else:
+            address, local = min(MAX_ADDRESS, len(self.recipient(self.total - 1))), MAX_LOCAL_PART
+        lengths = dict.fromkeys(allowed, 0) | {
+            "name": local,
+            "email": address,
+            "index": len(str(self.total)),
+        }
+        for extra in self.fields.values():
+            for name, value in extra.items():
+                lengths[name] = max(lengths[name], len(value))
+        return lengths
 
     @property
     def total(self) -> int:
@@ -117,49 +174,133 @@ class EmailParams(BaseModel):
             **self.fields.get(address, {}),
         }
 
-
-# ---------------------------------------------------------------- templates
-
-
-class _TemplateFormatter(string.Formatter):
-    """Fills plain named fields only; a field a recipient lacks renders as ""."""
-
-    def get_value(self, key: int | str, args: Any, kwargs: Mapping[str, Any]) -> Any:
-        return kwargs.get(str(key), "")
+    def message(self, index: int) -> tuple[str, str]:
+        """Subject and body of recipient `index`, rendered within the checked bounds."""
+        values = self.values(index)
+        # A field value must not be able to add header lines through the subject.
+        subject = " ".join(render(self.subject, values).splitlines())
+        return subject, render(self.body, values)
 
 
-_FORMATTER = _TemplateFormatter()
+# ---------------------------------------------------------------- outcomes as data
 
 
-def check_template(what: str, template: str, allowed: set[str]) -> None:
-    """Reject at submit time what would fail, or leak, at send time.
+# How SES's per-destination statuses and whole-call error codes are treated: SENT; FAILED
+# (final for that recipient, the task goes on); WAIT (throttled: the chunk is rescheduled,
+# costing no attempt); RETRY (a server error: the engine retries the chunk with backoff).
+# WAIT and RETRY are never recorded: those recipients are sent again later. Anything not
+# listed is retried, the safe side: a retry costs time, a wrong FAILED loses mail.
+SENT, FAILED, WAIT, RETRY = "sent", "failed", "wait", "retry"
+ENTRY_STATUSES = {
+    "SUCCESS": SENT,
+    "MESSAGE_REJECTED": FAILED,
+    "INVALID_PARAMETER": FAILED,
+    "MAIL_FROM_DOMAIN_NOT_VERIFIED": FAILED,
+    "ACCOUNT_SUSPENDED": FAILED,
+    "ACCOUNT_SENDING_PAUSED": FAILED,
+    "CONFIGURATION_SET_SENDING_PAUSED": FAILED,
+    "CONFIGURATION_SET_NOT_FOUND": FAILED,
+    "TEMPLATE_NOT_FOUND": FAILED,
+    "INVALID_SENDING_POOL_NAME": FAILED,
+    "ACCOUNT_THROTTLED": WAIT,
+    "ACCOUNT_DAILY_QUOTA_EXCEEDED": WAIT,
+    "TRANSIENT_FAILURE": RETRY,
+    "FAILED": RETRY,
+}
+CALL_ERRORS = {
+    # The whole call refused for a reason every destination in it shares.
+    "MessageRejected": FAILED,
+    "BadRequestException": FAILED,
+    "MailFromDomainNotVerifiedException": FAILED,
+    "AccountSuspendedException": FAILED,
+    "SendingPausedException": FAILED,
+    "NotFoundException": FAILED,
+    "AccessDeniedException": FAILED,
+    "TooManyRequestsException": WAIT,
+    "Throttling": WAIT,
+    "ThrottlingException": WAIT,
+    "LimitExceededException": WAIT,
+}
+# A wait longer than the account's time for the batch: the day's quota refills slowly.
+LONG_WAITS = {"ACCOUNT_DAILY_QUOTA_EXCEEDED": 900.0}
 
-    Only plain names are allowed: "{name.__class__}" or "{email[0]}" would reach into objects.
+
+def call_error_class(exc: Exception) -> str:
+    """FAILED, WAIT or RETRY for an exception of a whole SendBulkEmail call."""
+    code = aws_error_code(exc) or ""
+    if code in CALL_ERRORS:
+        return CALL_ERRORS[code]
+    return RETRY
+
+
+@dataclass
+class Outcome:
+    """One recipient's final outcome, as its row in the downloadable CSV."""
+
+    index: int  # 1-based, as {index} in the templates
+    email: str
+    status: str
+    message_id: str = ""
+    code: str = ""
+    reason: str = ""
+
+
+CSV_COLUMNS = ("index", "email", "status", "message_id", "code", "reason")
+
+
+@dataclass
+class Attempt:
+    """What one chunk's sends came to: outcomes to record, and recipients to send again
+    (by index, with SES's status or error code) after a wait or through a retry."""
+
+    settled: list[Outcome] = field(default_factory=list)
+    wait: dict[int, str] = field(default_factory=dict)
+    retry: dict[int, str] = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------- pacing
+
+
+@dataclass
+class SesPacer:
+    """Paces this process's SES sends to its share of the account's rate.
+
+    The account's MaxSendRate (GetAccount, read once per process) is divided by the most
+    processes that may send at once (the worker's maximum concurrency): each process keeps
+    to its share, so all of them together keep to the account's rate (plus at most one
+    batch per process at its start), however many EMAIL tasks take turns in them. A task
+    that finds its process's share spent goes back to the queue (`reserve` says for how
+    long); nothing sleeps.
     """
-    try:
-        parts = list(_FORMATTER.parse(template))
-    except ValueError as exc:
-        raise ValueError(f"{what}: {exc} (write {{{{ and }}}} for literal braces)") from None
-    for _, field, spec, _ in parts:
-        if field is None:
-            continue
-        if not field.isidentifier():
-            raise ValueError(f"{what}: field {{{field}}} is not a plain name such as {{name}}")
-        if field not in allowed:
-            known = ", ".join("{" + name + "}" for name in sorted(allowed))
-            raise ValueError(f"{what}: unknown field {{{field}}}; use one of {known}")
-        if spec and "{" in spec:
-            raise ValueError(f"{what}: nested fields in a format spec are not allowed")
-    # A trial run with values of the real types catches specs such as "{name:d}".
-    sample = {name: "" for name in allowed} | {"name": "x", "email": "x@example.com", "index": 1}
-    try:
-        render(template, sample)
-    except (ValueError, TypeError) as exc:
-        raise ValueError(f"{what}: {exc}") from None
 
+    clock: Callable[[], float] = time.monotonic
+    account_rate: float | None = None
+    _next_free: float = 0.0
+    _lock: threading.Lock = field(default_factory=threading.Lock)
 
-def render(template: str, values: Mapping[str, Any]) -> str:
-    return _FORMATTER.vformat(template, (), values)
+    def read_quota(self, ses: Any) -> float:
+        """The account's send rate, asked of SES the first time only."""
+        if self.account_rate is None:
+            self.account_rate = float(ses.get_account()["SendQuota"]["MaxSendRate"])
+        return self.account_rate
+
+    def reserve(self, count: int, processes: int) -> float:
+        """Take `count` sends from this process's share: 0 when granted, else the seconds
+        after which to try again (a generic cell rate algorithm: one number, no bucket).
+
+        The retry is due when this process has budget again, or sooner: when the whole
+        account could have sent the batch, since another process will likely be free. Never
+        sooner than 1 s, unless this process is free by then: a shorter wait is slept in
+        the invocation (the engine's rule) and would only find this same process again.
+        """
+        assert self.account_rate is not None, "read_quota first"
+        with self._lock:
+            now = self.clock()
+            if self._next_free > now:
+                own = self._next_free - now
+                return own if own <= 1.0 else max(1.0, min(own, count / self.account_rate))
+            self._next_free = now + count * max(1, processes) / self.account_rate
+            return 0.0
 
 
 # ---------------------------------------------------------------- the task type
@@ -167,17 +308,22 @@ def render(template: str, values: Mapping[str, Any]) -> str:
 
 class Email:
     name = "EMAIL"
-    description = "Send a templated plain-text email to each recipient through Amazon SES."
+    description = (
+        "Send a templated plain-text email to each recipient through Amazon SES, 50 per call; "
+        "each recipient's outcome is kept in a downloadable CSV."
+    )
     progress_unit = "recipients"
     params_model: type[BaseModel] = EmailParams
 
     def __init__(
         self,
         sleep: Callable[[float], None] = time.sleep,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], datetime] = utcnow,
+        pacer: SesPacer | None = None,
     ) -> None:
         self.sleep = sleep
         self.clock = clock
+        self.pacer = pacer or SesPacer()
 
     def start(self, params: EmailParams, ctx: TaskContext) -> ChunkState:
         params = EmailParams.model_validate(params)
@@ -188,50 +334,61 @@ class Email:
         )
 
     def run_chunk(self, params: EmailParams, state: ChunkState, ctx: TaskContext) -> ChunkState:
-        """Send the next batch, one message per recipient, no faster than the rate.
+        """Send the next batch in one SendBulkEmail call, unless its outcomes are recorded.
 
-        A failed send is recorded and the batch goes on: one bad address never stops the rest.
+        A rejected recipient is recorded and the task goes on. A throttled or failed send is
+        retried here briefly, then (never recorded as failed) the chunk is rescheduled when
+        throttled, or raises TransientError for the engine's retry on a server error.
         """
         params = EmailParams.model_validate(params)
-        rate = min(params.rate_per_second, ctx.email_rate_per_second)
-        interval = 1.0 / rate
-        batch = max(1, min(params.batch_size, int(rate * MAX_CHUNK_SECONDS)))
         first: int = state.cursor
-        indexes = range(first, min(first + batch, params.total))
-        sent, failed = state.data["sent"], state.data["failed"]
-        failures = list(state.data["failures"])
-        codes = dict(state.data["failure_codes"])
-        began = self.clock()
-        for slot, index in enumerate(indexes):
-            self._wait_until(began + slot * interval)
-            error = self._send(params, index, ctx)
-            if error is None:
-                sent += 1
-                continue
-            failed += 1
-            codes[error[0]] = codes.get(error[0], 0) + 1
-            if len(failures) < MAX_FAILURES_KEPT:
-                failures.append(
-                    {
-                        "index": index + 1,
-                        "email": params.recipient(index),
-                        "code": error[0],
-                        "message": error[1][:MAX_REASON_CHARS],
-                    }
+        indexes = range(first, min(first + params.batch_size, params.total))
+        key = self._part_key(ctx, first)
+        recorded = {row.index - 1: row for row in self._read_part(ctx, key)}
+        pending = [index for index in indexes if index not in recorded]
+        resume_at = None
+        if pending:
+            self.pacer.read_quota(ctx.sesv2)
+            wait = self.pacer.reserve(len(pending), ctx.email_max_concurrency)
+            if wait > 0:
+                # This process's share is spent: back to the queue, without sending.
+                return state.model_copy(update={"resume_at": self.clock() + _seconds(wait)})
+            attempt = self._send(params, pending, ctx)
+            recorded.update({row.index - 1: row for row in attempt.settled})
+            _s3.put_json(ctx.s3, ctx.bucket, key, [vars(row) for row in recorded.values()])
+            if attempt.retry:
+                raise TransientError(
+                    f"SES failed {len(attempt.retry)} of {len(pending)} sends "
+                    f"({', '.join(sorted(set(attempt.retry.values())))}); the chunk is "
+                    "retried and sends only those"
                 )
-        # Hold the last send's slot too, or the next chunk would start with a burst.
-        self._wait_until(began + len(indexes) * interval)
+            if attempt.wait:
+                # Throttled: try again when the account could have sent these, without
+                # spending one of the task's attempts.
+                later = max(
+                    LONG_WAITS.get(code, len(attempt.wait) / (self.pacer.account_rate or 1.0))
+                    for code in attempt.wait.values()
+                )
+                return state.model_copy(
+                    update={"resume_at": self.clock() + _seconds(max(1.0, later))}
+                )
+            rate = min(params.rate_per_second, ctx.email_rate_per_second)
+            resume_at = self.clock() + _seconds(len(pending) / rate)
+        data = _tally(state.data, (recorded[index] for index in indexes))
         cursor = indexes.stop
         return ChunkState(
             units_total=params.total,
             units_done=cursor,
             cursor=cursor,
-            data={"sent": sent, "failed": failed, "failures": failures, "failure_codes": codes},
+            data=data,
             done=cursor >= params.total,
+            resume_at=None if cursor >= params.total else resume_at,
         )
 
     def finish(self, params: EmailParams, state: ChunkState, ctx: TaskContext) -> TaskResult:
         params = EmailParams.model_validate(params)
+        csv_key = ctx.results_prefix + "recipients.csv"
+        _s3.put_csv(ctx.s3, ctx.bucket, csv_key, CSV_COLUMNS, self._all_rows(params, ctx))
         summary = {
             "recipients": params.total,
             "sent": state.data["sent"],
@@ -239,38 +396,126 @@ class Email:
             "failure_codes": state.data["failure_codes"],
             "failures": state.data["failures"],
             "failures_truncated": state.data["failed"] > len(state.data["failures"]),
+            "recipients_csv": csv_key,
         }
         key = ctx.results_prefix + "result.json"
         _s3.put_json(ctx.s3, ctx.bucket, key, summary)
-        return TaskResult(summary=summary, location=_s3.s3_uri(ctx.bucket, key))
+        return TaskResult(
+            summary=summary,
+            location=_s3.s3_uri(ctx.bucket, key),
+            outputs=[csv_key],
+            total_items=params.total,
+            failed_items=state.data["failed"],
+        )
 
-    def _wait_until(self, moment: float) -> None:
-        delay = moment - self.clock()
-        if delay > 0:
+    # ------------------------------------------------------------ sending
+
+    def _send(self, params: EmailParams, pending: list[int], ctx: TaskContext) -> Attempt:
+        """Send to `pending`, retrying throttled and failed destinations briefly here."""
+        attempt = Attempt()
+        for delay in (*IN_CHUNK_RETRY_DELAYS, None):
+            attempt.wait, attempt.retry = {}, {}
+            try:
+                response = ctx.sesv2.send_bulk_email(**self._request(params, pending, ctx))
+            except (ClientError, BotoCoreError) as exc:
+                code = aws_error_code(exc) or type(exc).__name__
+                kind = call_error_class(exc)
+                if kind == FAILED:
+                    reason = _reason(exc)
+                    attempt.settled += [
+                        Outcome(i + 1, params.recipient(i), FAILED, code=code, reason=reason)
+                        for i in pending
+                    ]
+                    return attempt
+                unsettled = attempt.wait if kind == WAIT else attempt.retry
+                unsettled.update(dict.fromkeys(pending, code))
+            else:
+                results = response["BulkEmailEntryResults"]
+                for index, result in zip(pending, results, strict=True):
+                    status = result.get("Status", "FAILED")
+                    kind = ENTRY_STATUSES.get(status, RETRY)
+                    if kind in (WAIT, RETRY):
+                        (attempt.wait if kind == WAIT else attempt.retry)[index] = status
+                        continue
+                    outcome = Outcome(index + 1, params.recipient(index), kind)
+                    if kind == SENT:
+                        outcome.message_id = result.get("MessageId", "")
+                    else:
+                        outcome.code = status
+                        outcome.reason = result.get("Error", "")[:MAX_REASON_CHARS]
+                    attempt.settled.append(outcome)
+            pending = [*attempt.wait, *attempt.retry]
+            if not pending or delay is None:
+                return attempt
             self.sleep(delay)
+        return attempt
 
-    def _send(self, params: EmailParams, index: int, ctx: TaskContext) -> tuple[str, str] | None:
-        """None when SES accepted the message, else (error code, message)."""
-        values = params.values(index)
-        # A field value must not be able to add header lines through the subject.
-        subject = " ".join(render(params.subject, values).splitlines())
-        try:
-            ctx.sesv2.send_email(
-                FromEmailAddress=ctx.email_sender,
-                Destination={"ToAddresses": [params.recipient(index)]},
-                Content={
-                    "Simple": {
-                        "Subject": {"Data": subject, "Charset": "UTF-8"},
-                        "Body": {"Text": {"Data": render(params.body, values), "Charset": "UTF-8"}},
-                    }
-                },
+    def _request(self, params: EmailParams, indexes: list[int], ctx: TaskContext) -> dict[str, Any]:
+        entries = []
+        for index in indexes:
+            subject, body = params.message(index)
+            data = json.dumps({"subject": subject, "body": body}, ensure_ascii=False)
+            entries.append(
+                {
+                    "Destination": {"ToAddresses": [params.recipient(index)]},
+                    "ReplacementEmailContent": {
+                        "ReplacementTemplate": {"ReplacementTemplateData": data}
+                    },
+                }
             )
-        except ClientError as exc:
-            error = exc.response.get("Error", {})
-            return error.get("Code", "ClientError"), error.get("Message", str(exc))
-        except BotoCoreError as exc:
-            return type(exc).__name__, str(exc)
-        return None
+        return {
+            "FromEmailAddress": ctx.email_sender,
+            "DefaultContent": {
+                "Template": {
+                    "TemplateContent": INLINE_TEMPLATE,
+                    "TemplateData": json.dumps({"subject": "", "body": ""}),
+                }
+            },
+            "BulkEmailEntries": entries,
+        }
+
+    # ------------------------------------------------------------ outcomes in S3
+
+    def _part_key(self, ctx: TaskContext, first: int) -> str:
+        return ctx.results_prefix + f"recipients/{first:06d}.json"
+
+    def _read_part(self, ctx: TaskContext, key: str) -> list[Outcome]:
+        rows = _s3.get_json_or_none(ctx.s3, ctx.bucket, key) or []
+        return [Outcome(**row) for row in rows]
+
+    def _all_rows(self, params: EmailParams, ctx: TaskContext) -> Iterable[Mapping[str, Any]]:
+        """Every recipient's row, in order, from the chunks' outcome objects."""
+        prefix = ctx.results_prefix + "recipients/"
+        for key, _ in _s3.iter_keys(ctx.s3, ctx.bucket, prefix):
+            rows = sorted(self._read_part(ctx, key), key=lambda row: row.index)
+            yield from (vars(row) for row in rows)
+
+
+def _tally(before: Mapping[str, Any], rows: Iterable[Outcome]) -> dict[str, Any]:
+    sent, failed = before["sent"], before["failed"]
+    failures = list(before["failures"])
+    codes = dict(before["failure_codes"])
+    for row in rows:
+        if row.status == SENT:
+            sent += 1
+            continue
+        failed += 1
+        codes[row.code] = codes.get(row.code, 0) + 1
+        if len(failures) < MAX_FAILURES_KEPT:
+            failures.append(
+                {"index": row.index, "email": row.email, "code": row.code, "message": row.reason}
+            )
+    return {"sent": sent, "failed": failed, "failures": failures, "failure_codes": codes}
+
+
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, ClientError):
+        return str(exc.response.get("Error", {}).get("Message", str(exc)))[:MAX_REASON_CHARS]
+    return str(exc)[:MAX_REASON_CHARS]
+
+
+def _seconds(value: float) -> timedelta:
+    return timedelta(seconds=value)
 
 
 EMAIL = Email()
