@@ -407,7 +407,9 @@ class Client:
         """Your tasks whose messages reached a dead-letter queue."""
         return self._model(DeadLetterPage, "dead_letters")
 
-    def bulk(self, action: str, tasks: list[Task | str], *, restart: bool = False) -> BulkResult:
+    def bulk(
+        self, action: str, tasks: Iterable[Task | str], *, restart: bool = False
+    ) -> BulkResult:
         """Cancel or retry ("cancel" / "retry") up to 50 tasks, each on its own: one result per
         task, in order, saying whether it applied and, if not, why."""
         body = BulkRequest(action=BulkAction(action), ids=[_id(t) for t in tasks], restart=restart)
