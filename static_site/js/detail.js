@@ -86,12 +86,13 @@ function failuresTable(failures, testid) {
 }
 
 /** A type that works item by item: tiles of done and failed items, the failures, the rest. */
-function itemsResult(type, prefix, doneKey, doneLabel) {
+function itemsResult(type, prefix, doneKey, doneLabel, items = (r) => failuresTable(r.failures, `${prefix}-failures`)) {
   return (result) => {
-    const { [doneKey]: done, failed, failures, ...rest } = result;
+    // The items view shows failures and the recipients' CSV: not again in the summary.
+    const { [doneKey]: done, failed, failures, recipients_csv: csv, ...rest } = result;
     return [
       countTiles(`${prefix}-summary`, [[done, doneLabel, "success"], [failed, "failed", "failed"]]),
-      ...failuresTable(failures, `${prefix}-failures`),
+      ...items(result),
       Object.keys(rest).length ? summaryTable(type, rest) : null,
     ];
   };
@@ -156,10 +157,96 @@ function downloadsView(downloads) {
   );
 }
 
+// ---------------------------------------------------------------- EMAIL: each recipient
+
+const RECIPIENT_ROWS = 100; // shown in the page; the CSV download has them all
+const RECIPIENT_BYTES = 64 * 1024; // read of the CSV for those rows (a Range request)
+const recipientPreviews = new Map(); // csv download URL -> Promise<{rows, more}>
+
+/** RFC 4180 records of `text` (quoted fields, "" for a quote inside one). */
+export function parseCsv(text) {
+  const records = [];
+  let record = [];
+  let field = "";
+  let quoted = false;
+  for (let i = 0; i < text.length; i += 1) {
+    const c = text[i];
+    if (quoted) {
+      if (c === '"' && text[i + 1] === '"') {
+        field += '"';
+        i += 1;
+      } else if (c === '"') quoted = false;
+      else field += c;
+    } else if (c === '"') quoted = true;
+    else if (c === ",") {
+      record.push(field);
+      field = "";
+    } else if (c === "\n" || c === "\r") {
+      if (c === "\r" && text[i + 1] === "\n") i += 1;
+      record.push(field);
+      records.push(record);
+      record = [];
+      field = "";
+    } else field += c;
+  }
+  if (field || record.length) records.push([...record, field]);
+  return records;
+}
+
+/** The first RECIPIENT_ROWS recipients from the start of the CSV (a partial last line is
+ * dropped); {rows: [{index, email, status, code, reason}], more}. */
+function recipientPreview(url) {
+  if (!recipientPreviews.has(url)) {
+    const loading = fetch(url, { headers: { Range: `bytes=0-${RECIPIENT_BYTES - 1}` } }).then(async (response) => {
+      if (!response.ok) throw new Error(`${response.status}`);
+      let text = await response.text();
+      const partial = response.status === 206 && text.length >= RECIPIENT_BYTES - 4;
+      if (partial) text = text.slice(0, text.lastIndexOf("\n") + 1);
+      const [header, ...records] = parseCsv(text).filter((r) => r.length > 1);
+      const rows = records.slice(0, RECIPIENT_ROWS).map((r) =>
+        Object.fromEntries((header || []).map((name, i) => [name, r[i] ?? ""])));
+      return { rows, more: partial || records.length > RECIPIENT_ROWS };
+    });
+    loading.catch(() => recipientPreviews.delete(url));
+    recipientPreviews.set(url, loading);
+  }
+  return recipientPreviews.get(url);
+}
+
+/** Each recipient's outcome (from the downloadable CSV), with the download itself. */
+function recipientsView(task, result) {
+  const key = result.recipients_csv;
+  const link = (task.downloads || []).find((d) => d.key === key && safeUrl(d.url));
+  if (!link) return [...failuresTable(result.failures, "email-failures")];
+  const host = el("div", { class: "recipients", testid: "email-recipients" }, el("p", { class: "muted small" }, "Loading recipients…"));
+  recipientPreview(link.url).then(
+    ({ rows, more }) => {
+      const table = objectsTable(
+        rows.map((r) => ({ index: Number(r.index) || r.index, email: r.email, status: r.status, code: r.code, reason: r.reason })),
+        { testid: "email-recipient-table" },
+      );
+      host.replaceChildren(
+        table,
+        more ? el("p", { class: "muted small" }, `The first ${formatNumber(rows.length)} recipients; the CSV has them all.`) : null,
+      );
+    },
+    () => host.replaceChildren(...failuresTable(result.failures, "email-failures")),
+  );
+  return [
+    el(
+      "h4",
+      null,
+      "Recipients ",
+      el("a", { href: link.url, download: fileName(key), class: "small", testid: "email-csv-link" }, `download all (${fileName(key)})`),
+    ),
+    host,
+  ];
+}
+
 const RESULT_VIEWS = {
-  DATA_PROCESSING: dataProcessingResult,
-  EMAIL: itemsResult("EMAIL", "email", "sent", "sent"),
-  IMAGE_PROCESSING: itemsResult("IMAGE_PROCESSING", "image", "processed", "processed"),
+  DATA_PROCESSING: () => dataProcessingResult,
+  EMAIL: (task) => itemsResult("EMAIL", "email", "sent", "sent", (r) => recipientsView(task, r)),
+  IMAGE_PROCESSING: () => itemsResult("IMAGE_PROCESSING", "image", "processed", "processed"),
 };
 
 function resultView(task) {
@@ -167,7 +254,7 @@ function resultView(task) {
   if (result == null) return null;
   let body;
   if (!isPlainObject(result)) body = [valueView(result)];
-  else body = (RESULT_VIEWS[task.type] || ((r) => [kvTable(r)]))(result);
+  else body = (RESULT_VIEWS[task.type]?.(task) || ((r) => [kvTable(r)]))(result);
   body = body.filter(Boolean);
   if (!body.length) return null;
   return section("Result", "detail-result", ...body, locationView(task));

@@ -9,6 +9,7 @@ verifying), added by a route to the page's requests to the stack.
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import uuid
@@ -16,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 import pytest
+import requests
 
 from tests.e2e.browser_support import (
     TASK_TIMEOUT_MS,
@@ -27,7 +29,6 @@ from tests.e2e.browser_support import (
     open_app,
     open_detail,
     submit_form,
-    task_row,
     wait_for_row,
     wait_until_done,
 )
@@ -40,7 +41,7 @@ from tests.e2e.devstack_process import (
 )
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Page, Route
+    from playwright.sync_api import Page
 
 pytestmark = pytest.mark.e2e
 
@@ -109,6 +110,15 @@ def test_email_subject_with_markup_is_shown_as_text_and_runs_nothing(
     summary = panel.get_by_test_id("email-summary")
     expect(summary).to_contain_text("3sent")
     expect(summary).to_contain_text("0failed")
+    # Each recipient's outcome, read from the downloadable CSV, which is offered as a link.
+    recipients = panel.get_by_test_id("email-recipient-table").locator("tbody tr")
+    expect(recipients).to_have_count(3)
+    for index in range(3):
+        expect(recipients.nth(index)).to_contain_text(f"user{index + 1}@example.com")
+        expect(recipients.nth(index)).to_contain_text("sent")
+    csv_link = panel.get_by_test_id("email-csv-link")
+    expect(csv_link).to_contain_text("recipients.csv")
+    assert (csv_link.get_attribute("href") or "").startswith("http")
     params = panel.get_by_test_id("detail-params")
     expect(params.get_by_text(XSS, exact=True)).to_be_visible()
     # Rendered as text: no element was made from it, no handler ran, no dialog opened.
@@ -375,41 +385,59 @@ def test_file_pickers_accept_only_their_content_types(page: Page) -> None:
 # ------------------------------------------------------------------------------- results
 
 
-def with_failed_items(page: Page, headers: dict[str, str], task_id: str, failed: int) -> None:
-    """Makes the API's answers about `task_id` say `failed` of its items failed.
-
-    The shipped EMAIL and IMAGE_PROCESSING types do not report failed items yet (their
-    per-item counts are being added separately), so this test changes the real answers of
-    the stack in flight, the field only, to show how the page presents what the API declares.
-    """
-
-    def patch(route: Route) -> None:
-        response = route.fetch(headers={**route.request.headers, **headers})
-        body = response.json()
-        tasks = body["items"] if isinstance(body, dict) and "items" in body else [body]
-        for task in tasks:
-            if task.get("id") == task_id:
-                task["failed_items"] = failed
-        route.fulfill(response=response, body=json.dumps(body))
-
-    page.route(re.compile(r".*/tasks(/[0-9a-f]{32})?(\?.*)?$"), patch)
+def upload_images(stack: Stack, headers: dict[str, str], files: dict[str, bytes]) -> str:
+    """Uploads the files side by side; returns their folder (an IMAGE_PROCESSING input)."""
+    prefix = None
+    for name, content in files.items():
+        body = {"filename": name, "content_type": "image/png", "size": len(content)}
+        answer = requests.post(
+            f"{stack.url}/uploads",
+            json={**body, **({"prefix": prefix} if prefix else {})},
+            headers=headers,
+            timeout=10,
+        )
+        assert answer.status_code == 201, answer.text
+        prefix = answer.json()["prefix"]
+        put_upload(answer.json(), content)
+    assert prefix
+    return str(prefix)
 
 
-def test_partial_failures_show_as_warnings_in_the_list_and_the_detail(
+def png() -> bytes:
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("RGB", (40, 30), (200, 60, 20)).save(out, format="PNG")
+    return out.getvalue()
+
+
+def test_partial_and_total_failures_show_as_such_in_the_list_and_the_detail(
     page: Page, stack: Stack
 ) -> None:
     headers = act_as(page, stack, f"e2e-partial-{uuid.uuid4().hex[:8]}")
-    task = submit(stack, "IMAGE_PROCESSING", {"generate_count": 3}, headers)
-    wait_for(stack, task["id"], "SUCCESS", headers=headers)
-    with_failed_items(page, headers, task["id"], 2)
+    broken = b"this is not an image"
+    some = upload_images(stack, headers, {"good.png": png(), "broken.png": broken})
+    partial = submit(stack, "IMAGE_PROCESSING", {"input_prefix": some}, headers)
+    none = upload_images(stack, headers, {"broken.png": broken})
+    failed = submit(stack, "IMAGE_PROCESSING", {"input_prefix": none}, headers, max_attempts=1)
+    wait_for(stack, partial["id"], "SUCCESS", headers=headers)
+    wait_for(stack, failed["id"], "FAILED", headers=headers)
 
     open_app(page)
 
-    row = wait_for_row(page, task["id"], "SUCCESS")
-    expect(row.get_by_test_id("failed-items-badge")).to_have_text("2 images failed")
-    panel = open_detail(page, task["id"], "SUCCESS")
-    expect(panel.get_by_test_id("failed-items-badge")).to_have_text("2 images failed")
+    # Some failed: a SUCCESS with a warning, not a plain green success
+    row = wait_for_row(page, partial["id"], "SUCCESS")
+    expect(row.get_by_test_id("failed-items-badge")).to_have_text("1 image failed")
+    panel = open_detail(page, partial["id"], "SUCCESS")
+    expect(panel.get_by_test_id("failed-items-badge")).to_have_text("1 image failed")
     expect(panel.get_by_test_id("partial-failure")).to_have_text(
-        "2 images of 3 failed; the others succeeded. The result below lists the failures."
+        "1 image of 2 failed; the others succeeded. The result below lists the failures."
     )
-    expect(task_row(page, task["id"]).get_by_test_id("status-badge")).to_have_text("Success")
+    expect(panel.get_by_test_id("image-failures")).to_contain_text("broken.png")
+    # All failed: FAILED, its error says so, the result (why each failed) is kept
+    page.get_by_test_id("detail-close").click()
+    row = wait_for_row(page, failed["id"], "FAILED")
+    expect(row.get_by_test_id("failed-items-badge")).to_have_text("all 1 image failed")
+    panel = open_detail(page, failed["id"], "FAILED")
+    expect(panel.get_by_test_id("detail-error")).to_contain_text("all_items_failed")
+    expect(panel.get_by_test_id("image-failures")).to_contain_text("broken.png")
