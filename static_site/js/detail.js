@@ -225,19 +225,17 @@ function recipientsView(task, result) {
         rows.map((r) => ({ index: Number(r.index) || r.index, email: r.email, status: r.status, code: r.code, reason: r.reason })),
         { testid: "email-recipient-table" },
       );
-      host.replaceChildren(
-        table,
-        more ? el("p", { class: "muted small" }, `The first ${formatNumber(rows.length)} recipients; the CSV has them all.`) : null,
-      );
+      const note = more ? [el("p", { class: "muted small" }, `The first ${formatNumber(rows.length)} recipients; the CSV has them all.`)] : [];
+      host.replaceChildren(table, ...note);
     },
     () => host.replaceChildren(...failuresTable(result.failures, "email-failures")),
   );
   return [
+    el("h4", null, "Recipients"),
     el(
-      "h4",
-      null,
-      "Recipients ",
-      el("a", { href: link.url, download: fileName(key), class: "small", testid: "email-csv-link" }, `download all (${fileName(key)})`),
+      "p",
+      { class: "small" },
+      el("a", { href: link.url, download: fileName(key), testid: "email-csv-link" }, `Download every recipient's outcome (${fileName(key)})`),
     ),
     host,
   ];
