@@ -12,6 +12,7 @@ from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from taskqueue.errors import ImageRejected, InvalidInput, aws_error_code
+from taskqueue.form_hints import ADVANCED, Source, sources, upload
 from taskqueue.models import ChunkState, TaskResult
 from taskqueue.task_types import _s3
 from taskqueue.task_types.base import TaskContext
@@ -32,13 +33,23 @@ MAX_REASON_CHARS = 160
 class ImageProcessingParams(BaseModel):
     """Images under an upload prefix (or generated ones), resized to a box and re-encoded."""
 
-    model_config = ConfigDict(extra="forbid", title="IMAGE_PROCESSING parameters")
+    model_config = ConfigDict(
+        extra="forbid",
+        title="IMAGE_PROCESSING parameters",
+        json_schema_extra=sources(
+            Source("upload", "Upload images", ("input_prefix",)),
+            Source("generate", "Generate test images", ("generate_count",)),
+        ),
+    )
 
     input_prefix: Annotated[str, Field(min_length=1, max_length=1024)] | None = Field(
         default=None,
         description="S3 prefix of uploaded images (under uploads/<you>/); files with an image "
         "extension are processed. Give this or generate_count.",
         examples=["uploads/alice/photos/"],
+        json_schema_extra=upload(
+            "image/png", "image/jpeg", "image/webp", "image/gif", target="prefix"
+        ),
     )
     generate_count: Annotated[int, Field(ge=1, le=200)] | None = Field(
         default=None,
@@ -67,9 +78,14 @@ class ImageProcessingParams(BaseModel):
         ge=1,
         le=20,
         description="Images processed per chunk (between checkpoints).",
+        json_schema_extra=ADVANCED,
     )
     max_images: int = Field(
-        default=1000, ge=1, le=1000, description="Process at most this many images."
+        default=1000,
+        ge=1,
+        le=1000,
+        description="Process at most this many images.",
+        json_schema_extra=ADVANCED,
     )
 
     @model_validator(mode="after")
@@ -267,6 +283,7 @@ def output_name(number: int, source_key: str, output_format: str) -> str:
 class ImageProcessing:
     name = "IMAGE_PROCESSING"
     description = "Resize images to fit a box and convert them to PNG, JPEG or WEBP."
+    progress_unit = "images"
     params_model: type[BaseModel] = ImageProcessingParams
 
     def start(self, params: ImageProcessingParams, ctx: TaskContext) -> ChunkState:
