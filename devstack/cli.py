@@ -18,6 +18,9 @@ examples:
   python -m devstack dev --parameter TaskTypeModules=my_types.tasks
   python -m devstack invoke ApiFunction events/api_submit_task.json
   python -m devstack invoke WorkerFunction events/sqs_task_message.json
+  PYTHONPATH=examples/task_types/url_check/src python -m devstack invoke ApiFunction \
+      examples/task_types/url_check/events/api_submit_url_check.json \
+      --parameter TaskTypeModules=url_check
 """
 
 
@@ -62,6 +65,14 @@ def parser() -> argparse.ArgumentParser:
     )
     invoke.add_argument("function", help="logical id in template.yaml, e.g. ApiFunction")
     invoke.add_argument("event", help="event file, e.g. events/api_submit_task.json")
+    invoke.add_argument(
+        "--parameter",
+        action="append",
+        default=[],
+        type=parameter,
+        metavar="NAME=VALUE",
+        help="a template parameter's value (repeatable), e.g. TaskTypeModules=my_types",
+    )
     return root
 
 
@@ -110,7 +121,7 @@ def run_dev(args: argparse.Namespace) -> int:
 def run_invoke(args: argparse.Namespace) -> int:
     from devstack.invoke import invoke, print_answer
 
-    print_answer(invoke(args.function, args.event))
+    print_answer(invoke(args.function, args.event, dict(args.parameter)))
     return 0
 
 
