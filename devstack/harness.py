@@ -5,8 +5,8 @@ handler invoked as Lambda would invoke it.
 For tests that want the real handlers around their code (a task type's own package, above
 all: see docs/task-types.md), and for ``python -m devstack invoke``::
 
-    with in_process_stack(task_type_modules=("my_types",)) as stack:
-        task = stack.submit("WORD_COUNT", {"text": "a b"})
+    with in_process_stack(task_type_modules=("number_sum",)) as stack:
+        task = stack.submit("NUMBER_SUM", {"numbers": [1, 2, 3]})
         stack.drain()
         assert stack.api("GET", f"/tasks/{task['id']}").body["status"] == "SUCCESS"
 """
