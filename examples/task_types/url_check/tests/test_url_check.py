@@ -198,6 +198,18 @@ def test_an_uploaded_list_is_read_a_batch_at_a_time_by_byte_range(
     assert (result.total_items, result.failed_items) == (4, 2)
 
 
+def test_list_lines_that_look_like_formulas_reach_the_csv_as_text(
+    s3_context: TaskContext,
+) -> None:
+    key = upload(s3_context, "links.csv", b'=HYPERLINK("http://evil.example")\n@SUM(A1)\n')
+    _, result = run(LOCAL_CHECK, params(input_key=key), s3_context)
+    rows = csv_rows(s3_context, result.summary["results_csv"])
+    assert [(r["url"], r["error_code"]) for r in rows] == [
+        ('\'=HYPERLINK("http://evil.example")', "invalid_url"),
+        ("'@SUM(A1)", "invalid_url"),
+    ]
+
+
 @pytest.mark.parametrize(
     ("body", "error", "message"),
     [

@@ -315,11 +315,22 @@ def summarize(rows: list[dict[str, Any]], csv_key: str) -> dict[str, Any]:
     }
 
 
+# A cell starting with one of these is a formula to a spreadsheet; the text of a list line or
+# of a server's malformed answer can start so, and is quoted with a leading "'" instead.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(value: Any) -> Any:
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
 def rows_csv(rows: list[dict[str, Any]]) -> bytes:
     text = io.StringIO()
     writer = csv.DictWriter(text, fieldnames=CSV_COLUMNS, lineterminator="\r\n")
     writer.writeheader()
-    writer.writerows(rows)
+    writer.writerows({k: spreadsheet_safe(v) for k, v in row.items()} for row in rows)
     return text.getvalue().encode()
 
 
