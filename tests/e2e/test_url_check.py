@@ -77,9 +77,7 @@ def client(url_stack: Stack) -> Client:
     return Client(url_stack.url, jwt_for(USER), timeout=10)
 
 
-def test_the_stack_says_it_loaded_the_plugin_and_lists_it(
-    url_stack: Stack, client: Client
-) -> None:
+def test_the_stack_says_it_loaded_the_plugin_and_lists_it(url_stack: Stack, client: Client) -> None:
     assert "task types from plugins: URL_CHECK" in url_stack.output()
     types = {t.name: t for t in client.task_types()}
     assert {"DATA_PROCESSING", "EMAIL", "IMAGE_PROCESSING", "URL_CHECK"} <= set(types)
@@ -114,8 +112,10 @@ def test_params_out_of_bounds_are_refused_at_their_field(client: Client) -> None
 def test_tq_submits_and_waits_for_a_check(url_stack: Stack, pages: str) -> None:
     out = io.StringIO()
     code = tq_main(
-        ["--url", url_stack.url, "--token", jwt_for(USER), "submit", "URL_CHECK"]
-        + ["--params", json.dumps({"urls": [f"{pages}/ok"]}), "--wait", "--json"],
+        [
+            *("--url", url_stack.url, "--token", jwt_for(USER), "submit", "URL_CHECK"),
+            *("--params", json.dumps({"urls": [f"{pages}/ok"]}), "--wait", "--json"),
+        ],
         out=Console(file=out, width=200, color_system=None),
         err=Console(file=io.StringIO(), width=200, color_system=None),
     )
