@@ -16,13 +16,11 @@ EXAMPLES = """\
 examples:
   python -m devstack dev                       # http://127.0.0.1:8000
   python -m devstack dev --port 9000 --workers 8
-  python -m devstack dev --parameter TaskTypeModules=my_types.tasks
+  PYTHONPATH=examples/task_types/url_check/src python -m devstack dev \\
+      --parameter TaskTypeModules=url_check    # a task type from its own package
   python -m devstack invoke ApiFunction events/api_submit_task.json
-  python -m devstack scaffold NUMBER_SUM --dir ../number-sum   # a new task type's package
   python -m devstack invoke WorkerFunction events/sqs_task_message.json
-  PYTHONPATH=examples/task_types/url_check/src python -m devstack invoke ApiFunction \
-      examples/task_types/url_check/events/api_submit_url_check.json \
-      --parameter TaskTypeModules=url_check
+  python -m devstack scaffold NUMBER_SUM --dir ../number-sum   # a new task type's package
 """
 
 
