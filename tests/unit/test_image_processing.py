@@ -1,16 +1,22 @@
 """IMAGE_PROCESSING's image work: reduced-scale decoding, EXIF orientation from the header,
-the memory-derived pixel limit, and quality against a full-quality resize."""
+the memory-derived pixel limit, and quality against a full-quality resize over a grid of
+sizes (all of it with IMAGE_QUALITY_GRID=full)."""
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import io
+import math
+import os
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from PIL import Image, ImageOps
 from PIL.JpegImagePlugin import JpegImageFile
 
-from bench.work_media import photo_jpeg, psnr, reference_image
+from bench.work_media import GridPoint, grid_points, psnr, reference_image
 from taskqueue.task_types.image_processing import (
     BYTES_PER_PIXEL,
     MIN_MAX_PIXELS,
@@ -18,6 +24,7 @@ from taskqueue.task_types.image_processing import (
     ImageProcessingParams,
     ImageRejected,
     convert_image,
+    draft_scale,
     fitted_image,
     max_pixels,
 )
@@ -53,35 +60,119 @@ def test_exif_orientation_is_applied_as_pillow_does_it_on_the_full_image(orienta
     assert psnr(image, expected) > 30
 
 
-def test_a_large_jpeg_is_decoded_at_a_reduced_scale(monkeypatch: pytest.MonkeyPatch) -> None:
-    # Given a 1600x1200 JPEG and a decoder that reports the size it decodes at
-    decoded: list[tuple[int, int]] = []
+@contextlib.contextmanager
+def recorded_decodes() -> Iterator[list[tuple[int, int]]]:
+    """The sizes libjpeg decodes at, in order (a spy on the JPEG plugin's load)."""
+    sizes: list[tuple[int, int]] = []
     load = JpegImageFile.load
 
     def spy(self: JpegImageFile) -> Any:
-        decoded.append(self.size)
+        sizes.append(self.size)
         return load(self)
 
-    monkeypatch.setattr(JpegImageFile, "load", spy)
-
-    # When it is fitted into 150x150 (and stretched to 160x120)
-    fitted = fitted_image(_jpeg((1600, 1200), 6), _box(150, 150), max_pixels(1024))
-    stretched = fitted_image(_jpeg((1600, 1200)), _box(160, 120, keep_aspect=False), 10**8)
-
-    # Then libjpeg decoded 1/8 of each side (1.25 times the box), never the full size
-    assert decoded[0] == (200, 150) and fitted.size == (112, 150)
-    assert decoded[1] == (200, 150) and stretched.size == (160, 120)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(JpegImageFile, "load", spy)
+        yield sizes
 
 
-def test_quality_stays_above_40_db_against_a_full_quality_resize() -> None:
-    # Given a photo-like JPEG, fitted as the issue's 4000x3000 to 800 px is (a 1/4 decode)
-    data = photo_jpeg(2000, 1500)
+def test_a_large_jpeg_is_decoded_at_a_reduced_scale() -> None:
+    # Given a 1600x1200 JPEG
+    # When it is fitted into 150x150 (stored sideways) and stretched to 160x120
+    with recorded_decodes() as decoded:
+        fitted = fitted_image(_jpeg((1600, 1200), 6), _box(150, 150), max_pixels(1024))
+        stretched = fitted_image(_jpeg((1600, 1200)), _box(160, 120, keep_aspect=False), 10**8)
 
-    # When fitted into 400 px
-    image = fitted_image(data, _box(400, 400), max_pixels(1024))
+    # Then libjpeg decoded 1/4 of each side, never the full size: 1/8 would leave only
+    # 1.25 times the target (200x150 for 160x120), too little for LANCZOS to remove aliasing
+    assert decoded[0] == (400, 300) and fitted.size == (112, 150)
+    assert decoded[1] == (400, 300) and stretched.size == (160, 120)
 
-    # Then it is within 40 dB of a full decode and one LANCZOS pass
-    assert psnr(reference_image(data, (400, 400)), image) >= 40.0
+
+# (stored size, target, scale): the rule, row by row. Each side must keep at least 1.75x.
+DRAFT_SCALES = [
+    ((4000, 3000), (800, 600), 2),  # the issue's photo: 1/4 would leave 1.25x
+    ((6000, 4000), (800, 533), 4),
+    ((4000, 3000), (100, 75), 8),
+    ((1400, 1400), (100, 100), 8),  # exactly 1.75x at 1/8
+    ((1399, 1400), (100, 100), 4),  # just under it on one side
+    ((1600, 1200), (160, 120), 4),
+    ((1000, 750), (400, 300), 1),  # 1/2 would leave 1.25x: decoded at full size
+    ((300, 200), (300, 200), 1),
+]
+
+
+@pytest.mark.parametrize(("size", "target", "scale"), DRAFT_SCALES)
+def test_the_decoding_scale_leaves_lanczos_at_least_1_75x(
+    size: tuple[int, int], target: tuple[int, int], scale: int
+) -> None:
+    assert draft_scale(size, target) == scale
+
+
+def test_a_partial_block_at_the_edge_does_not_shift_the_picture() -> None:
+    # Given 1000x750 stripes (750 rows are 187.5 at 1/4: libjpeg decodes 188)
+    image = Image.new("L", (1000, 750))
+    for row in range(0, 750, 50):
+        image.paste(255, (0, row, 1000, row + 25))
+    out = io.BytesIO()
+    image.convert("RGB").save(out, format="JPEG", quality=95)
+    data = out.getvalue()
+
+    # When it is fitted into 100 px (decoded at 1/4)
+    fitted = fitted_image(data, _box(100, 100), max_pixels(1024))
+
+    # Then the stripes are where a full decode puts them, to the last row
+    assert draft_scale((1000, 750), fitted.size) == 4
+    assert psnr(reference_image(data, (100, 100)), fitted) >= 40.0
+
+
+# A representative part of the grid in bench/work_media.py, with the scale each decodes at:
+# partial blocks (1500x1125, 1000x750), every scale, portrait, and EXIF orientations 6 and 8.
+GRID_SAMPLE = [
+    (GridPoint((1500, 1125), 300, "detailed"), 2),  # 31 dB before the decoded box was kept
+    (GridPoint((1500, 1125), 160, "typical", orientation=6), 4),
+    (GridPoint((1000, 750), 100, "typical"), 4),
+    (GridPoint((1000, 750), 400, "detailed", portrait=True), 1),
+    (GridPoint((2000, 1500), 400, "detailed", portrait=True, orientation=8), 2),
+    (GridPoint((2000, 1500), 100, "detailed", portrait=True), 8),
+]
+FULL_GRID = os.environ.get("IMAGE_QUALITY_GRID") == "full"
+
+
+@functools.lru_cache(maxsize=1)
+def _source(point: GridPoint) -> bytes:
+    return point.jpeg()
+
+
+def _grid_case(point: GridPoint) -> tuple[float, tuple[int, int], tuple[int, int]]:
+    """(PSNR against a full decode and LANCZOS, decoded size, stored target size)."""
+    data = _source(GridPoint(point.source, 0, point.detail, point.portrait, point.orientation))
+    with recorded_decodes() as sizes:
+        image = fitted_image(data, _box(point.box, point.box), max_pixels(1024))
+    turned = point.orientation in (5, 6, 7, 8)
+    quality = psnr(reference_image(data, (point.box, point.box)), image)
+    return quality, sizes[0], image.size[::-1] if turned else image.size
+
+
+@pytest.mark.parametrize(("point", "scale"), GRID_SAMPLE, ids=str)
+def test_quality_stays_above_40_db_across_sizes_and_orientations(
+    point: GridPoint, scale: int
+) -> None:
+    # Given a photo-like JPEG from the grid, When it is fitted into the point's box
+    quality, decoded_size, _ = _grid_case(point)
+
+    # Then it was decoded at the expected scale and is within 40 dB of a full-quality resize
+    stored = point.stored
+    assert decoded_size == (math.ceil(stored[0] / scale), math.ceil(stored[1] / scale))
+    assert quality >= 40.0
+
+
+@pytest.mark.skipif(not FULL_GRID, reason="the whole grid: set IMAGE_QUALITY_GRID=full")
+@pytest.mark.parametrize("point", grid_points() if FULL_GRID else [], ids=str)
+def test_quality_stays_above_40_db_on_the_whole_grid(point: GridPoint) -> None:
+    quality, decoded_size, stored_target = _grid_case(point)
+    scale = draft_scale(point.stored, stored_target)
+    assert decoded_size == (math.ceil(point.stored[0] / scale), math.ceil(point.stored[1] / scale))
+    assert quality >= 40.0
 
 
 def test_the_pixel_limit_follows_the_functions_memory() -> None:
