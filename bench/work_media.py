@@ -3,7 +3,10 @@ issue 15 and with peers: CPU per image and PSNR; SES requests and billed idle se
 
 ``python -m bench.work_media [--size small|full]`` prints the rows; ``measure_images`` and
 ``measure_email`` return them (keys ``workload``, ``today``, ``peer``, ``ratio``, ``goal``,
-``met``) for ``python -m bench work``. Peers (pyvips) are benchmark-only dependencies.
+``met``) for ``python -m bench work``. At full size it first measures the quality grid
+(``measure_grid``: 368 JPEGs, every size from 1000 to 6000 px to every box from 100 to
+1600 px) and prints it a line per source and box. Peers (pyvips) are benchmark-only
+dependencies.
 """
 
 from __future__ import annotations
