@@ -16,6 +16,7 @@ BENCHMARKS = {
     "list": "bench.listing",
     "coldstart": "bench.coldstart",
     "local": "bench.local",
+    "work": "bench.work",
 }
 
 

@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import csv
 import io
 import json
-import math
-import re
-import statistics
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -17,11 +13,16 @@ import pytest
 from moto import mock_aws
 from PIL import Image
 
-from taskqueue.errors import InvalidInput
+from taskqueue.errors import InputNotFound, InvalidInput
 from taskqueue.models import ChunkState, TaskResult
 from taskqueue.task_types.base import TaskContext, TaskType
-from taskqueue.task_types.data_processing import DATA_PROCESSING, DataProcessingParams
+from taskqueue.task_types.data_processing import (
+    DATA_PROCESSING,
+    DataProcessing,
+    DataProcessingParams,
+)
 from taskqueue.task_types.image_processing import IMAGE_PROCESSING, ImageProcessingParams
+from tests.csv_awkward import StepClock, assert_same, reference
 
 BUCKET = "data-bucket"
 OWNER = "alice"
@@ -93,114 +94,30 @@ def read_json(aws: Aws, location: str) -> Any:
 
 
 # ---------------------------------------------------------------- DATA_PROCESSING
-
-_NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
-
-
-def reference_stats(text: str, delimiter: str) -> dict[str, Any]:
-    """Statistics of a whole CSV computed the plain way, independently of the task code."""
-    records = [r for r in csv.reader(io.StringIO(text, newline=""), delimiter=delimiter) if r]
-    header, rows = records[0], records[1:]
-    columns = []
-    for index, name in enumerate(header):
-        cells = [(row[index] if index < len(row) else "").strip() for row in rows]
-        numeric = [c for c in cells if _NUMBER.fullmatch(c) and math.isfinite(float(c))]
-        values = [float(c) for c in numeric]
-        columns.append(
-            {
-                "name": name,
-                "count": len(values),
-                "sum": math.fsum(values) if values else None,
-                "mean": statistics.fmean(values) if values else None,
-                "min": min(values) if values else None,
-                "max": max(values) if values else None,
-                "std_population": statistics.pstdev(values) if values else None,
-                "std_sample": statistics.stdev(values) if len(values) > 1 else None,
-                "empty": sum(1 for c in cells if not c),
-                "invalid": sum(1 for c in cells if c) - len(numeric),
-            }
-        )
-    ragged = sum(1 for row in rows if len(row) != len(header))
-    return {"rows": len(rows), "columns": len(header), "ragged_rows": ragged, "stats": columns}
+# Exactness against the csv module over awkward files: tests/integration/test_data_processing.py
 
 
-def assert_matches(result: dict[str, Any], expected: dict[str, Any]) -> None:
-    assert result["rows"] == expected["rows"]
-    assert result["columns"] == expected["columns"]
-    assert result["ragged_rows"] == expected["ragged_rows"]
-    assert len(result["column_stats"]) == len(expected["stats"])
-    for got, want in zip(result["column_stats"], expected["stats"], strict=True):
-        for field in ("name", "count", "min", "max", "empty", "invalid"):
-            assert got[field] == want[field], (want["name"], field)
-        for field in ("sum", "mean", "std_population", "std_sample"):
-            if want[field] is None:
-                assert got[field] is None, field
-            else:
-                assert got[field] == pytest.approx(want[field], rel=1e-9, abs=1e-9), field
-
-
-def awkward_csv() -> str:
-    """~400 KB with CRLF endings, quoted cells, long and short lines, empty and invalid cells,
-    a ragged row, and a last line without a newline."""
-    lines = ['id,"price, EUR",qty,note,score']
-    for n in range(12_000):
-        price = "" if n % 17 == 0 else f"{(n * 7919) % 1000 / 7:.4f}"
-        qty = "oops" if n % 23 == 0 else str((n * 31) % 97 - 40)
-        note = "x" * (n % 61) if n % 5 else '"quoted, with comma"'
-        score = " " if n % 11 == 0 else f"{n * 1.5e-3:.3e}"
-        lines.append(f"{n},{price},{qty},{note},{score}")
-        if n == 5000:
-            lines.append("1,2")  # a ragged row
-    return "\r\n".join(lines)  # no newline after the last line
-
-
-def test_csv_statistics_over_many_line_aligned_chunks_match_a_plain_computation(
-    aws: Aws,
-) -> None:
-    text = awkward_csv()
-    key = f"uploads/{OWNER}/awkward.csv"
-    aws.s3.put_object(Bucket=BUCKET, Key=key, Body=text.encode())
-    params = DataProcessingParams(input_key=key, chunk_bytes=64 * 1024)
-
-    result, states = drive(DATA_PROCESSING, params, aws.ctx())
-
-    assert len(states) - 1 == math.ceil(len(text) / (64 * 1024))
-    assert states[-1].units_done == states[-1].units_total == len(text)
-    assert result.location == f"s3://{BUCKET}/results/{OWNER}/task1/result.json"
-    full = read_json(aws, result.location)
-    assert_matches(full, reference_stats(text, ","))
-    assert result.summary["column_stats"] == full["column_stats"]
-    assert full["column_stats"][1]["name"] == "price, EUR"
-
-
-def test_a_line_longer_than_a_chunk_is_read_whole(aws: Aws) -> None:
-    text = "a;b\n" + "1;" + "9" * 100_000 + "\n2;3\n"  # 1e99999 overflows: invalid
-    key = f"uploads/{OWNER}/long.csv"
-    aws.s3.put_object(Bucket=BUCKET, Key=key, Body=text.encode())
-    params = DataProcessingParams(input_key=key, chunk_bytes=64 * 1024, delimiter=";")
-
-    result, _ = drive(DATA_PROCESSING, params, aws.ctx())
-
-    assert_matches(read_json(aws, result.location or ""), reference_stats(text, ";"))
+def data_processing() -> DataProcessing:
+    return DataProcessing(clock=StepClock())
 
 
 def test_generated_csv_is_written_then_analysed(aws: Aws) -> None:
     params = DataProcessingParams(rows=3000, columns=4, seed=9, delimiter="\t", chunk_bytes=65536)
 
-    result, _ = drive(DATA_PROCESSING, params, aws.ctx())
+    result, _ = drive(data_processing(), params, aws.ctx())
 
     body = aws.s3.get_object(Bucket=BUCKET, Key=f"results/{OWNER}/task1/input.csv")["Body"]
-    expected = reference_stats(body.read().decode(), "\t")
+    expected = reference(body.read().decode(), "\t")
     assert expected["rows"] == 3000
-    assert all(column["empty"] and column["invalid"] for column in expected["stats"])
-    assert_matches(read_json(aws, result.location or ""), expected)
+    assert all(column["empty"] and column["invalid"] for column in expected["column_stats"])
+    assert_same(read_json(aws, result.location or ""), expected)
 
 
 def test_large_generated_csv_goes_up_in_parts_and_state_stays_small(aws: Aws) -> None:
     # 50 columns is the most a state carries; > 5 MiB needs a multipart upload.
     params = DataProcessingParams(rows=16_000, columns=50, seed=3, chunk_bytes=8 * 1024 * 1024)
 
-    result, states = drive(DATA_PROCESSING, params, aws.ctx())
+    result, states = drive(data_processing(), params, aws.ctx())
 
     assert [s.data["phase"] for s in states[:2]] == ["generate", "generate"]
     head = aws.s3.head_object(Bucket=BUCKET, Key=f"results/{OWNER}/task1/input.csv")
@@ -208,8 +125,8 @@ def test_large_generated_csv_goes_up_in_parts_and_state_stays_small(aws: Aws) ->
     assert "-" in head["ETag"]  # a multipart object
     assert max(len(s.model_dump_json()) for s in states) < STATE_LIMIT
     body = aws.s3.get_object(Bucket=BUCKET, Key=f"results/{OWNER}/task1/input.csv")["Body"]
-    expected = reference_stats(body.read().decode(), ",")
-    assert_matches(read_json(aws, result.location or ""), expected)
+    expected = reference(body.read().decode(), ",")
+    assert_same(read_json(aws, result.location or ""), expected)
     assert len(result.summary["top_columns"]) == 10
     assert "column_stats" not in result.summary
 
@@ -219,10 +136,12 @@ def test_an_empty_or_header_only_csv_gives_zero_rows(aws: Aws, text: str) -> Non
     key = f"uploads/{OWNER}/empty.csv"
     aws.s3.put_object(Bucket=BUCKET, Key=key, Body=text.encode())
 
-    result, _ = drive(DATA_PROCESSING, DataProcessingParams(input_key=key), aws.ctx())
+    result, _ = drive(data_processing(), DataProcessingParams(input_key=key), aws.ctx())
 
     assert result.summary["rows"] == 0
-    assert [c["count"] for c in result.summary["column_stats"]] == ([0, 0] if text else [])
+    assert [c["type"] for c in result.summary["column_stats"]] == (
+        ["empty", "empty"] if text else []
+    )
 
 
 def test_input_outside_the_callers_uploads_is_refused(aws: Aws) -> None:
@@ -230,7 +149,7 @@ def test_input_outside_the_callers_uploads_is_refused(aws: Aws) -> None:
 
     with pytest.raises(ValueError, match="uploads/alice/"):
         DATA_PROCESSING.start(DataProcessingParams(input_key="uploads/mallory/x.csv"), aws.ctx())
-    with pytest.raises(ValueError, match="does not exist"):
+    with pytest.raises(InputNotFound, match="does not exist"):
         DATA_PROCESSING.start(DataProcessingParams(input_key="uploads/alice/none.csv"), aws.ctx())
 
 

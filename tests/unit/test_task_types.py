@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import io
-import math
-import random
-import statistics
 from typing import Any
 
 import pytest
@@ -15,15 +12,10 @@ from pydantic import ValidationError
 from taskqueue.task_types import REGISTRY, get_task_type, task_types
 from taskqueue.task_types.data_processing import (
     BLOCK_ROWS,
-    ColumnStats,
     DataProcessingParams,
-    Moments,
-    complete_lines_length,
     generate_part,
     generated_block,
     parse_number,
-    parse_records,
-    tally_rows,
 )
 from taskqueue.task_types.email import EmailParams, render
 from taskqueue.task_types.image_processing import (
@@ -90,7 +82,14 @@ def test_params_out_of_limits_are_refused(model: Any, params: dict[str, Any]) ->
 
 @pytest.mark.parametrize(
     ("cell", "expected"),
-    [("12", 12.0), ("-3.5", -3.5), ("1e3", 1000.0), (".5", 0.5), ("+7", 7.0)],
+    [
+        ("12", 12.0),
+        ("-3.5", -3.5),
+        ("1e3", 1000.0),
+        (".5", 0.5),
+        ("+7", 7.0),
+        ("\u0661\u0662", 12.0),
+    ],
 )
 def test_numbers_are_parsed(cell: str, expected: float) -> None:
     assert parse_number(cell) == expected
@@ -99,78 +98,6 @@ def test_numbers_are_parsed(cell: str, expected: float) -> None:
 @pytest.mark.parametrize("cell", ["abc", "1.2.3", "NaN", "inf", "-infinity", "1_000", "1e999"])
 def test_non_numbers_and_non_finite_values_are_invalid(cell: str) -> None:
     assert parse_number(cell) is None
-
-
-def _moments(values: list[float]) -> Moments:
-    moments = Moments()
-    for value in values:
-        moments.add(value)
-    return moments
-
-
-def test_merged_chunk_moments_equal_the_whole_stream() -> None:
-    rng = random.Random(7)
-    values = [rng.gauss(1e6, 50) for _ in range(5000)]
-    cuts = sorted(rng.sample(range(1, len(values)), 40))
-    merged = Moments()
-    for a, b in zip([0, *cuts], [*cuts, len(values)], strict=True):
-        merged = merged.merge(_moments(values[a:b]))
-
-    assert merged.count == len(values)
-    assert merged.mean == pytest.approx(statistics.fmean(values), rel=1e-12)
-    assert merged.total == pytest.approx(math.fsum(values), rel=1e-12)
-    assert merged.std_population == pytest.approx(statistics.pstdev(values), rel=1e-9)
-    assert merged.std_sample == pytest.approx(statistics.stdev(values), rel=1e-9)
-    assert (merged.minimum, merged.maximum) == (min(values), max(values))
-
-
-def test_merging_with_an_empty_side_changes_nothing() -> None:
-    some = _moments([1.0, 2.0, 4.0])
-
-    assert Moments().merge(some) == some
-    assert some.merge(Moments()) == some
-    assert _moments([5.0]).std_sample is None
-    assert Moments().std_population is None
-
-
-def test_column_stats_survive_their_json_form() -> None:
-    column = ColumnStats(_moments([1.5, -2.0]), empty=3, invalid=1)
-
-    assert ColumnStats.from_json(column.to_json()) == column
-    assert ColumnStats.from_json(ColumnStats(Moments()).to_json()) == ColumnStats(Moments())
-
-
-@pytest.mark.parametrize(
-    ("data", "at_eof", "expected"),
-    [
-        (b"a,b\n1,2\n3,", False, 8),
-        (b"a,b\r\n1,2\r\n3", False, 10),
-        (b"no newline yet", False, 0),
-        (b"1,2\n3,4", True, 7),
-        (b"1,2\n", False, 4),
-        (b"", True, 0),
-    ],
-)
-def test_a_chunk_ends_after_its_last_newline(data: bytes, at_eof: bool, expected: int) -> None:
-    assert complete_lines_length(data, at_eof) == expected
-
-
-def test_records_parse_crlf_quotes_and_a_byte_order_mark() -> None:
-    data = '\ufeffa;b\r\n"x;y";2\r\n\r\n3;"4"'.encode()
-
-    assert parse_records(data, ";", first=True) == [["a", "b"], ["x;y", "2"], [], ["3", "4"]]
-
-
-def test_tally_counts_empty_invalid_missing_and_ragged_cells() -> None:
-    records = [["1", " ", "x"], ["2"], [], ["3", "4", "5", "6"]]
-
-    tally = tally_rows(records, width=3)
-
-    assert (tally.rows, tally.ragged_rows) == (3, 2)
-    first, second, third = tally.columns
-    assert (first.moments.count, first.moments.total, first.empty) == (3, 6.0, 0)
-    assert (second.moments.count, second.empty) == (1, 2)
-    assert (third.moments.count, third.empty, third.invalid) == (1, 1, 1)
 
 
 def test_generated_blocks_are_deterministic_and_seeded() -> None:

@@ -8,6 +8,8 @@ import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from taskqueue.errors import InputNotFound
+
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
@@ -26,12 +28,12 @@ def require_under(key: str, prefix: str, what: str) -> None:
 
 
 def object_size(s3: S3Client, bucket: str, key: str) -> int:
-    """Size in bytes; a missing object becomes a ValueError that names it."""
+    """Size in bytes; a missing object is InputNotFound (permanent: no retry), naming it."""
     try:
         return s3.head_object(Bucket=bucket, Key=key)["ContentLength"]
     except s3.exceptions.ClientError as exc:
         if exc.response.get("Error", {}).get("Code") in MISSING_CODES:
-            raise ValueError(f"s3://{bucket}/{key} does not exist") from exc
+            raise InputNotFound(f"s3://{bucket}/{key} does not exist") from exc
         raise
 
 

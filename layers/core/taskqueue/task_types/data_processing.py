@@ -1,23 +1,42 @@
-"""DATA_PROCESSING: per-column statistics of a CSV in S3, read by line-aligned byte ranges."""
+"""DATA_PROCESSING: typed per-column statistics of a CSV in S3, read in byte ranges that end
+on record boundaries, each chunk sized to take a target time.
+
+A chunk's accumulators are merged into the previous chunk's and stored in S3, one object per
+chunk index, so a repeated chunk rewrites the same object and the task item stays small.
+"""
 
 from __future__ import annotations
 
-import csv
-import io
-import math
 import random
+import time
 import uuid
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from collections.abc import Callable
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from taskqueue.errors import InvalidInput
 from taskqueue.models import ChunkState, TaskResult
 from taskqueue.task_types import _s3
 from taskqueue.task_types.base import TaskContext
-
-if TYPE_CHECKING:
-    from mypy_boto3_s3 import S3Client
+from taskqueue.task_types.column_stats import (
+    Tally,
+    parse_number,
+    report,
+    tally_from_json,
+    tally_to_json,
+)
+from taskqueue.task_types.csv_engine import MAX_TRACKED_COLUMNS, tally_records
+from taskqueue.task_types.csv_records import (
+    MAX_RECORD_BYTES,
+    csv_records,
+    first_record,
+    follows_rfc4180,
+    quoted_record_end,
+    refuse_other_encodings,
+    require_text,
+    with_lf_line_ends,
+)
 
 KIB = 1024
 MIB = 1024 * KIB
@@ -25,12 +44,21 @@ MIB = 1024 * KIB
 PART_BYTES = 5 * MIB
 # Rows of the generated file come from one RNG per block, so any block can be made alone.
 BLOCK_ROWS = 1000
-MAX_TRACKED_COLUMNS = 50
-# A single line longer than this is surely not a CSV row; stop instead of reading forever.
-MAX_LINE_BYTES = 16 * MIB
 SUMMARY_COLUMNS = 10
 UPLOAD_TOKEN = "upload-token"
 INVALID_TOKENS = ("n/a", "abc", "1.2.3", "NaN", "-", "12a")
+# Chunks sized by time: each takes about TARGET_CHUNK_SECONDS (from the rate of the chunks
+# before it), so the checkpoint after it (a DynamoDB write, an S3 GET and PUT of the
+# accumulators: ~50 ms) stays under ~5 % of it. The bounds keep one chunk's memory (the
+# bytes, DuckDB's table of them: ~4x) well inside the worker's 1024 MB.
+TARGET_CHUNK_SECONDS = 3.0
+FIRST_CHUNK_BYTES = 8 * MIB
+MIN_CHUNK_BYTES = 1 * MIB
+MAX_CHUNK_BYTES = 64 * MIB
+# Input that only the csv module reads (non-RFC 4180 quoting, CR-only line ends) is read at
+# most this much at a time.
+CSV_MODULE_BYTES = 8 * MIB
+PINNED_CHUNK_MIN = 64 * KIB
 
 
 class DataProcessingParams(BaseModel):
@@ -41,6 +69,7 @@ class DataProcessingParams(BaseModel):
     input_key: Annotated[str, Field(min_length=1, max_length=1024)] | None = Field(
         default=None,
         description="S3 key of an uploaded CSV file (from POST /uploads, under uploads/<you>/). "
+        "UTF-8 text (a byte order mark is skipped); a record may be up to 16 MiB. "
         "Give this or rows.",
         examples=["uploads/alice/sales.csv"],
     )
@@ -62,11 +91,10 @@ class DataProcessingParams(BaseModel):
         le=2**32 - 1,
         description="Seed of the generated CSV: the same seed gives the same file.",
     )
-    chunk_bytes: int = Field(
-        default=1 * MIB,
-        ge=64 * KIB,
-        le=8 * MIB,
-        description="Bytes read per chunk (64 KiB to 8 MiB); a chunk ends at a line boundary.",
+    chunk_bytes: Annotated[int, Field(ge=PINNED_CHUNK_MIN, le=MAX_CHUNK_BYTES)] | None = Field(
+        default=None,
+        description="Bytes read per chunk (64 KiB to 64 MiB); a chunk ends on a record "
+        "boundary. Leave it out to size each chunk to take about 3 seconds.",
     )
     delimiter: Literal[",", ";", "\t", "|"] = Field(
         default=",", description="Field delimiter of the CSV."
@@ -79,205 +107,7 @@ class DataProcessingParams(BaseModel):
         return self
 
 
-# ---------------------------------------------------------------- mergeable statistics
-
-
-def parse_number(cell: str) -> float | None:
-    """The finite number a non-empty cell holds, or None if it is not one.
-
-    float() also reads "nan", "inf" and "1_000"; none of those is a data value here.
-    """
-    try:
-        value = float(cell)
-    except ValueError:
-        return None
-    if not math.isfinite(value) or "_" in cell:
-        return None
-    return value
-
-
-@dataclass(slots=True)
-class Moments:
-    """Count, sum, mean, M2, min and max of a stream of numbers (Welford's update)."""
-
-    count: int = 0
-    mean: float = 0.0
-    m2: float = 0.0
-    total: float = 0.0
-    minimum: float = math.inf
-    maximum: float = -math.inf
-
-    def add(self, value: float) -> None:
-        self.count += 1
-        delta = value - self.mean
-        self.mean += delta / self.count
-        self.m2 += delta * (value - self.mean)
-        self.total += value
-        self.minimum = min(self.minimum, value)
-        self.maximum = max(self.maximum, value)
-
-    def merge(self, other: Moments) -> Moments:
-        """Both streams as one (Chan et al.'s pairwise formula), so chunks combine exactly."""
-        if other.count == 0:
-            return Moments(self.count, self.mean, self.m2, self.total, self.minimum, self.maximum)
-        if self.count == 0:
-            return Moments(
-                other.count,
-                other.mean,
-                other.m2,
-                other.total,
-                other.minimum,
-                other.maximum,
-            )
-        count = self.count + other.count
-        delta = other.mean - self.mean
-        return Moments(
-            count=count,
-            mean=self.mean + delta * other.count / count,
-            m2=self.m2 + other.m2 + delta * delta * self.count * other.count / count,
-            total=self.total + other.total,
-            minimum=min(self.minimum, other.minimum),
-            maximum=max(self.maximum, other.maximum),
-        )
-
-    @property
-    def std_population(self) -> float | None:
-        return math.sqrt(self.m2 / self.count) if self.count else None
-
-    @property
-    def std_sample(self) -> float | None:
-        return math.sqrt(self.m2 / (self.count - 1)) if self.count > 1 else None
-
-
-@dataclass(slots=True)
-class ColumnStats:
-    """Everything kept about one column; stored as a flat list to keep the checkpoint small."""
-
-    moments: Moments
-    empty: int = 0
-    invalid: int = 0
-
-    def add_cell(self, cell: str) -> None:
-        text = cell.strip()
-        if not text:
-            self.empty += 1
-            return
-        value = parse_number(text)
-        if value is None:
-            self.invalid += 1
-        else:
-            self.moments.add(value)
-
-    def merge(self, other: ColumnStats) -> ColumnStats:
-        return ColumnStats(
-            self.moments.merge(other.moments),
-            self.empty + other.empty,
-            self.invalid + other.invalid,
-        )
-
-    def to_json(self) -> list[Any]:
-        m = self.moments
-        bounds = [m.minimum, m.maximum] if m.count else [None, None]
-        return [m.count, m.mean, m.m2, m.total, *bounds, self.empty, self.invalid]
-
-    @classmethod
-    def from_json(cls, item: list[Any]) -> ColumnStats:
-        count, mean, m2, total, minimum, maximum, empty, invalid = item
-        moments = Moments(
-            count,
-            mean,
-            m2,
-            total,
-            math.inf if minimum is None else minimum,
-            -math.inf if maximum is None else maximum,
-        )
-        return cls(moments, empty, invalid)
-
-    def report(self, name: str) -> dict[str, Any]:
-        m = self.moments
-        return {
-            "name": name,
-            "count": m.count,
-            "sum": _finite(m.total) if m.count else None,
-            "mean": _finite(m.mean) if m.count else None,
-            "min": m.minimum if m.count else None,
-            "max": m.maximum if m.count else None,
-            "std_population": _finite(m.std_population),
-            "std_sample": _finite(m.std_sample),
-            "empty": self.empty,
-            "invalid": self.invalid,
-        }
-
-
-def _finite(value: float | None) -> float | None:
-    # Extreme inputs can overflow a sum or M2; JSON has no inf, so say "unknown" instead.
-    return value if value is not None and math.isfinite(value) else None
-
-
-# ---------------------------------------------------------------- line-aligned reading
-
-
-def complete_lines_length(data: bytes, at_eof: bool) -> int:
-    """How many leading bytes of data are whole lines: through the last newline.
-
-    At the end of the object the rest is a final line without a newline, so all of it counts.
-    A chunk that cuts after "\\n" never splits "\\r\\n" or a UTF-8 sequence.
-    """
-    if at_eof:
-        return len(data)
-    return data.rfind(b"\n") + 1
-
-
-def read_lines(
-    s3: S3Client, bucket: str, key: str, start: int, size: int, chunk_bytes: int
-) -> bytes:
-    """Whole lines from byte `start`, about chunk_bytes of them (more if one line is longer)."""
-    end = min(start + chunk_bytes, size)
-    data = _s3.read_range(s3, bucket, key, start, end - 1)
-    used = complete_lines_length(data, end >= size)
-    while used == 0:
-        if end - start >= MAX_LINE_BYTES:
-            raise ValueError(f"a line at byte {start} is longer than {MAX_LINE_BYTES} bytes")
-        new_end = min(end + chunk_bytes, size)
-        data += _s3.read_range(s3, bucket, key, end, new_end - 1)
-        end = new_end
-        used = complete_lines_length(data, end >= size)
-    return data[:used]
-
-
-def parse_records(data: bytes, delimiter: str, first: bool) -> list[list[str]]:
-    text = data.decode("utf-8", errors="replace")
-    if first:
-        text = text.removeprefix("\ufeff")
-    # newline="" hands the csv module the line endings as they are, so "\r\n" parses right.
-    try:
-        return list(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter))
-    except csv.Error as exc:
-        raise ValueError(f"not a readable CSV: {exc}") from exc
-
-
-@dataclass(slots=True)
-class ChunkTally:
-    """The statistics of one chunk's rows, merged into the checkpoint afterwards."""
-
-    columns: list[ColumnStats]
-    rows: int = 0
-    ragged_rows: int = 0
-
-
-def tally_rows(records: list[list[str]], width: int) -> ChunkTally:
-    """Counts and moments of records whose header has `width` fields."""
-    tracked = min(width, MAX_TRACKED_COLUMNS)
-    tally = ChunkTally([ColumnStats(Moments()) for _ in range(tracked)])
-    for record in records:
-        if not record:
-            continue  # a blank line is no row
-        tally.rows += 1
-        if len(record) != width:
-            tally.ragged_rows += 1
-        for index, column in enumerate(tally.columns):
-            column.add_cell(record[index] if index < len(record) else "")
-    return tally
+__all__ = ["DATA_PROCESSING", "DataProcessing", "DataProcessingParams", "parse_number"]
 
 
 # ---------------------------------------------------------------- the generated dataset
@@ -348,10 +178,24 @@ def generate_part(params: DataProcessingParams, first_row: int) -> tuple[bytes, 
 class DataProcessing:
     name = "DATA_PROCESSING"
     description = (
-        "Per-column statistics (count, sum, mean, min, max, standard deviation, empty and "
-        "invalid cells) of an uploaded or generated CSV file."
+        "Typed per-column statistics of an uploaded or generated CSV file: each column's type "
+        "(integer, float, boolean, date, datetime or text) inferred over the whole file; "
+        "numbers: count, sum, mean, min, max, standard deviation; dates: min and max; booleans: "
+        "true and false counts; text: distinct values, top values and lengths; empty cells, "
+        "and invalid cells (those that do not fit the column's type)."
     )
     params_model: type[BaseModel] = DataProcessingParams
+
+    def __init__(
+        self,
+        chunk_seconds: float = TARGET_CHUNK_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.chunk_seconds = chunk_seconds
+        self.clock = clock
+        # What this process wrote last (prefix, chunk index, header, tally): the next chunk
+        # of the same task in the same invocation merges into it without a GET.
+        self._last: tuple[str, int, list[str] | None, Tally] | None = None
 
     def start(self, params: DataProcessingParams, ctx: TaskContext) -> ChunkState:
         params = DataProcessingParams.model_validate(params)
@@ -387,7 +231,34 @@ class DataProcessing:
         params = DataProcessingParams.model_validate(params)
         if state.data["phase"] == "generate":
             return _generate_chunk(params, state, ctx)
-        return _process_chunk(params, state, ctx)
+        started = self.clock()
+        want = params.chunk_bytes or chunk_size(state.data.get("rate"), self.chunk_seconds)
+        piece = read_piece(ctx, state.data, state.cursor, want, params.delimiter)
+        index = state.data["chunks"]
+        previous = self._accumulated(ctx, index - 1)
+        header = previous[0] if previous and previous[0] is not None else piece.header
+        merged = (previous[1] if previous else Tally()).merge(piece.tally)
+        _s3.put_json(ctx.s3, ctx.bucket, partial_key(ctx, index), _partial(header, merged))
+        self._last = (ctx.results_prefix, index, header, merged)
+        if index >= 2:
+            # No chunk before this one can run again: its checkpoint is written.
+            ctx.s3.delete_object(Bucket=ctx.bucket, Key=partial_key(ctx, index - 2))
+        cursor = piece.end
+        data = state.data
+        elapsed = max(self.clock() - started, 1e-3)
+        return ChunkState(
+            units_total=state.units_total,
+            units_done=data["generated_bytes"] + cursor,
+            cursor=cursor,
+            data={
+                **data,
+                "chunks": index + 1,
+                "width": len(header) if header is not None else 0,
+                "rows": merged.rows,
+                "rate": measured_rate(data.get("rate"), piece.end - state.cursor, elapsed),
+            },
+            done=cursor >= data["size"],
+        )
 
     def finish(
         self, params: DataProcessingParams, state: ChunkState, ctx: TaskContext
@@ -395,28 +266,29 @@ class DataProcessing:
         params = DataProcessingParams.model_validate(params)
         data = state.data
         key = data["key"]
-        header = _read_header(ctx, key, data["size"], params.delimiter)
-        width = data["width"]
+        found = self._accumulated(ctx, data["chunks"] - 1)
+        header, tally = found if found else (None, Tally())
+        header = header or []
+        width = len(header)
         names = [
-            (header[index].strip()[:200] if index < len(header) else "") or f"column_{index + 1}"
+            header[index].strip()[:200] or f"column_{index + 1}"
             for index in range(min(width, MAX_TRACKED_COLUMNS))
         ]
-        columns = [
-            ColumnStats.from_json(item).report(name)
-            for name, item in zip(names, data["stats"], strict=True)
-        ]
+        columns = [report(name, column) for name, column in zip(names, tally.columns, strict=True)]
         document = {
             "input": _s3.s3_uri(ctx.bucket, key),
             "bytes": data["size"],
-            "rows": data["rows"],
+            "rows": tally.rows,
             "columns": width,
             "columns_ignored": max(0, width - MAX_TRACKED_COLUMNS),
-            "ragged_rows": data["ragged_rows"],
+            "ragged_rows": tally.ragged_rows,
+            "chunks": data["chunks"],
             "column_stats": columns,
         }
         result_key = ctx.results_prefix + "result.json"
         _s3.put_json(ctx.s3, ctx.bucket, result_key, document)
-        summary = {k: v for k, v in document.items() if k != "column_stats"}
+        # The summary is what a fault-free run gives whatever its chunking: no chunk count.
+        summary = {k: v for k, v in document.items() if k not in ("column_stats", "chunks")}
         if len(columns) <= SUMMARY_COLUMNS:
             summary["column_stats"] = columns
         else:
@@ -427,6 +299,103 @@ class DataProcessing:
             location=_s3.s3_uri(ctx.bucket, result_key),
             outputs=[result_key],
         )
+
+    def _accumulated(self, ctx: TaskContext, index: int) -> tuple[list[str] | None, Tally] | None:
+        """The header and the accumulators merged through chunk `index` (None before any)."""
+        if index < 0:
+            return None
+        if self._last and self._last[:2] == (ctx.results_prefix, index):
+            return self._last[2], self._last[3]
+        document = _s3.get_json(ctx.s3, ctx.bucket, partial_key(ctx, index))
+        header = document["header"]
+        return (list(header) if header is not None else None), tally_from_json(document["tally"])
+
+
+def partial_key(ctx: TaskContext, index: int) -> str:
+    return f"{ctx.results_prefix}partials/{index:06d}.json"
+
+
+def _partial(header: list[str] | None, tally: Tally) -> dict[str, Any]:
+    return {"header": header, "tally": tally_to_json(tally)}
+
+
+def chunk_size(rate: float | None, seconds: float) -> int:
+    """Bytes for a chunk of about `seconds`, from the measured rate of the chunks before."""
+    if not rate:
+        return FIRST_CHUNK_BYTES
+    return int(min(MAX_CHUNK_BYTES, max(MIN_CHUNK_BYTES, rate * seconds)))
+
+
+def measured_rate(previous: float | None, size: int, seconds: float) -> float:
+    """Bytes per second, smoothed over the chunks so far (a slow GET does not halve the next)."""
+    rate = size / seconds
+    return rate if not previous else round(0.5 * previous + 0.5 * rate, 1)
+
+
+class Piece:
+    """What one chunk read: where its records end, the header if it was in it, and the
+    accumulators of its rows."""
+
+    def __init__(self, end: int, header: list[str] | None, tally: Tally) -> None:
+        self.end = end
+        self.header = header
+        self.tally = tally
+
+
+def read_piece(
+    ctx: TaskContext, data: dict[str, Any], start: int, want: int, delimiter: str
+) -> Piece:
+    """Read whole records from byte `start` (about `want` bytes; more if one record is longer)
+    and tally them. Before the header is known, blank lines are skipped and the first record
+    is the header."""
+    size: int = data["size"]
+    key: str = data["key"]
+    width: int = data["width"]
+    if start == 0:
+        start = refuse_other_encodings(_s3.read_range(ctx.s3, ctx.bucket, key, 0, 3))
+    end = min(start + want, size)
+    buffer = _s3.read_range(ctx.s3, ctx.bucket, key, start, end - 1) if end > start else b""
+    while True:
+        at_eof = end >= size
+        header, body_from, cut, conformant = None, 0, 0, False
+        if not width:
+            header, body_from = first_record(buffer, at_eof, delimiter, start)
+        if width or header is not None:
+            cut, conformant = _record_end(buffer[body_from:], at_eof, delimiter)
+            if cut or at_eof or header is not None:
+                break  # records, or at least the header, are complete
+        elif body_from or at_eof:
+            break  # only blank lines so far: skip them
+        if end - start >= MAX_RECORD_BYTES:
+            raise InvalidInput(
+                f"a record at byte {start} is longer than {MAX_RECORD_BYTES // MIB} MiB "
+                "(the longest a row or header may be)"
+            )
+        new_end = min(end + max(want, end - start), size)
+        buffer += _s3.read_range(ctx.s3, ctx.bucket, key, end, new_end - 1)
+        end = new_end
+    body = buffer[body_from : body_from + cut]
+    engine_body = with_lf_line_ends(body, delimiter) if conformant else None
+    if engine_body is None and len(body) > CSV_MODULE_BYTES:
+        # The csv module reads this stretch: keep it to a size whose Python objects (~10x
+        # the bytes) fit in the worker's memory; the rest is the next chunk's.
+        _, shorter = csv_records(body[:CSV_MODULE_BYTES], False, delimiter)
+        body = body[:shorter] if shorter else body
+    used = body_from + len(body)
+    require_text(buffer[:used], start)
+    width = width or (len(header) if header else 0)
+    tally = tally_records(body, width, delimiter, engine_body if len(body) == cut else None)
+    return Piece(start + used, header, tally)
+
+
+def _record_end(body: bytes, at_eof: bool, delimiter: str) -> tuple[int, bool]:
+    """Where the last complete record of body ends, and whether body up to there follows
+    RFC 4180: then by quote parity, else as the csv module reads it."""
+    cut = quoted_record_end(body, at_eof)
+    if cut and follows_rfc4180(body, cut, delimiter):
+        return cut, True
+    _, cut = csv_records(body, at_eof, delimiter)
+    return cut, False
 
 
 def _generated_key(ctx: TaskContext) -> str:
@@ -445,8 +414,8 @@ def _processing_state(key: str, size: int, generated_bytes: int) -> ChunkState:
             "generated_bytes": generated_bytes,
             "width": 0,
             "rows": 0,
-            "ragged_rows": 0,
-            "stats": [],
+            "chunks": 0,
+            "rate": None,
         },
         done=size == 0,
     )
@@ -492,50 +461,6 @@ def _generate_chunk(
         cursor=next_row,
         data={**data, "parts": part_number, "generated_bytes": generated},
     )
-
-
-def _process_chunk(params: DataProcessingParams, state: ChunkState, ctx: TaskContext) -> ChunkState:
-    data = state.data
-    start: int = state.cursor
-    size: int = data["size"]
-    chunk = read_lines(ctx.s3, ctx.bucket, data["key"], start, size, params.chunk_bytes)
-    records = parse_records(chunk, params.delimiter, first=start == 0)
-    width = data["width"]
-    if start == 0:
-        # Skip blank lines before the header, as the csv module would treat them as rows.
-        while records and not records[0]:
-            records.pop(0)
-        width = len(records.pop(0)) if records else 0
-    tally = tally_rows(records, width)
-    old = [ColumnStats.from_json(item) for item in data["stats"]] or [
-        ColumnStats(Moments()) for _ in tally.columns
-    ]
-    merged = [mine.merge(theirs) for mine, theirs in zip(old, tally.columns, strict=True)]
-    cursor = start + len(chunk)
-    return ChunkState(
-        units_total=state.units_total,
-        units_done=data["generated_bytes"] + cursor,
-        cursor=cursor,
-        data={
-            **data,
-            "width": width,
-            "rows": data["rows"] + tally.rows,
-            "ragged_rows": data["ragged_rows"] + tally.ragged_rows,
-            "stats": [column.to_json() for column in merged],
-        },
-        done=cursor >= size,
-    )
-
-
-def _read_header(ctx: TaskContext, key: str, size: int, delimiter: str) -> list[str]:
-    """The header fields, read again from the object rather than carried in every checkpoint."""
-    if size == 0:
-        return []
-    first = read_lines(ctx.s3, ctx.bucket, key, 0, size, 64 * KIB)
-    for record in parse_records(first, delimiter, first=True):
-        if record:
-            return record
-    return []
 
 
 DATA_PROCESSING = DataProcessing()

@@ -1,0 +1,217 @@
+"""DATA_PROCESSING against Python's csv module: generated awkward files, every chunk size
+from a few hundred bytes up, typed statistics equal to the reference; unreadable input fails
+with an error that names the problem; chunks are sized by time; state stays small."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+from typing import Any
+
+import pytest
+
+from bench.work import LocalS3
+from taskqueue.errors import InputNotFound, InvalidInput, UnreadableInput
+from taskqueue.models import ChunkState, TaskResult
+from taskqueue.task_types.base import TaskContext
+from taskqueue.task_types.data_processing import (
+    FIRST_CHUNK_BYTES,
+    MAX_CHUNK_BYTES,
+    MIN_CHUNK_BYTES,
+    DataProcessing,
+    DataProcessingParams,
+    chunk_size,
+    partial_key,
+)
+from tests.csv_awkward import StepClock, assert_same, awkward_csv, reference
+
+BUCKET = "data-bucket"
+OWNER = "alice"
+STATE_LIMIT = 2 * 1024  # the task item is rewritten at every checkpoint: keep it small
+FULL = os.environ.get("DATA_EXACTNESS_FULL") == "1"
+
+
+def upload(s3: LocalS3, body: bytes, name: str = "input.csv") -> str:
+    key = f"uploads/{OWNER}/{name}"
+    s3.objects[key] = body
+    return key
+
+
+def drive(
+    params: DataProcessingParams, s3: LocalS3, repeat: bool = False
+) -> tuple[TaskResult, list[ChunkState]]:
+    """Run the task as the engine does, every state through its stored JSON form; with
+    repeat, every chunk runs twice from the same checkpoint (as after a crash)."""
+    task = DataProcessing(clock=StepClock())
+    ctx = TaskContext("task1", OWNER, BUCKET, clients={"s3": s3})
+    states = [task.start(params, ctx)]
+    while not states[-1].done:
+        stored = ChunkState.model_validate_json(states[-1].model_dump_json())
+        state = task.run_chunk(params, stored, ctx)
+        if repeat:
+            again = DataProcessing(clock=StepClock())
+            again.clock.now = task.clock.now - 2.0  # type: ignore[attr-defined]
+            assert again.run_chunk(params, stored, ctx).model_dump() == state.model_dump()
+        assert len(state.model_dump_json()) < STATE_LIMIT
+        states.append(state)
+    return task.finish(params, states[-1], ctx), states
+
+
+def analysed(
+    body: bytes, chunk_bytes: int | None, delimiter: str = ",", **kw: Any
+) -> dict[str, Any]:
+    s3 = LocalS3()
+    key = upload(s3, body)
+    params = DataProcessingParams.model_construct(
+        input_key=key, rows=None, columns=5, seed=0, chunk_bytes=chunk_bytes, delimiter=delimiter
+    )
+    drive(params, s3, **kw)
+    return json.loads(s3.objects[f"results/{OWNER}/task1/result.json"])
+
+
+# ---------------------------------------------------------------- exactness
+
+
+SEEDS = range(40) if FULL else range(8)
+CHUNKS = (97, 1000, 4096, 64 * 1024, None)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_statistics_equal_the_csv_module_for_any_chunk_size(seed: int) -> None:
+    # Given an awkward file (line ends, quotes, blank lines, ragged rows, stray quotes...)
+    text, delimiter = awkward_csv(seed, rows=120 if seed % 2 else 400)
+    expected = reference(text, delimiter)
+    for chunk_bytes in CHUNKS:
+        # When it is analysed in chunks of this size
+        result = analysed(text.encode(), chunk_bytes, delimiter)
+        # Then every figure equals the csv module's over the whole file
+        assert_same(result, expected)
+
+
+def test_blank_lines_longer_than_a_chunk_before_the_header_are_skipped() -> None:
+    text, delimiter = awkward_csv(3, rows=50, blank_lead=3000)
+
+    result = analysed(text.encode(), 1000, delimiter)
+
+    assert_same(result, reference(text, delimiter))
+    assert result["rows"] > 0
+
+
+def test_a_chunk_of_only_blank_lines_among_the_rows_counts_nothing() -> None:
+    text = "a,b\r\n1,2\r\n" + "\r\n" * 3000 + "3,x\r\n"
+
+    result = analysed(text.encode(), 1000)
+
+    assert_same(result, reference(text, ","))
+    assert (result["rows"], result["column_stats"][0]["sum"]) == (2, 4.0)
+
+
+def test_a_cell_longer_than_a_chunk_is_read_whole() -> None:
+    text, delimiter = awkward_csv(5, rows=60, long_cell=200_000)
+
+    result = analysed(text.encode(), 64 * 1024, delimiter)
+
+    expected = reference(text, delimiter)
+    assert_same(result, expected)
+    assert "long cell" in text and result["rows"] == expected["rows"] == 60
+
+
+def test_a_repeated_chunk_gives_the_same_state_and_result() -> None:
+    text, delimiter = awkward_csv(11, rows=200)
+
+    result = analysed(text.encode(), 2000, delimiter, repeat=True)
+
+    assert_same(result, reference(text, delimiter))
+
+
+def test_a_record_longer_than_the_bound_is_refused_not_split() -> None:
+    from taskqueue.task_types import csv_records
+
+    body = b'a,b\n"' + b"x" * (csv_records.MAX_RECORD_BYTES + 10) + b'",1\n'
+
+    with pytest.raises(InvalidInput, match="longer than 16 MiB"):
+        analysed(body, MAX_CHUNK_BYTES // 8)
+
+
+# ---------------------------------------------------------------- unreadable input
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ("a,b\n1,2\n".encode("utf-16"), "UTF-16"),
+        ("a,b\n1,2\n".encode("utf-16-be"), "NUL byte"),
+        ("a,b\n1,2\n".encode("utf-32"), "UTF-32"),
+        ("name,city\nJosé,Zürich\n".encode("latin-1"), r"byte 13 \(0xE9\) is not valid UTF-8"),
+        (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "NUL byte"),
+    ],
+    ids=["utf-16", "utf-16-no-bom", "utf-32", "latin-1", "binary"],
+)
+def test_input_that_is_not_utf8_text_fails_naming_the_problem(body: bytes, message: str) -> None:
+    with pytest.raises(UnreadableInput, match=message):
+        analysed(body, None)
+
+
+def test_a_missing_input_is_input_not_found() -> None:
+    s3 = LocalS3()
+    params = DataProcessingParams(input_key=f"uploads/{OWNER}/none.csv")
+
+    with pytest.raises(InputNotFound, match="does not exist"):
+        DataProcessing().start(params, TaskContext("t", OWNER, BUCKET, clients={"s3": s3}))
+
+
+# ---------------------------------------------------------------- chunk size and state
+
+
+def test_chunks_are_sized_from_the_measured_rate() -> None:
+    assert chunk_size(None, 3.0) == FIRST_CHUNK_BYTES
+    assert chunk_size(10 * 1024 * 1024, 3.0) == 30 * 1024 * 1024
+    assert chunk_size(1.0, 3.0) == MIN_CHUNK_BYTES
+    assert chunk_size(1e12, 3.0) == MAX_CHUNK_BYTES
+
+
+def test_accumulators_live_in_s3_one_object_per_chunk_and_the_old_ones_go() -> None:
+    text, delimiter = awkward_csv(2, rows=300)
+    s3 = LocalS3()
+    key = upload(s3, text.encode())
+    params = DataProcessingParams.model_construct(
+        input_key=key, rows=None, columns=5, seed=0, chunk_bytes=500, delimiter=delimiter
+    )
+    ctx = TaskContext("task1", OWNER, BUCKET, clients={"s3": s3})
+
+    _, states = drive(params, s3)
+
+    chunks = states[-1].data["chunks"]
+    assert chunks == len(states) - 1 > 3
+    kept = sorted(k for k in s3.objects if "/partials/" in k)
+    assert kept == [partial_key(ctx, chunks - 2), partial_key(ctx, chunks - 1)]
+    # one range GET per chunk (no accumulator GET: the process kept its own), one PUT each
+    assert s3.calls["PutObject"] == chunks + 1
+    assert s3.calls["GetObject"] <= chunks + 1 + 1
+    assert json.loads(s3.objects[f"results/{OWNER}/task1/result.json"])["chunks"] == chunks
+
+
+def test_input_only_the_csv_module_reads_goes_in_bounded_pieces(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from taskqueue.task_types import data_processing
+
+    # Given CR-only line ends (DuckDB's reader is not given those) and a small bound
+    monkeypatch.setattr(data_processing, "CSV_MODULE_BYTES", 2000)
+    text, delimiter = awkward_csv(4, rows=1500)
+    text = text.replace("\r\n", "\r").replace("\n", "\r")
+    s3 = LocalS3()
+    key = upload(s3, text.encode())
+    params = DataProcessingParams.model_construct(
+        input_key=key, rows=None, columns=5, seed=0, chunk_bytes=64 * 1024, delimiter=delimiter
+    )
+    # When it is read in 64 KiB chunks
+    _, states = drive(params, s3)
+    # Then no chunk took more than the bound, and the figures are the csv module's
+    ends = [state.cursor for state in states]
+    assert max(b - a for a, b in itertools.pairwise(ends)) <= 2000 + 3
+    assert len(text.encode()) > 5 * 2000
+    assert_same(
+        json.loads(s3.objects[f"results/{OWNER}/task1/result.json"]), reference(text, delimiter)
+    )
