@@ -52,7 +52,7 @@ from bench.report import table
 from deploy.build import BYTECODE_OPTIONS
 from devstack.runtime import FAKE_AWS_ENV
 from taskqueue.models import Task, TaskStatus
-from taskqueue.store import serialize, task_to_item
+from taskqueue.store.items import TaskItem, serialize
 
 GOAL_RATIO = 1.5
 HANDLERS = ("api", "worker", "dlq")
@@ -158,7 +158,8 @@ def query_answer() -> bytes:
         created_at=created,
         updated_at=created + timedelta(seconds=20),
     )
-    item = task_to_item(task, int(ENVIRONMENT["SHARD_COUNT"]))
+    shard_count = int(ENVIRONMENT["SHARD_COUNT"])
+    item = TaskItem.new(task, shard_count, status=task.status, log=[]).dynamodb()
     item |= serialize(
         {
             "started_at": "2026-11-24T08:00:01.000000Z",

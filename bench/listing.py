@@ -1,9 +1,9 @@
 """Benchmark 3, list cost: items and bytes DynamoDB reads for one page of GET /tasks.
 
 Tasks are loaded straight into moto with BatchWriteItem (items from
-``taskqueue.store.task_to_item``), one owner, spread over 30 days, three types and five
+``taskqueue.store.items.TaskItem``), one owner, spread over 30 days, three types and five
 statuses. Then the first pages of 50 are listed with each filter through
-``TaskStore.list_tasks``, counting the items every Query and BatchGetItem returns and their
+``TaskListing.list_tasks``, counting the items every Query and BatchGetItem returns and their
 bytes (DynamoDB item size rules). Goal: at most 3 x page size + shard count items per page,
 and flat as the table grows.
 """
@@ -21,8 +21,10 @@ import boto3
 from bench.meter import Meter
 from bench.report import table
 from bench.world import fast_moto_queries, in_process_world
+from taskqueue import wiring
 from taskqueue.models import Task, TaskStatus, utcnow
-from taskqueue.store import TaskStore, task_to_item
+from taskqueue.store import Store
+from taskqueue.store.items import TaskItem
 
 PAGE = 50
 PAGES = 3
@@ -89,7 +91,8 @@ def load(
             created_at=created,
             updated_at=created,
         )
-        batch.append({"PutRequest": {"Item": task_to_item(task, shard_count)}})
+        item = TaskItem.new(task, shard_count, status=status, log=[]).dynamodb()
+        batch.append({"PutRequest": {"Item": item}})
         if len(batch) == 25:
             _write(dynamodb, table_name, batch)
             batch = []
@@ -104,13 +107,13 @@ def _write(dynamodb: Any, table_name: str, batch: list[dict[str, Any]]) -> None:
 
 
 def measure_pages(
-    store: TaskStore, meter: Meter, name: str, query: dict[str, Any], pages_wanted: int = PAGES
+    store: Store, meter: Meter, name: str, query: dict[str, Any], pages_wanted: int = PAGES
 ) -> list[PageCost]:
     pages = []
     cursor = None
     for number in range(1, pages_wanted + 1):
         meter.clear()
-        page = store.list_tasks(OWNER, limit=PAGE, cursor=cursor, **query)
+        page = store.listing.list_tasks(OWNER, limit=PAGE, cursor=cursor, **query)
         calls = meter.calls
         queries = [c for c in calls if c.operation == "Query"]
         gets = [c for c in calls if c.operation == "BatchGetItem"]
@@ -229,7 +232,7 @@ def run(size: str = "small", progress: Callable[[str], None] | None = None) -> L
         client = boto3.client("dynamodb")
         meter = Meter()
         meter.attach(client, "list")
-        store = TaskStore(world.table, shard_count=shard_count, client=client)
+        store = wiring.new_store(wiring.settings(), client=client)
         now = utcnow()
         loaded = 0
         for count in sizes:

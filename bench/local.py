@@ -150,8 +150,8 @@ def in_process(count: int, batch: int = 10, table_copies: bool = True) -> Throug
     from contextlib import nullcontext
 
     from bench.world import in_process_world, no_transaction_backups
+    from taskqueue import wiring
     from taskqueue.models import TaskView
-    from taskqueue.store import TaskStore
 
     submit_seconds = []
     ids = []
@@ -164,8 +164,8 @@ def in_process(count: int, batch: int = 10, table_copies: bool = True) -> Throug
             if (n + 1) % batch == 0:
                 world.drain()
         world.drain()
-        store = TaskStore(world.table, client=world.dynamodb)
-        tasks = [TaskView.of(t).model_dump(mode="json") for t in store.batch_get(ids)]
+        store = wiring.new_store(wiring.settings(), client=world.dynamodb)
+        tasks = [TaskView.of(t).model_dump(mode="json") for t in store.tasks.batch_get(ids)]
     label = f"in-process handlers (moto in-process, batches of {batch})"
     if not table_copies:
         label += ", without moto's per-transaction table copy"

@@ -29,6 +29,7 @@ from devstack.resources import (
     load_template,
     transform_template,
 )
+from taskqueue import wiring
 from taskqueue.task_types import REGISTRY
 from tests.helpers import (
     CounterStream,
@@ -139,17 +140,16 @@ def in_process_world(measure_sizes: bool = True) -> Iterator[World]:
             reset_function_caches()
             api = load_function("api")
             worker = load_function("worker")
-            counters = load_function("counters")
             registry = {**REGISTRY, **BENCH_TYPES}
-            service, engine = api.service(), worker.engine()
+            service, engine, counter = wiring.service(), wiring.engine(), wiring.stream_counter()
             service.registry = registry
             engine.registry = registry
             # One client per role, so each request is attributed to who made it.
-            service.store._client = boto3.client("dynamodb")
-            service.dispatcher._client = boto3.client("sqs")
-            engine.store._client = boto3.client("dynamodb")
-            engine.dispatcher._client = boto3.client("sqs")
-            counters.store()._client = boto3.client("dynamodb")
+            service.store.table.client = boto3.client("dynamodb")
+            service.dispatcher.client = boto3.client("sqs")
+            engine.store.table.client = boto3.client("dynamodb")
+            engine.dispatcher.client = boto3.client("sqs")
+            counter.store.table.client = boto3.client("dynamodb")
             meter = Meter(
                 image_client=boto3.client("dynamodb") if measure_sizes else None,
                 table_name=env["TABLE_NAME"],
@@ -158,11 +158,11 @@ def in_process_world(measure_sizes: bool = True) -> Iterator[World]:
 
             meter.attach_all(
                 [
-                    (service.store.client, "api"),
+                    (service.store.table.client, "api"),
                     (service.dispatcher.client, "api"),
-                    (engine.store.client, "worker"),
+                    (engine.store.table.client, "worker"),
                     (engine.dispatcher.client, "worker"),
-                    (counters.store().client, "counters"),
+                    (counter.store.table.client, "counters"),
                     # what task types reach through TaskContext (S3, SES)
                     (shared_client("s3"), "task"),
                     (shared_client("sesv2"), "task"),

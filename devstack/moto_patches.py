@@ -207,7 +207,7 @@ def undo_log_transactions(patch: Patch = setattr, moto_version: str | None = Non
         patch(DynamoDBBackend, "transact_write_items", _transact_write_items)
 
 
-_QUERY_KEYS = threading.local()  # TaskStore reads shards from several threads at once
+_QUERY_KEYS = threading.local()  # TaskListing reads shards from several threads at once
 
 
 def partition_queries(patch: Patch = setattr, moto_version: str | None = None) -> None:

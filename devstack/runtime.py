@@ -71,11 +71,9 @@ def apply_function_environment(environment: Mapping[str, str]) -> None:
 
 
 def reset_handler_caches() -> None:
-    from taskqueue.aws import reset_clients
-    from taskqueue.config import get_settings
+    from taskqueue import wiring
 
-    reset_clients()
-    get_settings.cache_clear()
+    wiring.reset()
 
 
 # ------------------------------------------------------------------------------- output

@@ -70,6 +70,23 @@ def local_functions(transformed: Template, resources: LocalResources) -> dict[st
     return functions
 
 
+def queue_sources(function: LocalFunction, resources: LocalResources) -> list[QueueSource]:
+    """The enabled SQS event source mappings of a function, with their queues' local names."""
+    return [
+        QueueSource(
+            queue=source.queue,
+            url=resources.queues[source.queue],
+            arn=resources.arns[source.queue],
+            region=resources.region,
+            batch_size=source.batch_size,
+            window_seconds=source.maximum_batching_window_in_seconds,
+            reports_batch_item_failures=source.reports_batch_item_failures,
+        )
+        for source in function.config.sqs
+        if source.enabled and source.queue in resources.queues
+    ]
+
+
 def handler_environment(
     transformed: Template, resources: LocalResources, functions: list[str]
 ) -> dict[str, str]:
@@ -96,14 +113,46 @@ def verify_email_sender(address: str) -> None:
 def check_task_types() -> list[str]:
     """Load the configured task-type plugins now, so a broken one stops the start-up (on
     Lambda it would fail the first request that needs it)."""
-    from taskqueue.config import get_settings
-    from taskqueue.task_types import registry_for
+    from taskqueue import wiring
 
-    registry = registry_for(get_settings().task_type_modules)
+    registry = wiring.new_registry(wiring.settings())
     plugins = list(registry.plugins())
     if plugins:
         say(f"task types from plugins: {', '.join(plugins)}")
     return plugins
+
+
+def configure_handlers(
+    transformed: Template,
+    resources: LocalResources,
+    functions: list[str],
+    *,
+    dev_user: str = DEV_USER,
+    verbose: bool = False,
+) -> dict[str, str]:
+    """The functions' environment in this process, their clients made, the SES sender verified
+    and the task-type plugins loaded: what every local run of the handlers needs first."""
+    environment = handler_environment(transformed, resources, functions)
+    if not verbose:
+        # Keep the terminal readable: handler warnings and errors only, no EMF lines.
+        environment["LOG_LEVEL"] = "WARNING"
+        environment["POWERTOOLS_METRICS_DISABLED"] = "true"
+    # Local only, never in the template: requests without a JWT act as this user.
+    environment["DEV_AUTH_USER"] = dev_user
+    # One process runs every worker here: it alone paces the account's SES send rate.
+    environment["EMAIL_MAX_CONCURRENCY"] = "1"
+    add_layers_to_path()
+    apply_function_environment(environment)
+    from taskqueue import wiring
+    from taskqueue.aws import client
+
+    wiring.settings()  # the clients follow the settings (S3 addressing)
+    for service in HANDLER_CLIENTS:
+        client(service)
+    if environment.get("EMAIL_SENDER"):
+        verify_email_sender(environment["EMAIL_SENDER"])
+    check_task_types()
+    return environment
 
 
 @dataclass
@@ -181,32 +230,24 @@ class DevStack:
         use_fake_aws(self.endpoint_url)
 
     def _configure_handlers(self, transformed: Template, resources: LocalResources) -> None:
-        environment = handler_environment(transformed, resources, list(self.functions))
-        if not self.options.verbose:
-            # Keep the terminal readable: handler warnings and errors only, no EMF lines.
-            environment["LOG_LEVEL"] = "WARNING"
-            environment["POWERTOOLS_METRICS_DISABLED"] = "true"
-        # Local only, never in the template: requests without a JWT act as this user.
-        environment["DEV_AUTH_USER"] = self.options.dev_user
-        # One process runs every worker here: it alone paces the account's SES send rate.
-        environment["EMAIL_MAX_CONCURRENCY"] = "1"
-        add_layers_to_path()
-        apply_function_environment(environment)
-        from taskqueue.aws import client
-
-        for service in HANDLER_CLIENTS:
-            client(service)
-        if environment.get("EMAIL_SENDER"):
-            verify_email_sender(environment["EMAIL_SENDER"])
-        check_task_types()
+        configure_handlers(
+            transformed,
+            resources,
+            list(self.functions),
+            dev_user=self.options.dev_user,
+            verbose=self.options.verbose,
+        )
 
     def _point_push_at(self, url: str) -> None:
         """The push function's management API is the gateway's WebSocket stage, whose port is
-        known once the gateway is bound; the settings read at import are read again."""
+        known once the gateway is bound; the settings are read again, and the push function's
+        logic built from them."""
+        from taskqueue import wiring
         from taskqueue.config import get_settings
 
         os.environ[MANAGEMENT_URL_VARIABLE] = url
         get_settings.cache_clear()
+        wiring.pusher.cache_clear()
 
     def _invoke(self, function: str, event: dict[str, Any]) -> Any:
         return self.functions[function].invoke(event)
@@ -235,19 +276,7 @@ class DevStack:
                     f"{logical_id}: reading the stream of {stream.table} (batch "
                     f"{stream.batch_size}, every {stream_poller.window_seconds:g} s)"
                 )
-            sources = [
-                QueueSource(
-                    queue=source.queue,
-                    url=resources.queues[source.queue],
-                    arn=resources.arns[source.queue],
-                    region=resources.region,
-                    batch_size=source.batch_size,
-                    window_seconds=source.maximum_batching_window_in_seconds,
-                    reports_batch_item_failures=source.reports_batch_item_failures,
-                )
-                for source in function.config.sqs
-                if source.enabled and source.queue in resources.queues
-            ]
+            sources = queue_sources(function, resources)
             if not sources:
                 continue
             limits = [s.maximum_concurrency for s in function.config.sqs if s.maximum_concurrency]
@@ -265,12 +294,10 @@ class DevStack:
         self, queue: str, records: list[dict[str, Any]], failed: set[str], seconds: float
     ) -> None:
         """One line per task message: the task's status after the invocation."""
-        from taskqueue.config import get_settings
-        from taskqueue.engine import parse_message
-        from taskqueue.store import TaskStore
+        from taskqueue import wiring
+        from taskqueue.dispatch import parse_message
 
-        settings = get_settings()
-        store = TaskStore(settings.table_name, settings.shard_count, settings.retention_days)
+        store = wiring.new_store(wiring.settings())
         for record in records:
             retried = " (returned to the queue)" if record["messageId"] in failed else ""
             try:
@@ -279,7 +306,7 @@ class DevStack:
                 say(f"{queue:<28} malformed message {record['messageId']}{retried}")
                 continue
             try:
-                task = store.get_task(task_id)
+                task = store.tasks.get(task_id)
             except Exception:
                 say(f"{queue:<28} task {task_id} not found{retried}")
                 continue

@@ -143,14 +143,9 @@ def transformed_template(sam_template: dict[str, Any]) -> dict[str, Any]:
 
 
 def _reset_cached_clients() -> None:
-    from taskqueue import aws as taskqueue_aws
+    from taskqueue import wiring
 
-    taskqueue_aws.reset_clients()
-    try:
-        from taskqueue.config import get_settings
-    except ImportError:  # the config module may not define it
-        return
-    get_settings.cache_clear()
+    wiring.reset()
 
 
 @pytest.fixture

@@ -33,18 +33,37 @@ def load_function(name: str) -> ModuleType:
 
 
 def reset_function_caches() -> None:
-    """Forget cached settings and services so a test's environment takes effect."""
-    from taskqueue.aws import reset_clients
-    from taskqueue.config import get_settings
+    """Forget cached settings, clients and services so a test's environment takes effect."""
+    from taskqueue import wiring
 
-    reset_clients()
-    get_settings.cache_clear()
-    for name in ("api", "worker", "dlq", "counters", "push", "websocket", "ws_authorizer"):
-        module = sys.modules.get(f"{name}_app")
-        for attribute in ("service", "engine", "store", "pusher", "connections", "verifier"):
-            cached = getattr(module, attribute, None)
-            if cached is not None and hasattr(cached, "cache_clear"):
-                cached.cache_clear()
+    wiring.reset()
+
+
+def claim_as_worker(store: Any, task_id: str, lease: str = "lease-1", seconds: int = 300) -> Any:
+    """Claim a task the way the worker does (the lifecycle's row for its status), so that a
+    test can then checkpoint and finish it under `lease`; returns the claimed task."""
+    from taskqueue.lifecycle import Action, decide
+    from taskqueue.models import utcnow
+
+    task = store.tasks.get(task_id)
+    transition = decide(task, Action.CLAIM, utcnow())
+    return store.tasks.claim(transition, task_id, task.owner, task.task_type, lease, seconds)
+
+
+def finish_as_worker(
+    store: Any, task: Any, status: Any, lease: str = "lease-1", **done: Any
+) -> None:
+    """Finish a claimed task as the worker does: SUCCESS, FAILED or CANCELLED under `lease`."""
+    from taskqueue.lifecycle import Action
+    from taskqueue.models import TaskStatus
+
+    action = {
+        TaskStatus.SUCCESS: Action.SUCCEED,
+        TaskStatus.FAILED: Action.FAIL,
+        TaskStatus.CANCELLED: Action.STOP,
+    }[status]
+    fields = {"attempts": task.attempts, "error": "TestFailure: failed"}
+    store.tasks.finish(action, task, lease, fields=fields, **done)
 
 
 @functools.cache

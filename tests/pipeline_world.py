@@ -15,10 +15,11 @@ from typing import Any
 import boto3
 from pydantic import BaseModel, Field
 
+from taskqueue import wiring
 from taskqueue.engine import Outcome
 from taskqueue.errors import InvalidInput
-from taskqueue.models import ChunkState, Task, TaskResult, TaskStatus, utcnow
-from taskqueue.store import TaskStore
+from taskqueue.models import ChunkState, Task, TaskMessage, TaskResult, TaskStatus, utcnow
+from taskqueue.store import Store
 from taskqueue.task_types import REGISTRY
 from taskqueue.task_types.base import TaskContext
 from tests.helpers import CounterStream, Pipeline, load_function, reset_function_caches
@@ -41,6 +42,7 @@ class CountingType:
 
     name: str = "COUNTING"
     description: str = "counts chunks"
+    progress_unit: str = "chunks"
     params_model: type[BaseModel] = CountingParams
     executions: list[tuple[str, int]] = field(default_factory=list)
     failures: Counter[str] = field(default_factory=Counter)
@@ -85,7 +87,7 @@ class CountingType:
 class World:
     resources: Any
     worker: Any
-    store: TaskStore
+    store: Store
     counting: CountingType
     sqs: Any
     queue_url: str
@@ -107,9 +109,16 @@ class World:
             created_at=now,
             updated_at=now,
         )
-        self.store.create_task(task)
-        self.worker.engine().dispatcher.send(task.task_id)
+        self.store.tasks.create(task)
+        wiring.engine().dispatcher.send(TaskMessage.of(task))  # as the API sends it
         return task.task_id
+
+    def message(self, task_id: str, *, hinted: bool = True, resume: bool = False) -> TaskMessage:
+        """The task's message as the API or the engine sends it (owner and type: claimed in
+        one write), or bare, as messages sent before those were (a read, then the claim)."""
+        if not hinted:
+            return TaskMessage(task_id=task_id)
+        return TaskMessage.of(self.task(task_id), resume=resume)
 
     _pipeline: Pipeline | None = None
 
@@ -126,27 +135,35 @@ class World:
         self.pipeline().expire_visibility()
 
     def task(self, task_id: str) -> Task:
-        return self.store.get_task(task_id)
+        return self.store.tasks.get(task_id)
+
+    def cancel(self, task_id: str) -> Task:
+        """DELETE /tasks/{id}, as the API does it."""
+        return wiring.service().cancel(OWNER, task_id)
+
+    def retry(self, task_id: str, restart: bool) -> Task:
+        """POST /tasks/{id}/retry, as the API does it (the message included)."""
+        return wiring.service().retry(OWNER, task_id, restart)
 
     def advance_clock(self, seconds: float) -> None:
         """Move the engine's and the store's time forward (leases, schedules)."""
-        engine = self.worker.engine()
+        engine = wiring.engine()
         moved = engine.clock() + timedelta(seconds=seconds)
         offset = moved - utcnow()
-        engine.clock = engine.store.clock = lambda: utcnow() + offset
-        self.store.clock = engine.clock
+        engine.clock = engine.store.table.clock = lambda: utcnow() + offset
+        self.store.table.clock = engine.clock
 
 
 def make_world(aws: Any, function_env: Callable[[str], dict[str, str]]) -> Iterator[World]:
     env = function_env("WorkerFunction")
     reset_function_caches()
     worker = load_function("worker")
-    engine = worker.engine()
+    engine = wiring.engine()
     counting = CountingType()
     engine.registry = {**REGISTRY, "COUNTING": counting}
     engine.safety_margin_ms = 0
     engine.backoff_base_seconds = 0  # retried messages are due at once in tests
-    store = TaskStore(env["TABLE_NAME"], int(env.get("SHARD_COUNT", "32")))
+    store = wiring.new_store(wiring.settings())
     yield World(
         aws,
         worker,

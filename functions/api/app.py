@@ -15,7 +15,6 @@ import gc
 # end of this module, with them frozen: out of every later collection's way.
 gc.disable()
 
-from functools import cache
 from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler import (
@@ -33,8 +32,9 @@ from aws_lambda_powertools.event_handler.openapi.params import Body, Header, Pat
 from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import ValidationError
 
-from taskqueue.config import get_settings
+from taskqueue import wiring
 from taskqueue.errors import (
     EnqueueFailed,
     InvalidRequest,
@@ -45,6 +45,8 @@ from taskqueue.errors import (
     Unauthorized,
 )
 from taskqueue.models import (
+    BulkRequest,
+    BulkResult,
     DeadLetterPage,
     ErrorResponse,
     IsoDateTime,
@@ -60,9 +62,9 @@ from taskqueue.models import (
     TaskView,
     UploadRequest,
     UploadTicket,
+    validation_details,
 )
 from taskqueue.observability import logger, metrics
-from taskqueue.service import TaskService
 
 STATUS_OF: dict[type[TaskQueueError], int] = {
     TaskNotFound: 404,
@@ -76,7 +78,7 @@ STATUS_OF: dict[type[TaskQueueError], int] = {
 app = APIGatewayHttpResolver(
     enable_validation=True,
     cors=CORSConfig(
-        allow_origin=get_settings().cors_allow_origin,
+        allow_origin=wiring.settings().cors_allow_origin,
         allow_headers=["Authorization", "Content-Type", "Idempotency-Key"],
         max_age=600,
     ),
@@ -109,11 +111,6 @@ def responses(
     return documented
 
 
-@cache
-def service() -> TaskService:
-    return TaskService.from_settings(get_settings())
-
-
 def current_owner() -> str:
     """The caller's identity: the JWT `sub` claim, never anything from the request body."""
     authorizer = app.current_event.request_context.authorizer
@@ -121,7 +118,7 @@ def current_owner() -> str:
     owner = claims.get("sub")
     if owner:
         return str(owner)
-    dev_user = get_settings().dev_auth_user
+    dev_user = wiring.settings().dev_auth_user
     if dev_user:
         return dev_user
     raise Unauthorized("authentication required")
@@ -141,7 +138,7 @@ def error_response(status: int, code: str, message: str, details: Any = None) ->
 
 
 def check_body_size() -> None:
-    limit = get_settings().max_body_bytes
+    limit = wiring.settings().max_body_bytes
     if len((app.current_event.body or "").encode()) > limit:
         raise PayloadTooLarge(f"request body is larger than {limit} bytes")
 
@@ -238,7 +235,7 @@ def submit_task(
         Header(alias="idempotency-key", max_length=128, pattern=r"^[A-Za-z0-9_.:-]+$"),
     ] = None,
 ) -> Response[TaskView]:
-    task, created = service().submit(current_owner(), body, idempotency_key)
+    task, created = wiring.service().submit(current_owner(), body, idempotency_key)
     if created:
         metrics.add_metric(name="TasksSubmitted", unit="Count", value=1)
     return json_response(201 if created else 200, TaskView.of(task))
@@ -250,23 +247,43 @@ def list_tasks(
     type: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
     created_after: Annotated[IsoDateTime | None, Query()] = None,
     created_before: Annotated[IsoDateTime | None, Query()] = None,
+    id_prefix: Annotated[
+        str | None,
+        Query(
+            pattern=r"^[0-9a-f]{8,32}$",
+            description="Find tasks by the first 8 or more characters of their id (alone)",
+        ),
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     cursor: Annotated[str | None, Query(max_length=4096)] = None,
 ) -> TaskPage:
-    query = ListTasksQuery(
-        status=status,
-        type=type,
-        created_after=created_after,
-        created_before=created_before,
-        limit=limit,
-        cursor=cursor,
-    )
-    return service().list_tasks(current_owner(), query)
+    try:
+        query = ListTasksQuery(
+            status=status,
+            type=type,
+            created_after=created_after,
+            created_before=created_before,
+            id_prefix=id_prefix,
+            limit=limit,
+            cursor=cursor,
+        )
+    except ValidationError as exc:
+        raise InvalidRequest("invalid query", validation_details(exc, ("query",))) from exc
+    return wiring.service().list_tasks(current_owner(), query)
+
+
+@app.post(
+    "/tasks/bulk",
+    security=JWT,
+    responses=responses({200: "one result per task: applied, or why not"}, 400, 413, 415),
+)
+def bulk_tasks(body: BulkRequest) -> BulkResult:
+    return wiring.service().bulk(current_owner(), body)
 
 
 @app.get("/tasks/<task_id>", security=JWT, responses=responses({200: "the task"}, 404))
 def get_task(task_id: Annotated[str, Path(max_length=64)]) -> TaskDetail:
-    return service().get(current_owner(), task_id)
+    return wiring.service().get(current_owner(), task_id)
 
 
 @app.delete(
@@ -282,7 +299,7 @@ def get_task(task_id: Annotated[str, Path(max_length=64)]) -> TaskDetail:
     ),
 )
 def cancel_task(task_id: Annotated[str, Path(max_length=64)]) -> Response[TaskView]:
-    task = service().cancel(current_owner(), task_id)
+    task = wiring.service().cancel(current_owner(), task_id)
     return json_response(200 if task.status == TaskStatus.CANCELLED else 202, TaskView.of(task))
 
 
@@ -296,30 +313,30 @@ def retry_task(
     body: Annotated[RetryTaskRequest | None, Body()] = None,
 ) -> TaskView:
     restart = body.restart if body else False
-    return TaskView.of(service().retry(current_owner(), task_id, restart))
+    return TaskView.of(wiring.service().retry(current_owner(), task_id, restart))
 
 
 @app.get("/stats", security=JWT, responses=responses({200: "counts, queues, throughput"}))
 def get_stats() -> Stats:
-    return service().stats(current_owner())
+    return wiring.service().stats(current_owner())
 
 
 @app.get("/dead-letters", security=JWT, responses=responses({200: "the caller's dead letters"}))
 def list_dead_letters() -> DeadLetterPage:
-    return service().dead_letters(current_owner())
+    return wiring.service().dead_letters(current_owner())
 
 
 @app.post(
     "/dead-letters/redrive", security=JWT, responses=responses({200: "what was sent back"}, 503)
 )
 def redrive_dead_letters() -> RedriveResult:
-    return service().redrive(current_owner())
+    return wiring.service().redrive(current_owner())
 
 
 @app.get("/task-types", security=JWT, responses=responses({200: "the registered types"}))
 def list_task_types() -> list[TaskTypeInfo]:
     current_owner()
-    return service().task_types()
+    return wiring.service().task_types()
 
 
 @app.post(
@@ -328,7 +345,7 @@ def list_task_types() -> list[TaskTypeInfo]:
     responses=responses({201: "a presigned PUT URL under your own prefix"}, 400, 413, 415),
 )
 def create_upload(body: UploadRequest) -> Response[UploadTicket]:
-    return json_response(201, service().upload(current_owner(), body))
+    return json_response(201, wiring.service().upload(current_owner(), body))
 
 
 @app.get(
@@ -336,7 +353,7 @@ def create_upload(body: UploadRequest) -> Response[UploadTicket]:
     responses=responses({200: "table and queue reachable", 503: "one is not"}, protected=False),
 )
 def health() -> Response[dict[str, Any]]:
-    checks = service().health()
+    checks = wiring.service().health()
     return json_response(200 if checks["ok"] else 503, checks)
 
 

@@ -1,6 +1,5 @@
 """DLQ Lambda: a task whose messages died is marked FAILED, so nothing waits forever."""
 
-from functools import cache
 from typing import Any
 
 from aws_lambda_powertools.utilities.batch import (
@@ -13,11 +12,9 @@ from aws_lambda_powertools.utilities.parser.models import SqsRecordModel
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import ValidationError
 
-from taskqueue.config import get_settings
-from taskqueue.engine import parse_message
-from taskqueue.models import TaskError
+from taskqueue import wiring
+from taskqueue.dispatch import parse_message
 from taskqueue.observability import get_tracer, logger, metrics
-from taskqueue.store import DeadLetter, TaskStore
 
 tracer = get_tracer()
 
@@ -27,12 +24,6 @@ processor = BatchProcessor(
 )
 
 
-@cache
-def store() -> TaskStore:
-    settings = get_settings()
-    return TaskStore(settings.table_name, settings.shard_count, settings.retention_days)
-
-
 def record_handler(record: SqsRecordModel) -> str:
     try:
         message = parse_message(record.body)
@@ -40,19 +31,13 @@ def record_handler(record: SqsRecordModel) -> str:
         # Nothing to mark: the body names no task. Acknowledge it so the DLQ drains.
         logger.error("dead letter without a task id", body=str(record.body)[:500])
         return "malformed"
-    receives = record.attributes.ApproximateReceiveCount
-    error = TaskError(
-        type="DeadLetter",
-        message=f"its message could not be processed after {receives} deliveries",
-    )
-    letter = DeadLetter(
+    failed = wiring.service().dead_letter(
+        message.task_id,
         message_id=record.messageId,
         queue=record.eventSourceARN.rsplit(":", 1)[-1],
-        reason=error.message,
-        receive_count=int(receives),
+        receive_count=int(record.attributes.ApproximateReceiveCount),
     )
-    failed = store().fail_pending(message.task_id, error, letter)
-    if failed is not None:
+    if failed:
         metrics.add_metric(name="TasksDeadLettered", unit="Count", value=1)
     return "failed" if failed else "already finished"
 

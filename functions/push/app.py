@@ -6,25 +6,15 @@ polls). Only an error reading the connections fails the invocation; the event so
 mapping then retries the batch a few times while its records are fresh.
 """
 
-from functools import cache
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from taskqueue.config import get_settings
-from taskqueue.connections import ConnectionStore
+from taskqueue import wiring
 from taskqueue.observability import get_tracer, logger, metrics
-from taskqueue.push import ManagementApi, Pusher, messages_of, updates_of
+from taskqueue.push import messages_of, updates_of
 
 tracer = get_tracer()
-
-
-@cache
-def pusher() -> Pusher:
-    settings = get_settings()
-    return Pusher(
-        ConnectionStore(settings.table_name), ManagementApi(settings.websocket_management_url)
-    )
 
 
 @logger.inject_lambda_context
@@ -33,7 +23,7 @@ def pusher() -> Pusher:
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, int]:
     records = event.get("Records")
     updates = updates_of(records if isinstance(records, list) else [])
-    report = pusher().push(messages_of(updates))
+    report = wiring.pusher().push(messages_of(updates))
     metrics.add_metric(name="PushMessagesSent", unit="Count", value=report.sent)
     if report.gone:
         metrics.add_metric(name="PushConnectionsGone", unit="Count", value=report.gone)

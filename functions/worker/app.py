@@ -1,7 +1,6 @@
 """SQS Lambda: Powertools BatchProcessor -> taskqueue.engine, one record at a time."""
 
 from collections.abc import Callable
-from functools import cache
 from typing import Any
 
 from aws_lambda_powertools.utilities.batch import (
@@ -13,8 +12,8 @@ from aws_lambda_powertools.utilities.batch.types import PartialItemFailureRespon
 from aws_lambda_powertools.utilities.parser.models import SqsRecordModel
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from taskqueue.config import get_settings
-from taskqueue.engine import Engine, parse_message
+from taskqueue import wiring
+from taskqueue.dispatch import parse_message
 from taskqueue.observability import get_tracer, logger, metrics
 
 tracer = get_tracer()
@@ -23,11 +22,6 @@ tracer = get_tracer()
 processor = BatchProcessor(
     event_type=EventType.SQS, model=SqsRecordModel, raise_on_entire_batch_failure=False
 )
-
-
-@cache
-def engine() -> Engine:
-    return Engine.from_settings(get_settings())
 
 
 def fair_share(lambda_context: LambdaContext) -> Callable[[], int]:
@@ -47,7 +41,7 @@ def fair_share(lambda_context: LambdaContext) -> Callable[[], int]:
 def record_handler(record: SqsRecordModel, lambda_context: LambdaContext) -> str:
     """A malformed body raises, so the record is a batch item failure and reaches the DLQ."""
     message = parse_message(record.body)
-    outcome = engine().process(message, fair_share(lambda_context))
+    outcome = wiring.engine().process(message, fair_share(lambda_context))
     logger.info("task message processed", task_id=message.task_id, outcome=outcome.value)
     return outcome.value
 

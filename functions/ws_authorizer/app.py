@@ -4,29 +4,22 @@ The token comes as the query parameter `token`; the verifier (and its cached JWK
 long as the execution environment, so the key set is fetched once per cold start.
 """
 
-from functools import cache
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from taskqueue.config import get_settings
+from taskqueue import wiring
 from taskqueue.observability import get_tracer, logger, metrics
-from taskqueue.tokens import TokenVerifier, authorize
+from taskqueue.tokens import authorize
 
 tracer = get_tracer()
-
-
-@cache
-def verifier() -> TokenVerifier:
-    settings = get_settings()
-    return TokenVerifier(settings.jwt_issuer, settings.jwt_audience)
 
 
 @logger.inject_lambda_context
 @metrics.log_metrics
 @tracer.capture_lambda_handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    answer, refused = authorize(event, verifier())
+    answer, refused = authorize(event, wiring.token_verifier())
     if refused:
         logger.info("connection refused", reason=refused)
         metrics.add_metric(name="WebSocketConnectsRefused", unit="Count", value=1)

@@ -22,9 +22,8 @@ import boto3
 import pytest
 import requests
 
-from tests.e2e.browser_support import act_as
+from tests.e2e.browser_support import act_as, expect, open_app, task_row
 from tests.e2e.devstack_process import Stack, bearer_for, submit, wait_for
-from tests.e2e.test_browser import expect, open_app, task_row
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page, Request, WebSocketRoute

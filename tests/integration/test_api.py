@@ -10,9 +10,18 @@ import boto3
 import pytest
 
 from devstack.resources import LocalResources
+from taskqueue import wiring
 from taskqueue.models import ChunkState, TaskStatus
-from taskqueue.store import TaskStore
-from tests.helpers import ApiResponse, CounterStream, call_api, http_event, reset_function_caches
+from taskqueue.store import Store
+from tests.helpers import (
+    ApiResponse,
+    CounterStream,
+    call_api,
+    claim_as_worker,
+    finish_as_worker,
+    http_event,
+    reset_function_caches,
+)
 
 ALICE = "user-123"  # http_event's default JWT sub
 BOB = "user-456"
@@ -42,8 +51,8 @@ def sqs(api: dict[str, str]) -> Any:
 
 
 @pytest.fixture
-def store(api: dict[str, str]) -> TaskStore:
-    return TaskStore(api["TABLE_NAME"], shard_count=int(api["SHARD_COUNT"]))
+def store(api: dict[str, str]) -> Store:
+    return wiring.new_store(wiring.settings())
 
 
 # ------------------------------------------------------------------ helpers
@@ -87,11 +96,9 @@ def locs(details: list[dict[str, Any]]) -> list[list[Any]]:
     return [detail["loc"] for detail in details]
 
 
-def run(store: TaskStore, task_id: str) -> Any:
+def run(store: Store, task_id: str) -> Any:
     """Make a PENDING task RUNNING the way a worker does: a claim under a lease."""
-    claimed = store.claim(store.get_task(task_id), "lease-1", 300)
-    assert claimed is not None
-    return claimed
+    return claim_as_worker(store, task_id)
 
 
 # ------------------------------------------------------------------ POST /tasks
@@ -122,7 +129,10 @@ def test_submit_answers_201_with_the_pending_task(api: dict[str, str]) -> None:
 def test_submit_sends_one_message_to_the_normal_queue(sqs: Any, aws: LocalResources) -> None:
     task_id = submit(EMAIL).body["id"]
 
-    assert messages(sqs, aws.queues["TaskQueue"]) == [{"task_id": task_id}]
+    # Whose task and of which type: the worker claims it with one write, no read first
+    assert messages(sqs, aws.queues["TaskQueue"]) == [
+        {"task_id": task_id, "owner": ALICE, "task_type": "EMAIL"}
+    ]
     assert messages(sqs, aws.queues["HighPriorityQueue"]) == []
 
 
@@ -133,7 +143,9 @@ def test_submit_with_high_priority_goes_to_the_high_priority_queue(
 
     assert response.status == 201
     assert response.body["priority"] == "high"
-    assert messages(sqs, aws.queues["HighPriorityQueue"]) == [{"task_id": response.body["id"]}]
+    assert messages(sqs, aws.queues["HighPriorityQueue"]) == [
+        {"task_id": response.body["id"], "owner": ALICE, "task_type": "EMAIL"}
+    ]
     assert messages(sqs, aws.queues["TaskQueue"]) == []
 
 
@@ -184,7 +196,7 @@ def test_cancel_pending_task_answers_200_cancelled(api: dict[str, str]) -> None:
     assert call_api(http_event("GET", f"/tasks/{task_id}")).body["status"] == "CANCELLED"
 
 
-def test_cancel_running_task_answers_202_with_cancel_requested(store: TaskStore) -> None:
+def test_cancel_running_task_answers_202_with_cancel_requested(store: Store) -> None:
     task_id = submit(EMAIL).body["id"]
     run(store, task_id)
 
@@ -193,17 +205,17 @@ def test_cancel_running_task_answers_202_with_cancel_requested(store: TaskStore)
     assert response.status == 202
     assert response.body["status"] == "RUNNING"
     assert response.body["cancel_requested"] is True
-    assert store.get_task(task_id).cancel_requested is True
+    assert store.tasks.get(task_id).cancel_requested is True
 
 
-def test_cancel_finished_task_is_409(store: TaskStore) -> None:
+def test_cancel_finished_task_is_409(store: Store) -> None:
     task_id = submit(EMAIL).body["id"]
-    store.finish(run(store, task_id), "lease-1", TaskStatus.SUCCESS, "done", result={"sent": 3})
+    finish_as_worker(store, run(store, task_id), TaskStatus.SUCCESS, result={"sent": 3})
 
     response = call_api(http_event("DELETE", f"/tasks/{task_id}"))
 
     assert_error(response, 409, "conflict", f"task {task_id} is SUCCESS and cannot be cancelled")
-    assert store.get_task(task_id).status == TaskStatus.SUCCESS
+    assert store.tasks.get(task_id).status == TaskStatus.SUCCESS
 
 
 # ------------------------------------------------------------------ POST /tasks/{id}/retry
@@ -236,15 +248,17 @@ def test_retry_cancelled_task_makes_it_pending_and_sends_a_new_message(
     assert response.status == 200
     assert response.body["status"] == "PENDING"
     assert response.body["finished_at"] is None
-    assert messages(sqs, aws.queues["TaskQueue"]) == [{"task_id": task_id}]
+    assert messages(sqs, aws.queues["TaskQueue"]) == [
+        {"task_id": task_id, "owner": ALICE, "task_type": "EMAIL"}
+    ]
 
 
-def test_retry_with_restart_clears_progress(store: TaskStore) -> None:
+def test_retry_with_restart_clears_progress(store: Store) -> None:
     task_id = submit(EMAIL).body["id"]
     claimed = run(store, task_id)
     half = ChunkState(units_total=4, units_done=2, cursor=2)
-    store.checkpoint(task_id, "lease-1", half, 300)
-    store.finish(claimed, "lease-1", TaskStatus.FAILED, "failed", state=half)
+    store.tasks.checkpoint(claimed, "lease-1", half, 300)
+    finish_as_worker(store, claimed, TaskStatus.FAILED, state=half)
 
     response = call_api(http_event("POST", f"/tasks/{task_id}/retry", body={"restart": True}))
 
@@ -252,22 +266,22 @@ def test_retry_with_restart_clears_progress(store: TaskStore) -> None:
     assert response.body["status"] == "PENDING"
     assert response.body["progress"] == 0
     assert response.body["units_done"] == 0
-    assert store.get_task(task_id).state is None
+    assert store.tasks.get(task_id).state is None
 
 
-def test_retry_without_restart_keeps_progress(store: TaskStore) -> None:
+def test_retry_without_restart_keeps_progress(store: Store) -> None:
     task_id = submit(EMAIL).body["id"]
     claimed = run(store, task_id)
     half = ChunkState(units_total=4, units_done=2, cursor=2)
-    store.checkpoint(task_id, "lease-1", half, 300)
-    store.finish(claimed, "lease-1", TaskStatus.FAILED, "failed", state=half)
+    store.tasks.checkpoint(claimed, "lease-1", half, 300)
+    finish_as_worker(store, claimed, TaskStatus.FAILED, state=half)
 
     response = call_api(http_event("POST", f"/tasks/{task_id}/retry", body={"restart": False}))
 
     assert response.status == 200
     assert response.body["progress"] == 50
     assert response.body["units_done"] == 2
-    assert store.get_task(task_id).state == half
+    assert store.tasks.get(task_id).state == half
 
 
 # ------------------------------------------------------------------ other routes
@@ -585,23 +599,23 @@ def test_another_users_task_is_404_on_get(api: dict[str, str]) -> None:
     assert_error(response, 404, "not_found", f"task {task_id} not found")
 
 
-def test_another_users_task_is_404_on_cancel(store: TaskStore) -> None:
+def test_another_users_task_is_404_on_cancel(store: Store) -> None:
     task_id = submit(EMAIL, sub=ALICE).body["id"]
 
     response = call_api(http_event("DELETE", f"/tasks/{task_id}", sub=BOB))
 
     assert_error(response, 404, "not_found", f"task {task_id} not found")
-    assert store.get_task(task_id).status == TaskStatus.PENDING
+    assert store.tasks.get(task_id).status == TaskStatus.PENDING
 
 
-def test_another_users_task_is_404_on_retry(store: TaskStore) -> None:
+def test_another_users_task_is_404_on_retry(store: Store) -> None:
     task_id = submit(EMAIL, sub=ALICE).body["id"]
     call_api(http_event("DELETE", f"/tasks/{task_id}", sub=ALICE))
 
     response = call_api(http_event("POST", f"/tasks/{task_id}/retry", sub=BOB))
 
     assert_error(response, 404, "not_found", f"task {task_id} not found")
-    assert store.get_task(task_id).status == TaskStatus.CANCELLED
+    assert store.tasks.get(task_id).status == TaskStatus.CANCELLED
 
 
 def test_another_users_tasks_are_absent_from_list_and_stats(counters: CounterStream) -> None:
@@ -631,7 +645,9 @@ def test_same_idempotency_key_and_body_make_one_task(sqs: Any, aws: LocalResourc
     assert second.status == 200
     assert second.body["id"] == first.body["id"]
     assert list_ids(ALICE) == [first.body["id"]]
-    assert messages(sqs, aws.queues["TaskQueue"]) == [{"task_id": first.body["id"]}]
+    assert messages(sqs, aws.queues["TaskQueue"]) == [
+        {"task_id": first.body["id"], "owner": ALICE, "task_type": "EMAIL"}
+    ]
 
 
 def test_same_idempotency_key_with_another_body_is_409(sqs: Any, aws: LocalResources) -> None:
@@ -643,7 +659,9 @@ def test_same_idempotency_key_with_another_body_is_409(sqs: Any, aws: LocalResou
         second, 409, "conflict", "this Idempotency-Key was already used with a different request"
     )
     assert list_ids(ALICE) == [first.body["id"]]
-    assert messages(sqs, aws.queues["TaskQueue"]) == [{"task_id": first.body["id"]}]
+    assert messages(sqs, aws.queues["TaskQueue"]) == [
+        {"task_id": first.body["id"], "owner": ALICE, "task_type": "EMAIL"}
+    ]
 
 
 def test_same_idempotency_key_of_two_users_makes_two_tasks(sqs: Any, aws: LocalResources) -> None:

@@ -10,14 +10,15 @@ from typing import Any
 
 import boto3
 
+from taskqueue import wiring
 from taskqueue.models import TaskStatus, format_time, utcnow
-from tests.helpers import call_api, http_event, load_function, reset_function_caches
+from tests.helpers import call_api, http_event, reset_function_caches
 from tests.pipeline_world import OWNER, World, crash_on_checkpoint
 
 
 def recount(world: World, task_ids: list[str]) -> dict[str, dict[str, int]]:
     counts: dict[str, Counter[str]] = {}
-    for task in world.store.batch_get(task_ids):
+    for task in world.store.tasks.batch_get(task_ids):
         counts.setdefault(task.status.value, Counter())[task.task_type] += 1
     return {status: dict(types) for status, types in counts.items()}
 
@@ -33,21 +34,20 @@ def test_stats_equal_a_full_recount_after_crashes_retries_and_cancels(world: Wor
     failing = world.submit({"chunks": 3, "fail_on_chunk": 1, "fail_times": 9}, max_attempts=2)
     flaky = world.submit({"chunks": 3, "fail_on_chunk": 2, "fail_times": 1})
     cancelled = world.submit({"chunks": 3})
-    world.store.cancel(cancelled, OWNER)
+    world.cancel(cancelled)
     crashing = world.submit({"chunks": 4})
-    undo = crash_on_checkpoint(world.worker.engine().store.client, 2, after=True)
+    undo = crash_on_checkpoint(wiring.engine().store.table.client, 2, after=True)
     world.pipeline().run()
     undo()
     world.redeliver_after_crash()
     world.pipeline().run()
-    retried = world.store.retry(failing, OWNER, restart=True)
-    world.worker.engine().dispatcher.send(retried.task_id)
+    world.retry(failing, restart=True)
     world.pipeline().run()
     pending = world.submit({"chunks": 2})
     ids = [*ok, failing, flaky, cancelled, crashing, pending]
     # When the stream has been counted, in batches of 7 records (each a few transactions)
     world.counters.drain(batch_size=7)
-    stats = world.store.stats(OWNER)
+    stats = world.store.counters.stats(OWNER)
     # Then they equal a recount of the tasks themselves
     assert nonzero(stats.counts) == recount(world, ids)
     assert recount(world, ids) == {
@@ -99,14 +99,13 @@ def test_finished_tasks_expire_after_retention_and_are_hidden_before_ttl_deletes
     env = function_env("ApiFunction")
     reset_function_caches()
     retention = int(env["RETENTION_DAYS"])
-    task = world.store.get_task(task_id)
+    task = world.store.tasks.get(task_id)
     assert task.expires_at is not None and task.finished_at is not None
     assert task.expires_at == int((task.finished_at + timedelta(days=retention)).timestamp())
-    api = load_function("api")
     assert call_api(http_event("GET", f"/tasks/{task_id}", sub=OWNER)).status == 200
     # When the retention has passed (moto never runs TTL, like DynamoDB's lag of hours)
     later = utcnow() + timedelta(days=retention, hours=1)
-    api.service().store.clock = lambda: later
+    wiring.service().store.table.clock = lambda: later
     # Then the API hides the task from get and list
     assert call_api(http_event("GET", f"/tasks/{task_id}", sub=OWNER)).status == 404
     listed = call_api(http_event("GET", "/tasks", sub=OWNER)).body

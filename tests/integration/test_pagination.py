@@ -16,10 +16,20 @@ from moto import mock_aws
 
 from devstack.resources import create_resources, function_environment
 from taskqueue import aws as taskqueue_aws
+from taskqueue import wiring
+from taskqueue.lifecycle import Action, decide
 from taskqueue.models import Task, TaskStatus, format_time, utcnow
-from taskqueue.store import TaskStore, shard_of
+from taskqueue.store import Store
+from taskqueue.store.items import shard_of
 from tests.conftest import FAKE_AWS_ENV, REGION
-from tests.helpers import ApiResponse, call_api, http_event, reset_function_caches
+from tests.helpers import (
+    ApiResponse,
+    call_api,
+    claim_as_worker,
+    finish_as_worker,
+    http_event,
+    reset_function_caches,
+)
 
 OWNER = "user-123"
 OTHER = "user-456"
@@ -60,8 +70,8 @@ def status_for(index: int) -> TaskStatus:
     }[index % 5]
 
 
-def create(store: TaskStore, owner: str, task_type: str) -> Task:
-    now = store.clock()
+def create(store: Store, owner: str, task_type: str) -> Task:
+    now = store.table.clock()
     task = Task(
         task_id=uuid.uuid4().hex,
         owner=owner,
@@ -71,20 +81,19 @@ def create(store: TaskStore, owner: str, task_type: str) -> Task:
         created_at=now,
         updated_at=now,
     )
-    created, _ = store.create_task(task)
+    created, _ = store.tasks.create(task)
     return created
 
 
-def move_to(store: TaskStore, task: Task, status: TaskStatus) -> None:
+def move_to(store: Store, task: Task, status: TaskStatus) -> None:
     if status == TaskStatus.PENDING:
         return
     if status == TaskStatus.CANCELLED:
-        store.cancel(task.task_id, task.owner)
+        store.tasks.cancel(task, decide(task, Action.CANCEL, store.table.clock()))
         return
-    claimed = store.claim(task, "lease-1", 300)
-    assert claimed is not None
+    claimed = claim_as_worker(store, task.task_id)
     if status != TaskStatus.RUNNING:
-        store.finish(claimed, "lease-1", status, status.value.lower())
+        finish_as_worker(store, claimed, status)
 
 
 @pytest.fixture(scope="module")
@@ -106,14 +115,14 @@ def built(transformed_template: dict[str, Any]) -> Iterator[Built]:
         shard_count = int(environment["SHARD_COUNT"])
         # An hour ago: near enough to now that finished tasks have not expired for the API.
         clock = StepClock(utcnow().replace(microsecond=0) - timedelta(hours=1))
-        store = TaskStore(environment["TABLE_NAME"], shard_count=shard_count, clock=clock)
+        store = wiring.new_store(wiring.settings(), clock=clock)
         created = []
         for index in range(TASK_COUNT):
             task = create(store, OWNER, TYPES[index % 3])
             move_to(store, task, status_for(index))
             created.append(task.task_id)
         others = [create(store, OTHER, TYPES[i % 3]) for i in range(6)]
-        yield Built([store.get_task(task_id) for task_id in created], shard_count, others)
+        yield Built([store.tasks.get(task_id) for task_id in created], shard_count, others)
     reset_function_caches()
 
 

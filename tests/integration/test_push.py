@@ -18,7 +18,7 @@ from moto.apigatewaymanagementapi.models import apigatewaymanagementapi_backends
 
 from devstack.resources import event_sources, load_template
 from devstack.streams import StreamReader
-from taskqueue.connections import ConnectionStore
+from taskqueue import wiring
 from taskqueue.models import Task, TaskError, TaskStatus, utcnow
 from taskqueue.push import (
     MAX_ERROR_CHARS,
@@ -31,7 +31,7 @@ from taskqueue.push import (
     summary_of,
     updates_of,
 )
-from taskqueue.store import TaskStore
+from taskqueue.store import ConnectionStore, Store
 from tests.helpers import FakeLambdaContext, load_function
 from tests.pipeline_world import OWNER, World
 from tests.security.support import recorded_aws_calls
@@ -43,7 +43,7 @@ FRAME_BYTES = 32 * 1024  # API Gateway's WebSocket frame size
 @dataclass
 class PushWorld:
     table: str
-    store: TaskStore
+    store: Store
     connections: ConnectionStore
     reader: StreamReader
     batch_size: int
@@ -60,7 +60,7 @@ class PushWorld:
             updated_at=now,
             **fields,
         )
-        self.store.create_task(task)
+        self.store.tasks.create(task)
         return task.task_id
 
     def records(self, batch_size: int | None = None) -> list[dict[str, Any]]:
@@ -85,14 +85,10 @@ def push_reader(table: str) -> tuple[StreamReader, int]:
 
 @pytest.fixture
 def push_world(aws: Any, function_env: Callable[[str], dict[str, str]]) -> Iterator[PushWorld]:
-    env = function_env("PushFunction")
-    # Only the push function's own cache: a pipeline world's worker keeps its task types.
-    pusher = load_function("push").pusher
-    pusher.cache_clear()
-    table = env["TABLE_NAME"]
+    table = function_env("PushFunction")["TABLE_NAME"]  # what wiring built is built again
     reader, batch_size = push_reader(table)
-    yield PushWorld(table, TaskStore(table), ConnectionStore(table), reader, batch_size)
-    pusher.cache_clear()
+    store = wiring.new_store(wiring.settings())
+    yield PushWorld(table, store, store.connections, reader, batch_size)
 
 
 def received(connection_id: str) -> list[dict[str, Any]]:
@@ -160,7 +156,9 @@ def test_one_query_per_owner_per_batch(push_world: PushWorld) -> None:
 
 
 @pytest.fixture
-def running_world(world: World, push_world: PushWorld) -> tuple[World, PushWorld]:
+def running_world(push_world: PushWorld, world: World) -> tuple[World, PushWorld]:
+    # The push function's environment first: setting a function's environment rebuilds what
+    # wiring made, and the world's worker must keep the test's task type.
     push_world.connections.add(OWNER, "page-1")
     return world, push_world
 
@@ -217,7 +215,7 @@ def test_record_by_record_the_page_sees_every_visible_step_once(
 
 def test_writes_no_page_shows_are_not_pushed(push_world: PushWorld) -> None:
     task_id = push_world.task("alice")
-    push_world.store.mark_enqueued(task_id)  # the submit's enqueue mark: a META write
+    push_world.store.tasks.mark_enqueued(task_id)  # the submit's enqueue mark: a META write
     records = push_world.records()
     assert [record["eventName"] for record in records] == ["INSERT", "MODIFY"]
 

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from taskqueue import counters
+from taskqueue import counters, wiring
 from tests.helpers import FakeLambdaContext, load_function
 from tests.pipeline_world import OWNER, World
 
@@ -18,7 +18,7 @@ from tests.pipeline_world import OWNER, World
 def run_tasks(world: World, count: int = 4) -> list[str]:
     ids = [world.submit({"chunks": 3}) for _ in range(count - 1)]
     cancelled = world.submit({"chunks": 3})
-    world.store.cancel(cancelled, OWNER)
+    world.cancel(cancelled)
     world.pipeline().run()
     ids.append(world.submit({"chunks": 2}))  # still pending
     return [*ids, cancelled]
@@ -26,7 +26,7 @@ def run_tasks(world: World, count: int = 4) -> list[str]:
 
 def recount(world: World, ids: list[str]) -> dict[str, dict[str, int]]:
     counts: dict[str, Counter[str]] = {}
-    for task in world.store.batch_get(ids):
+    for task in world.store.tasks.batch_get(ids):
         counts.setdefault(task.status.value, Counter())[task.task_type] += 1
     return {status: dict(types) for status, types in counts.items()}
 
@@ -34,7 +34,7 @@ def recount(world: World, ids: list[str]) -> dict[str, dict[str, int]]:
 def counted(world: World) -> dict[str, dict[str, int]]:
     cleaned = {
         status: {t: n for t, n in types.items() if n}
-        for status, types in world.store.stats(OWNER).counts.items()
+        for status, types in world.store.counters.stats(OWNER).counts.items()
     }
     return {status: types for status, types in cleaned.items() if types}
 
@@ -81,7 +81,7 @@ def test_a_crash_between_transactions_is_made_good_by_the_retry(
     # Given one counter item per transaction, and DynamoDB failing the third transaction
     world, ids, batch = records
     monkeypatch.setattr(counters, "MAX_COUNTER_ITEMS", 1)
-    client = load_function("counters").store().client
+    client = wiring.stream_counter().store.table.client
     calls = Counter[str]()
 
     def fail_third(**_: Any) -> None:

@@ -10,9 +10,9 @@ from typing import Any
 import boto3
 import pytest
 
+from taskqueue import wiring
 from taskqueue.errors import TaskTypeRegistryError
 from taskqueue.models import TaskStatus
-from taskqueue.store import TaskStore
 from tests.helpers import Pipeline, call_api, http_event, reset_function_caches
 
 COUNTDOWN_MODULE = "tests.task_type_plugins.countdown"
@@ -53,7 +53,7 @@ def test_a_plugin_type_is_listed_submitted_and_run_to_success(
     assert submitted.status == 201, submitted.body
     Pipeline(boto3.client("sqs"), [env["QUEUE_URL"]]).run()
     # Then it ran its three chunks to an exact result
-    task = TaskStore(env["TABLE_NAME"], int(env["SHARD_COUNT"])).get_task(submitted.body["id"])
+    task = wiring.new_store(wiring.settings()).tasks.get(submitted.body["id"])
     assert task.status == TaskStatus.SUCCESS
     assert task.result == {"said": [3, 2, 1], "lift_off": True}
     assert (task.units_done, task.units_total) == (3, 3)

@@ -13,10 +13,10 @@ import boto3
 import pytest
 
 from devstack.resources import REPO_ROOT
-from taskqueue.connections import (
+from taskqueue import wiring
+from taskqueue.store.connections import (
     CONNECTION_LIFETIME,
     MAX_CONNECTIONS_PER_OWNER,
-    ConnectionStore,
 )
 from tests.helpers import FakeLambdaContext, load_function, reset_function_caches
 
@@ -64,8 +64,8 @@ def route(function_env: Callable[[str], dict[str, str]]) -> Iterator[Callable[..
 
 
 @pytest.fixture
-def table(aws: Any) -> str:
-    return str(aws.tables["TasksTable"])
+def table(function_env: Callable[[str], dict[str, str]]) -> str:
+    return function_env("WebSocketFunction")["TABLE_NAME"]
 
 
 def items(table: str, owner: str) -> list[dict[str, Any]]:
@@ -176,7 +176,7 @@ def test_an_owner_may_have_a_bounded_number_of_open_pages(route: Any, table: str
 
 def test_an_owners_connections_are_its_own_and_only_the_live_ones(table: str) -> None:
     clock = {"now": NOW}
-    store = ConnectionStore(table, clock=lambda: clock["now"])
+    store = wiring.new_store(wiring.settings(), clock=lambda: clock["now"]).connections
     store.add("alice", "a1")
     store.add("bob", "b1")
     clock["now"] = NOW + timedelta(minutes=90)
@@ -195,7 +195,8 @@ def test_an_owners_connections_are_its_own_and_only_the_live_ones(table: str) ->
 
 def test_expired_connections_do_not_count_against_the_bound(table: str) -> None:
     clock = {"now": NOW}
-    store = ConnectionStore(table, clock=lambda: clock["now"], max_per_owner=2)
+    store = wiring.new_store(wiring.settings(), clock=lambda: clock["now"]).connections
+    store.max_per_owner = 2
     store.add("alice", "old-1")
     store.add("alice", "old-2")
     clock["now"] = NOW + CONNECTION_LIFETIME + timedelta(minutes=1)

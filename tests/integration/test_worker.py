@@ -10,15 +10,17 @@ import json
 import math
 import statistics
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
 import boto3
 import pytest
 
+from taskqueue import wiring
 from taskqueue.engine import Outcome, backoff_seconds
-from taskqueue.models import TaskStatus, utcnow
+from taskqueue.models import TaskMessage, TaskStatus, utcnow
 from taskqueue.task_types import REGISTRY
 from tests.helpers import (
     FakeLambdaContext,
@@ -106,7 +108,7 @@ def test_cancel_requested_mid_run_stops_at_the_next_checkpoint(world: World) -> 
 
     def cancel_during(task: str, index: int) -> None:
         if index == 3:
-            world.store.cancel(task, OWNER)
+            world.cancel(task)
 
     world.counting.after_chunk = cancel_during
     # When the worker runs it
@@ -121,10 +123,11 @@ def test_cancel_requested_mid_run_stops_at_the_next_checkpoint(world: World) -> 
 # ------------------------------------------------------------------ duplicates and races
 
 
-def test_same_message_delivered_twice_counts_every_chunk_once(world: World) -> None:
+@pytest.mark.parametrize("hinted", [True, False], ids=["message-with-owner", "bare-message"])
+def test_same_message_delivered_twice_counts_every_chunk_once(world: World, hinted: bool) -> None:
     # Given one task whose message SQS delivers twice in one batch
     task_id = world.submit({"chunks": 5})
-    body = json.dumps({"task_id": task_id})
+    body = world.message(task_id, hinted=hinted).model_dump_json()
     event = sqs_event([sqs_record(body), sqs_record(body)])
     # When the worker handles the batch, then drains whatever follows
     response = world.worker.lambda_handler(event, FakeLambdaContext())
@@ -137,10 +140,11 @@ def test_same_message_delivered_twice_counts_every_chunk_once(world: World) -> N
     assert [i for _, i in world.counting.executions] == [0, 1, 2, 3, 4]
 
 
-def test_two_workers_racing_fence_the_slower_one_out(world: World) -> None:
+@pytest.mark.parametrize("hinted", [True, False], ids=["message-with-owner", "bare-message"])
+def test_two_workers_racing_fence_the_slower_one_out(world: World, hinted: bool) -> None:
     # Given worker A that stalls after chunk 1 until its lease has expired
     task_id = world.submit({"chunks": 6})
-    engine = world.worker.engine()
+    engine = wiring.engine()
     takeover: dict[str, Outcome] = {}
     stalled: list[bool] = []
 
@@ -149,11 +153,11 @@ def test_two_workers_racing_fence_the_slower_one_out(world: World) -> None:
             stalled.append(True)
             # While A is stuck, time passes beyond its lease and worker B redelivers.
             world.advance_clock(1000)
-            message = world.worker.parse_message(json.dumps({"task_id": task}))
+            message = world.message(task, hinted=hinted)
             takeover["b"] = in_other_worker(lambda: engine.process(message, lambda: 300_000))
 
     world.counting.after_chunk = stall_then_lose
-    message = world.worker.parse_message(json.dumps({"task_id": task_id}))
+    message = world.message(task_id, hinted=hinted)
     # When A goes on after B took over and finished
     outcome_a = engine.process(message, lambda: 300_000)
     # Then A lost its lease at its next write, B finished, and the result is exact
@@ -164,6 +168,10 @@ def test_two_workers_racing_fence_the_slower_one_out(world: World) -> None:
     assert task.result == {"sum": 15, "seen": [0, 1, 2, 3, 4, 5]}
     # chunk 0 was checkpointed by A; chunk 1 ran in A (never saved) and again in B
     assert [i for _, i in world.counting.executions] == [0, 1, 1, 2, 3, 4, 5]
+    # and B's take-over is in the log, without starting an attempt
+    events = [e.message for e in world.store.tasks.get_with_events(task_id, OWNER)[1]]
+    assert "took over from a worker that stopped heart-beating" in events
+    assert task.attempts == 1
 
 
 # ------------------------------------------------------------------ crashes
@@ -175,8 +183,8 @@ def test_crash_around_checkpoint_resumes_with_at_most_one_chunk_repeated(
 ) -> None:
     # Given a 6-chunk task whose worker dies at the 3rd checkpoint (chunk 2)
     task_id = world.submit({"chunks": 6})
-    engine = world.worker.engine()
-    undo = crash_on_checkpoint(engine.store.client, 3, after=after)
+    engine = wiring.engine()
+    undo = crash_on_checkpoint(engine.store.table.client, 3, after=after)
     batch = world.pipeline().receive()
     # When the invocation crashes, the record is reported failed and stays on the queue
     response = world.pipeline().invoke(batch)
@@ -205,7 +213,7 @@ def test_failing_chunk_is_retried_with_growing_backoff_then_fails(world: World) 
     # Given a task whose chunk 2 always fails, with 3 attempts
     task_id = world.submit({"chunks": 4, "fail_on_chunk": 2, "fail_times": 99}, max_attempts=3)
     sent_delays: list[int] = []
-    client = world.worker.engine().dispatcher.client
+    client = wiring.engine().dispatcher.client
 
     def record_delay(params: dict[str, Any], **_: Any) -> None:
         sent_delays.append(params.get("DelaySeconds", 0))
@@ -221,7 +229,7 @@ def test_failing_chunk_is_retried_with_growing_backoff_then_fails(world: World) 
     assert task.error.message == "chunk 2 broke"
     assert [i for _, i in world.counting.executions] == [0, 1, 2, 2, 2]
     assert len(sent_delays) == 2  # two retries were scheduled, none after the last attempt
-    events = [e.message for e in world.store.get_task_with_events(task_id, OWNER)[1]]
+    events = [e.message for e in world.store.tasks.get_with_events(task_id, OWNER)[1]]
     assert sum("retry in" in e for e in events) == 2
     assert any(e.startswith("failed after 3 attempt(s): RuntimeError") for e in events)
 
@@ -295,9 +303,9 @@ def test_paced_task_waits_in_the_queue_not_in_the_invocation(world: World) -> No
     # Given a task whose chunks ask for 30 s between them
     task_id = world.submit({"chunks": 3, "pace_seconds": 30})
     slept: list[float] = []
-    world.worker.engine().sleep = slept.append
+    wiring.engine().sleep = slept.append
     delays: list[int] = []
-    client = world.worker.engine().dispatcher.client
+    client = wiring.engine().dispatcher.client
 
     def record_delay(params: dict[str, Any], **_: Any) -> None:
         delays.append(params.get("DelaySeconds", 0))
@@ -340,7 +348,7 @@ def test_retry_of_failed_task_resumes_from_checkpoint_and_restart_starts_over(wo
     assert world.task(task_id).status == TaskStatus.FAILED
     assert [i for _, i in world.counting.executions] == [0, 1, 2, 3]
     # When its owner retries it (resume)
-    world.worker.engine().dispatcher.send(world.store.retry(task_id, OWNER, restart=False).task_id)
+    world.retry(task_id, restart=False)
     world.pipeline().run()
     # Then only the chunks after the checkpoint ran again
     assert world.task(task_id).status == TaskStatus.SUCCESS
@@ -349,8 +357,8 @@ def test_retry_of_failed_task_resumes_from_checkpoint_and_restart_starts_over(wo
     # And a restart after a cancel runs every chunk from the beginning
     world.counting.executions.clear()
     other = world.submit({"chunks": 3})
-    world.store.cancel(other, OWNER)
-    world.worker.engine().dispatcher.send(world.store.retry(other, OWNER, restart=True).task_id)
+    world.cancel(other)
+    world.retry(other, restart=True)
     world.pipeline().run()
     assert world.task(other).status == TaskStatus.SUCCESS
     assert [i for _, i in world.counting.executions] == [0, 1, 2]
@@ -392,11 +400,11 @@ def test_dlq_handler_marks_dead_task_failed_and_records_a_dead_letter(
     assert task.status == TaskStatus.FAILED
     assert task.error is not None and task.error.type == "DeadLetter"
     assert "5 deliveries" in task.error.message
-    letters = world.store.dead_letters(OWNER)
-    assert [(d["task_id"], d["receive_count"]) for d in letters] == [(task_id, 5)]
+    letters = world.store.dead_letters.list(OWNER)
+    assert [(d.task_id, d.receive_count) for d in letters] == [(task_id, 5)]
     # And a second delivery of the same dead letter changes nothing
     dlq.lambda_handler(sqs_event(records[:1]), FakeLambdaContext())
-    assert len(world.store.dead_letters(OWNER)) == 1
+    assert len(world.store.dead_letters.list(OWNER)) == 1
 
 
 def test_dead_letters_are_listed_and_redriven_by_their_owner_only(
@@ -426,7 +434,7 @@ def test_dead_letters_are_listed_and_redriven_by_their_owner_only(
     # the task went back to its queue and now runs to the end
     function_env("WorkerFunction")
     reset_function_caches()
-    load_function("worker").engine().registry = {**REGISTRY, "COUNTING": world.counting}
+    wiring.engine().registry = {**REGISTRY, "COUNTING": world.counting}
     world.pipeline().run()
     assert world.task(task_id).status == TaskStatus.SUCCESS
 
@@ -434,24 +442,28 @@ def test_dead_letters_are_listed_and_redriven_by_their_owner_only(
 # ------------------------------------------------------------------ scheduling and timeouts
 
 
-def test_task_scheduled_beyond_fifteen_minutes_hops_until_due(world: World) -> None:
+@pytest.mark.parametrize("hinted", [True, False], ids=["message-with-owner", "bare-message"])
+def test_task_scheduled_beyond_fifteen_minutes_hops_until_due(world: World, hinted: bool) -> None:
     # Given a task due in 40 minutes
     task_id = world.submit({"chunks": 1})
     due = utcnow() + timedelta(minutes=40)
-    world.store.client.update_item(
-        TableName=world.store.table_name,
+    world.store.table.client.update_item(
+        TableName=world.store.table.name,
         Key={"pk": {"S": f"TASK#{task_id}"}, "sk": {"S": "META"}},
         UpdateExpression="SET run_at = :r",
         ExpressionAttributeValues={":r": {"S": due.strftime("%Y-%m-%dT%H:%M:%S.%fZ")}},
     )
-    engine = world.worker.engine()
-    message = world.worker.parse_message(json.dumps({"task_id": task_id}))
+    engine = wiring.engine()
+    message = world.message(task_id, hinted=hinted)
     delays: list[int] = []
+    hops: list[dict[str, Any]] = []
     client = engine.dispatcher.client
-    client.meta.events.register(
-        "provide-client-params.sqs.SendMessage",
-        lambda params, **_: delays.append(params.get("DelaySeconds", 0)),
-    )
+
+    def sent(params: dict[str, Any], **_: Any) -> None:
+        delays.append(params.get("DelaySeconds", 0))
+        hops.append(json.loads(params["MessageBody"]))
+
+    client.meta.events.register("provide-client-params.sqs.SendMessage", sent)
     # When its message arrives early, again and again as time passes
     outcomes = []
     for _ in range(3):
@@ -461,13 +473,15 @@ def test_task_scheduled_beyond_fifteen_minutes_hops_until_due(world: World) -> N
     # Then it hopped in steps of at most 900 s, and ran once due
     assert outcomes == [Outcome.SCHEDULED] * 3 + [Outcome.SUCCEEDED]
     assert delays == [900, 900, 600]
+    # each hop says whose task it is, so that it is claimed with one write when due
+    assert hops == [{"task_id": task_id, "owner": OWNER, "task_type": "COUNTING"}] * 3
     assert world.task(task_id).status == TaskStatus.SUCCESS
 
 
 def test_task_running_past_its_timeout_fails_with_a_clear_error(world: World) -> None:
     task_id = world.submit({"chunks": 10})
-    world.store.client.update_item(
-        TableName=world.store.table_name,
+    world.store.table.client.update_item(
+        TableName=world.store.table.name,
         Key={"pk": {"S": f"TASK#{task_id}"}, "sk": {"S": "META"}},
         UpdateExpression="SET timeout_seconds = :t",
         ExpressionAttributeValues={":t": {"N": "60"}},
@@ -488,7 +502,7 @@ def test_task_running_past_its_timeout_fails_with_a_clear_error(world: World) ->
 # ------------------------------------------------------------------ request budget
 
 
-def test_ten_chunk_task_costs_at_most_chunks_plus_six_orchestration_requests(
+def test_ten_chunk_task_costs_at_most_chunks_plus_five_orchestration_requests(
     world: World, function_env: Callable[[str], dict[str, str]]
 ) -> None:
     # Given a botocore hook counting every DynamoDB and SQS request of the pipeline
@@ -500,14 +514,14 @@ def test_ten_chunk_task_costs_at_most_chunks_plus_six_orchestration_requests(
 
     function_env("ApiFunction")
     reset_function_caches()
-    api = load_function("api")
-    api.service().registry = {**REGISTRY, "COUNTING": world.counting}
-    engine = world.worker.engine()
+    load_function("api")
+    wiring.service().registry = {**REGISTRY, "COUNTING": world.counting}
+    engine = wiring.engine()
     engine.registry = {**REGISTRY, "COUNTING": world.counting}
     clients = [
-        api.service().store.client,
-        api.service().dispatcher.client,
-        engine.store.client,
+        wiring.service().store.table.client,
+        wiring.service().dispatcher.client,
+        engine.store.table.client,
         engine.dispatcher.client,
     ]
     for client in {id(c): c for c in clients}.values():
@@ -519,26 +533,27 @@ def test_ten_chunk_task_costs_at_most_chunks_plus_six_orchestration_requests(
     assert response.status == 201
     batch = world.pipeline().receive()
     world.pipeline().invoke(batch)
-    # Then it succeeded within the budget: chunks + 6 requests, submit included
+    # Then it succeeded within the budget: chunks + 5 requests, submit included
     seen = Counter(dict(calls))  # a snapshot: reading the task below is not part of it
     total = sum(seen.values())
     assert world.task(response.body["id"]).status == TaskStatus.SUCCESS
     print(f"AWS requests for a 10-chunk task: {total} {dict(seen)}")
-    assert total <= 10 + 6, dict(seen)
+    assert total <= 10 + 5, dict(seen)
     # claim, one checkpoint per chunk but the last, finish, and the submit's "message sent"
     # mark; every status change is one write of the task item (the counters follow from
-    # the stream), so no transaction at all
+    # the stream), so no transaction at all; and the claim reads nothing first
     assert seen["dynamodb.UpdateItem"] == 1 + 9 + 1 + 1
     assert seen["dynamodb.PutItem"] == 1  # submit
     assert "dynamodb.TransactWriteItems" not in seen
-    assert seen["dynamodb.GetItem"] == 1 and seen["sqs.SendMessage"] == 1
+    assert "dynamodb.GetItem" not in seen and seen["sqs.SendMessage"] == 1
 
 
-def test_handover_between_invocations_is_fenced_by_lease(world: World) -> None:
+@pytest.mark.parametrize("hinted", [True, False], ids=["message-with-owner", "bare-message"])
+def test_handover_between_invocations_is_fenced_by_lease(world: World, hinted: bool) -> None:
     # A duplicate continuation arriving while a worker holds the lease is dropped.
     task_id = world.submit({"chunks": 3})
-    engine = world.worker.engine()
-    message = world.worker.parse_message(json.dumps({"task_id": task_id}))
+    engine = wiring.engine()
+    message = world.message(task_id, hinted=hinted)
     outcomes: list[Outcome] = []
 
     def duplicate_arrives(task: str, index: int) -> None:
@@ -575,3 +590,127 @@ def test_long_task_hands_over_after_its_share_so_small_tasks_in_its_batch_run(
     world.pipeline().run()
     assert world.task(long_task).status == TaskStatus.SUCCESS
     assert world.task(long_task).result == {"sum": sum(range(500)), "seen": list(range(500))}
+
+
+# ------------------------------------------------------------------ the claim: one write
+
+
+@contextmanager
+def dynamodb_requests(client: Any) -> Iterator[Counter[str]]:
+    """Counts the DynamoDB requests `client` makes inside the block, by operation."""
+    seen: Counter[str] = Counter()
+
+    def count(event_name: str, **_: Any) -> None:
+        seen[event_name.split(".")[2]] += 1
+
+    client.meta.events.register("before-call.dynamodb.*", count)
+    try:
+        yield seen
+    finally:
+        client.meta.events.unregister("before-call.dynamodb.*", count)
+
+
+def claim_only(world: World, message: TaskMessage) -> tuple[Outcome, Counter[str]]:
+    """Process `message` with a worker that stops at the claim (no time for a chunk)."""
+    engine = wiring.engine()
+    with dynamodb_requests(engine.store.table.client) as seen:
+        world.counting.after_chunk = None
+        outcome = engine.process(message, lambda: 300_000)
+    return outcome, seen
+
+
+def test_a_message_with_owner_and_type_is_claimed_with_one_write_and_no_read(
+    world: World,
+) -> None:
+    # Given a one-chunk task whose message says whose it is, as the API sends it
+    task_id = world.submit({"chunks": 1})
+    # When the worker processes it
+    outcome, seen = claim_only(world, world.message(task_id))
+    # Then: the claim (one conditional write returning the task) and the finish, no read
+    assert outcome == Outcome.SUCCEEDED
+    assert seen == {"UpdateItem": 2}
+    task, events = world.store.tasks.get_with_events(task_id, OWNER)
+    assert task.attempts == 1
+    assert [e.message for e in events] == ["submitted", "started (attempt 1 of 3)", "finished"]
+
+
+def test_a_continuation_says_resume_and_is_claimed_with_one_write(world: World) -> None:
+    # Given a 3-chunk task whose first invocation has time for one chunk
+    task_id = world.submit({"chunks": 3})
+    sent: list[dict[str, Any]] = []
+    client = wiring.engine().dispatcher.client
+    client.meta.events.register(
+        "provide-client-params.sqs.SendMessage",
+        lambda params, **_: sent.append(json.loads(params["MessageBody"])),
+    )
+    engine = wiring.engine()
+    assert engine.process(world.message(task_id), countdown(1)()) == Outcome.CONTINUED
+    # When the continuation it sent is processed
+    (continuation,) = sent
+    outcome, seen = claim_only(world, TaskMessage.model_validate(continuation))
+    # Then it resumed the run handed over (RUNNING, lease released) with one write per step:
+    # the claim, a checkpoint, the finish; the attempt was not counted again
+    assert continuation == {
+        "task_id": task_id,
+        "owner": OWNER,
+        "task_type": "COUNTING",
+        "resume": True,
+    }
+    assert outcome == Outcome.SUCCEEDED
+    assert seen == {"UpdateItem": 3}
+    assert world.task(task_id).attempts == 1
+    assert [i for _, i in world.counting.executions] == [0, 1, 2]
+
+
+def test_a_wrong_guess_costs_a_second_write_and_still_claims(world: World) -> None:
+    # Given a PENDING task and a message that takes it for a handed-over run
+    task_id = world.submit({"chunks": 1})
+    # When the worker processes it
+    outcome, seen = claim_only(world, world.message(task_id, resume=True))
+    # Then the refused write returned the task as it is, and the lifecycle's claim followed
+    assert outcome == Outcome.SUCCEEDED
+    assert seen == {"UpdateItem": 3}  # refused guess, claim, finish
+    assert world.task(task_id).attempts == 1
+
+
+@pytest.mark.parametrize("status", [TaskStatus.SUCCESS, TaskStatus.CANCELLED])
+def test_a_message_of_a_finished_task_costs_one_refused_write(
+    world: World, status: TaskStatus
+) -> None:
+    task_id = world.submit({"chunks": 1})
+    if status == TaskStatus.CANCELLED:
+        world.cancel(task_id)
+    else:
+        world.pipeline().run()
+    before = world.task(task_id)
+    outcome, seen = claim_only(world, world.message(task_id))
+    assert (outcome, seen) == (Outcome.DROPPED, {"UpdateItem": 1})
+    assert world.task(task_id) == before
+
+
+def test_a_message_of_a_missing_task_is_missing(world: World) -> None:
+    message = TaskMessage(task_id="f" * 32, owner=OWNER, task_type="COUNTING")
+    assert claim_only(world, message) == (Outcome.MISSING, {"UpdateItem": 1})
+
+
+def test_a_message_naming_another_owner_cannot_move_the_task_under_that_owner(
+    world: World,
+) -> None:
+    # Given a message whose owner is not the task's (its status index keys derive from it)
+    task_id = world.submit({"chunks": 1})
+    forged = TaskMessage(task_id=task_id, owner="mallory", task_type="COUNTING")
+    # When the worker processes it
+    outcome, seen = claim_only(world, forged)
+    # Then the guessed write was refused, the claim went by the task's own identity, and
+    # the task is listed for its owner only
+    assert outcome == Outcome.SUCCEEDED
+    assert seen == {"UpdateItem": 3}
+    assert [t.task_id for t in world.store.listing.list_tasks(OWNER).tasks] == [task_id]
+    assert world.store.listing.list_tasks("mallory").tasks == []
+
+
+def test_a_bare_message_reads_the_task_then_claims_it(world: World) -> None:
+    task_id = world.submit({"chunks": 1})
+    outcome, seen = claim_only(world, world.message(task_id, hinted=False))
+    assert outcome == Outcome.SUCCEEDED
+    assert seen == {"GetItem": 1, "UpdateItem": 2}

@@ -34,7 +34,7 @@ from taskqueue.models import (
     TaskStatus,
     utcnow,
 )
-from taskqueue.store import TaskStore
+from taskqueue.store import Store
 from taskqueue.task_types.base import TaskContext
 from tests.helpers import (
     ApiResponse,
@@ -101,6 +101,7 @@ class ChunkSum:
     ledger: Ledger
     name: str = "CHUNKSUM"
     description: str = "a chunked sum whose exact result is known (reliability tests)"
+    progress_unit: str = "chunks"
     params_model: type[BaseModel] = ChunkSumParams
     during_chunk: Callable[[str, int], None] | None = None
 
@@ -188,7 +189,8 @@ class Rates:
     sqs_send_failure: float = 0.04  # per SendMessage of a worker
     chunk_error: float = 0.01  # per CHUNKSUM chunk: the task's own code raises
     race: float = 0.015  # per CHUNKSUM chunk: a second worker runs the same task
-    storm_share: float = 0.02  # tasks whose first 5 worker reads are throttled (-> DLQ)
+    # tasks whose first 5 messages fail at their first request, the claim (-> DLQ)
+    storm_share: float = 0.02
     api_dynamodb_error: float = 0.04  # per API request: one DynamoDB call fails
     api_send_failure: float = 0.06  # per API request that sends: SendMessage fails
     # Also fail API DynamoDB calls made after the request's write committed, and lose the
@@ -290,6 +292,7 @@ class Chaos:
 
     def _process(self, message: TaskMessage, remaining_ms: Callable[[], int]) -> Any:
         self.local.task = message.task_id
+        self.local.claiming = True  # its first DynamoDB request: the claim (or its read)
         return self.original_process(message, remaining_ms)
 
     # ---------------------------------------------------------------- hooks
@@ -312,7 +315,8 @@ class Chaos:
                     self.ledger.fault("worker_killed", local.task)
                     raise WorkerKilled(f"before call {local.calls} ({service}.{operation})")
             if service == "dynamodb":
-                if operation == "GetItem" and self._storming(local.task):
+                claiming, local.claiming = getattr(local, "claiming", False), False
+                if claiming and self._storming(local.task):
                     self.ledger.fault("storm_throttle", local.task)
                     raise _client_error("ThrottlingException", operation)
                 if self.rng.random() < self.rates.dynamodb_error:
@@ -414,11 +418,19 @@ class Chaos:
         self.ledger.fault("race_takeover" if stalled else "race_duplicate", task_id)
         outcome: dict[str, Any] = {}
 
+        # Its message: bare (a read before the claim), or naming the owner and type as the
+        # API and the engine send it, guessing a start or a resume (a wrong guess costs the
+        # claim a second write)
+        message = TaskMessage(task_id=task_id)
+        if self.rng.random() < 0.5:
+            resume = self.rng.random() < 0.5
+            message = TaskMessage(task_id=task_id, owner=OWNER, task_type="CHUNKSUM", resume=resume)
+
         def second_worker() -> None:
             self.local.actor, self.local.task = "race", task_id
             try:
                 budget = countdown(self.rng.randint(1, 6))
-                outcome["value"] = self.original_process(TaskMessage(task_id=task_id), budget)
+                outcome["value"] = self.original_process(message, budget)
             except BaseException as exc:  # its own message would be redelivered
                 outcome["error"] = exc
             finally:
@@ -749,7 +761,7 @@ class Harness:
     api: Any
     dlq: Any
     engine: Any
-    store: TaskStore  # the test's own reader, on the simulated clock
+    store: Store  # the test's own reader, on the simulated clock
     clock: SimClock
     ledger: Ledger
     chunksum: ChunkSum
@@ -855,13 +867,13 @@ def normalize(summary: Any, task_id: str) -> Any:
 
 def check_task(
     spec: TaskSpec,
-    store: TaskStore,
+    store: Store,
     ledger: Ledger,
     expected: dict[str, Any],
     tally: Counter[str],
 ) -> list[str]:
     task_id = spec.task_id
-    task, events = store.get_task_with_events(task_id, OWNER, event_limit=2000)
+    task, events = store.tasks.get_with_events(task_id, OWNER, event_limit=2000)
     problems: list[str] = []
     if not task.status.is_terminal:
         problems.append(f"ended {task.status}, not in a terminal state")
@@ -944,13 +956,13 @@ def check_chunks(
     return problems
 
 
-def recount(store: TaskStore) -> tuple[Counter[tuple[str, str]], list[str]]:
+def recount(store: Store) -> tuple[Counter[tuple[str, str]], list[str]]:
     """Every task of the owner, from the list pages (index Query + BatchGetItem)."""
     counts: Counter[tuple[str, str]] = Counter()
     ids: list[str] = []
     cursor = None
     while True:
-        page = store.list_tasks(OWNER, limit=500, cursor=cursor)  # 1 index read per shard
+        page = store.listing.list_tasks(OWNER, limit=500, cursor=cursor)  # 1 index read per shard
         for task in page.tasks:
             counts[(task.status.value, task.task_type)] += 1
             ids.append(task.task_id)
@@ -964,8 +976,8 @@ def count_stream(harness: Harness) -> None:
     CounterStream(harness.stream, batch_size=1000).drain()
 
 
-def counters(store: TaskStore) -> Counter[tuple[str, str]]:
-    raw = store.stats(OWNER).counts
+def counters(store: Store) -> Counter[tuple[str, str]]:
+    raw = store.counters.stats(OWNER).counts
     return Counter(
         {(status, kind): n for status, by_type in raw.items() for kind, n in by_type.items() if n}
     )

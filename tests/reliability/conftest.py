@@ -15,8 +15,8 @@ from devstack.moto_patches import (
     serialize_dynamodb_requests,
     undo_log_transactions,
 )
+from taskqueue import wiring
 from taskqueue.observability import logger, metrics
-from taskqueue.store import TaskStore
 from taskqueue.task_types import REGISTRY
 from taskqueue.task_types.email import Email, SesPacer
 from tests.helpers import CounterStream, load_function, reset_function_caches
@@ -45,7 +45,7 @@ def harness(
     worker, api, dlq, counters = (
         load_function(name) for name in ("worker", "api", "dlq", "counters")
     )
-    engine, service, dlq_store = worker.engine(), api.service(), dlq.store()
+    engine, service = wiring.engine(), wiring.service()
     clock = SimClock()
     ledger = Ledger(clock=clock.now)
     chunksum = ChunkSum(ledger)
@@ -55,10 +55,10 @@ def harness(
     engine.registry = service.registry = registry
     engine.safety_margin_ms = 0
     engine.backoff_base_seconds = 0  # retries are due at once: SQS delays are real time
-    store = TaskStore(env["TABLE_NAME"], int(env["SHARD_COUNT"]), int(env["RETENTION_DAYS"]))
+    store = wiring.new_store(wiring.settings())  # the test's own reader
     engine.clock = clock.now
-    for each in (engine.store, service.store, dlq_store, store):
-        each.clock = clock.now
+    for each in (engine.store, service.store, store):
+        each.table.clock = clock.now
     level = logger.log_level
     logger.setLevel(logging.CRITICAL)  # thousands of expected warnings (lease lost, ...)
     queue_props = transformed_template["Resources"]["TaskQueue"]["Properties"]

@@ -97,7 +97,7 @@ def fault_free_results(harness: Harness, specs: list[TaskSpec]) -> dict[str, Any
             sent[signature] = response.body["id"]
     Pipeline(harness.sqs, [q.url for q in harness.queues("HighPriorityQueue", "TaskQueue")]).run()
     for signature, task_id in sent.items():
-        task = harness.store.get_task(task_id)
+        task = harness.store.tasks.get(task_id)
         assert task.status == TaskStatus.SUCCESS, (signature, task.error)
         references[signature] = normalize(task.result, task_id)
     expected = {}
@@ -179,7 +179,7 @@ def test_mixed_workload_under_faults_keeps_every_invariant(harness: Harness) -> 
         drain(chaos, delivery, list(specs), submit)
         # And the user retries some of what failed or was cancelled, then all is drained
         for spec in specs:
-            status = harness.store.get_task(spec.task_id).status
+            status = harness.store.tasks.get(spec.task_id).status
             if (
                 status in (TaskStatus.FAILED, TaskStatus.CANCELLED)
                 and rng.random() < rates.final_retry
@@ -227,7 +227,7 @@ def test_mixed_workload_under_faults_keeps_every_invariant(harness: Harness) -> 
 
 
 def explain(spec: TaskSpec, harness: Harness) -> str:
-    task, events = harness.store.get_task_with_events(spec.task_id, OWNER, event_limit=2000)
+    task, events = harness.store.tasks.get_with_events(spec.task_id, OWNER, event_limit=2000)
     ledger = harness.ledger
     lines = [
         f"    --- {spec.task_id}: {task.status}, attempts {task.attempts}, "
@@ -279,7 +279,7 @@ def report(
 # ------------------------------------------------------------------ idempotent submit
 
 
-def api_container(n: int, registry: Any) -> ModuleType:
+def api_container(n: int) -> ModuleType:
     """A fresh copy of functions/api/app.py: what one Lambda execution environment holds.
 
     Powertools' resolver keeps the current request on the module's `app`, which is right for
@@ -291,7 +291,6 @@ def api_container(n: int, registry: Any) -> ModuleType:
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    module.service().registry = registry
     return module
 
 
@@ -304,8 +303,7 @@ def test_simultaneous_submits_with_one_idempotency_key_make_one_task_and_one_mes
     from taskqueue.aws import client
 
     threads_per_key, keys = 24, 4
-    registry = harness.api.service().registry
-    containers = [api_container(n, registry) for n in range(threads_per_key)]
+    containers = [api_container(n) for n in range(threads_per_key)]
     dynamodb = client("dynamodb")
     gates: dict[str, threading.Barrier] = {}
 
@@ -417,7 +415,7 @@ def test_a_fault_at_every_worker_aws_call_loses_nothing_and_repeats_at_most_one_
     assert len(hit) == len(specs), (
         f"the fault did not fire for {set(s.key for s in specs) - set(hit)}"
     )
-    statuses = Counter(harness.store.get_task(s.task_id).status.value for s in specs)
+    statuses = Counter(harness.store.tasks.get(s.task_id).status.value for s in specs)
     print(
         f"\nfault sweep: {calls} worker AWS calls x {len(SWEEP)} kinds = {len(specs)} tasks, "
         f"outcomes {dict(statuses)}, {dict(tally)}"

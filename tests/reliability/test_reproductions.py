@@ -10,8 +10,10 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 from botocore.exceptions import ClientError
 
+from taskqueue import wiring
 from taskqueue.models import TaskMessage, TaskStatus
 from tests.helpers import ApiResponse, Pipeline, call_api, http_event
 from tests.reliability.chaos import OWNER, Harness, countdown, expected_sum
@@ -54,13 +56,9 @@ def test_retry_whose_answer_was_lost_still_runs_the_task(harness: Harness) -> No
     task_id = task_id.body["id"]
     assert api("DELETE", f"/tasks/{task_id}").status == 200
     pipeline(harness).run()  # its first message is dropped
-    # When the owner retries, and DynamoDB fails the read that follows the committed retry
-    wrote: list[bool] = []
-    dynamodb = client("dynamodb")
-    dynamodb.meta.events.register(  # the retry's write: one UpdateItem of the task
-        "after-call.dynamodb.UpdateItem", lambda **_: wrote.append(True)
-    )
-    undo = fail_once(dynamodb, "before-call", "GetItem", armed=lambda: bool(wrote))
+    # When the owner retries, and the retry's write commits but its answer is lost (the
+    # call fails after the write, before any message is sent)
+    undo = fail_once(client("dynamodb"), "after-call", "UpdateItem")
     first = api("POST", f"/tasks/{task_id}/retry", body={"restart": False})
     undo()
     # and the client, seeing a 5xx, repeats the request
@@ -68,7 +66,7 @@ def test_retry_whose_answer_was_lost_still_runs_the_task(harness: Harness) -> No
     pipeline(harness).run()
     # Then the task ran to the end (before the fix: second=409, task PENDING, no message)
     assert first.status == 500
-    task = harness.store.get_task(task_id)
+    task = harness.store.tasks.get(task_id)
     assert task.status == TaskStatus.SUCCESS, (second.status, second.body, task.status)
 
 
@@ -86,21 +84,23 @@ def test_submit_replayed_after_a_lost_answer_still_runs_the_task(harness: Harnes
     pipeline(harness).run()
     # Then the one task runs (before the fix: 200 with a PENDING task that never got a message)
     assert (first.status, second.status) == (500, 200)
-    task = harness.store.get_task(second.body["id"])
+    task = harness.store.tasks.get(second.body["id"])
     assert task.status == TaskStatus.SUCCESS, task.status
 
 
-def test_stale_worker_does_not_claim_a_task_that_changed_since_it_read_it(
-    harness: Harness,
+@pytest.mark.parametrize("hinted", [True, False], ids=["message-with-owner", "bare-message"])
+def test_stale_worker_does_not_claim_a_task_that_changed_since_its_message_was_read(
+    harness: Harness, hinted: bool
 ) -> None:
     from taskqueue.aws import client
 
-    # Given a 6-chunk task, and worker A that has read it (PENDING, never run) and stalls
-    # just before its claim
+    # Given a 6-chunk task, and worker A that has its message (and, for a bare message, has
+    # read the task: PENDING, never run) and stalls just before its claim
     submitted = api("POST", "/tasks", body={"type": "CHUNKSUM", "params": {"chunks": 6, "salt": 9}})
     task_id = submitted.body["id"]
-    engine, service = harness.engine, harness.api.service()
-    message = TaskMessage(task_id=task_id)
+    engine, service = harness.engine, wiring.service()
+    task = harness.store.tasks.get(task_id)
+    message = TaskMessage.of(task) if hinted else TaskMessage(task_id=task_id)
 
     def cancel_during_third_chunk(task: str, index: int) -> None:
         if index == 2:
@@ -119,19 +119,21 @@ def test_stale_worker_does_not_claim_a_task_that_changed_since_it_read_it(
         thread.start()
         thread.join(timeout=60)
         harness.chunksum.during_chunk = None
-        assert harness.store.get_task(task_id).status == TaskStatus.CANCELLED
+        assert harness.store.tasks.get(task_id).status == TaskStatus.CANCELLED
         service.retry(OWNER, task_id, restart=False)
 
     dynamodb = client("dynamodb")
-    dynamodb.meta.events.register("before-call.dynamodb.TransactWriteItems", meanwhile)
+    dynamodb.meta.events.register("before-call.dynamodb.UpdateItem", meanwhile)  # the claim
     try:
         # When A goes on with its claim
         outcome = engine.process(message, countdown(10))
     finally:
-        dynamodb.meta.events.unregister("before-call.dynamodb.TransactWriteItems", meanwhile)
+        dynamodb.meta.events.unregister("before-call.dynamodb.UpdateItem", meanwhile)
     pipeline(harness).run()  # the retry's message
-    # Then no chunk ran twice: A's claim failed (or resumed at chunk 3), and the sum is exact
-    task = harness.store.get_task(task_id)
+    # Then no chunk ran twice: A's claim took the task as it is now (resuming at chunk 3:
+    # the claim returns the item it wrote, nothing from A's earlier view), and the sum is exact
+    assert stalled
+    task = harness.store.tasks.get(task_id)
     runs = Counter(index for _, index, _ in harness.ledger.executions[task_id])
     assert task.status == TaskStatus.SUCCESS
     assert task.result == {"sum": expected_sum(9, 6), "chunks": 6}

@@ -20,8 +20,9 @@ import boto3
 import pytest
 
 from devstack.resources import LocalResources
+from taskqueue import wiring
 from taskqueue.models import TaskStatus
-from taskqueue.store import TaskStore
+from taskqueue.store import Store
 from tests.helpers import (
     ApiResponse,
     CounterStream,
@@ -60,7 +61,7 @@ MISSING_ID = "0123456789abcdef0123456789abcdef"
 @dataclass
 class Scenario:
     world: World
-    store: TaskStore
+    store: Store
     tasks: dict[str, str]  # Alice's: pending, succeeded, cancelled, dead
     upload: dict[str, Any]  # Alice's upload ticket
     own: str  # Bob's one task
@@ -73,8 +74,8 @@ class Scenario:
     def snapshot(self) -> dict[str, Any]:
         """Everything of Alice's that a write could change."""
         return {
-            name: self.store.get_task(task_id).model_dump() for name, task_id in self.tasks.items()
-        } | {"dead_letters": self.store.dead_letters(ALICE)}
+            name: self.store.tasks.get(task_id).model_dump() for name, task_id in self.tasks.items()
+        } | {"dead_letters": self.store.dead_letters.list(ALICE)}
 
     def queued(self) -> int:
         total = 0
@@ -95,11 +96,11 @@ def scenario(transformed_template: dict[str, Any]) -> Iterator[Scenario]:
     """Built once per module; tests that write use users of their own."""
     with moto_world(transformed_template) as world:
         env = world.as_function("ApiFunction")
-        store = TaskStore(env["TABLE_NAME"], shard_count=int(env["SHARD_COUNT"]))
+        store = wiring.new_store(wiring.settings())
         # A DATA_PROCESSING task run to SUCCESS: a result file under results/<alice>/.
         succeeded = api("POST", "/tasks", body=DATA).body["id"]
         world.drain()
-        assert store.get_task(succeeded).status == TaskStatus.SUCCESS
+        assert store.tasks.get(succeeded).status == TaskStatus.SUCCESS
         # A pending one, a cancelled one, and one whose message died (FAILED + a dead letter).
         pending = api("POST", "/tasks", body=EMAIL).body["id"]
         cancelled = api("POST", "/tasks", body=EMAIL).body["id"]
@@ -111,8 +112,8 @@ def scenario(transformed_template: dict[str, Any]) -> Iterator[Scenario]:
             FakeLambdaContext(),
         )
         world.as_function("ApiFunction")
-        assert store.get_task(dead).status == TaskStatus.FAILED
-        assert len(store.dead_letters(ALICE)) == 1
+        assert store.tasks.get(dead).status == TaskStatus.FAILED
+        assert len(store.dead_letters.list(ALICE)) == 1
         upload = api("POST", "/uploads", body=UPLOAD).body
         boto3.client("s3", region_name="us-east-1").put_object(
             Bucket=world.aws.buckets["DataBucket"], Key=upload["key"], Body=b"a,b\n1,2\n"
@@ -351,7 +352,7 @@ def test_download_links_are_made_only_for_keys_under_the_owners_results(
 ) -> None:
     """Whatever keys a task lists as outputs, only results/<owner>/ ones get a URL."""
     task_id = scenario.tasks["succeeded"]
-    own = scenario.store.get_task(task_id).outputs
+    own = scenario.store.tasks.get(task_id).outputs
     foreign = [
         f"results/{BOB}/x.json",
         f"uploads/{ALICE}/x.csv",
@@ -360,8 +361,8 @@ def test_download_links_are_made_only_for_keys_under_the_owners_results(
         "results/x.json",
         f"/results/{ALICE}/x.json",
     ]
-    scenario.store.client.update_item(
-        TableName=scenario.store.table_name,
+    scenario.store.table.client.update_item(
+        TableName=scenario.store.table.name,
         Key={"pk": {"S": f"TASK#{task_id}"}, "sk": {"S": "META"}},
         UpdateExpression="SET outputs = :o",
         ExpressionAttributeValues={":o": {"L": [{"S": k} for k in [*own, *foreign]]}},
@@ -369,8 +370,8 @@ def test_download_links_are_made_only_for_keys_under_the_owners_results(
     try:
         detail = api("GET", f"/tasks/{task_id}").body
     finally:
-        scenario.store.client.update_item(
-            TableName=scenario.store.table_name,
+        scenario.store.table.client.update_item(
+            TableName=scenario.store.table.name,
             Key={"pk": {"S": f"TASK#{task_id}"}, "sk": {"S": "META"}},
             UpdateExpression="SET outputs = :o",
             ExpressionAttributeValues={":o": {"L": [{"S": k} for k in own]}},

@@ -7,7 +7,8 @@ from typing import Any
 import pytest
 
 from taskqueue import counters
-from taskqueue.counters import Change, batches, change_of, counter_key, shard_for
+from taskqueue.counters import Change, batches, change_of, shard_for
+from taskqueue.store.items import STATS_SHARDS, counter_key
 
 KEYS = {"pk": "TASK#abc", "sk": "META"}
 
@@ -119,5 +120,5 @@ def test_many_owners_split_into_transactions_of_at_most_100_actions(
 def test_a_batchs_counter_partition_is_fixed_by_its_first_record() -> None:
     # A retried batch starts at the same record, so it writes the very same items.
     assert shard_for("event-1") == shard_for("event-1")
-    assert len({shard_for(f"event-{i}") for i in range(400)}) == counters.STATS_SHARDS
+    assert len({shard_for(f"event-{i}") for i in range(400)}) == STATS_SHARDS
     assert counter_key("o", "MIN#2026-11-24T10:15", 37) == ("TPUT#o#5", "MIN#2026-11-24T10:15")

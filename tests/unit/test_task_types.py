@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 from pydantic import ValidationError
 
+from taskqueue.errors import ImageRejected
 from taskqueue.task_types import REGISTRY, get_task_type, task_types
 from taskqueue.task_types.data_processing import (
     BLOCK_ROWS,
@@ -20,7 +21,6 @@ from taskqueue.task_types.data_processing import (
 from taskqueue.task_types.email import EmailParams, render
 from taskqueue.task_types.image_processing import (
     ImageProcessingParams,
-    ImageRejected,
     convert_image,
     generated_image,
     output_name,

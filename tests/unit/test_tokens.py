@@ -13,6 +13,7 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from taskqueue import wiring
 from taskqueue.errors import Unauthorized
 from taskqueue.tokens import KeySet, TokenVerifier, authorize
 from tests.helpers import FakeLambdaContext, load_function
@@ -286,7 +287,7 @@ def test_the_handler_answers_with_the_policy(
     verifier: TokenVerifier, private_key: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     app = load_function("ws_authorizer")
-    monkeypatch.setattr(app, "verifier", lambda: verifier)
+    monkeypatch.setattr(wiring, "token_verifier", lambda: verifier)
     good = {"methodArn": METHOD_ARN, "queryStringParameters": {"token": token(private_key)}}
     bad = {"methodArn": METHOD_ARN, "queryStringParameters": {"token": "x.y.z"}}
 

@@ -1,11 +1,15 @@
-"""Settings read once from the environment (names set in template.yaml)."""
+"""Settings read once from the environment (names set in template.yaml).
+
+This is the only module of the package that reads environment variables: everything else
+receives plain values from a `Settings`, built by `taskqueue.wiring`.
+"""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
 from functools import cache
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, BeforeValidator, Field
 
@@ -22,7 +26,29 @@ def comma_list(value: Any) -> Any:
     return value
 
 
-class Settings(BaseModel):
+class EnvironmentModel(BaseModel):
+    """A model whose fields are read from the variables of the same name, upper-cased."""
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Self:
+        env = os.environ if environ is None else environ
+        values = {
+            name: env[name.upper()]
+            for name in cls.model_fields
+            if env.get(name.upper()) not in (None, "")
+        }
+        return cls.model_validate(values)
+
+
+class Telemetry(EnvironmentModel):
+    """What the logger and metrics need when they are created, at import: no required
+    field, so that a script or a test importing the package needs no environment."""
+
+    powertools_service_name: str = "taskqueue"
+    powertools_metrics_namespace: str = "ServerlessTasks"
+
+
+class Settings(Telemetry):
     table_name: str
     queue_url: str
     high_priority_queue_url: str = ""
@@ -41,6 +67,7 @@ class Settings(BaseModel):
     aws_lambda_function_memory_size: Annotated[int, Field(ge=128, le=10_240)] = 1024
     max_body_bytes: Annotated[int, Field(ge=1024)] = 256 * 1024
     cors_allow_origin: str = "*"
+    # Local stack only: requests without JWT claims act as this user.
     dev_auth_user: str | None = None
     # Push over WebSocket: the API's management endpoint (https://<api>.execute-api.../<stage>),
     # and the Cognito issuer and app client whose tokens open a connection.
@@ -52,21 +79,13 @@ class Settings(BaseModel):
     task_type_modules: Annotated[
         tuple[ModuleName, ...], BeforeValidator(comma_list), Field(max_length=20)
     ] = ()
+    # Local stack only: "path", because bucket host names do not resolve on a laptop.
+    s3_addressing_style: Literal["auto", "path", "virtual"] | None = None
 
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
-        env = os.environ if environ is None else environ
-        values = {
-            name: env[name.upper()]
-            for name in cls.model_fields
-            if env.get(name.upper()) not in (None, "")
-        }
-        return cls.model_validate(values)
-
-    def queue_for(self, priority: str) -> str:
-        if priority == "high" and self.high_priority_queue_url:
-            return self.high_priority_queue_url
-        return self.queue_url
+    @property
+    def task_queues(self) -> dict[str, str]:
+        """The task queue of each priority (high falls back to normal when not set)."""
+        return {"normal": self.queue_url, "high": self.high_priority_queue_url}
 
     @property
     def dead_letter_queues(self) -> dict[str, str]:

@@ -16,16 +16,18 @@ from datetime import datetime
 from typing import Any
 
 from taskqueue.models import TaskStatus, parse_optional_time
+from taskqueue.store.items import (
+    ACTIVE_BUCKET,
+    STATS_SHARDS,
+    CounterKey,
+    counter_key,
+    day_bucket,
+    is_task_item,
+    minute_bucket,
+)
 
-ACTIVE_BUCKET = "ACTIVE"
-# Counter partitions per owner. A batch writes one STATS partition (its ACTIVE and DAY items)
-# and one TPUT partition, chosen from the batch, so a busy owner's writes spread over them.
-STATS_SHARDS = 64
-THROUGHPUT_SHARDS = 16
 # TransactWriteItems takes 100 actions: the marker and up to 99 counter items.
 MAX_COUNTER_ITEMS = 99
-
-CounterKey = tuple[str, str]  # (pk, sk) of a counter item
 
 
 @dataclass(frozen=True)
@@ -54,7 +56,7 @@ def stats_bucket(status: TaskStatus, finished_at: datetime | None) -> str:
         return ACTIVE_BUCKET
     if finished_at is None:
         raise ValueError("a finished task has no finished_at")
-    return f"DAY#{finished_at.date().isoformat()}"
+    return day_bucket(finished_at.date())
 
 
 def change_of(event_id: str, sequence: str, keys: dict[str, Any], old: Any, new: Any) -> Change:
@@ -66,8 +68,7 @@ def change_of(event_id: str, sequence: str, keys: dict[str, Any], old: Any, new:
     """
     deltas: dict[tuple[str, str], int] = {}
     owner = ""
-    is_task = str(keys.get("pk", "")).startswith("TASK#") and keys.get("sk") == "META"
-    if is_task and new:
+    if is_task_item(keys) and new:
         owner = str(new["owner"])
         task_type = str(new["task_type"])
         new_status = TaskStatus(new["status"])
@@ -81,14 +82,8 @@ def change_of(event_id: str, sequence: str, keys: dict[str, Any], old: Any, new:
             name = f"{new_status}#{task_type}"
             deltas[(bucket, name)] = deltas.get((bucket, name), 0) + 1
             if new_status.is_terminal and finished_at is not None:
-                deltas[(f"MIN#{finished_at.isoformat()[:16]}", str(new_status))] = 1
+                deltas[(minute_bucket(finished_at), str(new_status))] = 1
     return Change(event_id=event_id, sequence=int(sequence), owner=owner, deltas=deltas)
-
-
-def counter_key(owner: str, bucket: str, shard: int) -> CounterKey:
-    if bucket.startswith("MIN#"):
-        return (f"TPUT#{owner}#{shard % THROUGHPUT_SHARDS}", bucket)
-    return (f"STATS#{owner}#{shard}", bucket)
 
 
 def shard_for(marker: str) -> int:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from taskqueue.aws import client as aws_client
-from taskqueue.models import TaskMessage
+from taskqueue.models import QueueDepth, TaskMessage
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
@@ -16,6 +16,16 @@ DEPTH_ATTRIBUTES = {
     "ApproximateNumberOfMessagesNotVisible": "in_flight",
     "ApproximateNumberOfMessagesDelayed": "delayed",
 }
+
+
+def parse_message(body: Any) -> TaskMessage:
+    """A task message's body (JSON text, or already parsed) as a TaskMessage; raises
+    pydantic's ValidationError when it is not one."""
+    return (
+        TaskMessage.model_validate_json(body)
+        if isinstance(body, str | bytes)
+        else TaskMessage.model_validate(body)
+    )
 
 
 class Dispatcher:
@@ -37,12 +47,21 @@ class Dispatcher:
             self._client = aws_client("sqs")
         return self._client
 
+    @client.setter
+    def client(self, client: SQSClient) -> None:
+        self._client = client
+
     def queue_url(self, priority: str) -> str:
         return self.queues.get(priority) or self.queues["normal"]
 
-    def send(self, task_id: str, priority: str = "normal", delay_seconds: int = 0) -> str:
-        """Send `{task_id}`; delays beyond SQS's 15 minutes are hopped by the worker."""
-        body = TaskMessage(task_id=task_id).model_dump_json()
+    def send(
+        self, message: TaskMessage | str, priority: str = "normal", delay_seconds: int = 0
+    ) -> str:
+        """Send a task message (or a bare task id); delays beyond SQS's 15 minutes are hopped
+        by the worker."""
+        if isinstance(message, str):
+            message = TaskMessage(task_id=message)
+        body = message.model_dump_json(exclude_defaults=True)
         delay = max(0, min(MAX_DELAY_SECONDS, int(delay_seconds)))
         response = self.client.send_message(
             QueueUrl=self.queue_url(priority), MessageBody=body, DelaySeconds=delay
@@ -57,7 +76,10 @@ class Dispatcher:
         attributes = {str(name): value for name, value in response.get("Attributes", {}).items()}
         return {label: int(attributes.get(name, 0)) for name, label in DEPTH_ATTRIBUTES.items()}
 
-    def depths(self) -> dict[str, dict[str, int]]:
-        named = {f"tasks-{name}": url for name, url in self.queues.items() if url}
-        named.update({f"dlq-{name}": url for name, url in self.dead_letter_queues.items()})
-        return {name: self.depth(url) for name, url in named.items()}
+    def depths(self) -> dict[str, QueueDepth]:
+        named = {(f"tasks-{name}", False): url for name, url in self.queues.items() if url}
+        named.update({(f"dlq-{name}", True): url for name, url in self.dead_letter_queues.items()})
+        return {
+            name: QueueDepth(**self.depth(url), dead_letter=dead)
+            for (name, dead), url in named.items()
+        }

@@ -10,13 +10,23 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 from functools import partial
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from pydantic import ValidationError
 
-from taskqueue.config import Settings
 from taskqueue.dispatch import MAX_DELAY_SECONDS, Dispatcher
-from taskqueue.errors import AllItemsFailed, LeaseLost, TaskNotFound, error_code, is_permanent
+from taskqueue.errors import (
+    AllItemsFailed,
+    GuardFailed,
+    InvalidTransition,
+    LeaseLost,
+    TaskNotFound,
+    TaskTypeFailure,
+    TransitionConflict,
+    error_code,
+    is_permanent,
+)
+from taskqueue.lifecycle import Action, Guard, Transition, decide, row
 from taskqueue.models import (
     ChunkState,
     Task,
@@ -27,11 +37,14 @@ from taskqueue.models import (
     utcnow,
 )
 from taskqueue.observability import logger, metrics
-from taskqueue.store import TaskStore
-from taskqueue.task_types import REGISTRY, registry_for
+from taskqueue.store import Store
+from taskqueue.task_types import REGISTRY
 from taskqueue.task_types.base import TaskContext, TaskType
 
 RemainingMillis = Callable[[], int]
+# The claims a message can ask for without a read: start a run, or resume a handed-over one.
+START = row(Action.CLAIM, TaskStatus.PENDING)
+RESUME = row(Action.CLAIM, TaskStatus.RUNNING, Guard.LEASE_RELEASED)
 T = TypeVar("T")
 MILESTONES = (25, 50, 75)
 
@@ -58,7 +71,7 @@ def backoff_seconds(attempt: int, rng: random.Random, base: float = 5.0) -> int:
 
 @dataclass
 class Engine:
-    store: TaskStore
+    store: Store
     dispatcher: Dispatcher
     context_factory: Callable[[Task], TaskContext]
     registry: Mapping[str, TaskType] = field(default_factory=lambda: REGISTRY)
@@ -69,59 +82,78 @@ class Engine:
     rng: random.Random = field(default_factory=random.Random)
     sleep: Callable[[float], None] = time.sleep
 
-    @classmethod
-    def from_settings(cls, settings: Settings) -> Engine:
-        def context_factory(task: Task) -> TaskContext:
-            return TaskContext(
-                task_id=task.task_id,
-                owner=task.owner,
-                bucket=settings.data_bucket,
-                email_sender=settings.email_sender,
-                email_rate_per_second=settings.email_rate_per_second,
-                email_max_concurrency=settings.email_max_concurrency,
-                memory_mb=settings.aws_lambda_function_memory_size,
-            )
-
-        return cls(
-            store=TaskStore(settings.table_name, settings.shard_count, settings.retention_days),
-            dispatcher=Dispatcher(
-                {"normal": settings.queue_url, "high": settings.high_priority_queue_url},
-                settings.dead_letter_queues,
-            ),
-            context_factory=context_factory,
-            registry=registry_for(settings.task_type_modules),
-        )
-
     def process(self, message: TaskMessage, remaining_ms: RemainingMillis) -> Outcome:
-        try:
-            task = self.store.get_task(message.task_id)
-        except TaskNotFound:
-            logger.warning("message for a task that does not exist", task_id=message.task_id)
-            return Outcome.MISSING
-        logger.append_keys(task_id=task.task_id, task_type=task.task_type)
-        if task.status.is_terminal:
-            return Outcome.DROPPED
-        now = self.clock()
-        if task.status == TaskStatus.PENDING and task.run_at and task.run_at > now:
-            wait = (task.run_at - now).total_seconds()
-            self.dispatcher.send(
-                task.task_id, task.priority.value, int(min(MAX_DELAY_SECONDS, wait + 0.999))
-            )
-            return Outcome.SCHEDULED
         lease = secrets.token_hex(8)  # a 64-bit fencing token
         # The lease outlives this invocation, so only a worker that died loses it.
         lease_seconds = remaining_ms() // 1000 + self.lease_grace_seconds
-        claimed = self.store.claim(task, lease, lease_seconds)
-        if claimed is None:
-            logger.info("duplicate or stale message dropped")
-            return Outcome.DROPPED
-        if claimed.attempts > task.attempts:
-            metrics.add_metric(name="TasksStarted", unit="Count", value=1)
+        claimed = self._claim(message, lease, lease_seconds)
+        if isinstance(claimed, Outcome):
+            return claimed
         try:
             return self._run(claimed, lease, lease_seconds, remaining_ms)
         except LeaseLost:
             logger.warning("lease lost: another worker owns the task now")
             return Outcome.LEASE_LOST
+
+    def _claim(self, message: TaskMessage, lease: str, lease_seconds: int) -> Task | Outcome:
+        """The task under a fresh lease, or what became of the message.
+
+        Commonly one conditional write, returning the task: the message says whose task it
+        is and whether it starts a run (PENDING and due) or continues a handed-over one. A
+        refused write returns the task as it found it, from which the lifecycle decides: a
+        claim after all (a take-over of an expired lease, a wrong guess: a second write), a
+        schedule hop, or a duplicate or finished message to drop.
+        """
+        current: Task | None
+        if message.owner and message.task_type:
+            guess = RESUME if message.resume else START
+            try:
+                claimed = self.store.tasks.claim(
+                    guess, message.task_id, message.owner, message.task_type, lease, lease_seconds
+                )
+                return self._claimed(claimed, guess)
+            except TransitionConflict as refused:
+                current = refused.current
+        else:
+            current = self._read(message.task_id)  # a message from before the hints
+        if current is None:
+            logger.warning("message for a task that does not exist", task_id=message.task_id)
+            return Outcome.MISSING
+        logger.append_keys(task_id=current.task_id, task_type=current.task_type)
+        now = self.clock()
+        try:
+            transition = decide(current, Action.CLAIM, now)
+        except GuardFailed as refused:
+            if refused.guard != Guard.DUE:
+                logger.info("duplicate or stale message dropped")
+                return Outcome.DROPPED
+            assert current.run_at is not None
+            wait = (current.run_at - now).total_seconds()
+            hop = int(min(MAX_DELAY_SECONDS, wait + 0.999))
+            self.dispatcher.send(TaskMessage.of(current), current.priority.value, hop)
+            return Outcome.SCHEDULED
+        except InvalidTransition:
+            return Outcome.DROPPED  # finished already
+        try:
+            claimed = self.store.tasks.claim(
+                transition, current.task_id, current.owner, current.task_type, lease, lease_seconds
+            )
+        except TransitionConflict:
+            logger.info("duplicate or stale message dropped")
+            return Outcome.DROPPED
+        return self._claimed(claimed, transition)
+
+    def _read(self, task_id: str) -> Task | None:
+        try:
+            return self.store.tasks.get(task_id)
+        except TaskNotFound:
+            return None
+
+    def _claimed(self, task: Task, transition: Transition) -> Task:
+        logger.append_keys(task_id=task.task_id, task_type=task.task_type)
+        if transition.starts_attempt:
+            metrics.add_metric(name="TasksStarted", unit="Count", value=1)
+        return task
 
     def _run(
         self, task: Task, lease: str, lease_seconds: int, remaining_ms: RemainingMillis
@@ -159,13 +191,13 @@ class Engine:
                 wait = self._wait_seconds(state)
                 out_of_time = remaining_ms() - self.safety_margin_ms < slowest_ms * 1.5
                 hand_over = out_of_time or wait > 0
-                current = self.store.checkpoint(
-                    task.task_id,
+                current = self.store.tasks.checkpoint(
+                    task,
                     lease,
                     state,
                     lease_seconds,
                     release=hand_over,
-                    log=_milestone(saved, state),
+                    milestone=_milestone(saved, state),
                 )
                 saved = state
                 if current.cancel_requested:
@@ -173,7 +205,9 @@ class Engine:
                     return self._cancel(task, lease, state)
                 if hand_over:
                     # Paced types (EMAIL) wait in the queue, not in a billed invocation.
-                    self.dispatcher.send(task.task_id, task.priority.value, wait)
+                    self.dispatcher.send(
+                        TaskMessage.of(task, resume=True), task.priority.value, wait
+                    )
                     return Outcome.CONTINUED
             result = _guarded(partial(task_type.finish, params, state, ctx))
         except TaskTypeFailure as failure:
@@ -185,11 +219,10 @@ class Engine:
             # Not a success of any kind: FAILED, with the per-item errors kept in the result.
             failed = AllItemsFailed(f"all {result.total_items} items failed; see the result")
             return self._fail(task, lease, state, _task_error(failed), result)
-        self.store.finish(
+        self.store.tasks.finish(
+            Action.SUCCEED,
             task,
             lease,
-            TaskStatus.SUCCESS,
-            "finished",
             state=state,
             result=result.summary,
             result_location=result.location,
@@ -221,15 +254,18 @@ class Engine:
             return self._fail(task, lease, saved, error)
         delay = backoff_seconds(task.attempts, self.rng, self.backoff_base_seconds)
         retry_at = self.clock() + timedelta(seconds=delay)
-        self.store.release_for_retry(
+        self.store.tasks.release_for_retry(
             task,
             lease,
             error,
             retry_at,
-            f"attempt {task.attempts} failed ({error.type}: {error.message[:200]}); "
-            f"retry in {delay} s",
+            {
+                "attempts": task.attempts,
+                "error": f"{error.type}: {error.message[:200]}",
+                "delay": delay,
+            },
         )
-        self.dispatcher.send(task.task_id, task.priority.value, delay)
+        self.dispatcher.send(TaskMessage.of(task), task.priority.value, delay)
         metrics.add_metric(name="TasksRetried", unit="Count", value=1)
         return Outcome.RETRYING
 
@@ -241,11 +277,11 @@ class Engine:
         error: TaskError,
         result: TaskResult | None = None,
     ) -> Outcome:
-        self.store.finish(
+        self.store.tasks.finish(
+            Action.FAIL,
             task,
             lease,
-            TaskStatus.FAILED,
-            f"failed after {task.attempts} attempt(s): {error.type}: {error.message[:300]}",
+            fields={"attempts": task.attempts, "error": f"{error.type}: {error.message[:300]}"},
             state=state,
             error=error,
             result=result.summary if result else None,
@@ -257,15 +293,9 @@ class Engine:
         return Outcome.FAILED
 
     def _cancel(self, task: Task, lease: str, state: ChunkState | None) -> Outcome:
-        self.store.finish(task, lease, TaskStatus.CANCELLED, "cancelled", state=state)
+        self.store.tasks.finish(Action.STOP, task, lease, state=state)
         metrics.add_metric(name="TasksCancelled", unit="Count", value=1)
         return Outcome.CANCELLED
-
-
-class TaskTypeFailure(Exception):
-    def __init__(self, cause: Exception) -> None:
-        super().__init__(str(cause))
-        self.cause = cause
 
 
 def _guarded(call: Callable[[], T]) -> T:
@@ -287,15 +317,10 @@ def _timeout_error(task: Task) -> TaskError:
     )
 
 
-def _milestone(before: ChunkState | None, after: ChunkState) -> str | None:
+def _milestone(before: ChunkState | None, after: ChunkState) -> dict[str, int] | None:
+    """The fields of a checkpoint's event line when it crossed 25, 50 or 75 %."""
     old = before.progress if before else 0
     crossed = [m for m in MILESTONES if old < m <= after.progress]
-    return f"{crossed[-1]}% done ({after.units_done} of {after.units_total})" if crossed else None
-
-
-def parse_message(body: Any) -> TaskMessage:
-    return (
-        TaskMessage.model_validate_json(body)
-        if isinstance(body, str | bytes)
-        else TaskMessage.model_validate(body)
-    )
+    if not crossed:
+        return None
+    return {"percent": crossed[-1], "done": after.units_done, "total": after.units_total}

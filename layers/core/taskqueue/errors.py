@@ -30,7 +30,18 @@ class TaskNotFound(TaskQueueError):
 
 
 class InvalidTransition(TaskQueueError):
+    """The lifecycle has no move for this action from the task's status (a 409)."""
+
     code = "conflict"
+
+
+class GuardFailed(InvalidTransition):
+    """The lifecycle has moves from the task's status, but their condition (`guard`: not due
+    yet, a live lease, ...) refuses the move now."""
+
+    def __init__(self, message: str, details: Any = None, *, guard: Any = None) -> None:
+        super().__init__(message, details)
+        self.guard = guard
 
 
 class InvalidRequest(TaskQueueError):
@@ -62,10 +73,27 @@ class LeaseLost(TaskQueueError):
 
 
 class TransitionConflict(Exception):
-    """A status change's condition failed: the task is no longer in the state it was read in."""
+    """A status change's condition failed: the task is no longer in the state it was read in.
+
+    `current` is the task as the refused write found it (None: there is no such task), from
+    the same request, so the caller can decide again without reading it.
+    """
+
+    def __init__(self, message: str, current: Any = None) -> None:
+        super().__init__(message)
+        self.current = current
 
 
 # ---------------------------------------------------------------- task-type errors (the engine)
+
+
+class TaskTypeFailure(Exception):
+    """The engine's wrapper around whatever a task type's own code raised (`cause`), to tell
+    it apart from the engine's own AWS errors: that is data (retry or FAILED), not a crash."""
+
+    def __init__(self, cause: Exception) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
 
 
 class TaskTypeError(Exception):
@@ -108,6 +136,11 @@ class AllItemsFailed(PermanentError):
     """Every item of a task that works item by item failed: not a success of any kind."""
 
     code = "all_items_failed"
+
+
+class ImageRejected(ValueError):
+    """An image that cannot be turned into an output (not an image, too many pixels, gone):
+    recorded as that item's failure, never fatal to the task."""
 
 
 class TransientError(TaskTypeError):

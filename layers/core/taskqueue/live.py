@@ -15,8 +15,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from taskqueue.connections import ConnectionStore
 from taskqueue.errors import TooManyConnections
+from taskqueue.store.connections import ConnectionStore
 
 MAX_MESSAGE_CHARS = 1024  # a ping is 18 characters; nothing longer is read
 

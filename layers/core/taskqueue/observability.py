@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-import os
 from functools import cache
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 
+from taskqueue.config import Telemetry
+
 # The template sets POWERTOOLS_*; the defaults keep tests and one-off scripts working.
-SERVICE = os.environ.get("POWERTOOLS_SERVICE_NAME", "taskqueue")
-NAMESPACE = os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "ServerlessTasks")
+TELEMETRY = Telemetry.from_env()
+SERVICE = TELEMETRY.powertools_service_name
 
 logger = Logger(service=SERVICE)
-metrics = Metrics(namespace=NAMESPACE, service=SERVICE)
+metrics = Metrics(namespace=TELEMETRY.powertools_metrics_namespace, service=SERVICE)
 
 
 @cache

@@ -24,10 +24,10 @@ from botocore.exceptions import ClientError
 from pydantic import BaseModel
 
 from taskqueue.aws import client as aws_client
-from taskqueue.connections import Connection, ConnectionStore
 from taskqueue.models import Task, TaskView
 from taskqueue.observability import logger
-from taskqueue.store import item_to_task
+from taskqueue.store.connections import Connection, ConnectionStore
+from taskqueue.store.items import deserialize, is_task_item, item_to_task
 
 if TYPE_CHECKING:
     from mypy_boto3_apigatewaymanagementapi import ApiGatewayManagementApiClient
@@ -113,8 +113,7 @@ def update_of(record: dict[str, Any]) -> Update | None:
     data = record.get("dynamodb") or {}
     keys = data.get("Keys") or {}
     new = data.get("NewImage")
-    is_task = str(keys.get("pk", {}).get("S", "")).startswith("TASK#")
-    if not is_task or keys.get("sk", {}).get("S") != "META" or not new:
+    if not new or not is_task_item(deserialize(keys)):
         return None
     task = item_to_task(new)
     summary = summary_of(task)
@@ -219,7 +218,7 @@ class Pusher:
         if not messages:
             return report
         # The clients are made before the threads share them: making one is not thread-safe.
-        _ = self.connections.client, self.api.client
+        _ = self.connections.table.client, self.api.client
         with ThreadPoolExecutor(max_workers=self.parallel) as pool:
             found = dict(zip(messages, pool.map(self.connections.of_owner, messages), strict=True))
             posts = [

@@ -21,11 +21,18 @@ from taskqueue.errors import (
     InvalidTransition,
     TaskNotFound,
     TaskQueueError,
+    TransitionConflict,
 )
 from taskqueue.files import Files
+from taskqueue.lifecycle import Action, decide
 from taskqueue.models import (
+    BulkAction,
+    BulkItemResult,
+    BulkRequest,
+    BulkResult,
     DeadLetterPage,
     DeadLetterView,
+    ErrorBody,
     ListTasksQuery,
     RedriveResult,
     Stats,
@@ -34,6 +41,7 @@ from taskqueue.models import (
     Task,
     TaskDetail,
     TaskError,
+    TaskMessage,
     TaskPage,
     TaskStatus,
     TaskTypeInfo,
@@ -43,40 +51,23 @@ from taskqueue.models import (
     UploadTicket,
     format_time,
     utcnow,
+    validation_details,
 )
-from taskqueue.store import TaskStore
-from taskqueue.task_types import REGISTRY, registry_for
+from taskqueue.store import DeadMessage, Store
+from taskqueue.task_types import REGISTRY
 from taskqueue.task_types.base import TaskType
 
-
-def validation_details(exc: ValidationError, prefix: tuple[str, ...]) -> list[dict[str, Any]]:
-    return [
-        {"loc": [*prefix, *error["loc"]], "msg": error["msg"], "type": error["type"]}
-        for error in exc.errors(include_url=False, include_context=False, include_input=False)
-    ]
+TRIES = 5  # decisions on a fresh read when the task keeps moving under a user's request
 
 
 @dataclass
 class TaskService:
-    store: TaskStore
+    store: Store
     dispatcher: Dispatcher
     files: Files
     settings: Settings
     registry: Mapping[str, TaskType] = field(default_factory=lambda: REGISTRY)
     enqueue_wait_seconds: float = 2.0
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> TaskService:
-        return cls(
-            store=TaskStore(settings.table_name, settings.shard_count, settings.retention_days),
-            dispatcher=Dispatcher(
-                {"normal": settings.queue_url, "high": settings.high_priority_queue_url},
-                settings.dead_letter_queues,
-            ),
-            files=Files(settings.data_bucket),
-            settings=settings,
-            registry=registry_for(settings.task_type_modules),
-        )
 
     def task_type(self, name: str) -> TaskType:
         task_type = self.registry.get(name)
@@ -126,7 +117,7 @@ class TaskService:
         request_hash = hashlib.sha256(
             request.model_dump_json(exclude={"run_at", "delay_seconds"}).encode()
         ).hexdigest()
-        stored, created = self.store.create_task(task, idempotency_key, request_hash)
+        stored, created = self.store.tasks.create(task, idempotency_key, request_hash)
         if created:
             self.enqueue(stored)
         elif stored.awaiting_first_claim:
@@ -149,7 +140,7 @@ class TaskService:
                 return
             time.sleep(min(pause, left))
             pause *= 2
-            task = self.store.get_task(task.task_id)
+            task = self.store.tasks.get(task.task_id)
 
     def enqueue(self, task: Task) -> None:
         """Send the task's message, then mark it sent; nothing may stay PENDING without one."""
@@ -157,22 +148,24 @@ class TaskService:
         if task.run_at is not None:
             delay = max(0, int((task.run_at - utcnow()).total_seconds()))
         try:
-            self.dispatcher.send(task.task_id, task.priority.value, delay)
+            self.dispatcher.send(TaskMessage.of(task), task.priority.value, delay)
         except (ClientError, BotoCoreError) as exc:
             # Fail it visibly, so that its owner can retry it, rather than leave it waiting.
-            self.store.fail_pending(
-                task.task_id, TaskError(type="EnqueueFailed", message=str(exc)[:500])
-            )
+            error = TaskError(type="EnqueueFailed", message=str(exc)[:500])
+            self._fail_unfinished(task.task_id, Action.ENQUEUE_FAILED, error)
             raise EnqueueFailed("the task queue is unavailable; try again") from exc
-        self.store.mark_enqueued(task.task_id)
+        self.store.tasks.mark_enqueued(task.task_id)
 
     def get(self, owner: str, task_id: str) -> TaskDetail:
-        task, events = self.store.get_task_with_events(task_id, owner)
+        task, events = self.store.tasks.get_with_events(task_id, owner)
         view = TaskView.of(task)
         downloads = self.files.download_links(owner, task.outputs) if task.outputs else []
         return TaskDetail(**view.model_dump(), events=events, downloads=downloads)
 
     def list_tasks(self, owner: str, query: ListTasksQuery) -> TaskPage:
+        if query.id_prefix is not None:
+            found = self.store.listing.find_by_id_prefix(owner, query.id_prefix, query.limit)
+            return TaskPage(items=[TaskView.of(t) for t in found], next_cursor=None)
         if query.type is not None:
             self.task_type(query.type)
         if (
@@ -181,7 +174,7 @@ class TaskService:
             and query.created_after >= query.created_before
         ):
             raise InvalidRequest("created_after must be before created_before")
-        page = self.store.list_tasks(
+        page = self.store.listing.list_tasks(
             owner,
             status=query.status,
             task_type=query.type,
@@ -193,21 +186,56 @@ class TaskService:
         return TaskPage(items=[TaskView.of(t) for t in page.tasks], next_cursor=page.next_cursor)
 
     def cancel(self, owner: str, task_id: str) -> Task:
-        return self.store.cancel(task_id, owner)
+        """PENDING -> CANCELLED at once; RUNNING -> cancel requested (the worker stops at its
+        next checkpoint); anything else is a 409."""
+        for _ in range(TRIES):
+            task = self.store.tasks.get(task_id, owner)
+            transition = decide(task, Action.CANCEL, utcnow())
+            try:
+                return self.store.tasks.cancel(task, transition)
+            except TransitionConflict:
+                continue  # the status moved meanwhile: decide again on the fresh item
+        raise InvalidTransition(f"task {task_id} keeps changing state; try again")
 
     def retry(self, owner: str, task_id: str, restart: bool) -> Task:
-        task, transitioned = self.store.retry_task(task_id, owner, restart)
-        if transitioned:
-            self.enqueue(task)
-        else:
+        """FAILED or CANCELLED -> PENDING (resuming from the checkpoint unless `restart`), then
+        its message. A repeat of a retry whose task has not been claimed since answers the
+        same task, and sends the message only if the first call never did."""
+        task = self.store.tasks.get(task_id, owner)
+        if task.retried_at is not None and task.awaiting_first_claim:
             self.enqueue_if_lost(task)
-        return task
+            return task
+        transition = decide(task, Action.RETRY, utcnow())
+        try:
+            retried = self.store.tasks.retry(task, transition, restart)
+        except TransitionConflict as exc:
+            raise InvalidTransition(f"task {task_id} changed state; try again") from exc
+        self.enqueue(retried)
+        return retried
+
+    def bulk(self, owner: str, request: BulkRequest) -> BulkResult:
+        """Cancel or retry each task on its own: one task's refusal (409, 404) is its result
+        and does not stop the others."""
+        results = []
+        for task_id in request.ids:
+            try:
+                if request.action == BulkAction.CANCEL:
+                    task = self.cancel(owner, task_id)
+                else:
+                    task = self.retry(owner, task_id, request.restart)
+            except (InvalidTransition, TaskNotFound) as exc:
+                error = ErrorBody(code=exc.code, message=exc.message)
+                results.append(BulkItemResult(id=task_id, ok=False, status=None, error=error))
+                continue
+            results.append(BulkItemResult(id=task_id, ok=True, status=task.status, error=None))
+        return BulkResult(results=results)
 
     def task_types(self) -> list[TaskTypeInfo]:
         return [
             TaskTypeInfo(
                 name=t.name,
                 description=t.description,
+                progress_unit=t.progress_unit,
                 params_schema=t.params_model.model_json_schema(),
             )
             for t in sorted(self.registry.values(), key=lambda t: t.name)
@@ -215,7 +243,7 @@ class TaskService:
 
     def stats(self, owner: str) -> Stats:
         """The caller's counts, every queue's depth and finishes per minute over the last hour."""
-        raw = self.store.stats(owner)
+        raw = self.store.counters.stats(owner)
         by_status = {status.value: 0 for status in TaskStatus}
         by_type: dict[str, int] = dict.fromkeys(self.registry, 0)
         for status, types in raw.counts.items():
@@ -250,19 +278,13 @@ class TaskService:
         )
 
     def dead_letters(self, owner: str) -> DeadLetterPage:
-        letters = self.store.dead_letters(owner)
-        current = {t.task_id: t for t in self.store.batch_get([d["task_id"] for d in letters])}
+        letters = self.store.dead_letters.list(owner)
+        current = {t.task_id: t for t in self.store.tasks.batch_get([d.task_id for d in letters])}
         return DeadLetterPage(
             items=[
                 DeadLetterView(
-                    id=d["sk"],
-                    task_id=d["task_id"],
-                    task_type=d["task_type"],
-                    queue=d["queue"],
-                    reason=d["reason"],
-                    receive_count=d["receive_count"],
-                    dead_at=d["dead_at"],
-                    task_status=current[d["task_id"]].status if d["task_id"] in current else None,
+                    **d.model_dump(),
+                    task_status=current[d.task_id].status if d.task_id in current else None,
                 )
                 for d in letters
             ]
@@ -271,14 +293,46 @@ class TaskService:
     def redrive(self, owner: str) -> RedriveResult:
         """Send each of the owner's dead-lettered tasks back to its queue (resuming)."""
         redriven = skipped = 0
-        for letter in self.store.dead_letters(owner):
+        for letter in self.store.dead_letters.list(owner):
             try:
-                self.retry(owner, letter["task_id"], restart=False)
+                self.retry(owner, letter.task_id, restart=False)
                 redriven += 1
             except (InvalidTransition, TaskNotFound):
                 skipped += 1  # retried by hand already, or expired: the record is done with
-            self.store.delete_dead_letter(owner, letter["sk"])
+            self.store.dead_letters.delete(owner, letter.id)
         return RedriveResult(redriven=redriven, skipped=skipped)
+
+    def dead_letter(self, task_id: str, *, message_id: str, queue: str, receive_count: int) -> bool:
+        """A message of the task died in a DLQ: FAILED, with the owner's dead-letter record
+        written in the same request. False when the task is gone or finished already."""
+        reason = f"its message could not be processed after {receive_count} deliveries"
+        message = DeadMessage(
+            message_id=message_id, queue=queue, reason=reason, receive_count=receive_count
+        )
+        error = TaskError(type="DeadLetter", message=reason)
+        return self._fail_unfinished(task_id, Action.DEAD_LETTER, error, message)
+
+    def _fail_unfinished(
+        self,
+        task_id: str,
+        action: Action,
+        error: TaskError,
+        dead_message: DeadMessage | None = None,
+    ) -> bool:
+        """Fail a task that never finished, so that nothing waits forever; False when there
+        is nothing to fail (the task is gone, finished, or past what `action` may fail)."""
+        for _ in range(TRIES):
+            try:
+                task = self.store.tasks.get(task_id)
+                transition = decide(task, action, utcnow())
+            except (TaskNotFound, InvalidTransition):
+                return False
+            try:
+                self.store.tasks.fail(task, transition, error, dead_message)
+            except TransitionConflict:
+                continue
+            return True
+        return False
 
     def upload(self, owner: str, request: UploadRequest) -> UploadTicket:
         return self.files.upload_ticket(owner, request)
@@ -286,7 +340,7 @@ class TaskService:
     def health(self) -> dict[str, Any]:
         checks: dict[str, Any] = {}
         try:
-            self.store.get_task("0" * 32)
+            self.store.tasks.get("0" * 32)
         except TaskQueueError:
             checks["table"] = "ok"
         except (ClientError, BotoCoreError) as exc:
