@@ -35,7 +35,8 @@ BUILD_DIR = ROOT / ".aws-sam" / "build"
 # keeps times inexactly). bench/coldstart.py measures the layer compiled with these options.
 BYTECODE_OPTIONS = ("-q", "-j", "0", "--invalidation-mode", "unchecked-hash")
 # Lambda's limit on a function's code and all its layers, unzipped (250 MB).
-UNZIPPED_LIMIT_BYTES = 262_144_000
+MIB = 1024 * 1024
+UNZIPPED_LIMIT_BYTES = 250 * MIB
 
 Which = Callable[[str], str | None]
 Run = Callable[[Sequence[str]], tuple[int, str]]
@@ -193,8 +194,8 @@ def check_sizes(sizes: Mapping[str, int], limit: int = UNZIPPED_LIMIT_BYTES) -> 
     for name, size in sorted(sizes.items(), key=lambda item: -item[1]):
         verdict = "OVER Lambda's limit" if size > limit else "ok"
         print(
-            f"make build: {name}: {size / 1e6:.1f} MB unzipped with its layers "
-            f"(limit {limit / 1e6:.0f} MB) {verdict}",
+            f"make build: {name}: {size / MIB:.1f} MiB unzipped with its layers "
+            f"(Lambda's limit {limit / MIB:.0f} MiB) {verdict}",
             file=sys.stderr,
         )
         over = over or size > limit

@@ -165,6 +165,6 @@ def test_a_function_over_lambdas_unzipped_limit_fails_the_build(
     assert build.check_sizes({"ApiFunction": 100, "WorkerFunction": 200}, limit=200) == 0
     assert build.check_sizes({"ApiFunction": 100, "WorkerFunction": 201}, limit=200) == 1
     assert (
-        "WorkerFunction: 0.0 MB unzipped with its layers (limit 0 MB) OVER"
+        "WorkerFunction: 0.0 MiB unzipped with its layers (Lambda's limit 0 MiB) OVER"
         in capsys.readouterr().err
     )
