@@ -13,33 +13,29 @@ import warnings
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, redirect_stdout
 from dataclasses import dataclass
-from functools import cache
 from typing import Any
 
 import boto3
-from moto import mock_aws
 
 from bench.meter import Meter
 from bench.tasktypes import BENCH_TYPES
-from devstack.moto_patches import partition_queries, temporarily, undo_log_transactions
-from devstack.resources import (
-    LocalResources,
-    create_resources,
-    function_environment,
-    load_template,
-    transform_template,
-)
-from taskqueue import wiring
-from taskqueue.task_types import REGISTRY
-from tests.helpers import (
-    CounterStream,
+from devstack.harness import (
     Pipeline,
+    StreamDrain,
     call_api,
-    counters_stream_source,
     http_event,
     load_function,
-    reset_function_caches,
+    reset_caches,
+    restored_environment,
+    stream_source,
+    template_resources,
+    transformed_template,
 )
+from devstack.moto_patches import partition_queries, temporarily, undo_log_transactions
+from devstack.resources import LocalResources
+from devstack.stack import handler_environment
+from taskqueue import wiring
+from taskqueue.task_types import REGISTRY
 
 REGION = "us-east-1"
 OWNER = "bench-user"
@@ -53,14 +49,9 @@ QUIET_ENV = {
 }
 
 
-@cache
-def transformed_template() -> dict[str, Any]:
-    return transform_template(load_template())
-
-
 def stream_batch_size() -> int:
     """BatchSize of the counters' stream mapping in template.yaml."""
-    return int(counters_stream_source().batch_size)
+    return int(stream_source("CountersFunction").batch_size)
 
 
 def function_property(logical_id: str, name: str) -> Any:
@@ -78,7 +69,7 @@ class World:
     sqs: Any  # unmetered: the event source mapping's client
     s3: Any  # unmetered: for test data
     dynamodb: Any  # unmetered: for loading tables and reading back
-    counters: CounterStream  # the table's stream through the counters handler (unmetered reads)
+    counters: StreamDrain  # the table's stream through the counters handler (unmetered reads)
 
     @property
     def table(self) -> str:
@@ -126,60 +117,52 @@ def fast_moto_queries() -> AbstractContextManager[None]:
 def in_process_world(measure_sizes: bool = True) -> Iterator[World]:
     """moto in-process with the template's resources and metered API and worker handlers."""
     template = transformed_template()
-    saved = dict(os.environ)
     warnings.filterwarnings("ignore", message="No application metrics to publish")
-    try:
-        with mock_aws():
-            resources = create_resources(boto3.Session(region_name=REGION), template)
-            env = {
-                **function_environment(template, "ApiFunction", resources),
-                **function_environment(template, "WorkerFunction", resources),
-                **QUIET_ENV,
-            }
-            os.environ.update(env)
-            reset_function_caches()
-            api = load_function("api")
-            worker = load_function("worker")
-            registry = {**REGISTRY, **BENCH_TYPES}
-            service, engine, counter = wiring.service(), wiring.engine(), wiring.stream_counter()
-            service.registry = registry
-            engine.registry = registry
-            # One client per role, so each request is attributed to who made it.
-            service.store.table.client = boto3.client("dynamodb")
-            service.dispatcher.client = boto3.client("sqs")
-            engine.store.table.client = boto3.client("dynamodb")
-            engine.dispatcher.client = boto3.client("sqs")
-            counter.store.table.client = boto3.client("dynamodb")
-            meter = Meter(
-                image_client=boto3.client("dynamodb") if measure_sizes else None,
-                table_name=env["TABLE_NAME"],
-            )
-            from taskqueue.aws import client as shared_client
+    with restored_environment(), template_resources(template) as resources:
+        env = {
+            **handler_environment(template, resources, ["ApiFunction", "WorkerFunction"]),
+            **QUIET_ENV,
+        }
+        os.environ.update(env)
+        reset_caches()
+        api = load_function("api")
+        worker = load_function("worker")
+        registry = {**REGISTRY, **BENCH_TYPES}
+        service, engine, counter = wiring.service(), wiring.engine(), wiring.stream_counter()
+        service.registry = registry
+        engine.registry = registry
+        # One client per role, so each request is attributed to who made it.
+        service.store.table.client = boto3.client("dynamodb")
+        service.dispatcher.client = boto3.client("sqs")
+        engine.store.table.client = boto3.client("dynamodb")
+        engine.dispatcher.client = boto3.client("sqs")
+        counter.store.table.client = boto3.client("dynamodb")
+        meter = Meter(
+            image_client=boto3.client("dynamodb") if measure_sizes else None,
+            table_name=env["TABLE_NAME"],
+        )
+        from taskqueue.aws import client as shared_client
 
-            meter.attach_all(
-                [
-                    (service.store.table.client, "api"),
-                    (service.dispatcher.client, "api"),
-                    (engine.store.table.client, "worker"),
-                    (engine.dispatcher.client, "worker"),
-                    (counter.store.table.client, "counters"),
-                    # what task types reach through TaskContext (S3, SES)
-                    (shared_client("s3"), "task"),
-                    (shared_client("sesv2"), "task"),
-                ]
-            )
-            yield World(
-                resources=resources,
-                env=env,
-                api=api,
-                worker=worker,
-                meter=meter,
-                sqs=boto3.client("sqs"),
-                s3=boto3.client("s3"),
-                dynamodb=boto3.client("dynamodb"),
-                counters=CounterStream.of(env["TABLE_NAME"]),
-            )
-    finally:
-        reset_function_caches()
-        os.environ.clear()
-        os.environ.update(saved)
+        meter.attach_all(
+            [
+                (service.store.table.client, "api"),
+                (service.dispatcher.client, "api"),
+                (engine.store.table.client, "worker"),
+                (engine.dispatcher.client, "worker"),
+                (counter.store.table.client, "counters"),
+                # what task types reach through TaskContext (S3, SES)
+                (shared_client("s3"), "task"),
+                (shared_client("sesv2"), "task"),
+            ]
+        )
+        yield World(
+            resources=resources,
+            env=env,
+            api=api,
+            worker=worker,
+            meter=meter,
+            sqs=boto3.client("sqs"),
+            s3=boto3.client("s3"),
+            dynamodb=boto3.client("dynamodb"),
+            counters=StreamDrain.of(env["TABLE_NAME"]),
+        )

@@ -284,7 +284,7 @@ def api_error(status: int, message: str) -> HttpAnswer:
 def call_api(
     routes: Iterable[Route],
     invoke: Invoke,
-    dev_user: str,
+    dev_user: str | None,
     method: str,
     target: str,
     headers: list[tuple[str, str]],
@@ -293,7 +293,8 @@ def call_api(
     protocol: str = "HTTP/1.1",
 ) -> HttpAnswer:
     """One API request through its function, as API Gateway would route and answer it (the
-    gateway's port and the in-process harness both come here)."""
+    gateway's port and the in-process harness both come here). Without ``dev_user`` an
+    authorized route needs a bearer token, as the HTTP API's JWT authorizer does."""
     path = urlsplit(target).path
     route, params = find_route(routes, method, path)
     if route is None:
@@ -301,7 +302,9 @@ def call_api(
     claims = None
     if route.authorized and method != "OPTIONS":
         authorization = next((v for k, v in headers if k.lower() == "authorization"), None)
-        claims = bearer_claims(authorization) or dev_claims(dev_user)
+        claims = bearer_claims(authorization) or (dev_claims(dev_user) if dev_user else None)
+        if claims is None:
+            return api_error(401, "Unauthorized")
     event = http_api_event(
         method=method,
         target=target,

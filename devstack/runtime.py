@@ -25,6 +25,7 @@ from typing import Any, TextIO
 from devstack.resources import DEFAULT_ACCOUNT_ID, DEFAULT_REGION, REPO_ROOT, FunctionEventSources
 
 LAYER_PATHS = (REPO_ROOT / "layers" / "core",)
+FUNCTIONS_DIR = REPO_ROOT / "functions"
 
 # Never reach a real account (the local stack, the tests, the benchmarks), whatever the shell
 # has configured: fake credentials, and no profile or endpoint of the shell's.
@@ -71,6 +72,8 @@ def apply_function_environment(environment: Mapping[str, str]) -> None:
 
 
 def reset_handler_caches() -> None:
+    """Forget every cached object of the handlers (services, engine, clients, settings), so
+    that a changed environment takes effect: the one reset for tests, benchmarks and stack."""
     from taskqueue import wiring
 
     wiring.reset()
@@ -94,7 +97,9 @@ def say(line: str, stream: TextIO | None = None) -> None:
 
 @dataclass(eq=False)  # compared and hashed by identity: kept in a set while running
 class LambdaContext:
-    """The Lambda context object: remaining time counts down from the function's Timeout.
+    """The Lambda context object: remaining time counts down from the function's Timeout,
+    unless ``remaining`` sets it (milliseconds, or a function answering them: a test's
+    countdown makes a worker run out of time after N chunks).
 
     ``expire()`` makes the remaining time zero, so a handler that watches it (the worker
     engine) checkpoints and hands over to a continuation message: a prompt, clean shutdown.
@@ -107,6 +112,7 @@ class LambdaContext:
     aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
     region: str = DEFAULT_REGION
     account_id: str = DEFAULT_ACCOUNT_ID
+    remaining: int | Callable[[], int] | None = None
     _deadline: float = field(default=0.0, repr=False)
 
     def __post_init__(self) -> None:
@@ -125,9 +131,12 @@ class LambdaContext:
         return f"{datetime.now():%Y/%m/%d}/[$LATEST]devstack"
 
     def get_remaining_time_in_millis(self) -> int:
+        if self.remaining is not None:
+            return self.remaining() if callable(self.remaining) else self.remaining
         return max(0, int((self._deadline - time.monotonic()) * 1000))
 
     def expire(self) -> None:
+        self.remaining = None
         self._deadline = time.monotonic()
 
 
@@ -152,6 +161,15 @@ def load_handler_module(code_dir: Path, handler: str, name: str) -> ModuleType:
     sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
+
+
+def load_function(name: str) -> ModuleType:
+    """functions/<name>/app.py, loaded once per process under the name ``<name>_app``: one
+    execution environment of that function shared by every caller in this process."""
+    module_name = f"{name}_app"
+    if module_name in sys.modules:
+        return sys.modules[module_name]
+    return load_handler_module(FUNCTIONS_DIR / name, "app.lambda_handler", module_name)
 
 
 @dataclass

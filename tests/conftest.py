@@ -5,7 +5,9 @@
   ``aws.queues["TaskQueue"]`` (URL), ``aws.buckets["DataBucket"]``, ``aws.arns[...]``).
 - ``settings_env``: ``aws`` + the ApiFunction environment set with monkeypatch.
 - ``function_env``: the same for any function: ``function_env("WorkerFunction")``.
-- ``lambda_context``: a fake Lambda context with a settable remaining time.
+- ``lambda_context``: a Lambda context with a settable remaining time.
+
+Each is a thin wrapper over devstack.harness, which the benchmarks and the local stack share.
 - every test: a DynamoDB ``Scan`` fails the test (design rule: no Scan, anywhere).
 """
 
@@ -24,18 +26,15 @@ for _name in REAL_AWS_ENV:
     os.environ.pop(_name, None)
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from typing import Any
-from uuid import uuid4
 
-import boto3
 import pytest
 from botocore.client import BaseClient
-from moto import mock_aws
 
+from devstack.harness import LambdaContext, reset_caches, template_resources
+from devstack.harness import lambda_context as new_lambda_context
 from devstack.resources import (
     LocalResources,
-    create_resources,
     function_environment,
     load_template,
     transform_template,
@@ -142,19 +141,13 @@ def transformed_template(sam_template: dict[str, Any]) -> dict[str, Any]:
     return transform_template(sam_template)
 
 
-def _reset_cached_clients() -> None:
-    from taskqueue import wiring
-
-    wiring.reset()
-
-
 @pytest.fixture
 def aws(transformed_template: dict[str, Any]) -> Iterator[LocalResources]:
     """moto in-process with every table, queue and bucket of template.yaml."""
-    with mock_aws():
-        _reset_cached_clients()
-        yield create_resources(boto3.Session(region_name=REGION), transformed_template)
-    _reset_cached_clients()
+    with template_resources(transformed_template) as resources:
+        reset_caches()
+        yield resources
+    reset_caches()
 
 
 @pytest.fixture
@@ -169,7 +162,7 @@ def function_env(
         environment = function_environment(transformed_template, logical_id, aws)
         for name, value in environment.items():
             monkeypatch.setenv(name, value)
-        _reset_cached_clients()
+        reset_caches()
         return environment
 
     return apply
@@ -184,30 +177,6 @@ def settings_env(function_env: Callable[[str], dict[str, str]]) -> dict[str, str
 # ------------------------------------------------------------------------------- Lambda
 
 
-@dataclass
-class FakeLambdaContext:
-    """The parts of the Lambda context handlers use; remaining time is settable.
-
-    ``remaining_time_in_millis`` is an int or a callable (e.g. a countdown), so a test can
-    make a worker run out of time after N chunks.
-    """
-
-    function_name: str = "local-WorkerFunction"
-    function_version: str = "$LATEST"
-    memory_limit_in_mb: int = 1024
-    invoked_function_arn: str = (
-        "arn:aws:lambda:us-east-1:123456789012:function:local-WorkerFunction"
-    )
-    aws_request_id: str = field(default_factory=lambda: str(uuid4()))
-    log_group_name: str = "/aws/lambda/local-WorkerFunction"
-    log_stream_name: str = "local"
-    remaining_time_in_millis: int | Callable[[], int] = 300_000
-
-    def get_remaining_time_in_millis(self) -> int:
-        remaining = self.remaining_time_in_millis
-        return remaining() if callable(remaining) else remaining
-
-
 @pytest.fixture
-def lambda_context() -> FakeLambdaContext:
-    return FakeLambdaContext()
+def lambda_context() -> LambdaContext:
+    return new_lambda_context(function_name="local-WorkerFunction", memory_limit_in_mb=1024)

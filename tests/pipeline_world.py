@@ -15,6 +15,13 @@ from typing import Any
 import boto3
 from pydantic import BaseModel, Field
 
+from devstack.harness import (
+    Pipeline,
+    StreamDrain,
+    every_invocation_fresh,
+    load_function,
+    reset_caches,
+)
 from taskqueue import wiring
 from taskqueue.engine import Outcome
 from taskqueue.errors import InvalidInput
@@ -22,7 +29,6 @@ from taskqueue.models import ChunkState, Task, TaskMessage, TaskResult, TaskStat
 from taskqueue.store import Store
 from taskqueue.task_types import REGISTRY
 from taskqueue.task_types.base import TaskContext
-from tests.helpers import CounterStream, Pipeline, load_function, reset_function_caches
 
 OWNER = "user-123"
 
@@ -93,7 +99,7 @@ class World:
     queue_url: str
     high_queue_url: str
     dlq_url: str
-    counters: CounterStream
+    counters: StreamDrain
 
     def submit(
         self, params: dict[str, Any], task_type: str = "COUNTING", max_attempts: int = 3
@@ -126,7 +132,7 @@ class World:
         """The one event source mapping of this world (it remembers invisible messages)."""
         if self._pipeline is None:
             self._pipeline = Pipeline(self.sqs, [self.high_queue_url, self.queue_url])
-        self._pipeline.budget = budget or (lambda: lambda: 300_000)
+        self._pipeline.budget = budget or every_invocation_fresh
         return self._pipeline
 
     def redeliver_after_crash(self) -> None:
@@ -156,7 +162,7 @@ class World:
 
 def make_world(aws: Any, function_env: Callable[[str], dict[str, str]]) -> Iterator[World]:
     env = function_env("WorkerFunction")
-    reset_function_caches()
+    reset_caches()
     worker = load_function("worker")
     engine = wiring.engine()
     counting = CountingType()
@@ -173,9 +179,9 @@ def make_world(aws: Any, function_env: Callable[[str], dict[str, str]]) -> Itera
         env["QUEUE_URL"],
         env["HIGH_PRIORITY_QUEUE_URL"],
         env["DLQ_URL"],
-        CounterStream.of(env["TABLE_NAME"]),
+        StreamDrain.of(env["TABLE_NAME"]),
     )
-    reset_function_caches()
+    reset_caches()
 
 
 def countdown(chunks_per_invocation: int) -> Callable[[], Callable[[], int]]:

@@ -16,15 +16,8 @@ from typing import Any
 import httpx
 import requests
 
-from devstack.gateway import (
-    Route,
-    api_error,
-    bearer_claims,
-    find_route,
-    http_answer,
-    http_api_event,
-)
-from tests.helpers import FakeLambdaContext, load_function
+from devstack.gateway import Route, call_api
+from devstack.harness import lambda_context, load_function
 from tests.pipeline_world import World, countdown
 
 API_URL = "https://api.tasks.test"
@@ -83,28 +76,22 @@ class LambdaTransport(httpx.BaseTransport):
         body = request.read()
         if f"{request.url.scheme}://{request.url.host}" != API_URL:
             return self._outside(request, body)
-        target = request.url.raw_path.decode()
-        route, params = find_route(self.routes, request.method, request.url.path)
-        claims = bearer_claims(request.headers.get("authorization"))
-        if route is None:
-            answer = api_error(404, "Not Found")
-        elif route.authorized and claims is None:
-            answer = api_error(401, "Unauthorized")
-        else:
-            event = http_api_event(
-                method=request.method,
-                target=target,
-                headers=list(request.headers.multi_items()),
-                body=body,
-                source_ip="203.0.113.1",
-                protocol="HTTP/1.1",
-                route=route,
-                path_parameters=params,
-                claims=claims if route.authorized else None,
-            )
-            api = load_function("api")
-            answer = http_answer(api.lambda_handler(event, FakeLambdaContext("api")))
+        answer = call_api(
+            self.routes,
+            self._invoke,
+            None,  # no dev user: the authorizer wants a token
+            request.method,
+            request.url.raw_path.decode(),
+            list(request.headers.multi_items()),
+            body,
+            source_ip="203.0.113.1",
+        )
         return httpx.Response(answer.status, headers=answer.headers, content=answer.body)
+
+    @staticmethod
+    def _invoke(function: str, event: dict[str, Any]) -> Any:
+        assert function == "ApiFunction"  # every route of the HTTP API is the API function's
+        return load_function("api").lambda_handler(event, lambda_context("api"))
 
     def _outside(self, request: httpx.Request, body: bytes) -> httpx.Response:
         sent: Any = requests.request(

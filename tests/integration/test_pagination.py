@@ -10,18 +10,17 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-import boto3
 import pytest
-from moto import mock_aws
 
-from devstack.resources import create_resources, function_environment
+from devstack.harness import template_resources
+from devstack.resources import function_environment
 from taskqueue import aws as taskqueue_aws
 from taskqueue import wiring
 from taskqueue.lifecycle import Action, decide
 from taskqueue.models import Task, TaskStatus, format_time, utcnow
 from taskqueue.store import Store
 from taskqueue.store.items import shard_of
-from tests.conftest import FAKE_AWS_ENV, REGION
+from tests.conftest import FAKE_AWS_ENV
 from tests.helpers import (
     ApiResponse,
     call_api,
@@ -104,25 +103,25 @@ def built(transformed_template: dict[str, Any]) -> Iterator[Built]:
     each TransactWriteItems, so building it per test would cost seconds each. Same resources
     and ApiFunction environment as the `settings_env` fixture, at module scope.
     """
-    with pytest.MonkeyPatch.context() as patch, mock_aws():
+    with pytest.MonkeyPatch.context() as patch:
         for name, value in FAKE_AWS_ENV.items():
             patch.setenv(name, value)
-        resources = create_resources(boto3.Session(region_name=REGION), transformed_template)
-        environment = function_environment(transformed_template, "ApiFunction", resources)
-        for name, value in environment.items():
-            patch.setenv(name, value)
-        reset_function_caches()
-        shard_count = int(environment["SHARD_COUNT"])
-        # An hour ago: near enough to now that finished tasks have not expired for the API.
-        clock = StepClock(utcnow().replace(microsecond=0) - timedelta(hours=1))
-        store = wiring.new_store(wiring.settings(), clock=clock)
-        created = []
-        for index in range(TASK_COUNT):
-            task = create(store, OWNER, TYPES[index % 3])
-            move_to(store, task, status_for(index))
-            created.append(task.task_id)
-        others = [create(store, OTHER, TYPES[i % 3]) for i in range(6)]
-        yield Built([store.tasks.get(task_id) for task_id in created], shard_count, others)
+        with template_resources(transformed_template) as resources:
+            environment = function_environment(transformed_template, "ApiFunction", resources)
+            for name, value in environment.items():
+                patch.setenv(name, value)
+            reset_function_caches()
+            shard_count = int(environment["SHARD_COUNT"])
+            # An hour ago: near enough to now that finished tasks have not expired for the API.
+            clock = StepClock(utcnow().replace(microsecond=0) - timedelta(hours=1))
+            store = wiring.new_store(wiring.settings(), clock=clock)
+            created = []
+            for index in range(TASK_COUNT):
+                task = create(store, OWNER, TYPES[index % 3])
+                move_to(store, task, status_for(index))
+                created.append(task.task_id)
+            others = [create(store, OTHER, TYPES[i % 3]) for i in range(6)]
+            yield Built([store.tasks.get(task_id) for task_id in created], shard_count, others)
     reset_function_caches()
 
 

@@ -10,13 +10,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import boto3
 import pytest
-from botocore.config import Config
 from botocore.exceptions import ClientError
 from moto.apigatewaymanagementapi.models import apigatewaymanagementapi_backends
 
-from devstack.resources import event_sources, load_template
+from devstack.harness import StreamDrain
 from devstack.streams import StreamReader
 from taskqueue import wiring
 from taskqueue.models import Task, TaskError, TaskStatus, utcnow
@@ -45,8 +43,15 @@ class PushWorld:
     table: str
     store: Store
     connections: ConnectionStore
-    reader: StreamReader
-    batch_size: int
+    stream: StreamDrain  # the push function's stream mapping
+
+    @property
+    def reader(self) -> StreamReader:
+        return self.stream.reader
+
+    @property
+    def batch_size(self) -> int:
+        return self.stream.batch_size
 
     def task(self, owner: str, task_type: str = "EMAIL", **fields: Any) -> str:
         now = utcnow()
@@ -68,27 +73,23 @@ class PushWorld:
 
     def push(self, batch_size: int | None = None) -> dict[str, int]:
         """One invocation of the handler with the next batch, as the mapping would."""
-        app = load_function("push")
-        answer: dict[str, int] = app.lambda_handler(
-            {"Records": self.records(batch_size)}, FakeLambdaContext("push")
-        )
+        answer: dict[str, int] = self.stream.invoke_next(batch_size)
         return answer
 
 
 def push_reader(table: str) -> tuple[StreamReader, int]:
-    (source,) = event_sources(load_template(), "PushFunction").streams
-    streams = boto3.client("dynamodbstreams", config=Config(account_id_endpoint_mode="disabled"))
-    reader = StreamReader.for_table(boto3.client("dynamodb"), streams, table, source.filters)
-    reader.skip_to_latest()  # the mapping's StartingPosition is LATEST
-    return reader, source.batch_size
+    """The push function's stream mapping of `table` from now on (its StartingPosition is
+    LATEST), and its batch size."""
+    stream = StreamDrain.of(table, "PushFunction")
+    return stream.reader, stream.batch_size
 
 
 @pytest.fixture
 def push_world(aws: Any, function_env: Callable[[str], dict[str, str]]) -> Iterator[PushWorld]:
     table = function_env("PushFunction")["TABLE_NAME"]  # what wiring built is built again
-    reader, batch_size = push_reader(table)
+    stream = StreamDrain.of(table, "PushFunction")
     store = wiring.new_store(wiring.settings())
-    yield PushWorld(table, store, store.connections, reader, batch_size)
+    yield PushWorld(table, store, store.connections, stream)
 
 
 def received(connection_id: str) -> list[dict[str, Any]]:

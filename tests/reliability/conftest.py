@@ -10,6 +10,7 @@ from typing import Any
 import boto3
 import pytest
 
+from devstack.harness import StreamDrain, load_function, reset_caches
 from devstack.moto_patches import (
     partition_queries,
     serialize_dynamodb_requests,
@@ -19,7 +20,6 @@ from taskqueue import wiring
 from taskqueue.observability import logger, metrics
 from taskqueue.task_types import REGISTRY
 from taskqueue.task_types.email import Email, SesPacer
-from tests.helpers import CounterStream, load_function, reset_function_caches
 from tests.reliability.chaos import ChunkSum, Harness, Ledger, SimClock
 
 
@@ -40,7 +40,7 @@ def harness(
     # No EMF lines on stdout: Powertools prints a full metric set even when disabled.
     monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "true")
     monkeypatch.setattr(metrics, "add_metric", lambda **_: None)
-    reset_function_caches()
+    reset_caches()
     boto3.client("ses").verify_email_identity(EmailAddress=env["EMAIL_SENDER"])
     worker, api, dlq, counters = (
         load_function(name) for name in ("worker", "api", "dlq", "counters")
@@ -77,12 +77,12 @@ def harness(
             boto3.client("sqs"),
             int(queue_props["VisibilityTimeout"]),
             counters,
-            CounterStream.of(env["TABLE_NAME"]).reader,
+            StreamDrain.of(env["TABLE_NAME"]).reader,
         )
     finally:
         logger.setLevel(level)
         metrics.clear_metrics()
-        reset_function_caches()
+        reset_caches()
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ Run alone, larger:  RELIABILITY_TASKS=1000 RELIABILITY_SEED=7 .venv/bin/pytest t
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import random
@@ -21,9 +20,9 @@ from typing import Any
 
 import pytest
 
+from devstack.runtime import FUNCTIONS_DIR, load_handler_module
 from taskqueue.models import TaskStatus
 from tests.helpers import (
-    ROOT,
     FakeLambdaContext,
     Pipeline,
     call_api,
@@ -285,13 +284,7 @@ def api_container(n: int) -> ModuleType:
     Powertools' resolver keeps the current request on the module's `app`, which is right for
     Lambda (one request at a time per environment) but not for threads sharing one module.
     """
-    spec = importlib.util.spec_from_file_location(
-        f"api_container_{n}", ROOT / "functions" / "api" / "app.py"
-    )
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_handler_module(FUNCTIONS_DIR / "api", "app.lambda_handler", f"api_container_{n}")
 
 
 @pytest.mark.usefixtures("atomic_dynamodb")

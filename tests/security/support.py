@@ -270,24 +270,23 @@ def moto_world(template: dict[str, Any]) -> Iterator[World]:
     """A module-scoped stand-in for conftest's `aws` + `settings_env` fixtures."""
     import boto3
     import pytest
-    from moto import mock_aws
 
-    from devstack.resources import create_resources
+    from devstack.harness import template_resources
     from tests.conftest import FAKE_AWS_ENV
     from tests.helpers import reset_function_caches
 
-    with pytest.MonkeyPatch.context() as patch, mock_aws():
+    with pytest.MonkeyPatch.context() as patch:
         for name, value in FAKE_AWS_ENV.items():
             patch.setenv(name, value)
         patch.delenv("DEV_AUTH_USER", raising=False)
         reset_function_caches()
-        resources = create_resources(boto3.Session(region_name="us-east-1"), template)
-        world = World(resources, template, patch, boto3.client("sqs", region_name="us-east-1"))
-        world.as_function("ApiFunction")
-        try:
-            yield world
-        finally:
-            reset_function_caches()
+        with template_resources(template) as resources:
+            world = World(resources, template, patch, boto3.client("sqs", region_name="us-east-1"))
+            world.as_function("ApiFunction")
+            try:
+                yield world
+            finally:
+                reset_function_caches()
 
 
 def fresh_user(label: str = "user") -> str:

@@ -268,8 +268,8 @@ def iam_actions(service: str, operation: str, params: dict[str, Any]) -> list[st
         return ["s3:ListBucket"]
     if (service, operation) == ("s3", "ListParts"):
         return ["s3:ListMultipartUploadParts"]
-    if (service, operation) == ("sqs", "SendMessageBatch"):
-        return ["sqs:SendMessage"]
+    if (service, operation) in {("sqs", "SendMessageBatch"), ("sqs", "DeleteMessageBatch")}:
+        return [f"sqs:{operation.removesuffix('Batch')}"]  # IAM authorizes batches per message
     return [f"{prefix}:{operation}"]
 
 
