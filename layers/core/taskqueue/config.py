@@ -79,6 +79,8 @@ class Settings(Telemetry):
     task_type_modules: Annotated[
         tuple[ModuleName, ...], BeforeValidator(comma_list), Field(max_length=20)
     ] = ()
+    # The most parts of one parallel task that run at once, whatever its max_parallel asks.
+    max_parallel_parts: Annotated[int, Field(ge=1, le=1000)] = 64
     # Local stack only: "path", because bucket host names do not resolve on a laptop.
     s3_addressing_style: Literal["auto", "path", "virtual"] | None = None
 
