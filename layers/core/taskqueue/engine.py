@@ -27,7 +27,7 @@ from taskqueue.errors import (
     error_code,
     is_permanent,
 )
-from taskqueue.fanout import FanOut
+from taskqueue.fanout import PARTS_QUEUE, FanOut
 from taskqueue.lifecycle import Action, Guard, Transition, decide, row
 from taskqueue.models import (
     ChunkState,
@@ -138,7 +138,7 @@ class Engine:
             assert current.run_at is not None
             wait = (current.run_at - now).total_seconds()
             hop = int(min(MAX_DELAY_SECONDS, wait + 0.999))
-            self.dispatcher.send(TaskMessage.of(current), current.priority.value, hop)
+            self.dispatcher.send(TaskMessage.of(current), _queue(current), hop)
             return Outcome.SCHEDULED
         except InvalidTransition:
             if current.part is not None:
@@ -225,9 +225,7 @@ class Engine:
                     return self._cancel(task, lease, state)
                 if hand_over:
                     # Paced types (EMAIL) wait in the queue, not in a billed invocation.
-                    self.dispatcher.send(
-                        TaskMessage.of(task, resume=True), task.priority.value, wait
-                    )
+                    self.dispatcher.send(TaskMessage.of(task, resume=True), _queue(task), wait)
                     return Outcome.CONTINUED
             finish = task_type.finish
             if task.part is not None:
@@ -307,7 +305,7 @@ class Engine:
                 "delay": delay,
             },
         )
-        self.dispatcher.send(TaskMessage.of(task), task.priority.value, delay)
+        self.dispatcher.send(TaskMessage.of(task), _queue(task), delay)
         metrics.add_metric(name="TasksRetried", unit="Count", value=1)
         return Outcome.RETRYING
 
@@ -342,6 +340,11 @@ class Engine:
         if task.part is not None:
             self.fanout.part_finished(task, succeeded=False)
         return Outcome.CANCELLED
+
+
+def _queue(task: Task) -> str:
+    """The queue of a task's messages: its priority's, or the parts' for a part."""
+    return PARTS_QUEUE if task.part is not None else task.priority.value
 
 
 def _task_error(exc: Exception) -> TaskError:

@@ -31,6 +31,9 @@ from taskqueue.task_types.base import Plan, Splits, TaskContext
 
 FANOUT = "fanout"  # the key of the parent's state data that says it was split
 DEFAULT_MAX_PARALLEL = 64
+# Parts go to a queue of their own, read one message per invocation (template.yaml): sent
+# together, they must not run one after another in one batch.
+PARTS_QUEUE = "parts"
 
 
 @dataclass
@@ -134,7 +137,7 @@ class FanOut:
         message = TaskMessage(
             task_id=part_id(parent.task_id, index), owner=parent.owner, task_type=parent.task_type
         )
-        self.dispatcher.send(message, parent.priority.value)
+        self.dispatcher.send(message, PARTS_QUEUE)
 
 
 def _failure(part: Task, total: int) -> str:
