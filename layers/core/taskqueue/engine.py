@@ -250,7 +250,9 @@ class Engine:
         if result is None:
             return Outcome.WAITING
         assert task.state is not None
-        return self._succeed(task, lease, task.state.model_copy(update={"done": True}), result)
+        # Every part's units are done: the parent's state says so (SUCCESS means all of it).
+        done = {"done": True, "units_done": task.state.units_total}
+        return self._succeed(task, lease, task.state.model_copy(update=done), result)
 
     def _succeed(self, task: Task, lease: str, state: ChunkState, result: TaskResult) -> Outcome:
         if result.total_items and result.failed_items >= result.total_items:
