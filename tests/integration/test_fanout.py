@@ -38,6 +38,7 @@ class SummingType:
 
     name: str = "SUMMING"
     description: str = "sums in parallel parts"
+    progress_unit: str = "chunks"
     params_model: type[BaseModel] = SummingParams
     executions: list[tuple[str, int]] = field(default_factory=list)
     merges: list[str] = field(default_factory=list)

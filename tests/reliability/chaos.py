@@ -102,6 +102,7 @@ class ChunkSum:
     ledger: Ledger
     name: str = "CHUNKSUM"
     description: str = "a chunked sum whose exact result is known (reliability tests)"
+    progress_unit: str = "chunks"
     params_model: type[BaseModel] = ChunkSumParams
     during_chunk: Callable[[str, int], None] | None = None
 
@@ -141,6 +142,7 @@ class PartSum:
     ledger: Ledger
     name: str = "PARTSUM"
     description: str = "a chunked sum in parallel parts (reliability tests)"
+    progress_unit: str = "chunks"
     params_model: type[BaseModel] = PartSumParams
     during_chunk: Callable[[str, int], None] | None = None
     merges: Counter[str] = field(default_factory=Counter)
