@@ -104,9 +104,10 @@ class FanOut:
                     self.store.parts.reset(parts[index], task, state)
                     metrics.add_metric(name="PartsRedone", unit="Count", value=1)
                 task = self.store.tasks.get(task.task_id)
-            # Parts may be missing their message (a crash, a retry): send each lane's next.
+            # Parts may be missing their message (a crash, a retry): send each lane's first
+            # unfinished part (one already running loses the duplicate's claim).
             for lane in range(self._lanes(task)):
-                following = self._next_in_lane(task, lane - self._lanes(task))
+                following = self._unfinished_from(task, lane)
                 if following is not None:
                     self._send_part(task, following)
             try:
@@ -124,13 +125,16 @@ class FanOut:
 
     def _next_in_lane(self, parent: Task, index: int) -> int | None:
         """The next part after `index` in its lane that has not finished."""
+        return self._unfinished_from(parent, index + self._lanes(parent))
+
+    def _unfinished_from(self, parent: Task, index: int) -> int | None:
+        """The first part from `index` on in its lane that has not finished."""
         lanes = self._lanes(parent)
         finished = set(parent.parts_in)
-        following = index + lanes
-        while following < parent.parts_total:
-            if following not in finished:
-                return following
-            following += lanes
+        while index < parent.parts_total:
+            if index not in finished:
+                return index
+            index += lanes
         return None
 
     def _send_part(self, parent: Task, index: int) -> None:
