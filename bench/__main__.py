@@ -12,6 +12,7 @@ import time
 
 BENCHMARKS = {
     "cost": "bench.cost",
+    "parallel": "bench.parallel",
     "capacity": "bench.capacity",
     "list": "bench.listing",
     "coldstart": "bench.coldstart",

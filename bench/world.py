@@ -76,7 +76,8 @@ class World:
         return self.env["TABLE_NAME"]
 
     def pipeline(self) -> Pipeline:
-        return Pipeline(self.sqs, [self.env["HIGH_PRIORITY_QUEUE_URL"], self.env["QUEUE_URL"]])
+        queues = ["HIGH_PRIORITY_QUEUE_URL", "QUEUE_URL", "PARTS_QUEUE_URL"]
+        return Pipeline(self.sqs, [self.env[name] for name in queues])
 
     def drain(self, max_invocations: int = 100_000) -> int:
         """Invoke the worker until the task queues are empty; returns the invocations."""

@@ -100,6 +100,7 @@ class World:
     high_queue_url: str
     dlq_url: str
     counters: StreamDrain
+    parts_queue_url: str = ""
 
     def submit(
         self, params: dict[str, Any], task_type: str = "COUNTING", max_attempts: int = 3
@@ -131,7 +132,8 @@ class World:
     def pipeline(self, budget: Callable[[], Callable[[], int]] | None = None) -> Pipeline:
         """The one event source mapping of this world (it remembers invisible messages)."""
         if self._pipeline is None:
-            self._pipeline = Pipeline(self.sqs, [self.high_queue_url, self.queue_url])
+            queues = [self.high_queue_url, self.queue_url, self.parts_queue_url]
+            self._pipeline = Pipeline(self.sqs, [url for url in queues if url])
         self._pipeline.budget = budget or every_invocation_fresh
         return self._pipeline
 
@@ -180,6 +182,7 @@ def make_world(aws: Any, function_env: Callable[[str], dict[str, str]]) -> Itera
         env["HIGH_PRIORITY_QUEUE_URL"],
         env["DLQ_URL"],
         StreamDrain.of(env["TABLE_NAME"]),
+        env["PARTS_QUEUE_URL"],
     )
     reset_caches()
 

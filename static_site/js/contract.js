@@ -20,12 +20,14 @@ export const CONTRACT = {
       "created_at": true, "updated_at": true, "started_at": true, "finished_at": true,
       "run_at": true, "duration_seconds": true,
       "error": { "type": true, "message": true },
-      "result": true, "result_location": true, "outputs": true, "failed_items": true
+      "result": true, "result_location": true, "outputs": true, "failed_items": true,
+      "parts_total": true, "parts_done": true
     },
     "TaskDetail": {
       "$extends": "TaskView",
       "events": [{ "time": true, "level": true, "message": true }],
-      "downloads": [{ "key": true, "url": true }]
+      "downloads": [{ "key": true, "url": true }],
+      "parts": [{ "index": true, "status": true, "progress": true, "attempts": true, "error": { "type": true, "message": true } }]
     },
     "TaskPage": { "items": ["TaskView"], "next_cursor": true },
     "TaskTypeInfo": { "name": true, "description": true, "progress_unit": true, "params_schema": true },

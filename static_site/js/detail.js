@@ -157,6 +157,43 @@ function downloadsView(downloads) {
   );
 }
 
+// A parallel task's parts: a grid of small progress bars, one a part, in order.
+function partsView(parts) {
+  if (!Array.isArray(parts) || !parts.length) return null;
+  const done = parts.filter((p) => p.status === "SUCCESS").length;
+  return section(
+    `Parts (${done} of ${parts.length} done)`,
+    "detail-parts",
+    el(
+      "ul",
+      { class: "parts-grid" },
+      parts.map((p) => {
+        const pct = Math.max(0, Math.min(100, Number(p.progress) || 0));
+        const status = String(p.status || "").toLowerCase();
+        const label = `Part ${Number(p.index) + 1}: ${p.status} ${pct}%`;
+        return el(
+          "li",
+          { title: p.error ? `${label}: ${p.error.type}` : label },
+          el(
+            "span",
+            {
+              class: `progress part-bar progress-${status}`,
+              role: "progressbar",
+              "aria-valuemin": "0",
+              "aria-valuemax": "100",
+              "aria-valuenow": String(pct),
+              "aria-label": label,
+              testid: "part-bar",
+              dataset: { status: p.status, progress: pct },
+            },
+            el("span", { class: "progress-fill", style: { width: `${pct}%` } }),
+          ),
+        );
+      }),
+    ),
+  );
+}
+
 // ---------------------------------------------------------------- EMAIL: each recipient
 
 const RECIPIENT_ROWS = 100; // shown in the page; the CSV download has them all
@@ -335,7 +372,8 @@ export function createDetailPanel({ onChanged, onClosed }) {
   let generation = 0;
 
   function signature(t) {
-    return t ? JSON.stringify([t.status, t.progress, t.units_done, t.updated_at, t.attempts, t.cancel_requested, (t.events || []).length]) : "";
+    const parts = (t && t.parts) || [];
+    return t ? JSON.stringify([t.status, t.progress, t.units_done, t.updated_at, t.attempts, t.cancel_requested, (t.events || []).length, parts.map((p) => [p.status, p.progress])]) : "";
   }
 
   function actions(t) {
@@ -390,6 +428,7 @@ export function createDetailPanel({ onChanged, onClosed }) {
       actions(t),
       partialView(t),
       errorNode,
+      partsView(t.parts),
       resultView(t),
       downloadsView(t.downloads),
       section("Parameters", "detail-params", isPlainObject(t.params) && Object.keys(t.params).length ? kvTable(t.params) : el("p", { class: "muted" }, "No parameters.")),

@@ -93,6 +93,29 @@ def test_data_processing_through_the_form_shows_column_stats_with_units(page: Pa
     expect(panel.get_by_test_id("event")).not_to_have_count(0)
 
 
+def test_a_parallel_task_shows_its_parts_as_a_grid_of_small_bars(page: Page) -> None:
+    # Given a DATA_PROCESSING task submitted through the form in 4 parts, 2 at a time
+    open_app(page)
+    choose_type(page, "DATA_PROCESSING")
+    page.get_by_test_id("field-rows").fill("2000")
+    page.get_by_test_id("field-max_parallel").fill("2")
+    page.get_by_test_id("advanced-options").locator("summary").click()
+    page.get_by_test_id("field-parts").fill("4")
+    task_id = submit_form(page)
+    # When it has finished and its detail is open
+    wait_until_done(page, task_id)
+    panel = open_detail(page, task_id, "SUCCESS")
+    # Then the detail shows one full bar per part, in a grid, and the merged result
+    parts = panel.get_by_test_id("detail-parts")
+    expect(parts).to_contain_text("Parts (4 of 4 done)")
+    bars = parts.get_by_test_id("part-bar")
+    expect(bars).to_have_count(4)
+    for index in range(4):
+        expect(bars.nth(index)).to_have_attribute("data-status", "SUCCESS")
+        expect(bars.nth(index)).to_have_attribute("aria-valuenow", "100")
+    expect(panel.get_by_test_id("detail-result")).to_contain_text("2,000")
+
+
 def test_email_subject_with_markup_is_shown_as_text_and_runs_nothing(
     page: Page, watched: WatchedPage
 ) -> None:

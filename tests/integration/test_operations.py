@@ -82,7 +82,13 @@ def test_stats_route_shows_counts_queues_and_an_hour_of_throughput(
         "CANCELLED": 0,
     }
     assert body["counts"]["by_type"]["COUNTING"] == 2
-    assert set(body["queues"]) == {"tasks-normal", "tasks-high", "dlq-normal", "dlq-high"}
+    assert set(body["queues"]) == {
+        "tasks-normal",
+        "tasks-high",
+        "tasks-parts",
+        "dlq-normal",
+        "dlq-high",
+    }
     assert body["queues"]["tasks-normal"]["visible"] == 1
     assert len(body["throughput"]) == 60
     assert sum(point["succeeded"] for point in body["throughput"]) == 1

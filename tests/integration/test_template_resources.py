@@ -112,7 +112,7 @@ def test_queue_visibility_timeout_is_six_times_the_consumer_timeout(
 ) -> None:
     sources = event_sources(transformed_template, function)
 
-    assert len(sources.sqs) == 2
+    assert len(sources.sqs) == (3 if function == "WorkerFunction" else 2)
     for source in sources:
         visibility = int(_queue_attributes(aws.queues[source.queue])["VisibilityTimeout"])
         assert sources.timeout * 6 <= visibility
@@ -125,8 +125,23 @@ def test_worker_reads_both_task_queues_in_batches(transformed_template: dict[str
     assert sources.timeout == 300
     assert sources.code_uri == "functions/worker"
     assert sources.handler == "app.lambda_handler"
-    assert {source.queue for source in sources} == set(QUEUE_TO_DLQ)
-    assert {(s.batch_size, s.maximum_batching_window_in_seconds) for s in sources} == {(10, 1)}
+    assert {source.queue for source in sources} == {*QUEUE_TO_DLQ, "PartsQueue"}
+    batching = {s.queue: (s.batch_size, s.maximum_batching_window_in_seconds) for s in sources}
+    assert batching == {"TaskQueue": (10, 1), "HighPriorityQueue": (10, 1), "PartsQueue": (1, 0)}
+
+
+def test_parts_of_parallel_tasks_are_read_one_per_invocation(
+    aws: LocalResources, transformed_template: dict[str, Any]
+) -> None:
+    # Parts sent together would otherwise run one after another in one batch.
+    [parts] = [
+        s for s in event_sources(transformed_template, "WorkerFunction") if s.queue == "PartsQueue"
+    ]
+    assert parts.batch_size == 1 and parts.reports_batch_item_failures
+    assert json.loads(_queue_attributes(aws.queues["PartsQueue"])["RedrivePolicy"]) == {
+        "deadLetterTargetArn": aws.arns["TaskDeadLetterQueue"],
+        "maxReceiveCount": 5,
+    }
 
 
 def test_dlq_handler_reads_both_dead_letter_queues(transformed_template: dict[str, Any]) -> None:
@@ -145,6 +160,7 @@ def test_function_environment_points_at_the_local_resources(
     assert environment["TABLE_NAME"] == aws.tables["TasksTable"]
     assert environment["QUEUE_URL"] == aws.queues["TaskQueue"]
     assert environment["HIGH_PRIORITY_QUEUE_URL"] == aws.queues["HighPriorityQueue"]
+    assert environment["PARTS_QUEUE_URL"] == aws.queues["PartsQueue"]
     assert environment["DLQ_URL"] == aws.queues["TaskDeadLetterQueue"]
     assert environment["HIGH_PRIORITY_DLQ_URL"] == aws.queues["HighPriorityDeadLetterQueue"]
     assert environment["DATA_BUCKET"] == aws.buckets["DataBucket"]

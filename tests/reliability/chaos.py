@@ -32,10 +32,11 @@ from taskqueue.models import (
     TaskMessage,
     TaskResult,
     TaskStatus,
+    parse_part_id,
     utcnow,
 )
 from taskqueue.store import Store
-from taskqueue.task_types.base import TaskContext
+from taskqueue.task_types.base import Plan, TaskContext
 from tests.helpers import (
     ApiResponse,
     CounterStream,
@@ -123,6 +124,85 @@ class ChunkSum:
 
     def finish(self, params: ChunkSumParams, state: ChunkState, ctx: TaskContext) -> TaskResult:
         return TaskResult(summary={"sum": state.data["sum"], "chunks": params.chunks})
+
+
+class PartSumParams(BaseModel):
+    chunks: int = Field(ge=1, le=1000)
+    parts: int = Field(ge=1, le=50)
+    max_parallel: int = Field(default=2, ge=1, le=50)
+    salt: int = Field(ge=0)
+
+
+@dataclass
+class PartSum:
+    """CHUNKSUM in parallel parts: part p sums chunks p, p + parts, p + 2 * parts, ...; the
+    merge adds the parts' sums. A part lost, counted twice or merged twice changes the sum;
+    every merge that runs is recorded (one per parent and run, unless a fault repeats it)."""
+
+    ledger: Ledger
+    name: str = "PARTSUM"
+    description: str = "a chunked sum in parallel parts (reliability tests)"
+    progress_unit: str = "chunks"
+    params_model: type[BaseModel] = PartSumParams
+    during_chunk: Callable[[str, int], None] | None = None
+    merges: Counter[str] = field(default_factory=Counter)
+
+    def start(self, params: PartSumParams, ctx: TaskContext) -> ChunkState:
+        return ChunkState(units_total=params.chunks, cursor=0, data={})
+
+    def plan(self, params: PartSumParams, state: ChunkState, ctx: TaskContext) -> Plan:
+        parts = []
+        for part in range(params.parts):
+            indexes = list(range(part, params.chunks, params.parts))
+            parts.append(
+                ChunkState(
+                    units_total=len(indexes),
+                    cursor=0,
+                    data={"indexes": indexes, "sum": 0},
+                    done=not indexes,
+                )
+            )
+        return Plan(parts=parts, max_parallel=params.max_parallel)
+
+    def run_chunk(self, params: PartSumParams, state: ChunkState, ctx: TaskContext) -> ChunkState:
+        position = int(state.cursor)
+        index = state.data["indexes"][position]
+        self.ledger.executed(ctx.task_id, index)
+        if self.during_chunk is not None:
+            self.during_chunk(ctx.task_id, index)
+        return ChunkState(
+            units_total=state.units_total,
+            units_done=position + 1,
+            cursor=position + 1,
+            data={**state.data, "sum": state.data["sum"] + chunk_value(params.salt, index)},
+            done=position + 1 >= len(state.data["indexes"]),
+        )
+
+    def finish(self, params: PartSumParams, state: ChunkState, ctx: TaskContext) -> TaskResult:
+        raise AssertionError("a PARTSUM task finishes by its merge")
+
+    def finish_part(self, params: PartSumParams, state: ChunkState, ctx: TaskContext) -> TaskResult:
+        return TaskResult(summary={"sum": state.data["sum"], "chunks": len(state.data["indexes"])})
+
+    def verify(
+        self, params: PartSumParams, results: list[dict[str, Any]], ctx: TaskContext
+    ) -> dict[int, ChunkState]:
+        return {}
+
+    def merge(
+        self,
+        params: PartSumParams,
+        state: ChunkState,
+        results: list[dict[str, Any]],
+        ctx: TaskContext,
+    ) -> TaskResult:
+        with self.ledger.lock:
+            self.merges[ctx.task_id] += 1
+        summary = {
+            "sum": sum(result["sum"] for result in results),
+            "chunks": sum(result["chunks"] for result in results),
+        }
+        return TaskResult(summary=summary)
 
 
 # ------------------------------------------------------------------ clock and ledger
@@ -524,6 +604,9 @@ class Chaos:
                 self.retry(action.task_id, action.restart)
 
     def cancel(self, task_id: str) -> ApiResponse:
+        part = parse_part_id(task_id)
+        if part is not None:  # a part's chunk: its owner cancels the task it is part of
+            task_id = part[0]
         response = self.api("DELETE", f"/tasks/{task_id}", task_id=task_id)
         self.ledger.action(task_id, "cancel", response.status)
         return response
@@ -765,6 +848,7 @@ class Harness:
     clock: SimClock
     ledger: Ledger
     chunksum: ChunkSum
+    partsum: PartSum
     sqs: Any
     visibility_timeout: int
     counters: Any
@@ -790,13 +874,14 @@ def make_chaos(harness: Harness, rng: random.Random, rates: Rates) -> tuple[Chao
         clients=[aws_client(name) for name in ("dynamodb", "sqs", "s3", "sesv2")],
     )
     harness.chunksum.during_chunk = chaos.during_chunk
+    harness.partsum.during_chunk = chaos.during_chunk
     delivery = Delivery(
         harness.sqs,
         chaos,
         rng,
         rates,
         harness.clock,
-        harness.queues("HighPriorityQueue", "TaskQueue"),
+        harness.queues("HighPriorityQueue", "TaskQueue", "PartsQueue"),
         harness.queues("HighPriorityDeadLetterQueue", "TaskDeadLetterQueue"),
         harness.visibility_timeout,
         harness.stream,
@@ -895,6 +980,9 @@ def check_task(
             "RuntimeError": faults["chunk_error"] > 0,  # the task's own code failed
             "DeadLetter": True,  # a message died after maxReceiveCount deliveries
             "EnqueueFailed": faults["api_sqs_send_failure"] > 0,
+            # a part failed for a reason allowed itself, or was cancelled by its owner
+            "part_failed": reason == "part_failed"
+            and parts_failed_for_a_reason(store, task, ledger, bool(requests["cancel"])),
         }
         if not allowed.get(reason, False):
             problems.append(f"FAILED with {task.error} although no such fault was injected")
@@ -904,6 +992,45 @@ def check_task(
         problems.append(f"terminal with lease {task.lease_expires_at}, finished {task.finished_at}")
     if spec.task_type == "CHUNKSUM":
         problems += check_chunks(spec, task.status, events, ledger, tally)
+    if spec.task_type == "PARTSUM":
+        problems += check_parts(spec, task, events, tally)
+    return problems
+
+
+def parts_failed_for_a_reason(store: Store, task: Any, ledger: Ledger, cancelled: bool) -> bool:
+    """Whether every part that did not succeed has a reason: a fault in its own chunk or a
+    dead message (FAILED), or a cancel of its parent (CANCELLED)."""
+    for part in store.parts.get(task):
+        faults = ledger.task_faults.get(part.task_id, Counter())
+        if part.status == TaskStatus.CANCELLED and not cancelled:
+            return False
+        if part.status == TaskStatus.FAILED:
+            kind = part.error.type if part.error else ""
+            if not (kind == "DeadLetter" or (kind == "RuntimeError" and faults["chunk_error"])):
+                return False
+    return True
+
+
+def check_parts(
+    spec: TaskSpec, task: Any, events: list[TaskEvent], tally: Counter[str]
+) -> list[str]:
+    """A parallel task: every part finished and counted once, and a SUCCESS merged once.
+
+    The merge's result is checked with every other result (a part lost, counted twice or
+    merged twice changes the sum); here: each part in the parent's count once, no part
+    left unfinished, and one "finished" line per run (a second merge that committed would
+    write a second one).
+    """
+    problems: list[str] = []
+    tally["parallel tasks"] += 1
+    tally[f"parallel tasks {task.status}"] += 1
+    if task.status == TaskStatus.SUCCESS and task.parts_in != list(range(task.parts_total)):
+        problems.append(f"parts counted {task.parts_in} of {task.parts_total}")
+    restarts = [i for i, e in enumerate(events) if e.message.startswith("retry requested")]
+    last_run = events[restarts[-1] + 1 :] if restarts else events
+    finished = sum(1 for e in last_run if e.message == "finished")
+    if task.status == TaskStatus.SUCCESS and finished != 1:
+        problems.append(f"{finished} merges committed in its last run")
     return problems
 
 

@@ -20,7 +20,7 @@ from taskqueue import wiring
 from taskqueue.observability import logger, metrics
 from taskqueue.task_types import REGISTRY
 from taskqueue.task_types.email import Email, SesPacer
-from tests.reliability.chaos import ChunkSum, Harness, Ledger, SimClock
+from tests.reliability.chaos import ChunkSum, Harness, Ledger, PartSum, SimClock
 
 
 @pytest.fixture(autouse=True)
@@ -49,9 +49,10 @@ def harness(
     clock = SimClock()
     ledger = Ledger(clock=clock.now)
     chunksum = ChunkSum(ledger)
+    partsum = PartSum(ledger)
     # Pacing is not what this suite checks: an unbounded account rate, on the simulated clock.
     email = Email(sleep=lambda _: None, clock=clock.now, pacer=SesPacer(account_rate=1e9))
-    registry = {**REGISTRY, "CHUNKSUM": chunksum, "EMAIL": email}
+    registry = {**REGISTRY, "CHUNKSUM": chunksum, "PARTSUM": partsum, "EMAIL": email}
     engine.registry = service.registry = registry
     engine.safety_margin_ms = 0
     engine.backoff_base_seconds = 0  # retries are due at once: SQS delays are real time
@@ -74,6 +75,7 @@ def harness(
             clock,
             ledger,
             chunksum,
+            partsum,
             boto3.client("sqs"),
             int(queue_props["VisibilityTimeout"]),
             counters,

@@ -69,6 +69,16 @@ def make_specs(rng: random.Random, size: int) -> list[TaskSpec]:
             )
         elif draw < 0.08:
             kind, params = "DATA_PROCESSING", {"rows": 200, "columns": 3, "seed": rng.randint(1, 2)}
+        elif draw < 0.16:
+            kind, params = (
+                "PARTSUM",
+                {
+                    "chunks": rng.randint(2, 10),
+                    "parts": rng.randint(2, 5),
+                    "max_parallel": rng.randint(1, 3),
+                    "salt": rng.randrange(10**9),
+                },
+            )
         else:
             kind, params = "CHUNKSUM", {"chunks": rng.randint(1, 8), "salt": rng.randrange(10**9)}
         specs.append(TaskSpec(key=f"task-{n:05d}", task_type=kind, params=params))
@@ -80,7 +90,7 @@ def fault_free_results(harness: Harness, specs: list[TaskSpec]) -> dict[str, Any
     references: dict[str, Any] = {}
     sent: dict[str, str] = {}
     for spec in specs:
-        if spec.task_type == "CHUNKSUM":
+        if spec.task_type in ("CHUNKSUM", "PARTSUM"):
             continue
         signature = json.dumps([spec.task_type, spec.params], sort_keys=True)
         if signature not in sent:
@@ -94,14 +104,15 @@ def fault_free_results(harness: Harness, specs: list[TaskSpec]) -> dict[str, Any
             )
             assert response.status == 201, response.body
             sent[signature] = response.body["id"]
-    Pipeline(harness.sqs, [q.url for q in harness.queues("HighPriorityQueue", "TaskQueue")]).run()
+    queues = harness.queues("HighPriorityQueue", "TaskQueue", "PartsQueue")
+    Pipeline(harness.sqs, [q.url for q in queues]).run()
     for signature, task_id in sent.items():
         task = harness.store.tasks.get(task_id)
         assert task.status == TaskStatus.SUCCESS, (signature, task.error)
         references[signature] = normalize(task.result, task_id)
     expected = {}
     for spec in specs:
-        if spec.task_type == "CHUNKSUM":
+        if spec.task_type in ("CHUNKSUM", "PARTSUM"):
             expected[spec.key] = {
                 "sum": expected_sum(spec.params["salt"], spec.params["chunks"]),
                 "chunks": spec.params["chunks"],

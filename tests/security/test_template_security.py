@@ -419,7 +419,7 @@ def test_the_table_is_encrypted_at_rest(transformed_template: Template) -> None:
 
 def test_every_queue_is_encrypted_at_rest(transformed_template: Template) -> None:
     queues = resources_of(transformed_template, "AWS::SQS::Queue")
-    assert len(queues) == 5
+    assert len(queues) == 6  # tasks, high priority, parts, their two DLQs, counters failures
     for name, queue in queues.items():
         props = queue["Properties"]
         assert props.get("SqsManagedSseEnabled") is True or props.get("KmsMasterKeyId"), name

@@ -107,7 +107,11 @@ def test_the_table_is_the_design_table() -> None:
     assert {s for (a, s) in allowed if a == Action.CANCEL} == {"PENDING", "RUNNING"}
     assert {s for (a, s) in allowed if a == Action.RETRY} == {"FAILED", "CANCELLED"}
     for finished in (TaskStatus.SUCCESS, TaskStatus.FAILED, TaskStatus.CANCELLED):
-        assert not [a for (a, s) in allowed if s == finished and a != Action.RETRY]
+        assert not [a for (a, s) in allowed if s == finished and a != Action.RETRY] or (
+            # a part of a parallel task whose start was guessed wrong runs again (its parent's
+            # merge asks for it): the one move out of SUCCESS
+            [a for (a, s) in allowed if s == finished] == [Action.REDO]
+        )
     # only a claim from PENDING starts an attempt; only a cancel sets a flag
     assert [r for r in TABLE if r.starts_attempt] == [
         lifecycle.row(Action.CLAIM, TaskStatus.PENDING)

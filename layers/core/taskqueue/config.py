@@ -52,6 +52,8 @@ class Settings(Telemetry):
     table_name: str
     queue_url: str
     high_priority_queue_url: str = ""
+    # The parts of parallel tasks (one message per invocation); the normal queue when unset.
+    parts_queue_url: str = ""
     dlq_url: str = ""
     high_priority_dlq_url: str = ""
     data_bucket: str = ""
@@ -79,13 +81,19 @@ class Settings(Telemetry):
     task_type_modules: Annotated[
         tuple[ModuleName, ...], BeforeValidator(comma_list), Field(max_length=20)
     ] = ()
+    # The most parts of one parallel task that run at once, whatever its max_parallel asks.
+    max_parallel_parts: Annotated[int, Field(ge=1, le=1000)] = 64
     # Local stack only: "path", because bucket host names do not resolve on a laptop.
     s3_addressing_style: Literal["auto", "path", "virtual"] | None = None
 
     @property
     def task_queues(self) -> dict[str, str]:
-        """The task queue of each priority (high falls back to normal when not set)."""
-        return {"normal": self.queue_url, "high": self.high_priority_queue_url}
+        """The task queue of each priority, and the parts' (each falls back to normal)."""
+        return {
+            "normal": self.queue_url,
+            "high": self.high_priority_queue_url,
+            "parts": self.parts_queue_url,
+        }
 
     @property
     def dead_letter_queues(self) -> dict[str, str]:

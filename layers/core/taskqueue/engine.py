@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 from functools import partial
-from typing import TypeVar
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -20,12 +20,14 @@ from taskqueue.errors import (
     GuardFailed,
     InvalidTransition,
     LeaseLost,
+    PartsFailed,
     TaskNotFound,
     TaskTypeFailure,
     TransitionConflict,
     error_code,
     is_permanent,
 )
+from taskqueue.fanout import PARTS_QUEUE, FanOut
 from taskqueue.lifecycle import Action, Guard, Transition, decide, row
 from taskqueue.models import (
     ChunkState,
@@ -39,13 +41,12 @@ from taskqueue.models import (
 from taskqueue.observability import logger, metrics
 from taskqueue.store import Store
 from taskqueue.task_types import REGISTRY
-from taskqueue.task_types.base import TaskContext, TaskType
+from taskqueue.task_types.base import Splits, TaskContext, TaskType, guarded, splits
 
 RemainingMillis = Callable[[], int]
 # The claims a message can ask for without a read: start a run, or resume a handed-over one.
 START = row(Action.CLAIM, TaskStatus.PENDING)
 RESUME = row(Action.CLAIM, TaskStatus.RUNNING, Guard.LEASE_RELEASED)
-T = TypeVar("T")
 MILESTONES = (25, 50, 75)
 
 
@@ -61,6 +62,8 @@ class Outcome(StrEnum):
     CANCELLED = "cancelled"
     RETRYING = "retrying"
     LEASE_LOST = "lease_lost"
+    SPLIT = "split"  # a parallel task's parts were planned and started: it waits for them
+    WAITING = "waiting"  # a parallel task looked: some parts are still running
 
 
 def backoff_seconds(attempt: int, rng: random.Random, base: float = 5.0) -> int:
@@ -81,6 +84,11 @@ class Engine:
     clock: Callable[[], datetime] = utcnow
     rng: random.Random = field(default_factory=random.Random)
     sleep: Callable[[float], None] = time.sleep
+    max_parallel: int = 64
+    fanout: FanOut = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.fanout = FanOut(self.store, self.dispatcher, self.max_parallel)
 
     def process(self, message: TaskMessage, remaining_ms: RemainingMillis) -> Outcome:
         lease = secrets.token_hex(8)  # a 64-bit fencing token
@@ -130,9 +138,13 @@ class Engine:
             assert current.run_at is not None
             wait = (current.run_at - now).total_seconds()
             hop = int(min(MAX_DELAY_SECONDS, wait + 0.999))
-            self.dispatcher.send(TaskMessage.of(current), current.priority.value, hop)
+            self.dispatcher.send(TaskMessage.of(current), _queue(current), hop)
             return Outcome.SCHEDULED
         except InvalidTransition:
+            if current.part is not None:
+                # A finished part's message again (a duplicate, or a redelivery after a crash
+                # before its count): count it again (refused if counted) and send what follows.
+                self.fanout.part_finished(current, current.status == TaskStatus.SUCCESS)
             return Outcome.DROPPED  # finished already
         try:
             claimed = self.store.tasks.claim(
@@ -173,16 +185,24 @@ class Engine:
             return self._cancel(task, lease, task.state)
         if task.timed_out(self.clock()):
             return self._fail(task, lease, task.state, _timeout_error(task))
+        splitter = splits(task_type) if task.part is None else None
+        if splitter is not None and task.parts_total:
+            return self._gather(task, lease, splitter, params)
         ctx = self.context_factory(task)
         saved = task.state
         slowest_ms = 0.0
         try:
-            state = saved or _guarded(partial(task_type.start, params, ctx))
+            state = saved or guarded(partial(task_type.start, params, ctx))
             while not state.done:
+                if splitter is not None:
+                    plan = guarded(partial(splitter.plan, params, state, ctx))
+                    if plan is not None:
+                        self.fanout.split(task, lease, state, plan)
+                        return Outcome.SPLIT
                 if task.timed_out(self.clock()):
                     return self._fail(task, lease, saved, _timeout_error(task))
                 started = time.monotonic()
-                state = _guarded(partial(task_type.run_chunk, params, state, ctx))
+                state = guarded(partial(task_type.run_chunk, params, state, ctx))
                 elapsed_ms = (time.monotonic() - started) * 1000
                 slowest_ms = max(slowest_ms, elapsed_ms)
                 metrics.add_metric(name="ChunkDuration", unit="Milliseconds", value=elapsed_ms)
@@ -205,16 +225,36 @@ class Engine:
                     return self._cancel(task, lease, state)
                 if hand_over:
                     # Paced types (EMAIL) wait in the queue, not in a billed invocation.
-                    self.dispatcher.send(
-                        TaskMessage.of(task, resume=True), task.priority.value, wait
-                    )
+                    self.dispatcher.send(TaskMessage.of(task, resume=True), _queue(task), wait)
                     return Outcome.CONTINUED
-            result = _guarded(partial(task_type.finish, params, state, ctx))
+            finish = task_type.finish
+            if task.part is not None:
+                finish = splits(task_type).finish_part  # type: ignore[union-attr]
+            result = guarded(partial(finish, params, state, ctx))
         except TaskTypeFailure as failure:
             # The task's own code failed: that is data (retry or FAILED), not a worker crash.
             # AWS errors of our own writes propagate instead, so SQS redelivers the message.
             logger.exception("chunk failed")
             return self._chunk_failed(task, lease, saved, failure.cause)
+        return self._succeed(task, lease, state, result)
+
+    def _gather(self, task: Task, lease: str, splitter: Splits, params: Any) -> Outcome:
+        """A split task claimed: merge when its parts are all in, else wait again."""
+        try:
+            result = self.fanout.gather(task, lease, splitter, params, self.context_factory)
+        except PartsFailed as failed:
+            return self._fail(task, lease, task.state, _task_error(failed))
+        except TaskTypeFailure as failure:
+            logger.exception("merge failed")
+            return self._chunk_failed(task, lease, task.state, failure.cause)
+        if result is None:
+            return Outcome.WAITING
+        assert task.state is not None
+        # Every part's units are done: the parent's state says so (SUCCESS means all of it).
+        done = {"done": True, "units_done": task.state.units_total}
+        return self._succeed(task, lease, task.state.model_copy(update=done), result)
+
+    def _succeed(self, task: Task, lease: str, state: ChunkState, result: TaskResult) -> Outcome:
         if result.total_items and result.failed_items >= result.total_items:
             # Not a success of any kind: FAILED, with the per-item errors kept in the result.
             failed = AllItemsFailed(f"all {result.total_items} items failed; see the result")
@@ -230,6 +270,8 @@ class Engine:
             failed_items=result.failed_items,
         )
         metrics.add_metric(name="TasksSucceeded", unit="Count", value=1)
+        if task.part is not None:
+            self.fanout.part_finished(task, succeeded=True)
         return Outcome.SUCCEEDED
 
     def _wait_seconds(self, state: ChunkState) -> int:
@@ -265,7 +307,7 @@ class Engine:
                 "delay": delay,
             },
         )
-        self.dispatcher.send(TaskMessage.of(task), task.priority.value, delay)
+        self.dispatcher.send(TaskMessage.of(task), _queue(task), delay)
         metrics.add_metric(name="TasksRetried", unit="Count", value=1)
         return Outcome.RETRYING
 
@@ -290,20 +332,21 @@ class Engine:
             failed_items=result.failed_items if result else 0,
         )
         metrics.add_metric(name="TasksFailed", unit="Count", value=1)
+        if task.part is not None:
+            self.fanout.part_finished(task, succeeded=False)
         return Outcome.FAILED
 
     def _cancel(self, task: Task, lease: str, state: ChunkState | None) -> Outcome:
         self.store.tasks.finish(Action.STOP, task, lease, state=state)
         metrics.add_metric(name="TasksCancelled", unit="Count", value=1)
+        if task.part is not None:
+            self.fanout.part_finished(task, succeeded=False)
         return Outcome.CANCELLED
 
 
-def _guarded(call: Callable[[], T]) -> T:
-    """Run task-type code, marking its exceptions apart from the engine's own."""
-    try:
-        return call()
-    except Exception as exc:
-        raise TaskTypeFailure(exc) from exc
+def _queue(task: Task) -> str:
+    """The queue of a task's messages: its priority's, or the parts' for a part."""
+    return PARTS_QUEUE if task.part is not None else task.priority.value
 
 
 def _task_error(exc: Exception) -> TaskError:

@@ -138,6 +138,13 @@ class AllItemsFailed(PermanentError):
     code = "all_items_failed"
 
 
+class PartsFailed(PermanentError):
+    """A part of a parallel task failed or was cancelled: its parent fails, naming it (a
+    retry of the parent runs only the parts that did not succeed)."""
+
+    code = "part_failed"
+
+
 class ImageRejected(ValueError):
     """An image that cannot be turned into an output (not an image, too many pixels, gone):
     recorded as that item's failure, never fatal to the task."""

@@ -36,6 +36,8 @@ class Action(StrEnum):
     RETRY = "retry"  # its owner retries a failed or cancelled task
     DEAD_LETTER = "dead_letter"  # its message died in a DLQ
     ENQUEUE_FAILED = "enqueue_failed"  # its message could not be sent
+    SPLIT = "split"  # a parallel task's worker wrote its parts: it waits for them
+    REDO = "redo"  # a finished part runs again from a corrected start (its guess was wrong)
 
 
 class Guard(StrEnum):
@@ -142,6 +144,8 @@ TABLE: tuple[Transition, ...] = (
         "WARNING",
     ),
     _row(Action.RETRY, {FAILED, CANCELLED}, PENDING, Guard.NONE, "retry requested: {mode}"),
+    _row(Action.SPLIT, {RUNNING}, None, Guard.LEASE_HELD, "split into {parts} parts"),
+    _row(Action.REDO, {SUCCESS}, PENDING, Guard.NONE, "runs again: {mode}"),
     _row(Action.DEAD_LETTER, {PENDING, RUNNING}, FAILED, Guard.NONE, "failed: {error}", "ERROR"),
     _row(Action.ENQUEUE_FAILED, {PENDING}, FAILED, Guard.NONE, "failed: {error}", "ERROR"),
 )

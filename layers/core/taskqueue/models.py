@@ -131,6 +131,22 @@ class TaskEvent(Model):
 
 # ---------------------------------------------------------------- the domain task
 
+# A part of a parallel task is a task of its own whose id is its parent's and its index:
+# "<parent id>.<n>". It is claimed, checkpointed, leased and retried like any task.
+MAX_PARTS = 1000
+PART_ID_PATTERN = r"^[0-9a-f]{32}(\.[0-9]{1,4})?$"
+_PART_ID = re.compile(r"^([0-9a-f]{32})\.([0-9]{1,4})$")
+
+
+def part_id(parent_id: str, index: int) -> str:
+    return f"{parent_id}.{index}"
+
+
+def parse_part_id(task_id: str) -> tuple[str, int] | None:
+    """(parent id, index) of a part's id; None for a task that is not a part."""
+    found = _PART_ID.match(task_id)
+    return (found.group(1), int(found.group(2))) if found else None
+
 
 class Task(Model):
     task_id: str
@@ -162,6 +178,20 @@ class Task(Model):
     timeout_seconds: int | None = None
     retried_at: datetime | None = None
     enqueued_at: datetime | None = None
+    # A parallel task (a parent): how many parts it planned, and which have finished (their
+    # indexes, counted by conditional writes: each part once), how many of those failed.
+    parts_total: int = 0
+    parts_in: list[int] = Field(default_factory=list)
+    parts_failed: int = 0
+
+    @property
+    def part(self) -> tuple[str, int] | None:
+        """(parent id, index) when this task is a part of a parallel task."""
+        return parse_part_id(self.task_id)
+
+    @property
+    def parts_done(self) -> int:
+        return len(self.parts_in)
 
     @property
     def awaiting_first_claim(self) -> bool:
@@ -296,7 +326,7 @@ class TaskMessage(Model):
     them (sent before they existed) costs the worker a read first.
     """
 
-    task_id: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[0-9a-f]{32}$")]
+    task_id: Annotated[str, Field(min_length=1, max_length=64, pattern=PART_ID_PATTERN)]
     owner: Annotated[str, Field(min_length=1, max_length=256)] | None = None
     task_type: Annotated[str, Field(min_length=1, max_length=64)] | None = None
     resume: bool = False
@@ -337,6 +367,10 @@ class TaskView(Model):
     failed_items: int = Field(
         default=0, description="Items (recipients, images) that failed in a SUCCESS: warnings"
     )
+    parts_total: int = Field(
+        default=0, description="A parallel task: how many parts it was split into (0: none)"
+    )
+    parts_done: int = Field(default=0, description="A parallel task: parts finished so far")
 
     @classmethod
     def of(cls, task: Task) -> TaskView:
@@ -366,6 +400,8 @@ class TaskView(Model):
             result_location=task.result_location,
             outputs=task.outputs,
             failed_items=task.failed_items,
+            parts_total=task.parts_total,
+            parts_done=task.parts_done,
         )
 
 
@@ -374,9 +410,22 @@ class OutputLink(Model):
     url: str
 
 
+class PartView(Model):
+    """One part of a parallel task, as its detail shows it (a small progress bar each)."""
+
+    index: int
+    status: TaskStatus
+    progress: int
+    attempts: int
+    error: TaskError | None = None
+
+
 class TaskDetail(TaskView):
     events: list[TaskEvent] = Field(default_factory=list)
     downloads: list[OutputLink] = Field(default_factory=list)
+    parts: list[PartView] = Field(
+        default_factory=list, description="A parallel task's parts, in order"
+    )
 
 
 class TaskPage(Model):

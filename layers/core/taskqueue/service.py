@@ -23,6 +23,7 @@ from taskqueue.errors import (
     TaskQueueError,
     TransitionConflict,
 )
+from taskqueue.fanout import FanOut
 from taskqueue.files import Files
 from taskqueue.lifecycle import Action, decide
 from taskqueue.models import (
@@ -34,6 +35,7 @@ from taskqueue.models import (
     DeadLetterView,
     ErrorBody,
     ListTasksQuery,
+    PartView,
     RedriveResult,
     Stats,
     StatusCounts,
@@ -160,7 +162,20 @@ class TaskService:
         task, events = self.store.tasks.get_with_events(task_id, owner)
         view = TaskView.of(task)
         downloads = self.files.download_links(owner, task.outputs) if task.outputs else []
-        return TaskDetail(**view.model_dump(), events=events, downloads=downloads)
+        parts: list[PartView] = []
+        if task.parts_total and task.status == TaskStatus.RUNNING:
+            found = self.store.parts.get(task)
+            parts = [_part_view(part) for part in found]
+            # A split task's progress is its parts': the units each has done of its total.
+            done = sum(part.units_done for part in found)
+            total = sum(part.units_total for part in found)
+            progress = min(99, done * 100 // total) if total else view.progress
+            view = view.model_copy(
+                update={"progress": progress, "units_done": done, "units_total": total}
+            )
+        elif task.parts_total:
+            parts = [_part_view(part) for part in self.store.parts.get(task)]
+        return TaskDetail(**view.model_dump(), events=events, downloads=downloads, parts=parts)
 
     def list_tasks(self, owner: str, query: ListTasksQuery) -> TaskPage:
         if query.id_prefix is not None:
@@ -192,10 +207,28 @@ class TaskService:
             task = self.store.tasks.get(task_id, owner)
             transition = decide(task, Action.CANCEL, utcnow())
             try:
-                return self.store.tasks.cancel(task, transition)
+                cancelled = self.store.tasks.cancel(task, transition)
             except TransitionConflict:
                 continue  # the status moved meanwhile: decide again on the fresh item
+            if cancelled.parts_total:
+                self._cancel_parts(cancelled)
+            return cancelled
         raise InvalidTransition(f"task {task_id} keeps changing state; try again")
+
+    def _cancel_parts(self, parent: Task) -> None:
+        """Every part that has not finished: cancelled at once (PENDING, then counted on the
+        parent) or asked to stop at its next checkpoint (RUNNING). A cancel repeated after a
+        crash here finishes the job: finished parts are skipped, counts are idempotent."""
+        fanout = FanOut(self.store, self.dispatcher)
+        for part in self.store.parts.get(parent):
+            if part.status.is_terminal:
+                continue
+            try:
+                written = self.store.tasks.cancel(part, decide(part, Action.CANCEL, utcnow()))
+            except (TransitionConflict, InvalidTransition):
+                continue  # it finished meanwhile: its worker counts it
+            if written.status == TaskStatus.CANCELLED:
+                fanout.part_finished(written, succeeded=False)
 
     def retry(self, owner: str, task_id: str, restart: bool) -> Task:
         """FAILED or CANCELLED -> PENDING (resuming from the checkpoint unless `restart`), then
@@ -206,6 +239,11 @@ class TaskService:
             self.enqueue_if_lost(task)
             return task
         transition = decide(task, Action.RETRY, utcnow())
+        if task.parts_total and not restart:
+            # Resume: only the parts that did not succeed run again (restart plans anew).
+            for part in self.store.parts.get(task):
+                if part.status in (TaskStatus.FAILED, TaskStatus.CANCELLED):
+                    self.store.parts.reset(part, task, None)
         try:
             retried = self.store.tasks.retry(task, transition, restart)
         except TransitionConflict as exc:
@@ -331,6 +369,8 @@ class TaskService:
                 self.store.tasks.fail(task, transition, error, dead_message)
             except TransitionConflict:
                 continue
+            if task.part is not None:
+                FanOut(self.store, self.dispatcher).part_finished(task, succeeded=False)
             return True
         return False
 
@@ -352,3 +392,14 @@ class TaskService:
             checks["queue"] = f"error: {type(exc).__name__}"
         checks["ok"] = all(v == "ok" for v in checks.values())
         return checks
+
+
+def _part_view(part: Task) -> PartView:
+    assert part.part is not None
+    return PartView(
+        index=part.part[1],
+        status=part.status,
+        progress=part.progress,
+        attempts=part.attempts,
+        error=part.error,
+    )

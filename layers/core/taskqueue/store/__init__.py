@@ -16,6 +16,7 @@ from taskqueue.store.connections import Connection, ConnectionStore
 from taskqueue.store.counters import CounterStore, OwnerStats
 from taskqueue.store.dead_letters import DeadLetter, DeadLetterStore, DeadMessage
 from taskqueue.store.listing import ListPage, TaskListing
+from taskqueue.store.parts import PartStore
 from taskqueue.store.table import Table
 from taskqueue.store.tasks import TaskStore
 
@@ -26,13 +27,14 @@ if TYPE_CHECKING:
 class Store:
     # Slots: setting an attribute the store does not have (`store.clock`; the clock is the
     # table's) fails instead of passing silently.
-    __slots__ = ("connections", "counters", "dead_letters", "listing", "table", "tasks")
+    __slots__ = ("connections", "counters", "dead_letters", "listing", "parts", "table", "tasks")
 
     def __init__(self, table: Table) -> None:
         self.table = table
         self.dead_letters = DeadLetterStore(table)
         self.tasks = TaskStore(table, self.dead_letters)
         self.listing = TaskListing(table, self.tasks)
+        self.parts = PartStore(table, self.tasks)
         self.counters = CounterStore(table)
         self.connections = ConnectionStore(table)
 
@@ -58,6 +60,7 @@ __all__ = [
     "DeadMessage",
     "ListPage",
     "OwnerStats",
+    "PartStore",
     "Store",
     "Table",
     "TaskListing",

@@ -23,7 +23,9 @@ from taskqueue.models import (
     TaskStatus,
     format_time,
     parse_optional_time,
+    parse_part_id,
     parse_time,
+    part_id,
 )
 
 # ---------------------------------------------------------------- keys
@@ -70,8 +72,14 @@ def task_key(task_id: str) -> dict[str, Any]:
 
 
 def is_task_item(keys: Mapping[str, Any]) -> bool:
-    """Whether these (deserialized) keys are a task's item, not an event, counter or record."""
-    return str(keys.get("pk", "")).startswith(TASK_PREFIX) and keys.get("sk") == META
+    """Whether these (deserialized) keys are a task's item, not an event, counter or record,
+    nor a part of a parallel task (counted and shown through its parent)."""
+    pk = str(keys.get("pk", ""))
+    return (
+        pk.startswith(TASK_PREFIX)
+        and keys.get("sk") == META
+        and parse_part_id(pk.removeprefix(TASK_PREFIX)) is None
+    )
 
 
 def idempotency_key(owner: str, key: str) -> dict[str, str]:
@@ -224,11 +232,12 @@ class TaskItem(Model):
     units_total: int
     progress: int
     lease_expires_at: int = 0
-    ck: str
-    gsi1pk: str
-    gsi2pk: str
-    gsi3pk: str
-    gsi4pk: str
+    # The index keys; a part of a parallel task has none: it is listed through its parent.
+    ck: str | None = None
+    gsi1pk: str | None = None
+    gsi2pk: str | None = None
+    gsi3pk: str | None = None
+    gsi4pk: str | None = None
     # Absent on tasks created before the by_owner_id index: their short id finds nothing.
     idpk: str | None = None
     run_at: str | None = None
@@ -246,6 +255,9 @@ class TaskItem(Model):
     expires_at: int | None = None
     retried_at: str | None = None
     enqueued_at: str | None = None
+    parts_total: int | None = None
+    parts_in: list[int] | None = None  # a number set: each finished part's index, once
+    parts_failed: int | None = None
     # Lines "<time> <LEVEL> <message>"; maps with those three fields on older items.
     log: list[str | dict[str, Any]] = []
 
@@ -279,6 +291,30 @@ class TaskItem(Model):
             run_at=format_time(task.run_at) if task.run_at else None,
             timeout_seconds=task.timeout_seconds or None,
             log=log,
+        )
+
+    @classmethod
+    def new_part(cls, parent: Task, index: int, state: ChunkState, log: list[str]) -> TaskItem:
+        """The PENDING item of part `index` of `parent`, its first state planned: the parent's
+        type, params, owner, priority and attempts, and no index keys (it is no list row)."""
+        created = format_time(parent.updated_at)
+        return cls(
+            pk=task_pk(part_id(parent.task_id, index)),
+            owner=parent.owner,
+            task_type=parent.task_type,
+            params=json.dumps(parent.params, separators=(",", ":"), sort_keys=True),
+            priority=parent.priority,
+            status=TaskStatus.PENDING,
+            created_at=created,
+            updated_at=created,
+            attempts=0,
+            max_attempts=parent.max_attempts,
+            units_done=state.units_done,
+            units_total=state.units_total,
+            progress=state.progress,
+            state=state.model_dump_json(),
+            timeout_seconds=parent.timeout_seconds or None,
+            log=list(log),
         )
 
     @classmethod
@@ -319,6 +355,9 @@ class TaskItem(Model):
             timeout_seconds=self.timeout_seconds,
             retried_at=parse_optional_time(self.retried_at),
             enqueued_at=parse_optional_time(self.enqueued_at),
+            parts_total=self.parts_total or 0,
+            parts_in=self.parts_in or [],
+            parts_failed=self.parts_failed or 0,
         )
 
     def events(self) -> list[TaskEvent]:

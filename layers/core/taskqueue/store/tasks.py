@@ -75,14 +75,16 @@ class TaskStore:
         events = sorted([*older, *stored.events()], key=lambda event: event.time)
         return task, events[-event_limit:]
 
-    def batch_get(self, task_ids: list[str]) -> list[Task]:
+    def batch_get(self, task_ids: list[str], consistent: bool = False) -> list[Task]:
         """The tasks of these ids that exist, in the order asked for."""
         if not task_ids:
             return []
         found: dict[str, Task] = {}
         keys = [task_key(task_id) for task_id in dict.fromkeys(task_ids)]  # no duplicate keys
         for start in range(0, len(keys), 100):
-            pending: dict[str, Any] = {self.table.name: {"Keys": keys[start : start + 100]}}
+            pending: dict[str, Any] = {
+                self.table.name: {"Keys": keys[start : start + 100], "ConsistentRead": consistent}
+            }
             for _ in range(8):
                 response = self.table.client.batch_get_item(RequestItems=pending)
                 for item in response.get("Responses", {}).get(self.table.name, []):
@@ -266,6 +268,8 @@ class TaskStore:
         if restart:
             update.set(units_done=0, progress=0)
             update.remove("state", "result", "result_location", "outputs", "failed_items")
+            # A parallel task plans its parts anew.
+            update.remove("parts_total", "parts_in", "parts_failed")
         mode = "restart" if restart else "resume"
         written = self.writer.execute(
             transition, task.task_id, task.owner, task.task_type, update, fields={"mode": mode}

@@ -14,7 +14,7 @@ from botocore.exceptions import ClientError
 
 from taskqueue.errors import InvalidTransition, TransitionConflict
 from taskqueue.lifecycle import Action, Guard, Transition, row
-from taskqueue.models import Task, TaskStatus, format_time
+from taskqueue.models import Task, TaskStatus, format_time, parse_part_id
 from taskqueue.store.expressions import Update
 from taskqueue.store.items import (
     TaskItem,
@@ -73,11 +73,10 @@ class TransitionWriter:
                 c_owner=owner,
                 c_task_type=task_type,
             )
-            shard = shard_of(task_id, self.table.shard_count)
-            update.set(
-                status=transition.target.value,
-                **status_index_keys(owner, task_type, transition.target, shard),
-            )
+            update.set(status=transition.target.value)
+            if parse_part_id(task_id) is None:  # a part has no index keys
+                shard = shard_of(task_id, self.table.shard_count)
+                update.set(**status_index_keys(owner, task_type, transition.target, shard))
             if transition.target.is_terminal:
                 update.set(finished_at=time, expires_at=self.table.expiry(now), lease_expires_at=0)
                 # Of no use once finished (a retry sets them anew), and the item stays < 1 KB.

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from pydantic import BaseModel
 
+from taskqueue.errors import TaskTypeFailure
 from taskqueue.models import ChunkState, TaskResult
 
 if TYPE_CHECKING:
@@ -48,6 +50,17 @@ class TaskContext:
         return f"uploads/{self.owner}/"
 
 
+T = TypeVar("T")
+
+
+def guarded(call: Callable[[], T]) -> T:
+    """Run task-type code, marking its exceptions apart from the engine's own."""
+    try:
+        return call()
+    except Exception as exc:
+        raise TaskTypeFailure(exc) from exc
+
+
 def _client(service: str) -> Any:
     from taskqueue.aws import client
 
@@ -66,3 +79,41 @@ class TaskType(Protocol):
     def run_chunk(self, params: Any, state: ChunkState, ctx: TaskContext) -> ChunkState: ...
 
     def finish(self, params: Any, state: ChunkState, ctx: TaskContext) -> TaskResult: ...
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A task's input split into parts: each part's first state, and how many may run at
+    once (each part that finishes starts the next of its lane: parts i, i + n, i + 2n...)."""
+
+    parts: list[ChunkState]
+    max_parallel: int
+
+
+class Splits(Protocol):
+    """What a task type that runs in parallel parts adds to TaskType.
+
+    `plan` is asked after the start and after every chunk of the whole task (a type may
+    prepare its input first): None keeps the task running whole, a Plan splits it. Each part
+    then runs `run_chunk` from its planned state and ends with `finish_part` (a small result,
+    kept on the part's item). When every part has finished, `verify` names the parts whose
+    start was guessed and found wrong, with the state to run them again from (none: the parts
+    are exact), and `merge` makes the task's result of the parts' results, in part order.
+    """
+
+    def plan(self, params: Any, state: ChunkState, ctx: TaskContext) -> Plan | None: ...
+
+    def finish_part(self, params: Any, state: ChunkState, ctx: TaskContext) -> TaskResult: ...
+
+    def verify(
+        self, params: Any, results: list[dict[str, Any]], ctx: TaskContext
+    ) -> dict[int, ChunkState]: ...
+
+    def merge(
+        self, params: Any, state: ChunkState, results: list[dict[str, Any]], ctx: TaskContext
+    ) -> TaskResult: ...
+
+
+def splits(task_type: TaskType) -> Splits | None:
+    """The type as one that splits into parts, or None when it runs whole only."""
+    return task_type if hasattr(task_type, "plan") else None  # type: ignore[return-value]

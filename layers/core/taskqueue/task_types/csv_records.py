@@ -143,6 +143,14 @@ def csv_records(
     Not at the end of the file, a record that ends exactly where the bytes read end might go
     on, so it is left for the next read.
     """
+    records, ends = csv_record_ends(data, at_eof, delimiter, limit, offset)
+    return records, ends[-1] if ends else 0
+
+
+def csv_record_ends(
+    data: bytes, at_eof: bool, delimiter: str, limit: int | None = None, offset: int = 0
+) -> tuple[list[list[str]], list[int]]:
+    """As `csv_records`, with the byte offset after each complete record."""
     csv.field_size_limit(MAX_RECORD_BYTES)
     lines = _lines(data, at_eof)
     consumed = 0
@@ -171,7 +179,7 @@ def csv_records(
         # The reader ends an open quoted cell where its lines run out: it may go on.
         records.pop()
         ends.pop()
-    return records, ends[-1] if ends else 0
+    return records, ends
 
 
 def first_record(
