@@ -10,6 +10,7 @@ import boto3
 import pytest
 
 from devstack.resources import LocalResources, event_sources, function_environment
+from taskqueue.store.items import UNSENT_INDEX
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 INDEXES = {  # docs/architecture.md, "Indexes"
@@ -63,12 +64,19 @@ def _queue_attributes(url: str) -> dict[Any, str]:
     ]
 
 
-def test_table_has_exactly_the_four_keys_only_indexes(aws: LocalResources) -> None:
+def test_table_has_the_four_listing_indexes_and_the_sparse_awaiting_enqueue_one(
+    aws: LocalResources,
+) -> None:
     table = boto3.client("dynamodb").describe_table(TableName=aws.tables["TasksTable"])["Table"]
 
     indexes = {index["IndexName"]: index for index in table["GlobalSecondaryIndexes"]}
 
-    assert set(indexes) == set(INDEXES)
+    assert set(indexes) == {*INDEXES, UNSENT_INDEX}
+    assert indexes[UNSENT_INDEX]["Projection"] == {"ProjectionType": "KEYS_ONLY"}
+    assert indexes[UNSENT_INDEX]["KeySchema"] == [
+        {"AttributeName": "unsent_pk", "KeyType": "HASH"},
+        {"AttributeName": "unsent_at", "KeyType": "RANGE"},
+    ]
     for name, partition_key in INDEXES.items():
         assert indexes[name]["Projection"] == {"ProjectionType": "KEYS_ONLY"}
         assert indexes[name]["KeySchema"] == [

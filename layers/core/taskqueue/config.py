@@ -58,6 +58,9 @@ class Settings(Telemetry):
     shard_count: Annotated[int, Field(ge=1, le=256)] = 32
     retention_days: Annotated[int, Field(ge=1, le=3650)] = 30
     default_max_attempts: Annotated[int, Field(ge=1, le=10)] = 3
+    # The sweeper sends a task's message when its submit or retry wrote it this long ago and
+    # never marked it sent: longer than an API call lives.
+    sweep_grace_seconds: Annotated[int, Field(ge=30, le=3600)] = 60
     email_sender: str = "noreply@example.com"
     email_rate_per_second: Annotated[float, Field(gt=0, le=1000)] = 10.0
     # The worker's maximum concurrency over both queues (template.yaml: 50 + 20): each worker

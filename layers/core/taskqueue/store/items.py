@@ -44,6 +44,12 @@ INDEXES = {
     (True, False): ("by_owner_status", "gsi3pk"),
     (True, True): ("by_owner_status_type", "gsi4pk"),
 }
+# The sparse index of tasks whose message of a submit or retry is not known to be sent yet:
+# `unsent_pk` (one of UNSENT_SHARDS partitions, by task id) and `unsent_at` (when the write
+# happened) exist from that write until the send is marked, the task is claimed or finishes.
+UNSENT_INDEX = "awaiting_enqueue"
+UNSENT_SHARDS = 8
+UNSENT_KEYS = ("unsent_pk", "unsent_at")
 SORT_KEY_PATTERN = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z#[0-9a-f]{32}$")
 
 CounterKey = tuple[str, str]  # (pk, sk) of a counter item
@@ -133,6 +139,15 @@ def index_partition(
         "gsi3pk": f"OWNER#{owner}#STATUS#{status}#{shard}",
         "gsi4pk": f"OWNER#{owner}#STATUS#{status}#TYPE#{task_type}#{shard}",
     }[attribute]
+
+
+def unsent_partition(shard: int) -> str:
+    return f"UNSENT#{shard}"
+
+
+def unsent_keys(task_id: str, time: str) -> dict[str, str]:
+    """The awaiting-enqueue index keys of a task whose message is about to be sent."""
+    return {"unsent_pk": unsent_partition(shard_of(task_id, UNSENT_SHARDS)), "unsent_at": time}
 
 
 def status_index_keys(owner: str, task_type: str, status: TaskStatus, shard: int) -> dict[str, str]:
@@ -230,6 +245,9 @@ class TaskItem(Model):
     expires_at: int | None = None
     retried_at: str | None = None
     enqueued_at: str | None = None
+    generation: str | None = None
+    unsent_pk: str | None = None
+    unsent_at: str | None = None
     # Lines "<time> <LEVEL> <message>"; maps with those three fields on older items.
     log: list[str | dict[str, Any]] = []
 
@@ -261,6 +279,9 @@ class TaskItem(Model):
             gsi4pk=index_partition("gsi4pk", task.owner, shard, status, task.task_type),
             run_at=format_time(task.run_at) if task.run_at else None,
             timeout_seconds=task.timeout_seconds or None,
+            generation=task.generation,
+            unsent_pk=unsent_partition(shard_of(task.task_id, UNSENT_SHARDS)),
+            unsent_at=created,
             log=log,
         )
 
@@ -302,6 +323,7 @@ class TaskItem(Model):
             timeout_seconds=self.timeout_seconds,
             retried_at=parse_optional_time(self.retried_at),
             enqueued_at=parse_optional_time(self.enqueued_at),
+            generation=self.generation,
         )
 
     def events(self) -> list[TaskEvent]:
