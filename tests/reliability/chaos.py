@@ -25,6 +25,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 from pydantic import BaseModel, Field
 
+from taskqueue import wiring
 from taskqueue.aws import client as aws_client
 from taskqueue.models import (
     ChunkState,
@@ -35,6 +36,7 @@ from taskqueue.models import (
     utcnow,
 )
 from taskqueue.store import Store
+from taskqueue.store.items import idempotency_key, serialize
 from taskqueue.task_types.base import TaskContext
 from tests.helpers import (
     ApiResponse,
@@ -68,6 +70,11 @@ REPEAT_ALLOWING = frozenset(
         "storm_throttle",
     }
 )
+
+
+class ApiKilled(BaseException):
+    """The API's Lambda dies at an AWS call of a request (before it is sent or after it is
+    answered): the client gets no answer, and whatever the request wrote stays written."""
 
 
 class WorkerKilled(BaseException):
@@ -192,6 +199,8 @@ class Rates:
     storm_share: float = 0.02
     api_dynamodb_error: float = 0.04  # per API request: one DynamoDB call fails
     api_send_failure: float = 0.06  # per API request that sends: SendMessage fails
+    api_killed: float = 0.03  # per API request: the API dies at one of its AWS calls
+    client_gives_up: float = 0.5  # ... and its client never repeats the call (the sweeper)
     # Also fail API DynamoDB calls made after the request's write committed, and lose the
     # write's response. Off until the enqueue-after-commit bug is fixed (docs/reliability.md).
     api_faults_after_commit: bool = True
@@ -208,6 +217,7 @@ class Rates:
     cancel_running: float = 0.01  # per CHUNKSUM chunk: its owner cancels the task it runs
     retry_after_cancel: float = 0.5  # ... followed later by a retry
     random_retry: float = 0.04  # per task: a retry at a random moment (mostly 409)
+    cancel_retry_storm: float = 0.01  # per task: 10-30 cancels and retries, alternating
     final_retry: float = 0.5  # per FAILED/CANCELLED task after the first drain
 
 
@@ -263,9 +273,14 @@ class Chaos:
         # A sweep's fault: (worker AWS call number counted across invocations, kind), where
         # kind is "kill-before", "kill-after" or "error"; chunks per invocation when fixed.
         self.forced: tuple[int, str] | None = None
+        # An API sweep's fault: (the AWS call number within the next request, "kill-before" or
+        # "kill-after"); that request's client never repeats it.
+        self.forced_api: tuple[int, str] | None = None
+        self.api_calls = 0  # AWS calls of the last API request
         self.worker_calls = 0
         self.chunks_per_invocation: int | None = None
         self.resend: Callable[[str], None] = lambda task_id: None
+        self.sweeper: Callable[[], int] = lambda: 0
         self.original_process = engine.process
         engine.process = self._process
         self.clients = {id(c): c for c in clients}.values()
@@ -289,10 +304,12 @@ class Chaos:
     def actor(self) -> str | None:
         return getattr(self.local, "actor", None)
 
-    def _process(self, message: TaskMessage, remaining_ms: Callable[[], int]) -> Any:
+    def _process(
+        self, message: TaskMessage, remaining_ms: Callable[[], int], message_id: str | None = None
+    ) -> Any:
         self.local.task = message.task_id
         self.local.claiming = True  # its first DynamoDB request: the claim (or its read)
-        return self.original_process(message, remaining_ms)
+        return self.original_process(message, remaining_ms, message_id)
 
     # ---------------------------------------------------------------- hooks
 
@@ -324,6 +341,8 @@ class Chaos:
             elif operation == "SendMessage" and self.rng.random() < self.rates.sqs_send_failure:
                 self.ledger.fault("sqs_send_failure", local.task)
                 raise _client_error(self.rng.choice(SQS_ERROR_CODES), operation)
+        elif self.actor == "api" and self.api_killing(service, operation):
+            pass
         elif self.actor == "api" and not local.api_faulted:
             # One fault per API request at most (see docs/reliability.md for why).
             after_commit = local.api_wrote and not self.rates.api_faults_after_commit
@@ -345,8 +364,25 @@ class Chaos:
                 self.ledger.fault(f"{self.actor}_dynamodb_error", None)
                 raise _client_error(self.rng.choice(THROTTLE_CODES), operation)
 
+    def api_killing(self, service: str, operation: str) -> bool:
+        """Count the API request's calls; die at the one drawn (before it, or arm for after)."""
+        local = self.local
+        self.api_calls += 1
+        if local.api_kill_at != self.api_calls:
+            return False
+        local.api_faulted = True
+        if local.api_kill_after:
+            local.api_kill_armed = True
+            return True
+        self.ledger.fault("api_killed", local.api_task)
+        raise ApiKilled(f"before call {self.api_calls} ({service}.{operation})")
+
     def _after_call(self, event_name: str, **_: Any) -> None:
         local = self.local
+        if self.actor == "api" and getattr(local, "api_kill_armed", False):
+            local.api_kill_armed = False
+            self.ledger.fault("api_killed", local.api_task)
+            raise ApiKilled(f"after call {self.api_calls} ({event_name})")
         if self.actor == "api" and event_name.split(".")[2] in WRITES and "error" not in event_name:
             local.api_wrote = True
             if (
@@ -490,19 +526,32 @@ class Chaos:
         task_id: str | None = None,
         attempts: int = 6,
     ) -> ApiResponse:
-        """One request as a careful client sends it: repeated on 5xx (same key, same body)."""
+        """One request as a careful client sends it: repeated on 5xx (same key, same body),
+        except, now and then, after the API died under it: that client gives up (status 0)."""
         saved = self.actor
         response = ApiResponse(0, None, {})
         for _ in range(attempts):
-            self.local.actor, self.local.api_task = "api", task_id
-            self.local.api_faulted = self.local.api_wrote = False
+            local = self.local
+            local.actor, local.api_task = "api", task_id
+            local.api_faulted = local.api_wrote = local.api_kill_armed = False
+            self.api_calls, local.api_kill_after, local.api_kill_at = 0, False, -1
+            if self.forced_api is not None:
+                local.api_kill_at = self.forced_api[0]
+                local.api_kill_after = self.forced_api[1] == "kill-after"
+            elif self.enabled and self.rng.random() < self.rates.api_killed:
+                local.api_kill_at = self.rng.randint(1, 4)
+                local.api_kill_after = self.rng.random() < 0.5
             try:
                 response = call_api(http_event(method, path, body=body, headers=headers, sub=OWNER))
+            except ApiKilled:
+                response = ApiResponse(0, {"killed": True}, {})
+                if self.forced_api is not None or self.rng.random() < self.rates.client_gives_up:
+                    return response
             except Exception as exc:  # an unhandled error: API Gateway answers 500
                 response = ApiResponse(500, {"exception": repr(exc)}, {})
             finally:
-                self.local.actor = saved
-            if response.status < 500:
+                local.actor = saved
+            if 0 < response.status < 500:
                 return response
         return response
 
@@ -538,6 +587,15 @@ class Chaos:
         """Submit until the task exists and is queued; an EnqueueFailed task is retried."""
         for _ in range(10):
             response = self.api("POST", "/tasks", body=body, headers={"Idempotency-Key": key})
+            if response.status == 0:
+                # The API died and the client gave up: the task exists if the write landed
+                # (the sweeper then sends its message); if not, there is nothing to strand,
+                # and the client submits again.
+                task_id = self.written_by(key)
+                if task_id is not None:
+                    self.ledger.action(task_id, "submit", 0)
+                    return task_id
+                continue
             if response.status in (200, 201):
                 task = response.body
                 self.ledger.action(task["id"], "submit", response.status)
@@ -548,6 +606,21 @@ class Chaos:
                 return str(task["id"])
             assert response.status >= 500, f"submit answered {response.status}: {response.body}"
         raise AssertionError(f"submit with key {key} kept failing")
+
+    def written_by(self, key: str) -> str | None:
+        """The id of the task a submit with this Idempotency-Key created, if any."""
+        store = self.engine.store
+        item = store.table.get_item(serialize(idempotency_key(OWNER, key)))
+        return None if item is None else str(item["task_id"]["S"])
+
+    def sweep(self, grace_seconds: int) -> int:
+        """The sweeper's scheduled run, once the grace period has passed."""
+        self.clock.advance(grace_seconds + 1)
+        self.local.actor = "sweeper"
+        try:
+            return self.sweeper()
+        finally:
+            self.local.actor = None
 
     def _requeue(self, task_id: str) -> None:
         for _ in range(10):
@@ -801,6 +874,8 @@ def make_chaos(harness: Harness, rng: random.Random, rates: Rates) -> tuple[Chao
         harness.stream,
     )
     chaos.resend = lambda task_id: delivery.resend(delivery.task_queues[1], task_id)
+    service = wiring.service()
+    chaos.sweeper = lambda: service.send_unsent(wiring.settings().sweep_grace_seconds)
     return chaos, delivery
 
 
