@@ -218,6 +218,7 @@ class Rates:
     retry_after_cancel: float = 0.5  # ... followed later by a retry
     random_retry: float = 0.04  # per task: a retry at a random moment (mostly 409)
     cancel_retry_storm: float = 0.01  # per task: 10-30 cancels and retries, alternating
+    poison: float = 0.01  # per task: every message of it kills the invocation that runs it
     final_retry: float = 0.5  # per FAILED/CANCELLED task after the first drain
 
 
@@ -267,6 +268,7 @@ class Chaos:
         self.local = threading.local()
         self.enabled = False
         self.storm: dict[str, int] = {}
+        self.poison: set[str] = set()  # tasks whose every message kills its invocation
         self.actions: list[UserAction] = []
         self.action_order = itertools.count()
         self.opportunities = 0
@@ -309,6 +311,10 @@ class Chaos:
     ) -> Any:
         self.local.task = message.task_id
         self.local.claiming = True  # its first DynamoDB request: the claim (or its read)
+        if message.task_id in self.poison and self.actor == "worker":
+            # Out of memory, a timeout, a crash: nothing of the batch is acknowledged.
+            self.ledger.fault("poison", message.task_id)
+            raise WorkerKilled("a poison record")
         return self.original_process(message, remaining_ms, message_id)
 
     # ---------------------------------------------------------------- hooks
@@ -654,6 +660,7 @@ def countdown(chunks: int) -> Callable[[], int]:
 class Queue:
     url: str
     arn: str
+    batch_size: int = 10  # the event source mapping's BatchSize (1: an isolation queue)
 
 
 @dataclass
@@ -720,7 +727,7 @@ class Delivery:
             batch_source = fresh + due
             self.rng.shuffle(batch_source)  # SQS standard queues do not keep order
             while batch_source:
-                size = self.rng.randint(1, 10)
+                size = self.rng.randint(1, queue.batch_size)
                 batch, batch_source = batch_source[:size], batch_source[size:]
                 delivered = True
                 self.chaos.user_moment()
@@ -842,9 +849,10 @@ class Harness:
     counters: Any
     stream: Any  # devstack.streams.StreamReader of the table
 
-    def queues(self, *logical_ids: str) -> list[Queue]:
+    def queues(self, *logical_ids: str, batch_size: int = 10) -> list[Queue]:
         return [
-            Queue(self.resources.queues[name], self.resources.arns[name]) for name in logical_ids
+            Queue(self.resources.queues[name], self.resources.arns[name], batch_size)
+            for name in logical_ids
         ]
 
 
@@ -868,7 +876,10 @@ def make_chaos(harness: Harness, rng: random.Random, rates: Rates) -> tuple[Chao
         rng,
         rates,
         harness.clock,
-        harness.queues("HighPriorityQueue", "TaskQueue"),
+        [
+            *harness.queues("HighPriorityQueue", "TaskQueue"),
+            *harness.queues("HighPriorityIsolationQueue", "TaskIsolationQueue", batch_size=1),
+        ],
         harness.queues("HighPriorityDeadLetterQueue", "TaskDeadLetterQueue"),
         harness.visibility_timeout,
         harness.stream,
@@ -967,7 +978,9 @@ def check_task(
         reason = task.error.type if task.error else ""
         allowed = {
             "RuntimeError": faults["chunk_error"] > 0,  # the task's own code failed
-            "DeadLetter": True,  # a message died after maxReceiveCount deliveries
+            # Its message died after 3 deliveries and 3 more alone (an isolation queue): only
+            # a fault that hit this very task does that, never a poison neighbour's.
+            "DeadLetter": sum(faults.values()) > 0,
             "EnqueueFailed": faults["api_sqs_send_failure"] > 0,
         }
         if not allowed.get(reason, False):

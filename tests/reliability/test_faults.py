@@ -166,7 +166,9 @@ def test_mixed_workload_under_faults_keeps_every_invariant(harness: Harness) -> 
             body["priority"] = "high"
         spec.task_id = chaos.submit(body, spec.key)
         if rng.random() < rates.storm_share:
-            chaos.storm[spec.task_id] = 5
+            chaos.storm[spec.task_id] = 6  # 3 deliveries and 3 more alone: to the DLQ
+        if rng.random() < rates.poison:
+            chaos.poison.add(spec.task_id)
         if rng.random() < rates.cancel:
             delay = rng.randint(0, 600)
             chaos.schedule("cancel", spec.task_id, delay)
@@ -515,6 +517,43 @@ def test_the_api_dying_at_any_aws_call_of_a_submit_or_a_retry_strands_no_task(
     assert not violations, "\n".join(violations)
     assert stranded > 0  # the sweep did strand tasks: the sweeper is what saved them
     assert delivery.depth() == 0
+
+
+def test_a_poison_record_fails_only_its_own_task_never_its_batch_neighbours(
+    harness: Harness,
+) -> None:
+    """A record that kills every invocation that runs it (out of memory, a timeout) shares
+    its batches with nine innocent tasks; only the poison's task may reach the DLQ."""
+    rates = quiet_rates()
+    chaos, delivery = make_chaos(harness, random.Random(3), rates)
+    chaos.enabled = True
+    params = {"chunks": 2, "salt": 9}
+    body = {"type": "CHUNKSUM", "params": params}
+    specs = [TaskSpec(key=f"poison-{n}", task_type="CHUNKSUM", params=params) for n in range(10)]
+    try:
+        # Given one poison task and nine innocent ones, all queued before any worker runs
+        for spec in specs:
+            spec.task_id = chaos.submit(body, spec.key)
+        poison = specs[0].task_id
+        chaos.poison.add(poison)
+        # When the workers drain them, in batches of 1-10 drawn from the ten
+        drain(chaos, delivery)
+    finally:
+        chaos.enabled = False
+        chaos.close()
+    # Then the poison's task is FAILED by its dead letter, and every innocent one succeeded
+    statuses = {s.key: harness.store.tasks.get(s.task_id).status for s in specs}
+    letters = harness.store.dead_letters.list(OWNER)
+    print(
+        f"\npoison record: {harness.ledger.faults['poison']} invocations killed, "
+        f"{delivery.figures['worker invocations']} invocations, statuses "
+        f"{dict(Counter(statuses.values()))}, dead letters {len(letters)}"
+    )
+    assert statuses == {
+        s.key: TaskStatus.FAILED if s.task_id == poison else TaskStatus.SUCCESS for s in specs
+    }
+    assert [d.task_id for d in letters] == [poison]
+    assert harness.ledger.faults["poison"] == 6  # 3 batches, then 3 times alone
 
 
 def test_visibility_timeout_outlasts_the_longest_lease(
