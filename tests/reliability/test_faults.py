@@ -536,7 +536,9 @@ def test_a_poison_record_fails_only_its_own_task_never_its_batch_neighbours(
             spec.task_id = chaos.submit(body, spec.key)
         poison = specs[0].task_id
         chaos.poison.add(poison)
-        # When the workers drain them, in batches of 1-10 drawn from the ten
+        # When the workers drain them, every batch as full as it can be (all that is left of
+        # the ten: a quiet queue, the worst case for the neighbours)
+        delivery.full_batches = True
         drain(chaos, delivery)
     finally:
         chaos.enabled = False
@@ -547,12 +549,15 @@ def test_a_poison_record_fails_only_its_own_task_never_its_batch_neighbours(
     print(
         f"\npoison record: {harness.ledger.faults['poison']} invocations killed, "
         f"{delivery.figures['worker invocations']} invocations, statuses "
-        f"{dict(Counter(statuses.values()))}, dead letters {len(letters)}"
+        f"{dict(Counter(statuses.values()))}, dead letters {len(letters)}, messages dead "
+        f"{delivery.figures['dead letters handled']}"
     )
     assert statuses == {
         s.key: TaskStatus.FAILED if s.task_id == poison else TaskStatus.SUCCESS for s in specs
     }
     assert [d.task_id for d in letters] == [poison]
+    # And no innocent message reached the DLQ (even of a task finished before a kill)
+    assert delivery.figures["dead letters handled"] == 1
     assert harness.ledger.faults["poison"] == 6  # 3 batches, then 3 times alone
 
 
