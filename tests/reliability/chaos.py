@@ -680,6 +680,7 @@ class Delivery:
     unacknowledged: list[dict[str, Any]] = field(default_factory=list)  # a failed stream batch
     late: list[tuple[int, Queue, dict[str, Any]]] = field(default_factory=list)
     rounds: int = 0
+    full_batches: bool = False  # every batch as large as the queue's BatchSize allows
 
     def receive(self, queue: Queue, limit: int = 300) -> list[dict[str, Any]]:
         messages: list[dict[str, Any]] = []
@@ -727,7 +728,9 @@ class Delivery:
             batch_source = fresh + due
             self.rng.shuffle(batch_source)  # SQS standard queues do not keep order
             while batch_source:
-                size = self.rng.randint(1, queue.batch_size)
+                size = (
+                    queue.batch_size if self.full_batches else self.rng.randint(1, queue.batch_size)
+                )
                 batch, batch_source = batch_source[:size], batch_source[size:]
                 delivered = True
                 self.chaos.user_moment()
