@@ -142,6 +142,24 @@ def test_each_guarded_row_refuses_a_task_that_breaks_its_guard(
     assert store.tasks.get(task.task_id) == task
 
 
+def test_event_lines_are_shown_in_the_order_of_their_writes_not_their_clocks(
+    store: Store,
+) -> None:
+    # Given a cancelled task, and a retry whose writer's clock reads a little earlier than
+    # the cancel's did (a line's time is taken before its write: a claim stamped just before
+    # an owner's request can land just after it)
+    task = put_task(store, TaskStatus.PENDING, Guard.NONE)
+    store.tasks.cancel(task, lifecycle.row(Action.CANCEL, TaskStatus.PENDING))
+    cancelled = store.tasks.get(task.task_id)
+    now = utcnow()
+    store.table.clock = lambda: now - timedelta(seconds=1)
+    store.tasks.retry(cancelled, lifecycle.row(Action.RETRY, TaskStatus.CANCELLED), False)
+    # When its events are read, then they are in the order the writes happened
+    _, events = store.tasks.get_with_events(task.task_id, task.owner)
+    assert [e.message for e in events] == ["cancelled before it started", "retry requested: resume"]
+    assert events[1].time < events[0].time
+
+
 def test_a_row_that_changes_the_status_checks_the_tasks_identity(store: Store) -> None:
     # The status index keys are derived from owner and type: a write for another identity
     # (a stale or forged message) is refused

@@ -94,8 +94,11 @@ class TaskStore:
         if not self.visible(task, owner, self.table.now()):
             raise TaskNotFound(f"task {task_id} not found")
         # EVENT# items: lines of tasks written before the lines moved onto the item.
-        older = [parse_event(deserialize(item)) for item in items[1:]]
-        events = sorted([*older, *stored.events()], key=lambda event: event.time)
+        older = sorted((parse_event(deserialize(item)) for item in items[1:]), key=_time)
+        # The item's lines stay in the order of their writes, not of their times: a line's
+        # time is its writer's clock before the write, so a claim stamped just before an
+        # owner's retry can land just after it (and must be shown after it).
+        events = [*older, *stored.events()]
         return task, events[-event_limit:]
 
     def batch_get(self, task_ids: list[str]) -> list[Task]:
@@ -390,3 +393,7 @@ class TaskStore:
         )
         assert written is not None
         return written
+
+
+def _time(event: TaskEvent) -> datetime:
+    return event.time
