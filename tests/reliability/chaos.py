@@ -590,9 +590,23 @@ class Chaos:
         return response
 
     def submit(self, body: dict[str, Any], key: str) -> str:
-        """Submit until the task exists and is queued; an EnqueueFailed task is retried."""
+        """Submit until the task exists and is queued; an EnqueueFailed task is retried (unless
+        the client gave up after the API died). The faults of its requests count as the task's
+        once its id is known."""
+        task_id = self._submit(body, key)
+        faults = self.ledger.task_faults.pop(f"submit:{key}", Counter())
+        self.ledger.task_faults[task_id].update(faults)
+        return task_id
+
+    def _submit(self, body: dict[str, Any], key: str) -> str:
         for _ in range(10):
-            response = self.api("POST", "/tasks", body=body, headers={"Idempotency-Key": key})
+            response = self.api(
+                "POST",
+                "/tasks",
+                body=body,
+                headers={"Idempotency-Key": key},
+                task_id=f"submit:{key}",
+            )
             if response.status == 0:
                 # The API died and the client gave up: the task exists if the write landed
                 # (the sweeper then sends its message); if not, there is nothing to strand,
