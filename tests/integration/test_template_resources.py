@@ -13,15 +13,21 @@ from devstack.resources import LocalResources, event_sources, function_environme
 from taskqueue.store.items import UNSENT_INDEX
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-INDEXES = {  # docs/architecture.md, "Indexes"
-    "by_owner": "gsi1pk",
-    "by_owner_type": "gsi2pk",
-    "by_owner_status": "gsi3pk",
-    "by_owner_status_type": "gsi4pk",
+INDEXES = {  # docs/architecture.md, "Indexes": name -> (partition key, sort key)
+    "by_owner": ("gsi1pk", "ck"),
+    "by_owner_type": ("gsi2pk", "ck"),
+    "by_owner_status": ("gsi3pk", "ck"),
+    "by_owner_status_type": ("gsi4pk", "ck"),
+    "by_owner_id": ("idpk", "pk"),
+    UNSENT_INDEX: ("unsent_pk", "unsent_at"),
 }
 QUEUE_TO_DLQ = {
     "TaskQueue": "TaskDeadLetterQueue",
     "HighPriorityQueue": "HighPriorityDeadLetterQueue",
+}
+QUEUE_TO_ISOLATION = {
+    "TaskQueue": "TaskIsolationQueue",
+    "HighPriorityQueue": "HighPriorityIsolationQueue",
 }
 API_ROUTES = {  # DESIGN.md, "API"
     ("post", "/tasks"),
@@ -29,6 +35,7 @@ API_ROUTES = {  # DESIGN.md, "API"
     ("get", "/tasks/{id}"),
     ("delete", "/tasks/{id}"),
     ("post", "/tasks/{id}/retry"),
+    ("post", "/tasks/bulk"),
     ("get", "/task-types"),
     ("get", "/stats"),
     ("post", "/uploads"),
@@ -64,24 +71,17 @@ def _queue_attributes(url: str) -> dict[Any, str]:
     ]
 
 
-def test_table_has_the_four_listing_indexes_and_the_sparse_awaiting_enqueue_one(
-    aws: LocalResources,
-) -> None:
+def test_table_has_exactly_the_six_keys_only_indexes(aws: LocalResources) -> None:
     table = boto3.client("dynamodb").describe_table(TableName=aws.tables["TasksTable"])["Table"]
 
     indexes = {index["IndexName"]: index for index in table["GlobalSecondaryIndexes"]}
 
-    assert set(indexes) == {*INDEXES, UNSENT_INDEX}
-    assert indexes[UNSENT_INDEX]["Projection"] == {"ProjectionType": "KEYS_ONLY"}
-    assert indexes[UNSENT_INDEX]["KeySchema"] == [
-        {"AttributeName": "unsent_pk", "KeyType": "HASH"},
-        {"AttributeName": "unsent_at", "KeyType": "RANGE"},
-    ]
-    for name, partition_key in INDEXES.items():
+    assert set(indexes) == set(INDEXES)
+    for name, (partition_key, sort_key) in INDEXES.items():
         assert indexes[name]["Projection"] == {"ProjectionType": "KEYS_ONLY"}
         assert indexes[name]["KeySchema"] == [
             {"AttributeName": partition_key, "KeyType": "HASH"},
-            {"AttributeName": "ck", "KeyType": "RANGE"},
+            {"AttributeName": sort_key, "KeyType": "RANGE"},
         ]
     assert table["KeySchema"] == [
         {"AttributeName": "pk", "KeyType": "HASH"},
@@ -100,16 +100,22 @@ def test_table_expires_items_by_ttl_on_expires_at(aws: LocalResources) -> None:
 
 
 @pytest.mark.parametrize(("queue", "dlq"), QUEUE_TO_DLQ.items())
-def test_task_queue_redrives_to_its_dead_letter_queue(
+def test_task_queue_redrives_through_its_isolation_queue_to_its_dead_letter_queue(
     aws: LocalResources, queue: str, dlq: str
 ) -> None:
-    attributes = _queue_attributes(aws.queues[queue])
-
-    assert json.loads(attributes["RedrivePolicy"]) == {
-        "deadLetterTargetArn": aws.arns[dlq],
-        "maxReceiveCount": 5,
+    isolation = QUEUE_TO_ISOLATION[queue]
+    # 3 deliveries in batches, then 3 more alone (a moved message keeps its receive count)
+    assert json.loads(_queue_attributes(aws.queues[queue])["RedrivePolicy"]) == {
+        "deadLetterTargetArn": aws.arns[isolation],
+        "maxReceiveCount": 3,
     }
-    assert _queue_attributes(aws.queues[dlq])["MessageRetentionPeriod"] == str(14 * 24 * 3600)
+    assert json.loads(_queue_attributes(aws.queues[isolation])["RedrivePolicy"]) == {
+        "deadLetterTargetArn": aws.arns[dlq],
+        "maxReceiveCount": 6,
+    }
+    for later in (isolation, dlq):
+        retention = _queue_attributes(aws.queues[later])["MessageRetentionPeriod"]
+        assert retention == str(14 * 24 * 3600)
 
 
 @pytest.mark.parametrize("function", ["WorkerFunction", "DlqFunction"])
@@ -118,21 +124,26 @@ def test_queue_visibility_timeout_is_six_times_the_consumer_timeout(
 ) -> None:
     sources = event_sources(transformed_template, function)
 
-    assert len(sources.sqs) == 2
+    assert len(sources.sqs) == {"WorkerFunction": 4, "DlqFunction": 2}[function]
     for source in sources:
         visibility = int(_queue_attributes(aws.queues[source.queue])["VisibilityTimeout"])
         assert sources.timeout * 6 <= visibility
         assert source.reports_batch_item_failures
 
 
-def test_worker_reads_both_task_queues_in_batches(transformed_template: dict[str, Any]) -> None:
+def test_worker_reads_the_task_queues_in_batches_and_the_isolation_queues_alone(
+    transformed_template: dict[str, Any],
+) -> None:
     sources = event_sources(transformed_template, "WorkerFunction")
 
     assert sources.timeout == 300
     assert sources.code_uri == "functions/worker"
     assert sources.handler == "app.lambda_handler"
-    assert {source.queue for source in sources} == set(QUEUE_TO_DLQ)
-    assert {(s.batch_size, s.maximum_batching_window_in_seconds) for s in sources} == {(10, 1)}
+    batches = {s.queue: (s.batch_size, s.maximum_batching_window_in_seconds) for s in sources}
+    assert batches == {
+        **dict.fromkeys(QUEUE_TO_DLQ, (10, 1)),
+        **dict.fromkeys(QUEUE_TO_ISOLATION.values(), (1, 0)),
+    }
 
 
 def test_dlq_handler_reads_both_dead_letter_queues(transformed_template: dict[str, Any]) -> None:
