@@ -113,9 +113,10 @@ def test_task_queue_redrives_through_its_isolation_queue_to_its_dead_letter_queu
         "deadLetterTargetArn": aws.arns[dlq],
         "maxReceiveCount": 6,
     }
-    for later in (isolation, dlq):
-        retention = _queue_attributes(aws.queues[later])["MessageRetentionPeriod"]
-        assert retention == str(14 * 24 * 3600)
+    retention = {
+        q: _queue_attributes(aws.queues[q])["MessageRetentionPeriod"] for q in (isolation, dlq)
+    }
+    assert retention == {isolation: str(10 * 24 * 3600), dlq: str(14 * 24 * 3600)}
 
 
 @pytest.mark.parametrize("function", ["WorkerFunction", "DlqFunction"])
