@@ -25,7 +25,15 @@ from devstack.harness import (
 from taskqueue import wiring
 from taskqueue.engine import Outcome
 from taskqueue.errors import InvalidInput
-from taskqueue.models import ChunkState, Task, TaskMessage, TaskResult, TaskStatus, utcnow
+from taskqueue.models import (
+    ChunkState,
+    Task,
+    TaskMessage,
+    TaskResult,
+    TaskStatus,
+    new_generation,
+    utcnow,
+)
 from taskqueue.store import Store
 from taskqueue.task_types import REGISTRY
 from taskqueue.task_types.base import TaskContext
@@ -115,6 +123,7 @@ class World:
             max_attempts=max_attempts,
             created_at=now,
             updated_at=now,
+            generation=new_generation(),
         )
         self.store.tasks.create(task)
         wiring.engine().dispatcher.send(TaskMessage.of(task))  # as the API sends it

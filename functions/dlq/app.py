@@ -36,10 +36,13 @@ def record_handler(record: SqsRecordModel) -> str:
         message_id=record.messageId,
         queue=record.eventSourceARN.rsplit(":", 1)[-1],
         receive_count=int(record.attributes.ApproximateReceiveCount),
+        generation=message.generation,
     )
     if failed:
         metrics.add_metric(name="TasksDeadLettered", unit="Count", value=1)
-    return "failed" if failed else "already finished"
+    # Not failed: the task finished already, or this is not its current message (a stale
+    # one, or a dead copy of the message a live worker runs).
+    return "failed" if failed else "not current"
 
 
 @logger.inject_lambda_context

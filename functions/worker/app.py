@@ -41,7 +41,7 @@ def fair_share(lambda_context: LambdaContext) -> Callable[[], int]:
 def record_handler(record: SqsRecordModel, lambda_context: LambdaContext) -> str:
     """A malformed body raises, so the record is a batch item failure and reaches the DLQ."""
     message = parse_message(record.body)
-    outcome = wiring.engine().process(message, fair_share(lambda_context))
+    outcome = wiring.engine().process(message, fair_share(lambda_context), record.messageId)
     logger.info("task message processed", task_id=message.task_id, outcome=outcome.value)
     return outcome.value
 

@@ -64,9 +64,14 @@ def submit(body: Any, *, sub: str | None = ALICE, key: str | None = None) -> Api
 
 
 def messages(sqs: Any, queue_url: str) -> list[dict[str, Any]]:
-    """Message bodies now visible on a queue (receiving hides them for the test's rest)."""
+    """Message bodies now visible on a queue (receiving hides them for the test's rest),
+    each checked to carry its task's current generation, which is then left out."""
     received = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0)
-    return [json.loads(m["Body"]) for m in received.get("Messages", [])]
+    bodies = [json.loads(m["Body"]) for m in received.get("Messages", [])]
+    store = wiring.service().store
+    for body in bodies:
+        assert body.pop("generation") == store.tasks.get(body["task_id"]).generation
+    return bodies
 
 
 def list_ids(sub: str, **query: str) -> list[str]:

@@ -10,6 +10,7 @@ import boto3
 import pytest
 
 from devstack.resources import LocalResources, event_sources, function_environment
+from taskqueue.store.items import UNSENT_INDEX
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 INDEXES = {  # docs/architecture.md, "Indexes": name -> (partition key, sort key)
@@ -18,10 +19,15 @@ INDEXES = {  # docs/architecture.md, "Indexes": name -> (partition key, sort key
     "by_owner_status": ("gsi3pk", "ck"),
     "by_owner_status_type": ("gsi4pk", "ck"),
     "by_owner_id": ("idpk", "pk"),
+    UNSENT_INDEX: ("unsent_pk", "unsent_at"),
 }
 QUEUE_TO_DLQ = {
     "TaskQueue": "TaskDeadLetterQueue",
     "HighPriorityQueue": "HighPriorityDeadLetterQueue",
+}
+QUEUE_TO_ISOLATION = {
+    "TaskQueue": "TaskIsolationQueue",
+    "HighPriorityQueue": "HighPriorityIsolationQueue",
 }
 API_ROUTES = {  # DESIGN.md, "API"
     ("post", "/tasks"),
@@ -65,7 +71,7 @@ def _queue_attributes(url: str) -> dict[Any, str]:
     ]
 
 
-def test_table_has_exactly_the_five_keys_only_indexes(aws: LocalResources) -> None:
+def test_table_has_exactly_the_six_keys_only_indexes(aws: LocalResources) -> None:
     table = boto3.client("dynamodb").describe_table(TableName=aws.tables["TasksTable"])["Table"]
 
     indexes = {index["IndexName"]: index for index in table["GlobalSecondaryIndexes"]}
@@ -94,16 +100,23 @@ def test_table_expires_items_by_ttl_on_expires_at(aws: LocalResources) -> None:
 
 
 @pytest.mark.parametrize(("queue", "dlq"), QUEUE_TO_DLQ.items())
-def test_task_queue_redrives_to_its_dead_letter_queue(
+def test_task_queue_redrives_through_its_isolation_queue_to_its_dead_letter_queue(
     aws: LocalResources, queue: str, dlq: str
 ) -> None:
-    attributes = _queue_attributes(aws.queues[queue])
-
-    assert json.loads(attributes["RedrivePolicy"]) == {
-        "deadLetterTargetArn": aws.arns[dlq],
-        "maxReceiveCount": 5,
+    isolation = QUEUE_TO_ISOLATION[queue]
+    # 3 deliveries in batches, then 3 more alone (a moved message keeps its receive count)
+    assert json.loads(_queue_attributes(aws.queues[queue])["RedrivePolicy"]) == {
+        "deadLetterTargetArn": aws.arns[isolation],
+        "maxReceiveCount": 3,
     }
-    assert _queue_attributes(aws.queues[dlq])["MessageRetentionPeriod"] == str(14 * 24 * 3600)
+    assert json.loads(_queue_attributes(aws.queues[isolation])["RedrivePolicy"]) == {
+        "deadLetterTargetArn": aws.arns[dlq],
+        "maxReceiveCount": 6,
+    }
+    retention = {
+        q: _queue_attributes(aws.queues[q])["MessageRetentionPeriod"] for q in (isolation, dlq)
+    }
+    assert retention == {isolation: str(10 * 24 * 3600), dlq: str(14 * 24 * 3600)}
 
 
 @pytest.mark.parametrize("function", ["WorkerFunction", "DlqFunction"])
@@ -112,22 +125,27 @@ def test_queue_visibility_timeout_is_six_times_the_consumer_timeout(
 ) -> None:
     sources = event_sources(transformed_template, function)
 
-    assert len(sources.sqs) == (3 if function == "WorkerFunction" else 2)
+    assert len(sources.sqs) == {"WorkerFunction": 5, "DlqFunction": 2}[function]
     for source in sources:
         visibility = int(_queue_attributes(aws.queues[source.queue])["VisibilityTimeout"])
         assert sources.timeout * 6 <= visibility
         assert source.reports_batch_item_failures
 
 
-def test_worker_reads_both_task_queues_in_batches(transformed_template: dict[str, Any]) -> None:
+def test_worker_reads_the_task_queues_in_batches_and_the_isolation_queues_alone(
+    transformed_template: dict[str, Any],
+) -> None:
     sources = event_sources(transformed_template, "WorkerFunction")
 
     assert sources.timeout == 300
     assert sources.code_uri == "functions/worker"
     assert sources.handler == "app.lambda_handler"
-    assert {source.queue for source in sources} == {*QUEUE_TO_DLQ, "PartsQueue"}
-    batching = {s.queue: (s.batch_size, s.maximum_batching_window_in_seconds) for s in sources}
-    assert batching == {"TaskQueue": (10, 1), "HighPriorityQueue": (10, 1), "PartsQueue": (1, 0)}
+    batches = {s.queue: (s.batch_size, s.maximum_batching_window_in_seconds) for s in sources}
+    assert batches == {
+        **dict.fromkeys(QUEUE_TO_DLQ, (10, 1)),
+        **dict.fromkeys(QUEUE_TO_ISOLATION.values(), (1, 0)),
+        "PartsQueue": (1, 0),
+    }
 
 
 def test_parts_of_parallel_tasks_are_read_one_per_invocation(

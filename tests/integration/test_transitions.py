@@ -22,6 +22,7 @@ from taskqueue.store.items import TaskItem
 from tests.pipeline_world import World, make_world
 
 TOKEN = "lease-1"
+GENERATION = "0123456789abcdef"  # the generation of the message the row is executed for
 
 
 @pytest.fixture
@@ -43,7 +44,11 @@ def put_task(store: Store, status: TaskStatus, guard: Guard, *, meets: bool = Tr
         updated_at=now - timedelta(minutes=1),
     )
     item = TaskItem.new(task, store.table.shard_count, status=status, log=[])
-    changes: dict[str, Any] = {"lease_token": TOKEN, "lease_expires_at": epoch + 600}
+    changes: dict[str, Any] = {
+        "lease_token": TOKEN,
+        "lease_expires_at": epoch + 600,
+        "generation": GENERATION,
+    }
     if guard == Guard.DUE:
         later = now + timedelta(hours=1)
         changes = {"run_at": format_time(now - timedelta(seconds=1) if meets else later)}
@@ -53,6 +58,10 @@ def put_task(store: Store, status: TaskStatus, guard: Guard, *, meets: bool = Tr
         changes["lease_expires_at"] = epoch - 5
     elif guard == Guard.LEASE_HELD and not meets:
         changes["lease_token"] = "another-worker"
+    elif guard in (Guard.CURRENT_MESSAGE, Guard.CURRENT_UNLEASED):
+        changes["generation"] = GENERATION if meets else "fedcba9876543210"
+        if guard == Guard.CURRENT_UNLEASED:
+            changes["lease_expires_at"] = epoch - 5  # its worker died
     stored = item.model_copy(update=changes).dynamodb()
     store.table.client.put_item(TableName=store.table.name, Item=stored)
     return store.tasks.get(task.task_id)
@@ -69,6 +78,7 @@ def execute(store: Store, row: Transition, task: Task) -> Task | None:
         task.owner,
         task.task_type,
         lease_token=TOKEN,
+        generation=GENERATION,
         fields=fields_of(row),
     )
 
@@ -130,6 +140,24 @@ def test_each_guarded_row_refuses_a_task_that_breaks_its_guard(
         execute(store, row, task)
     assert refused.value.current == task
     assert store.tasks.get(task.task_id) == task
+
+
+def test_event_lines_are_shown_in_the_order_of_their_writes_not_their_clocks(
+    store: Store,
+) -> None:
+    # Given a cancelled task, and a retry whose writer's clock reads a little earlier than
+    # the cancel's did (a line's time is taken before its write: a claim stamped just before
+    # an owner's request can land just after it)
+    task = put_task(store, TaskStatus.PENDING, Guard.NONE)
+    store.tasks.cancel(task, lifecycle.row(Action.CANCEL, TaskStatus.PENDING))
+    cancelled = store.tasks.get(task.task_id)
+    now = utcnow()
+    store.table.clock = lambda: now - timedelta(seconds=1)
+    store.tasks.retry(cancelled, lifecycle.row(Action.RETRY, TaskStatus.CANCELLED), False)
+    # When its events are read, then they are in the order the writes happened
+    _, events = store.tasks.get_with_events(task.task_id, task.owner)
+    assert [e.message for e in events] == ["cancelled before it started", "retry requested: resume"]
+    assert events[1].time < events[0].time
 
 
 def test_a_row_that_changes_the_status_checks_the_tasks_identity(store: Store) -> None:

@@ -12,14 +12,15 @@ import statistics
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import boto3
 import pytest
 
-from taskqueue import wiring
+from taskqueue import lifecycle, wiring
 from taskqueue.engine import Outcome, backoff_seconds
+from taskqueue.lifecycle import Action
 from taskqueue.models import TaskMessage, TaskStatus, utcnow
 from taskqueue.task_types import REGISTRY
 from tests.helpers import (
@@ -407,6 +408,46 @@ def test_dlq_handler_marks_dead_task_failed_and_records_a_dead_letter(
     assert len(world.store.dead_letters.list(OWNER)) == 1
 
 
+def test_a_dead_letter_fails_a_task_only_for_its_current_message_and_no_live_worker(
+    world: World, function_env: Callable[[str], dict[str, str]]
+) -> None:
+    # Given a task a live worker holds, claimed by its submit's message
+    task_id = world.submit({"chunks": 2})
+    message = world.message(task_id)
+    start = lifecycle.row(Action.CLAIM, TaskStatus.PENDING)
+    world.store.tasks.claim(start, task_id, OWNER, "COUNTING", "live", 300, message.generation)
+    function_env("DlqFunction")
+    reset_function_caches()
+    dlq = load_function("dlq")
+
+    def dead(body: TaskMessage, message_id: str) -> None:
+        record = sqs_record(body.model_dump_json(), receive_count=5, message_id=message_id)
+        assert dlq.lambda_handler(sqs_event([record]), FakeLambdaContext()) == {
+            "batchItemFailures": []
+        }
+
+    # When a dead copy of that very message, and a stale message of another generation,
+    # reach the DLQ
+    dead(message, "copy")
+    dead(message.model_copy(update={"generation": "00000000000000aa"}), "stale")
+    # Then the task still runs, and no dead letter was recorded
+    assert world.task(task_id).status == TaskStatus.RUNNING
+    assert world.store.dead_letters.list(OWNER) == []
+    # And once its worker died (the lease expired), its current message's death fails it
+    world.store.table.client.update_item(
+        TableName=world.store.table.name,
+        Key={"pk": {"S": f"TASK#{task_id}"}, "sk": {"S": "META"}},
+        UpdateExpression="SET lease_expires_at = :expired",
+        ExpressionAttributeValues={":expired": {"N": str(int(utcnow().timestamp()) - 5)}},
+    )
+    dead(message.model_copy(update={"generation": "00000000000000aa"}), "stale-again")
+    assert world.task(task_id).status == TaskStatus.RUNNING
+    dead(message, "current")
+    task = world.task(task_id)
+    assert task.status == TaskStatus.FAILED
+    assert [d.task_id for d in world.store.dead_letters.list(OWNER)] == [task_id]
+
+
 def test_dead_letters_are_listed_and_redriven_by_their_owner_only(
     world: World, function_env: Callable[[str], dict[str, str]]
 ) -> None:
@@ -442,10 +483,7 @@ def test_dead_letters_are_listed_and_redriven_by_their_owner_only(
 # ------------------------------------------------------------------ scheduling and timeouts
 
 
-@pytest.mark.parametrize("hinted", [True, False], ids=["message-with-owner", "bare-message"])
-def test_task_scheduled_beyond_fifteen_minutes_hops_until_due(world: World, hinted: bool) -> None:
-    # Given a task due in 40 minutes
-    task_id = world.submit({"chunks": 1})
+def due_in_forty_minutes(world: World, task_id: str) -> None:
     due = utcnow() + timedelta(minutes=40)
     world.store.table.client.update_item(
         TableName=world.store.table.name,
@@ -453,6 +491,13 @@ def test_task_scheduled_beyond_fifteen_minutes_hops_until_due(world: World, hint
         UpdateExpression="SET run_at = :r",
         ExpressionAttributeValues={":r": {"S": due.strftime("%Y-%m-%dT%H:%M:%S.%fZ")}},
     )
+
+
+@pytest.mark.parametrize("hinted", [True, False], ids=["message-with-owner", "bare-message"])
+def test_task_scheduled_beyond_fifteen_minutes_hops_until_due(world: World, hinted: bool) -> None:
+    # Given a task due in 40 minutes
+    task_id = world.submit({"chunks": 1})
+    due_in_forty_minutes(world, task_id)
     engine = wiring.engine()
     message = world.message(task_id, hinted=hinted)
     delays: list[int] = []
@@ -464,18 +509,70 @@ def test_task_scheduled_beyond_fifteen_minutes_hops_until_due(world: World, hint
         hops.append(json.loads(params["MessageBody"]))
 
     client.meta.events.register("provide-client-params.sqs.SendMessage", sent)
-    # When its message arrives early, again and again as time passes
+    # When its message arrives early, then each hop it sends, as time passes
     outcomes = []
-    for _ in range(3):
-        outcomes.append(engine.process(message, lambda: 300_000))
+    for hop in range(3):
+        outcomes.append(engine.process(message, lambda: 300_000, f"message-{hop}"))
         world.advance_clock(delays[-1])
-    outcomes.append(engine.process(message, lambda: 300_000))
+        message = TaskMessage.model_validate(hops[-1])
+    outcomes.append(engine.process(message, lambda: 300_000, "message-3"))
     # Then it hopped in steps of at most 900 s, and ran once due
     assert outcomes == [Outcome.SCHEDULED] * 3 + [Outcome.SUCCEEDED]
     assert delays == [900, 900, 600]
-    # each hop says whose task it is, so that it is claimed with one write when due
-    assert hops == [{"task_id": task_id, "owner": OWNER, "task_type": "COUNTING"}] * 3
+    # each hop says whose task it is, so that it is claimed with one write when due, and
+    # hands on a new generation (only the current message may hop)
+    assert [{k: v for k, v in h.items() if k != "generation"} for h in hops] == [
+        {"task_id": task_id, "owner": OWNER, "task_type": "COUNTING"}
+    ] * 3
+    assert len({h["generation"] for h in hops}) == 3
     assert world.task(task_id).status == TaskStatus.SUCCESS
+
+
+def test_a_duplicated_hop_message_never_doubles_the_chain_of_hops(world: World) -> None:
+    # Given a task due in 40 minutes whose message SQS delivers twice (two message ids)
+    task_id = world.submit({"chunks": 1})
+    due_in_forty_minutes(world, task_id)
+    engine = wiring.engine()
+    # (due on the engine's clock, order, message): SQS delivers each when its delay is over
+    sent: list[tuple[datetime, int, TaskMessage]] = []
+    order = itertools.count()
+    engine.dispatcher.client.meta.events.register(
+        "provide-client-params.sqs.SendMessage",
+        lambda params, **_: sent.append(
+            (
+                engine.clock() + timedelta(seconds=params["DelaySeconds"]),
+                next(order),
+                TaskMessage.model_validate_json(params["MessageBody"]),
+            )
+        ),
+    )
+    message = world.message(task_id)
+    # When both copies arrive early
+    first = engine.process(message, lambda: 300_000, "copy-1")
+    second = engine.process(message, lambda: 300_000, "copy-2")
+    # Then only one hops; the other is dropped
+    assert (first, second) == (Outcome.SCHEDULED, Outcome.DROPPED)
+    assert len(sent) == 1
+    # And a redelivery of the copy that hopped (its worker died after the hop's write)
+    # sends that same hop again, not a new chain
+    assert engine.process(message, lambda: 300_000, "copy-1") == Outcome.SCHEDULED
+    assert [m for _, _, m in sent] == [sent[0][2]] * 2
+    # When every message sent is delivered once its delay is over (each its own SQS message)
+    outcomes: Counter[Outcome] = Counter()
+    pending = list(sent)
+    sent.clear()
+    while pending:
+        pending.sort(key=lambda entry: entry[:2])
+        due, number, hop = pending.pop(0)
+        world.advance_clock(max(0.0, (due - engine.clock()).total_seconds()))
+        outcomes[engine.process(hop, lambda: 300_000, f"hop-{number}")] += 1
+        pending += sent
+        sent.clear()
+    # Then the task ran exactly once: the second copy of the first hop was dropped at once,
+    # and every later hop had one message
+    assert outcomes == {Outcome.SCHEDULED: 2, Outcome.DROPPED: 1, Outcome.SUCCEEDED: 1}
+    assert world.task(task_id).status == TaskStatus.SUCCESS
+    assert world.counting.executions == [(task_id, 0)]
 
 
 def test_task_running_past_its_timeout_fails_with_a_clear_error(world: World) -> None:
@@ -637,6 +734,7 @@ def test_a_message_with_owner_and_type_is_claimed_with_one_write_and_no_read(
 def test_a_continuation_says_resume_and_is_claimed_with_one_write(world: World) -> None:
     # Given a 3-chunk task whose first invocation has time for one chunk
     task_id = world.submit({"chunks": 3})
+    submitted = world.message(task_id).generation
     sent: list[dict[str, Any]] = []
     client = wiring.engine().dispatcher.client
     client.meta.events.register(
@@ -650,12 +748,15 @@ def test_a_continuation_says_resume_and_is_claimed_with_one_write(world: World) 
     outcome, seen = claim_only(world, TaskMessage.model_validate(continuation))
     # Then it resumed the run handed over (RUNNING, lease released) with one write per step:
     # the claim, a checkpoint, the finish; the attempt was not counted again
+    generation = continuation.pop("generation")
     assert continuation == {
         "task_id": task_id,
         "owner": OWNER,
         "task_type": "COUNTING",
         "resume": True,
     }
+    # a generation of its own, written on the task with the hand-over
+    assert generation != submitted and world.task(task_id).generation == generation
     assert outcome == Outcome.SUCCEEDED
     assert seen == {"UpdateItem": 3}
     assert world.task(task_id).attempts == 1

@@ -25,6 +25,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 from pydantic import BaseModel, Field
 
+from taskqueue import wiring
 from taskqueue.aws import client as aws_client
 from taskqueue.models import (
     ChunkState,
@@ -36,6 +37,7 @@ from taskqueue.models import (
     utcnow,
 )
 from taskqueue.store import Store
+from taskqueue.store.items import idempotency_key, serialize
 from taskqueue.task_types.base import Plan, TaskContext
 from tests.helpers import (
     ApiResponse,
@@ -69,6 +71,11 @@ REPEAT_ALLOWING = frozenset(
         "storm_throttle",
     }
 )
+
+
+class ApiKilled(BaseException):
+    """The API's Lambda dies at an AWS call of a request (before it is sent or after it is
+    answered): the client gets no answer, and whatever the request wrote stays written."""
 
 
 class WorkerKilled(BaseException):
@@ -273,6 +280,8 @@ class Rates:
     storm_share: float = 0.02
     api_dynamodb_error: float = 0.04  # per API request: one DynamoDB call fails
     api_send_failure: float = 0.06  # per API request that sends: SendMessage fails
+    api_killed: float = 0.03  # per API request: the API dies at one of its AWS calls
+    client_gives_up: float = 0.5  # ... and its client never repeats the call (the sweeper)
     # Also fail API DynamoDB calls made after the request's write committed, and lose the
     # write's response. Off until the enqueue-after-commit bug is fixed (docs/reliability.md).
     api_faults_after_commit: bool = True
@@ -289,6 +298,8 @@ class Rates:
     cancel_running: float = 0.01  # per CHUNKSUM chunk: its owner cancels the task it runs
     retry_after_cancel: float = 0.5  # ... followed later by a retry
     random_retry: float = 0.04  # per task: a retry at a random moment (mostly 409)
+    cancel_retry_storm: float = 0.01  # per task: 10-30 cancels and retries, alternating
+    poison: float = 0.01  # per task: every message of it kills the invocation that runs it
     final_retry: float = 0.5  # per FAILED/CANCELLED task after the first drain
 
 
@@ -338,15 +349,21 @@ class Chaos:
         self.local = threading.local()
         self.enabled = False
         self.storm: dict[str, int] = {}
+        self.poison: set[str] = set()  # tasks whose every message kills its invocation
         self.actions: list[UserAction] = []
         self.action_order = itertools.count()
         self.opportunities = 0
         # A sweep's fault: (worker AWS call number counted across invocations, kind), where
         # kind is "kill-before", "kill-after" or "error"; chunks per invocation when fixed.
         self.forced: tuple[int, str] | None = None
+        # An API sweep's fault: (the AWS call number within the next request, "kill-before" or
+        # "kill-after"); that request's client never repeats it.
+        self.forced_api: tuple[int, str] | None = None
+        self.api_calls = 0  # AWS calls of the last API request
         self.worker_calls = 0
         self.chunks_per_invocation: int | None = None
         self.resend: Callable[[str], None] = lambda task_id: None
+        self.sweeper: Callable[[], int] = lambda: 0
         self.original_process = engine.process
         engine.process = self._process
         self.clients = {id(c): c for c in clients}.values()
@@ -370,10 +387,16 @@ class Chaos:
     def actor(self) -> str | None:
         return getattr(self.local, "actor", None)
 
-    def _process(self, message: TaskMessage, remaining_ms: Callable[[], int]) -> Any:
+    def _process(
+        self, message: TaskMessage, remaining_ms: Callable[[], int], message_id: str | None = None
+    ) -> Any:
         self.local.task = message.task_id
         self.local.claiming = True  # its first DynamoDB request: the claim (or its read)
-        return self.original_process(message, remaining_ms)
+        if message.task_id in self.poison and self.actor == "worker":
+            # Out of memory, a timeout, a crash: nothing of the batch is acknowledged.
+            self.ledger.fault("poison", message.task_id)
+            raise WorkerKilled("a poison record")
+        return self.original_process(message, remaining_ms, message_id)
 
     # ---------------------------------------------------------------- hooks
 
@@ -405,6 +428,8 @@ class Chaos:
             elif operation == "SendMessage" and self.rng.random() < self.rates.sqs_send_failure:
                 self.ledger.fault("sqs_send_failure", local.task)
                 raise _client_error(self.rng.choice(SQS_ERROR_CODES), operation)
+        elif self.actor == "api" and self.api_killing(service, operation):
+            pass
         elif self.actor == "api" and not local.api_faulted:
             # One fault per API request at most (see docs/reliability.md for why).
             after_commit = local.api_wrote and not self.rates.api_faults_after_commit
@@ -426,8 +451,25 @@ class Chaos:
                 self.ledger.fault(f"{self.actor}_dynamodb_error", None)
                 raise _client_error(self.rng.choice(THROTTLE_CODES), operation)
 
+    def api_killing(self, service: str, operation: str) -> bool:
+        """Count the API request's calls; die at the one drawn (before it, or arm for after)."""
+        local = self.local
+        self.api_calls += 1
+        if local.api_kill_at != self.api_calls:
+            return False
+        local.api_faulted = True
+        if local.api_kill_after:
+            local.api_kill_armed = True
+            return True
+        self.ledger.fault("api_killed", local.api_task)
+        raise ApiKilled(f"before call {self.api_calls} ({service}.{operation})")
+
     def _after_call(self, event_name: str, **_: Any) -> None:
         local = self.local
+        if self.actor == "api" and getattr(local, "api_kill_armed", False):
+            local.api_kill_armed = False
+            self.ledger.fault("api_killed", local.api_task)
+            raise ApiKilled(f"after call {self.api_calls} ({event_name})")
         if self.actor == "api" and event_name.split(".")[2] in WRITES and "error" not in event_name:
             local.api_wrote = True
             if (
@@ -571,19 +613,32 @@ class Chaos:
         task_id: str | None = None,
         attempts: int = 6,
     ) -> ApiResponse:
-        """One request as a careful client sends it: repeated on 5xx (same key, same body)."""
+        """One request as a careful client sends it: repeated on 5xx (same key, same body),
+        except, now and then, after the API died under it: that client gives up (status 0)."""
         saved = self.actor
         response = ApiResponse(0, None, {})
         for _ in range(attempts):
-            self.local.actor, self.local.api_task = "api", task_id
-            self.local.api_faulted = self.local.api_wrote = False
+            local = self.local
+            local.actor, local.api_task = "api", task_id
+            local.api_faulted = local.api_wrote = local.api_kill_armed = False
+            self.api_calls, local.api_kill_after, local.api_kill_at = 0, False, -1
+            if self.forced_api is not None:
+                local.api_kill_at = self.forced_api[0]
+                local.api_kill_after = self.forced_api[1] == "kill-after"
+            elif self.enabled and self.rng.random() < self.rates.api_killed:
+                local.api_kill_at = self.rng.randint(1, 4)
+                local.api_kill_after = self.rng.random() < 0.5
             try:
                 response = call_api(http_event(method, path, body=body, headers=headers, sub=OWNER))
+            except ApiKilled:
+                response = ApiResponse(0, {"killed": True}, {})
+                if self.forced_api is not None or self.rng.random() < self.rates.client_gives_up:
+                    return response
             except Exception as exc:  # an unhandled error: API Gateway answers 500
                 response = ApiResponse(500, {"exception": repr(exc)}, {})
             finally:
-                self.local.actor = saved
-            if response.status < 500:
+                local.actor = saved
+            if 0 < response.status < 500:
                 return response
         return response
 
@@ -619,9 +674,32 @@ class Chaos:
         return response
 
     def submit(self, body: dict[str, Any], key: str) -> str:
-        """Submit until the task exists and is queued; an EnqueueFailed task is retried."""
+        """Submit until the task exists and is queued; an EnqueueFailed task is retried (unless
+        the client gave up after the API died). The faults of its requests count as the task's
+        once its id is known."""
+        task_id = self._submit(body, key)
+        faults = self.ledger.task_faults.pop(f"submit:{key}", Counter())
+        self.ledger.task_faults[task_id].update(faults)
+        return task_id
+
+    def _submit(self, body: dict[str, Any], key: str) -> str:
         for _ in range(10):
-            response = self.api("POST", "/tasks", body=body, headers={"Idempotency-Key": key})
+            response = self.api(
+                "POST",
+                "/tasks",
+                body=body,
+                headers={"Idempotency-Key": key},
+                task_id=f"submit:{key}",
+            )
+            if response.status == 0:
+                # The API died and the client gave up: the task exists if the write landed
+                # (the sweeper then sends its message); if not, there is nothing to strand,
+                # and the client submits again.
+                task_id = self.written_by(key)
+                if task_id is not None:
+                    self.ledger.action(task_id, "submit", 0)
+                    return task_id
+                continue
             if response.status in (200, 201):
                 task = response.body
                 self.ledger.action(task["id"], "submit", response.status)
@@ -632,6 +710,21 @@ class Chaos:
                 return str(task["id"])
             assert response.status >= 500, f"submit answered {response.status}: {response.body}"
         raise AssertionError(f"submit with key {key} kept failing")
+
+    def written_by(self, key: str) -> str | None:
+        """The id of the task a submit with this Idempotency-Key created, if any."""
+        store = self.engine.store
+        item = store.table.get_item(serialize(idempotency_key(OWNER, key)))
+        return None if item is None else str(item["task_id"]["S"])
+
+    def sweep(self, grace_seconds: int) -> int:
+        """The sweeper's scheduled run, once the grace period has passed."""
+        self.clock.advance(grace_seconds + 1)
+        self.local.actor = "sweeper"
+        try:
+            return self.sweeper()
+        finally:
+            self.local.actor = None
 
     def _requeue(self, task_id: str) -> None:
         for _ in range(10):
@@ -665,6 +758,7 @@ def countdown(chunks: int) -> Callable[[], int]:
 class Queue:
     url: str
     arn: str
+    batch_size: int = 10  # the event source mapping's BatchSize (1: an isolation queue)
 
 
 @dataclass
@@ -684,6 +778,7 @@ class Delivery:
     unacknowledged: list[dict[str, Any]] = field(default_factory=list)  # a failed stream batch
     late: list[tuple[int, Queue, dict[str, Any]]] = field(default_factory=list)
     rounds: int = 0
+    full_batches: bool = False  # every batch as large as the queue's BatchSize allows
 
     def receive(self, queue: Queue, limit: int = 300) -> list[dict[str, Any]]:
         messages: list[dict[str, Any]] = []
@@ -731,7 +826,9 @@ class Delivery:
             batch_source = fresh + due
             self.rng.shuffle(batch_source)  # SQS standard queues do not keep order
             while batch_source:
-                size = self.rng.randint(1, 10)
+                size = (
+                    queue.batch_size if self.full_batches else self.rng.randint(1, queue.batch_size)
+                )
                 batch, batch_source = batch_source[:size], batch_source[size:]
                 delivered = True
                 self.chaos.user_moment()
@@ -854,9 +951,10 @@ class Harness:
     counters: Any
     stream: Any  # devstack.streams.StreamReader of the table
 
-    def queues(self, *logical_ids: str) -> list[Queue]:
+    def queues(self, *logical_ids: str, batch_size: int = 10) -> list[Queue]:
         return [
-            Queue(self.resources.queues[name], self.resources.arns[name]) for name in logical_ids
+            Queue(self.resources.queues[name], self.resources.arns[name], batch_size)
+            for name in logical_ids
         ]
 
 
@@ -881,12 +979,19 @@ def make_chaos(harness: Harness, rng: random.Random, rates: Rates) -> tuple[Chao
         rng,
         rates,
         harness.clock,
-        harness.queues("HighPriorityQueue", "TaskQueue", "PartsQueue"),
+        [
+            *harness.queues("HighPriorityQueue", "TaskQueue"),
+            *harness.queues(
+                "PartsQueue", "HighPriorityIsolationQueue", "TaskIsolationQueue", batch_size=1
+            ),
+        ],
         harness.queues("HighPriorityDeadLetterQueue", "TaskDeadLetterQueue"),
         harness.visibility_timeout,
         harness.stream,
     )
     chaos.resend = lambda task_id: delivery.resend(delivery.task_queues[1], task_id)
+    service = wiring.service()
+    chaos.sweeper = lambda: service.send_unsent(wiring.settings().sweep_grace_seconds)
     return chaos, delivery
 
 
@@ -978,7 +1083,9 @@ def check_task(
         reason = task.error.type if task.error else ""
         allowed = {
             "RuntimeError": faults["chunk_error"] > 0,  # the task's own code failed
-            "DeadLetter": True,  # a message died after maxReceiveCount deliveries
+            # Its message died after 3 deliveries and 3 more alone (an isolation queue): only
+            # a fault that hit this very task does that, never a poison neighbour's.
+            "DeadLetter": sum(faults.values()) > 0,
             "EnqueueFailed": faults["api_sqs_send_failure"] > 0,
             # a part failed for a reason allowed itself, or was cancelled by its owner
             "part_failed": reason == "part_failed"

@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 from devstack.runtime import FUNCTIONS_DIR, load_handler_module
+from taskqueue import wiring
 from taskqueue.models import TaskStatus
 from tests.helpers import (
     FakeLambdaContext,
@@ -146,6 +147,9 @@ def drain(
         if chaos.actions:  # the user's remaining requests arrive now
             chaos.user_moment(force=True)
             continue
+        # Quiet: the sweeper's next run sends what API calls that died never sent
+        if chaos.sweep(wiring.settings().sweep_grace_seconds):
+            continue
         return
     raise AssertionError(f"queues not drained after {MAX_ROUNDS} rounds")
 
@@ -172,7 +176,9 @@ def test_mixed_workload_under_faults_keeps_every_invariant(harness: Harness) -> 
             body["priority"] = "high"
         spec.task_id = chaos.submit(body, spec.key)
         if rng.random() < rates.storm_share:
-            chaos.storm[spec.task_id] = 5
+            chaos.storm[spec.task_id] = 6  # 3 deliveries and 3 more alone: to the DLQ
+        if rng.random() < rates.poison:
+            chaos.poison.add(spec.task_id)
         if rng.random() < rates.cancel:
             delay = rng.randint(0, 600)
             chaos.schedule("cancel", spec.task_id, delay)
@@ -182,6 +188,12 @@ def test_mixed_workload_under_faults_keeps_every_invariant(harness: Harness) -> 
                 )
         if rng.random() < rates.random_retry:
             chaos.schedule("retry", spec.task_id, rng.randint(0, 800), rng.random() < 0.5)
+        if rng.random() < rates.cancel_retry_storm:
+            moment = rng.randint(0, 200)
+            for cycle in range(rng.randint(10, 30)):
+                moment += rng.randint(1, 30)
+                kind = "cancel" if cycle % 2 == 0 else "retry"
+                chaos.schedule(kind, spec.task_id, moment, rng.random() < 0.5)
 
     # Given the workload, submitted in waves while the workers run, with every fault on
     chaos.enabled = True
@@ -426,6 +438,131 @@ def test_a_fault_at_every_worker_aws_call_loses_nothing_and_repeats_at_most_one_
     )
     assert not violations, "\n".join(violations)
     assert statuses == {"SUCCESS": len(specs)}
+
+
+API_DEATHS = ("kill-before", "kill-after")
+
+
+def test_the_api_dying_at_any_aws_call_of_a_submit_or_a_retry_strands_no_task(
+    harness: Harness,
+) -> None:
+    """The API dies before or after each AWS call of a submit, and of a retry, in turn, and
+    its client never repeats the call: the sweeper sends what no one sent."""
+    chaos, delivery = make_chaos(harness, random.Random(0), quiet_rates())
+    chaos.enabled = True
+    params = {"chunks": 3, "salt": 5}
+    body = {"type": "CHUNKSUM", "params": params}
+    specs: list[TaskSpec] = []
+    never_written = 0
+    try:
+        # Given the AWS calls a submit and a retry make when nothing fails
+        chaos.submit(body, "clean-submit")
+        submit_calls = chaos.api_calls
+        clean = chaos.submit(body, "clean-retry")
+        chaos.cancel(clean)
+        chaos.retry(clean, restart=False)
+        retry_calls = chaos.api_calls
+        drain(chaos, delivery)
+        # When the API dies at each of those calls in turn (no queue drained in between)
+        for kind in API_DEATHS:
+            for call in range(1, submit_calls + 1):
+                spec = TaskSpec(key=f"submit-{kind}-{call}", task_type="CHUNKSUM", params=params)
+                chaos.forced_api = (call, kind)
+                killed = chaos.api(
+                    "POST", "/tasks", body=body, headers={"Idempotency-Key": spec.key}
+                )
+                chaos.forced_api = None
+                assert killed.status == 0, killed
+                task_id = chaos.written_by(spec.key)
+                if task_id is None:
+                    never_written += 1  # died before its write: there is no task to strand
+                    continue
+                spec.task_id = task_id
+                specs.append(spec)
+            for call in range(1, retry_calls + 1):
+                spec = TaskSpec(key=f"retry-{kind}-{call}", task_type="CHUNKSUM", params=params)
+                spec.task_id = chaos.submit(body, spec.key)
+                chaos.cancel(spec.task_id)
+                chaos.forced_api = (call, kind)
+                killed = chaos.retry(spec.task_id, restart=False)
+                chaos.forced_api = None
+                assert killed.status == 0, killed
+                specs.append(spec)
+        stranded = sum(harness.store.tasks.get(s.task_id).enqueued_at is None for s in specs)
+        # And the workers and the sweeper run until all is quiet
+        drain(chaos, delivery)
+    finally:
+        chaos.enabled = False
+        chaos.close()
+    # Then every task that was written ran to completion with the exact sum, except a retry
+    # that died before its write, which left its task CANCELLED as it was
+    expected = {s.key: {"sum": expected_sum(5, 3), "chunks": 3} for s in specs}
+    tally: Counter[str] = Counter()
+    violations = [
+        f"{spec.key}: {problem}"
+        for spec in specs
+        for problem in check_task(spec, harness.store, harness.ledger, expected, tally)
+    ]
+    outcomes = Counter()
+    for spec in specs:
+        task, events = harness.store.tasks.get_with_events(spec.task_id, OWNER)
+        retried = any(e.message.startswith("retry requested") for e in events)
+        outcomes[(spec.key.split("-")[0], task.status.value, retried)] += 1
+        if spec.key.startswith("submit") or retried:
+            assert task.status == TaskStatus.SUCCESS, (spec.key, explain(spec, harness))
+        else:
+            assert task.status == TaskStatus.CANCELLED, (spec.key, explain(spec, harness))
+    print(
+        f"\nAPI deaths: {submit_calls} submit calls and {retry_calls} retry calls x "
+        f"{len(API_DEATHS)} = {len(specs) + never_written} requests; {never_written} died "
+        f"before writing, {stranded} left their task unmarked (message not sent or not marked); "
+        f"outcomes {dict(outcomes)}"
+    )
+    assert not violations, "\n".join(violations)
+    assert stranded > 0  # the sweep did strand tasks: the sweeper is what saved them
+    assert delivery.depth() == 0
+
+
+def test_a_poison_record_fails_only_its_own_task_never_its_batch_neighbours(
+    harness: Harness,
+) -> None:
+    """A record that kills every invocation that runs it (out of memory, a timeout) shares
+    its batches with nine innocent tasks; only the poison's task may reach the DLQ."""
+    rates = quiet_rates()
+    chaos, delivery = make_chaos(harness, random.Random(3), rates)
+    chaos.enabled = True
+    params = {"chunks": 2, "salt": 9}
+    body = {"type": "CHUNKSUM", "params": params}
+    specs = [TaskSpec(key=f"poison-{n}", task_type="CHUNKSUM", params=params) for n in range(10)]
+    try:
+        # Given one poison task and nine innocent ones, all queued before any worker runs
+        for spec in specs:
+            spec.task_id = chaos.submit(body, spec.key)
+        poison = specs[0].task_id
+        chaos.poison.add(poison)
+        # When the workers drain them, every batch as full as it can be (all that is left of
+        # the ten: a quiet queue, the worst case for the neighbours)
+        delivery.full_batches = True
+        drain(chaos, delivery)
+    finally:
+        chaos.enabled = False
+        chaos.close()
+    # Then the poison's task is FAILED by its dead letter, and every innocent one succeeded
+    statuses = {s.key: harness.store.tasks.get(s.task_id).status for s in specs}
+    letters = harness.store.dead_letters.list(OWNER)
+    print(
+        f"\npoison record: {harness.ledger.faults['poison']} invocations killed, "
+        f"{delivery.figures['worker invocations']} invocations, statuses "
+        f"{dict(Counter(statuses.values()))}, dead letters {len(letters)}, messages dead "
+        f"{delivery.figures['dead letters handled']}"
+    )
+    assert statuses == {
+        s.key: TaskStatus.FAILED if s.task_id == poison else TaskStatus.SUCCESS for s in specs
+    }
+    assert [d.task_id for d in letters] == [poison]
+    # And no innocent message reached the DLQ (even of a task finished before a kill)
+    assert delivery.figures["dead letters handled"] == 1
+    assert harness.ledger.faults["poison"] == 6  # 3 batches, then 3 times alone
 
 
 def test_visibility_timeout_outlasts_the_longest_lease(

@@ -269,4 +269,4 @@ def test_the_default_concurrency_share_matches_the_workers_in_the_template() -> 
     most = min(most, worker.get("ReservedConcurrentExecutions", most))
 
     # Then each process's share of the account's rate is 1/that, by default
-    assert Settings.model_fields["email_max_concurrency"].default == most == 70
+    assert Settings.model_fields["email_max_concurrency"].default == most == 80

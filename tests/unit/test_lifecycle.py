@@ -18,12 +18,18 @@ from taskqueue.models import Task, TaskStatus
 NOW = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
 EPOCH = int(NOW.timestamp())
 TOKEN = "lease-1"
+GENERATION = "0123456789abcdef"  # the generation of the message a decision is made for
 PACKAGE = Path(lifecycle.__file__).parent
 
 
 def task_in(status: TaskStatus, guard: Guard, *, meets: bool = True) -> Task:
-    """A task in `status` whose fields meet (or break) `guard` at NOW, for token TOKEN."""
-    fields: dict[str, object] = {"lease_token": TOKEN, "lease_expires_at": EPOCH + 60}
+    """A task in `status` whose fields meet (or break) `guard` at NOW, for token TOKEN and
+    a message of generation GENERATION."""
+    fields: dict[str, object] = {
+        "lease_token": TOKEN,
+        "lease_expires_at": EPOCH + 60,
+        "generation": GENERATION,
+    }
     if guard == Guard.DUE:
         fields = {"run_at": NOW - timedelta(seconds=1) if meets else NOW + timedelta(hours=1)}
     elif guard == Guard.LEASE_RELEASED:
@@ -32,6 +38,11 @@ def task_in(status: TaskStatus, guard: Guard, *, meets: bool = True) -> Task:
         fields["lease_expires_at"] = EPOCH - 1 if meets else EPOCH + 60
     elif guard == Guard.LEASE_HELD:
         fields["lease_token"] = TOKEN if meets else "another-worker"
+    elif guard == Guard.CURRENT_MESSAGE:
+        fields["generation"] = GENERATION if meets else "fedcba9876543210"
+    elif guard == Guard.CURRENT_UNLEASED:
+        fields["generation"] = GENERATION if meets else "fedcba9876543210"
+        fields["lease_expires_at"] = EPOCH - 1  # its worker died
     return Task(
         task_id="0" * 32,
         owner="alice",
@@ -60,7 +71,7 @@ def test_each_row_is_the_decision_for_its_action_from_its_status(
     row, source = move
     task = task_in(source, row.guard)
     # When its action is decided, then this very row is the answer
-    assert decide(task, row.action, NOW, TOKEN) is row
+    assert decide(task, row.action, NOW, TOKEN, GENERATION) is row
 
 
 GUARDED = [(r, s) for r, s in MOVES if r.guard != Guard.NONE]
@@ -76,7 +87,20 @@ def test_each_guarded_row_refuses_a_task_that_breaks_its_guard(
     task = task_in(source, row.guard, meets=False)
     # Then the move is refused, as a guard's refusal (a 409 in the API)
     with pytest.raises(GuardFailed):
-        decide(task, row.action, NOW, TOKEN)
+        decide(task, row.action, NOW, TOKEN, GENERATION)
+
+
+def test_a_dead_copy_of_the_message_a_live_worker_runs_fails_nothing() -> None:
+    # Given a RUNNING task whose worker holds a live lease, driven by message GENERATION
+    task = task_in(TaskStatus.RUNNING, Guard.LEASE_HELD)
+    # When a dead copy of that very message reaches the DLQ, then it may not fail the task
+    with pytest.raises(GuardFailed):
+        decide(task, Action.DEAD_LETTER, NOW, generation=GENERATION)
+    # And once that worker's lease has expired (it died), the dead message fails it
+    expired = task.model_copy(update={"lease_expires_at": EPOCH - 1})
+    assert decide(expired, Action.DEAD_LETTER, NOW, generation=GENERATION).target == "FAILED"
+    # And a message older than generations (none in its body) is taken as the current one
+    assert decide(expired, Action.DEAD_LETTER, NOW).target == "FAILED"
 
 
 REFUSED = [

@@ -60,11 +60,15 @@ class Settings(Telemetry):
     shard_count: Annotated[int, Field(ge=1, le=256)] = 32
     retention_days: Annotated[int, Field(ge=1, le=3650)] = 30
     default_max_attempts: Annotated[int, Field(ge=1, le=10)] = 3
+    # The sweeper sends a task's message when its submit or retry wrote it this long ago and
+    # never marked it sent: longer than an API call lives.
+    sweep_grace_seconds: Annotated[int, Field(ge=30, le=3600)] = 60
     email_sender: str = "noreply@example.com"
     email_rate_per_second: Annotated[float, Field(gt=0, le=1000)] = 10.0
-    # The worker's maximum concurrency over both queues (template.yaml: 50 + 20): each worker
-    # process sends at most its 1/N share of the account's SES rate.
-    email_max_concurrency: Annotated[int, Field(ge=1, le=10_000)] = 70
+    # The worker's maximum concurrency over its queues (template.yaml: 50 + 20 + 5 + 5, the
+    # isolation queues included): each worker process sends at most its 1/N share of the
+    # account's SES rate.
+    email_max_concurrency: Annotated[int, Field(ge=1, le=10_000)] = 80
     # Set by Lambda itself: per-item limits (image pixels) are derived from it.
     aws_lambda_function_memory_size: Annotated[int, Field(ge=128, le=10_240)] = 1024
     max_body_bytes: Annotated[int, Field(ge=1024)] = 256 * 1024

@@ -36,6 +36,8 @@ from taskqueue.models import (
     TaskMessage,
     TaskResult,
     TaskStatus,
+    new_generation,
+    next_generation,
     utcnow,
 )
 from taskqueue.observability import logger, metrics
@@ -90,11 +92,15 @@ class Engine:
     def __post_init__(self) -> None:
         self.fanout = FanOut(self.store, self.dispatcher, self.max_parallel)
 
-    def process(self, message: TaskMessage, remaining_ms: RemainingMillis) -> Outcome:
+    def process(
+        self, message: TaskMessage, remaining_ms: RemainingMillis, message_id: str | None = None
+    ) -> Outcome:
+        """Run what `message` asks for; `message_id`, SQS's id of this delivery, makes a
+        schedule hop repeatable by a redelivery of the same message."""
         lease = secrets.token_hex(8)  # a 64-bit fencing token
         # The lease outlives this invocation, so only a worker that died loses it.
         lease_seconds = remaining_ms() // 1000 + self.lease_grace_seconds
-        claimed = self._claim(message, lease, lease_seconds)
+        claimed = self._claim(message, lease, lease_seconds, message_id)
         if isinstance(claimed, Outcome):
             return claimed
         try:
@@ -103,7 +109,9 @@ class Engine:
             logger.warning("lease lost: another worker owns the task now")
             return Outcome.LEASE_LOST
 
-    def _claim(self, message: TaskMessage, lease: str, lease_seconds: int) -> Task | Outcome:
+    def _claim(
+        self, message: TaskMessage, lease: str, lease_seconds: int, message_id: str | None
+    ) -> Task | Outcome:
         """The task under a fresh lease, or what became of the message.
 
         Commonly one conditional write, returning the task: the message says whose task it
@@ -117,7 +125,13 @@ class Engine:
             guess = RESUME if message.resume else START
             try:
                 claimed = self.store.tasks.claim(
-                    guess, message.task_id, message.owner, message.task_type, lease, lease_seconds
+                    guess,
+                    message.task_id,
+                    message.owner,
+                    message.task_type,
+                    lease,
+                    lease_seconds,
+                    message.generation,
                 )
                 return self._claimed(claimed, guess)
             except TransitionConflict as refused:
@@ -135,11 +149,7 @@ class Engine:
             if refused.guard != Guard.DUE:
                 logger.info("duplicate or stale message dropped")
                 return Outcome.DROPPED
-            assert current.run_at is not None
-            wait = (current.run_at - now).total_seconds()
-            hop = int(min(MAX_DELAY_SECONDS, wait + 0.999))
-            self.dispatcher.send(TaskMessage.of(current), _queue(current), hop)
-            return Outcome.SCHEDULED
+            return self._hop(current, message, message_id, now)
         except InvalidTransition:
             if current.part is not None:
                 # A finished part's message again (a duplicate, or a redelivery after a crash
@@ -148,12 +158,36 @@ class Engine:
             return Outcome.DROPPED  # finished already
         try:
             claimed = self.store.tasks.claim(
-                transition, current.task_id, current.owner, current.task_type, lease, lease_seconds
+                transition,
+                current.task_id,
+                current.owner,
+                current.task_type,
+                lease,
+                lease_seconds,
+                message.generation,
             )
         except TransitionConflict:
             logger.info("duplicate or stale message dropped")
             return Outcome.DROPPED
         return self._claimed(claimed, transition)
+
+    def _hop(
+        self, task: Task, message: TaskMessage, message_id: str | None, now: datetime
+    ) -> Outcome:
+        """Not due yet: only the task's current message hands on a next one (a new
+        generation, written before it is sent), so a duplicate never doubles the chain."""
+        generation = next_generation(message.generation, message_id)
+        try:
+            self.store.tasks.hop(task, message.generation, generation)
+        except TransitionConflict:
+            logger.info("duplicate or stale message of a scheduled task dropped")
+            return Outcome.DROPPED
+        assert task.run_at is not None
+        wait = (task.run_at - now).total_seconds()
+        hop = int(min(MAX_DELAY_SECONDS, wait + 0.999))
+        message = TaskMessage.of(task, generation=generation)
+        self.dispatcher.send(message, _queue(task), hop)
+        return Outcome.SCHEDULED
 
     def _read(self, task_id: str) -> Task | None:
         try:
@@ -211,12 +245,14 @@ class Engine:
                 wait = self._wait_seconds(state)
                 out_of_time = remaining_ms() - self.safety_margin_ms < slowest_ms * 1.5
                 hand_over = out_of_time or wait > 0
+                generation = new_generation() if hand_over else None
                 current = self.store.tasks.checkpoint(
                     task,
                     lease,
                     state,
                     lease_seconds,
                     release=hand_over,
+                    generation=generation,
                     milestone=_milestone(saved, state),
                 )
                 saved = state
@@ -225,7 +261,11 @@ class Engine:
                     return self._cancel(task, lease, state)
                 if hand_over:
                     # Paced types (EMAIL) wait in the queue, not in a billed invocation.
-                    self.dispatcher.send(TaskMessage.of(task, resume=True), _queue(task), wait)
+                    self.dispatcher.send(
+                        TaskMessage.of(task, resume=True, generation=generation),
+                        _queue(task),
+                        wait,
+                    )
                     return Outcome.CONTINUED
             finish = task_type.finish
             if task.part is not None:
@@ -296,6 +336,7 @@ class Engine:
             return self._fail(task, lease, saved, error)
         delay = backoff_seconds(task.attempts, self.rng, self.backoff_base_seconds)
         retry_at = self.clock() + timedelta(seconds=delay)
+        generation = new_generation()
         self.store.tasks.release_for_retry(
             task,
             lease,
@@ -306,8 +347,9 @@ class Engine:
                 "error": f"{error.type}: {error.message[:200]}",
                 "delay": delay,
             },
+            generation,
         )
-        self.dispatcher.send(TaskMessage.of(task), _queue(task), delay)
+        self.dispatcher.send(TaskMessage.of(task, generation=generation), _queue(task), delay)
         metrics.add_metric(name="TasksRetried", unit="Count", value=1)
         return Outcome.RETRYING
 

@@ -38,6 +38,7 @@ class Action(StrEnum):
     ENQUEUE_FAILED = "enqueue_failed"  # its message could not be sent
     SPLIT = "split"  # a parallel task's worker wrote its parts: it waits for them
     REDO = "redo"  # a finished part runs again from a corrected start (its guess was wrong)
+    HOP = "hop"  # a message arrived before the task is due: the next one, a hop later
 
 
 class Guard(StrEnum):
@@ -49,6 +50,8 @@ class Guard(StrEnum):
     LEASE_RELEASED = "lease released (handed over)"
     LEASE_EXPIRED = "lease expired (its worker died)"
     LEASE_HELD = "lease token is the worker's own"
+    CURRENT_MESSAGE = "the message's generation is the task's"
+    CURRENT_UNLEASED = "the message's generation is the task's, and no live lease"
 
 
 class Flag(StrEnum):
@@ -146,8 +149,20 @@ TABLE: tuple[Transition, ...] = (
     _row(Action.RETRY, {FAILED, CANCELLED}, PENDING, Guard.NONE, "retry requested: {mode}"),
     _row(Action.SPLIT, {RUNNING}, None, Guard.LEASE_HELD, "split into {parts} parts"),
     _row(Action.REDO, {SUCCESS}, PENDING, Guard.NONE, "runs again: {mode}"),
-    _row(Action.DEAD_LETTER, {PENDING, RUNNING}, FAILED, Guard.NONE, "failed: {error}", "ERROR"),
+    # A dead message fails its task only if it is the task's current message and no live
+    # worker holds the task (a dead duplicate of the message that worker runs changes nothing).
+    _row(
+        Action.DEAD_LETTER,
+        {PENDING, RUNNING},
+        FAILED,
+        Guard.CURRENT_UNLEASED,
+        "failed: {error}",
+        "ERROR",
+    ),
     _row(Action.ENQUEUE_FAILED, {PENDING}, FAILED, Guard.NONE, "failed: {error}", "ERROR"),
+    # Only the current message hops, handing on a new generation: a duplicate of it, or a
+    # stale message, is dropped instead of starting a second chain of hops.
+    _row(Action.HOP, {PENDING}, None, Guard.CURRENT_MESSAGE, None),
 )
 
 
@@ -174,9 +189,17 @@ def row(action: Action, source: TaskStatus | None, guard: Guard | None = None) -
     return found[0]
 
 
-def holds(guard: Guard, task: Task, now: datetime, lease_token: str | None = None) -> bool:
-    """Whether `task` as read meets `guard` at `now` (the store checks the same at the write)."""
+def holds(
+    guard: Guard,
+    task: Task,
+    now: datetime,
+    lease_token: str | None = None,
+    generation: str | None = None,
+) -> bool:
+    """Whether `task` as read meets `guard` at `now` (the store checks the same at the write).
+    A message without a generation (older than generations) is taken as the current one."""
     epoch = int(now.timestamp())
+    current = generation is None or task.generation == generation
     match guard:
         case Guard.NEW:
             return False  # a task that was read exists
@@ -190,9 +213,19 @@ def holds(guard: Guard, task: Task, now: datetime, lease_token: str | None = Non
             return 0 < task.lease_expires_at < epoch
         case Guard.LEASE_HELD:
             return lease_token is not None and task.lease_token == lease_token
+        case Guard.CURRENT_MESSAGE:
+            return current
+        case Guard.CURRENT_UNLEASED:
+            return current and not (task.status == RUNNING and task.lease_expires_at >= epoch)
 
 
-def decide(task: Task, action: Action, now: datetime, lease_token: str | None = None) -> Transition:
+def decide(
+    task: Task,
+    action: Action,
+    now: datetime,
+    lease_token: str | None = None,
+    generation: str | None = None,
+) -> Transition:
     """The row that moves `task` by `action` at `now`.
 
     Raises InvalidTransition (409 in the API) when no row of the action starts from the
@@ -205,7 +238,7 @@ def decide(task: Task, action: Action, now: datetime, lease_token: str | None = 
             refusal.format(task_id=task.task_id, status=task.status.value, action=action.value)
         )
     for candidate in candidates:
-        if holds(candidate.guard, task, now, lease_token):
+        if holds(candidate.guard, task, now, lease_token, generation):
             return candidate
     refused = candidates[-1].guard
     raise GuardFailed(

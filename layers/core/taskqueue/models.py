@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
+import secrets
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
@@ -193,6 +195,9 @@ class Task(Model):
     def parts_done(self) -> int:
         return len(self.parts_in)
 
+    # The token of the message that drives the task now (see TaskMessage.generation).
+    generation: str | None = None
+
     @property
     def awaiting_first_claim(self) -> bool:
         """PENDING and never claimed since it was submitted or retried: its message may be
@@ -316,6 +321,21 @@ class UploadRequest(Model):
     ) = None
 
 
+def new_generation() -> str:
+    """A fresh message generation: 64 random bits, as hex."""
+    return secrets.token_hex(8)
+
+
+def next_generation(generation: str | None, message_id: str | None) -> str:
+    """The generation a schedule hop of this delivery hands on. Derived from the SQS message
+    id, so a redelivery of the same message (its worker died after the hop's write) writes
+    the same token again and re-sends the hop, while a second copy of the message (another
+    id) finds the token moved and drops itself; random without an id."""
+    if message_id is None:
+        return new_generation()
+    return hashlib.sha256(f"{generation}:{message_id}".encode()).hexdigest()[:16]
+
+
 class TaskMessage(Model):
     """The body of every SQS task message.
 
@@ -324,16 +344,28 @@ class TaskMessage(Model):
     checks them, since the status index keys derive from them) and whether it continues a run
     handed over (RUNNING, lease released) rather than starts one (PENDING). A message without
     them (sent before they existed) costs the worker a read first.
+
+    `generation` is the token the sender wrote on the task item with this message (submit,
+    retry, retry wait, continuation, schedule hop): the DLQ handler fails a task only for its
+    current message, and only the current message may hop. Absent on older messages, which
+    then match any generation, as before generations existed.
     """
 
     task_id: Annotated[str, Field(min_length=1, max_length=64, pattern=PART_ID_PATTERN)]
     owner: Annotated[str, Field(min_length=1, max_length=256)] | None = None
     task_type: Annotated[str, Field(min_length=1, max_length=64)] | None = None
     resume: bool = False
+    generation: Annotated[str, Field(pattern=r"^[0-9a-f]{16}$")] | None = None
 
     @classmethod
-    def of(cls, task: Task, *, resume: bool = False) -> TaskMessage:
-        return cls(task_id=task.task_id, owner=task.owner, task_type=task.task_type, resume=resume)
+    def of(cls, task: Task, *, resume: bool = False, generation: str | None = None) -> TaskMessage:
+        return cls(
+            task_id=task.task_id,
+            owner=task.owner,
+            task_type=task.task_type,
+            resume=resume,
+            generation=generation or task.generation,
+        )
 
 
 # ---------------------------------------------------------------- responses

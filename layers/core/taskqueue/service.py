@@ -52,6 +52,7 @@ from taskqueue.models import (
     UploadRequest,
     UploadTicket,
     format_time,
+    new_generation,
     utcnow,
     validation_details,
 )
@@ -115,6 +116,7 @@ class TaskService:
             created_at=now,
             updated_at=now,
             run_at=run_at,
+            generation=new_generation(),
         )
         request_hash = hashlib.sha256(
             request.model_dump_json(exclude={"run_at", "delay_seconds"}).encode()
@@ -156,7 +158,29 @@ class TaskService:
             error = TaskError(type="EnqueueFailed", message=str(exc)[:500])
             self._fail_unfinished(task.task_id, Action.ENQUEUE_FAILED, error)
             raise EnqueueFailed("the task queue is unavailable; try again") from exc
-        self.store.tasks.mark_enqueued(task.task_id)
+        self.store.tasks.mark_enqueued(task.task_id, task.generation)
+
+    def send_unsent(self, grace_seconds: int, limit: int = 100) -> int:
+        """The sweeper: send the message of every task whose submit or retry wrote it more
+        than `grace_seconds` ago (longer than an API call lives) and never marked it sent,
+        because the API died between its write and its send. Returns how many were sent.
+
+        The message carries the task's generation and goes out before the mark, so a sweeper
+        that dies in between sends it again next time: a duplicate loses the claim.
+        """
+        now = self.store.table.now()
+        ids = self.store.tasks.unsent(now - timedelta(seconds=grace_seconds), limit)
+        sent = 0
+        for task in self.store.tasks.batch_get(ids):
+            if not task.awaiting_first_claim:
+                continue  # claimed or finished since: its index keys went with that write
+            delay = 0
+            if task.run_at is not None:
+                delay = max(0, int((task.run_at - now).total_seconds()))
+            self.dispatcher.send(TaskMessage.of(task), task.priority.value, delay)
+            self.store.tasks.mark_enqueued(task.task_id, task.generation)
+            sent += 1
+        return sent
 
     def get(self, owner: str, task_id: str) -> TaskDetail:
         task, events = self.store.tasks.get_with_events(task_id, owner)
@@ -340,15 +364,24 @@ class TaskService:
             self.store.dead_letters.delete(owner, letter.id)
         return RedriveResult(redriven=redriven, skipped=skipped)
 
-    def dead_letter(self, task_id: str, *, message_id: str, queue: str, receive_count: int) -> bool:
+    def dead_letter(
+        self,
+        task_id: str,
+        *,
+        message_id: str,
+        queue: str,
+        receive_count: int,
+        generation: str | None = None,
+    ) -> bool:
         """A message of the task died in a DLQ: FAILED, with the owner's dead-letter record
-        written in the same request. False when the task is gone or finished already."""
+        written in the same request. False when the task is gone or finished already, or the
+        message is not the task's current one (`generation`), or a live worker holds it."""
         reason = f"its message could not be processed after {receive_count} deliveries"
         message = DeadMessage(
             message_id=message_id, queue=queue, reason=reason, receive_count=receive_count
         )
         error = TaskError(type="DeadLetter", message=reason)
-        return self._fail_unfinished(task_id, Action.DEAD_LETTER, error, message)
+        return self._fail_unfinished(task_id, Action.DEAD_LETTER, error, message, generation)
 
     def _fail_unfinished(
         self,
@@ -356,17 +389,18 @@ class TaskService:
         action: Action,
         error: TaskError,
         dead_message: DeadMessage | None = None,
+        generation: str | None = None,
     ) -> bool:
         """Fail a task that never finished, so that nothing waits forever; False when there
         is nothing to fail (the task is gone, finished, or past what `action` may fail)."""
         for _ in range(TRIES):
             try:
                 task = self.store.tasks.get(task_id)
-                transition = decide(task, action, utcnow())
+                transition = decide(task, action, utcnow(), generation=generation)
             except (TaskNotFound, InvalidTransition):
-                return False
+                return False  # GuardFailed too: a stale message, or one a live worker holds
             try:
-                self.store.tasks.fail(task, transition, error, dead_message)
+                self.store.tasks.fail(task, transition, error, dead_message, generation)
             except TransitionConflict:
                 continue
             if task.part is not None:

@@ -149,6 +149,11 @@ def service() -> TaskService:
     return new_service(settings())
 
 
+def sweep() -> int:
+    """The sweeper function's logic: send the messages an API call died before sending."""
+    return service().send_unsent(settings().sweep_grace_seconds)
+
+
 @cache
 def engine() -> Engine:
     """The worker's chunk engine."""

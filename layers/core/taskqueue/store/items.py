@@ -46,6 +46,12 @@ INDEXES = {
     (True, False): ("by_owner_status", "gsi3pk"),
     (True, True): ("by_owner_status_type", "gsi4pk"),
 }
+# The sparse index of tasks whose message of a submit or retry is not known to be sent yet:
+# `unsent_pk` (one of UNSENT_SHARDS partitions, by task id) and `unsent_at` (when the write
+# happened) exist from that write until the send is marked, the task is claimed or finishes.
+UNSENT_INDEX = "awaiting_enqueue"
+UNSENT_SHARDS = 8
+UNSENT_KEYS = ("unsent_pk", "unsent_at")
 # A task's short id (the first characters of its id, as the page shows it) finds it through the
 # by_owner_id index. Its partition key `idpk` is 4 hex characters of a hash of the owner and
 # the id's first ID_PREFIX_LENGTH characters: nearly unique, so no partition is hot, and 16
@@ -149,6 +155,15 @@ def index_partition(
         "gsi3pk": f"OWNER#{owner}#STATUS#{status}#{shard}",
         "gsi4pk": f"OWNER#{owner}#STATUS#{status}#TYPE#{task_type}#{shard}",
     }[attribute]
+
+
+def unsent_partition(shard: int) -> str:
+    return f"UNSENT#{shard}"
+
+
+def unsent_keys(task_id: str, time: str) -> dict[str, str]:
+    """The awaiting-enqueue index keys of a task whose message is about to be sent."""
+    return {"unsent_pk": unsent_partition(shard_of(task_id, UNSENT_SHARDS)), "unsent_at": time}
 
 
 def id_index_key(owner: str, task_id_prefix: str) -> str:
@@ -258,6 +273,10 @@ class TaskItem(Model):
     parts_total: int | None = None
     parts_in: list[int] | None = None  # a number set: each finished part's index, once
     parts_failed: int | None = None
+
+    generation: str | None = None
+    unsent_pk: str | None = None
+    unsent_at: str | None = None
     # Lines "<time> <LEVEL> <message>"; maps with those three fields on older items.
     log: list[str | dict[str, Any]] = []
 
@@ -290,6 +309,9 @@ class TaskItem(Model):
             idpk=id_index_key(task.owner, task.task_id),
             run_at=format_time(task.run_at) if task.run_at else None,
             timeout_seconds=task.timeout_seconds or None,
+            generation=task.generation,
+            unsent_pk=unsent_partition(shard_of(task.task_id, UNSENT_SHARDS)),
+            unsent_at=created,
             log=log,
         )
 
@@ -358,6 +380,7 @@ class TaskItem(Model):
             parts_total=self.parts_total or 0,
             parts_in=self.parts_in or [],
             parts_failed=self.parts_failed or 0,
+            generation=self.generation,
         )
 
     def events(self) -> list[TaskEvent]:

@@ -8,13 +8,36 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
+from botocore.exceptions import ClientError
+
 from taskqueue.errors import LeaseLost, TaskNotFound, TransitionConflict
 from taskqueue.lifecycle import Action, Transition, row
-from taskqueue.models import ChunkState, Task, TaskError, TaskEvent, TaskStatus, format_time
+from taskqueue.models import (
+    ChunkState,
+    Task,
+    TaskError,
+    TaskEvent,
+    TaskStatus,
+    format_time,
+    new_generation,
+)
 from taskqueue.store.dead_letters import DeadLetterStore, DeadMessage
 from taskqueue.store.expressions import Update
-from taskqueue.store.items import META, TaskItem, deserialize, parse_event, task_key, task_pk
-from taskqueue.store.table import Table
+from taskqueue.store.items import (
+    META,
+    TASK_PREFIX,
+    UNSENT_INDEX,
+    UNSENT_KEYS,
+    UNSENT_SHARDS,
+    TaskItem,
+    deserialize,
+    parse_event,
+    task_key,
+    task_pk,
+    unsent_keys,
+    unsent_partition,
+)
+from taskqueue.store.table import Table, is_condition_failure
 from taskqueue.store.transitions import TransitionWriter
 
 
@@ -71,8 +94,11 @@ class TaskStore:
         if not self.visible(task, owner, self.table.now()):
             raise TaskNotFound(f"task {task_id} not found")
         # EVENT# items: lines of tasks written before the lines moved onto the item.
-        older = [parse_event(deserialize(item)) for item in items[1:]]
-        events = sorted([*older, *stored.events()], key=lambda event: event.time)
+        older = sorted((parse_event(deserialize(item)) for item in items[1:]), key=_time)
+        # The item's lines stay in the order of their writes, not of their times: a line's
+        # time is its writer's clock before the write, so a claim stamped just before an
+        # owner's retry can land just after it (and must be shown after it).
+        events = [*older, *stored.events()]
         return task, events[-event_limit:]
 
     def batch_get(self, task_ids: list[str], consistent: bool = False) -> list[Task]:
@@ -102,15 +128,44 @@ class TaskStore:
             return False
         return not (task.expires_at is not None and task.expires_at <= int(now.timestamp()))
 
-    def mark_enqueued(self, task_id: str) -> None:
-        """Note that the message of a submit or retry went out (repeats then send none)."""
-        self.table.client.update_item(
-            TableName=self.table.name,
-            Key=task_key(task_id),
-            UpdateExpression="SET enqueued_at = :now",
-            ConditionExpression="attribute_exists(pk)",
-            ExpressionAttributeValues={":now": {"S": format_time(self.table.now())}},
-        )
+    def mark_enqueued(self, task_id: str, generation: str | None = None) -> bool:
+        """Note that the message of a submit or retry went out (repeats then send none, and
+        the sweeper leaves it alone). False when the task moved on to another generation
+        (retried again): that generation's own send marks it."""
+        update = Update().set(enqueued_at=format_time(self.table.now())).remove(*UNSENT_KEYS)
+        update.require("attribute_exists(pk)")
+        if generation is not None:
+            update.name("generation").require(
+                "#generation = :c_generation", c_generation=generation
+            )
+        try:
+            self.table.client.update_item(
+                TableName=self.table.name, **update.request(task_key(task_id))
+            )
+        except ClientError as exc:
+            if is_condition_failure(exc):
+                return False
+            raise
+        return True
+
+    def unsent(self, written_before: datetime, limit: int) -> list[str]:
+        """Ids of tasks whose submit or retry wrote them before `written_before` and never
+        marked their message sent: one Query of each awaiting-enqueue index partition
+        (oldest first, at most `limit` each), never a Scan."""
+        ids: list[str] = []
+        for shard in range(UNSENT_SHARDS):
+            response = self.table.client.query(
+                TableName=self.table.name,
+                IndexName=UNSENT_INDEX,
+                KeyConditionExpression="unsent_pk = :pk AND unsent_at < :before",
+                ExpressionAttributeValues={
+                    ":pk": {"S": unsent_partition(shard)},
+                    ":before": {"S": format_time(written_before)},
+                },
+                Limit=limit,
+            )
+            ids += [item["pk"]["S"].removeprefix(TASK_PREFIX) for item in response["Items"]]
+        return ids
 
     # ------------------------------------------------------------------ the worker's moves
 
@@ -122,12 +177,21 @@ class TaskStore:
         task_type: str,
         lease_token: str,
         lease_seconds: int,
+        generation: str | None = None,
     ) -> Task:
-        """A claim row: RUNNING under a fresh lease, in one write that returns the task."""
+        """A claim row: RUNNING under a fresh lease, in one write that returns the task.
+
+        The claiming message's generation becomes the task's: it is the message that now
+        drives the task (and that the DLQ handler may fail it for), even when it is an older
+        one whose successor's send failed. A claimed task no longer awaits its first send.
+        """
         now = self.table.now()
         update = Update().set(
             lease_token=lease_token, lease_expires_at=int(now.timestamp()) + lease_seconds
         )
+        if generation is not None:
+            update.set(generation=generation)
+        update.remove(*UNSENT_KEYS)
         # A retried task's timeout counts from its new start: retry removes started_at.
         update.set_expression(
             "started_at", "if_not_exists(#started_at, :started)", started=format_time(now)
@@ -146,11 +210,13 @@ class TaskStore:
         lease_seconds: int,
         *,
         release: bool = False,
+        generation: str | None = None,
         milestone: Mapping[str, object] | None = None,
     ) -> Task:
         """Save a chunk's state under the lease; the returned task carries cancel_requested.
 
-        `release` hands the task over (lease 0) for the continuation message to claim.
+        `release` hands the task over (lease 0) for the continuation message to claim, whose
+        `generation` it writes.
         """
         now = self.table.now()
         update = Update().set(
@@ -160,6 +226,8 @@ class TaskStore:
             progress=state.progress,
             lease_expires_at=0 if release else int(now.timestamp()) + lease_seconds,
         )
+        if generation is not None:
+            update.set(generation=generation)
         return self._fenced(Action.CHECKPOINT, task, lease_token, update, milestone)
 
     def finish(
@@ -210,11 +278,15 @@ class TaskStore:
         error: TaskError,
         run_at: datetime,
         fields: Mapping[str, object],
+        generation: str | None = None,
     ) -> None:
-        """RUNNING -> PENDING after a failed chunk, keeping the checkpoint, until run_at."""
+        """RUNNING -> PENDING after a failed chunk, keeping the checkpoint, until run_at, for
+        the message of `generation`."""
         update = Update().set(
             run_at=format_time(run_at), error=error.model_dump_json(), lease_expires_at=0
         )
+        if generation is not None:
+            update.set(generation=generation)
         self._fenced(Action.RETRY_LATER, task, lease_token, update, fields)
 
     def _fenced(
@@ -251,8 +323,15 @@ class TaskStore:
 
     def retry(self, task: Task, transition: Transition, restart: bool) -> Task:
         """FAILED or CANCELLED -> PENDING, resuming from the checkpoint unless restarting."""
+        time = format_time(self.table.now())
+        # A new message generation (older messages no longer hop nor fail it), and the
+        # awaiting-enqueue keys until its send is marked.
         update = Update().set(
-            attempts=0, lease_expires_at=0, retried_at=format_time(self.table.now())
+            attempts=0,
+            lease_expires_at=0,
+            retried_at=time,
+            generation=new_generation(),
+            **unsent_keys(task.task_id, time),
         )
         # started_at goes too: a retried task's timeout counts from its new start.
         update.remove(
@@ -283,9 +362,11 @@ class TaskStore:
         transition: Transition,
         error: TaskError,
         dead_message: DeadMessage | None = None,
+        generation: str | None = None,
     ) -> None:
         """A task that never finished -> FAILED (a dead letter, a failed enqueue); the owner's
-        dead-letter record, when given, in the same request."""
+        dead-letter record, when given, in the same request. A dead letter is conditioned on
+        its message's `generation` being the task's."""
         also = []
         if dead_message is not None:
             also.append(self.dead_letters.put_request(task, dead_message, self.table.now()))
@@ -296,6 +377,27 @@ class TaskStore:
             task.owner,
             task.task_type,
             update,
+            generation=generation,
             fields={"error": error.message},
             also=also,
         )
+
+    def hop(self, task: Task, generation: str | None, next_generation: str) -> Task:
+        """A schedule hop of the message of `generation`: the task's generation moves to
+        `next_generation`. `task` is as the refused claim found it, in the same request: when
+        its generation is `next_generation` already, this delivery made the hop before and
+        died, and the write is conditioned on that one instead (it sends the hop again).
+        TransitionConflict when the message is not the current one."""
+        transition = row(Action.HOP, TaskStatus.PENDING)
+        if task.generation == next_generation:
+            generation = next_generation  # this delivery hopped already, then died: again
+        update = Update().set(generation=next_generation)
+        written = self.writer.execute(
+            transition, task.task_id, task.owner, task.task_type, update, generation=generation
+        )
+        assert written is not None
+        return written
+
+
+def _time(event: TaskEvent) -> datetime:
+    return event.time

@@ -17,6 +17,7 @@ from taskqueue.lifecycle import Action, Guard, Transition, row
 from taskqueue.models import Task, TaskStatus, format_time, parse_part_id
 from taskqueue.store.expressions import Update
 from taskqueue.store.items import (
+    UNSENT_KEYS,
     TaskItem,
     event_line,
     idempotency_key,
@@ -48,6 +49,7 @@ class TransitionWriter:
         update: Update | None = None,
         *,
         lease_token: str | None = None,
+        generation: str | None = None,
         fields: Mapping[str, object] | None = None,
         also: Iterable[dict[str, Any]] = (),
     ) -> Task | None:
@@ -64,7 +66,7 @@ class TransitionWriter:
         update.name("status").require(
             f"#status IN ({', '.join(f':{name}' for name in sources)})", **sources
         )
-        self._guard(update, transition.guard, lease_token, time, int(now.timestamp()))
+        self._guard(update, transition.guard, lease_token, generation, time, int(now.timestamp()))
         update.set(updated_at=time)  # every write moves it
         if transition.target is not None:
             # The index keys follow from the task's identity: the write checks it is this one.
@@ -80,7 +82,7 @@ class TransitionWriter:
             if transition.target.is_terminal:
                 update.set(finished_at=time, expires_at=self.table.expiry(now), lease_expires_at=0)
                 # Of no use once finished (a retry sets them anew), and the item stays < 1 KB.
-                update.remove("lease_token", "enqueued_at")
+                update.remove("lease_token", "enqueued_at", *UNSENT_KEYS)
         if transition.flag is not None:
             update.set(**{transition.flag.value: True})
         line = transition.line(fields)
@@ -116,7 +118,19 @@ class TransitionWriter:
         return item_to_task(response["Attributes"])
 
     @staticmethod
-    def _guard(update: Update, guard: Guard, token: str | None, time: str, epoch: int) -> None:
+    def _guard(
+        update: Update,
+        guard: Guard,
+        token: str | None,
+        generation: str | None,
+        time: str,
+        epoch: int,
+    ) -> None:
+        if guard in (Guard.CURRENT_MESSAGE, Guard.CURRENT_UNLEASED) and generation is not None:
+            # A message older than generations carries none: it is taken as the current one.
+            update.name("generation").require(
+                "#generation = :c_generation", c_generation=generation
+            )
         match guard:
             case Guard.DUE:
                 update.name("run_at").require(
@@ -130,7 +144,14 @@ class TransitionWriter:
                 )
             case Guard.LEASE_HELD:
                 update.name("lease_token").require("#lease_token = :c_token", c_token=token)
-            case Guard.NONE:
+            case Guard.CURRENT_UNLEASED:
+                # Not RUNNING under a live lease: PENDING, or the lease released or expired.
+                update.name("lease_expires_at").require(
+                    "#status = :c_pending OR #lease_expires_at < :c_epoch",
+                    c_pending=TaskStatus.PENDING.value,
+                    c_epoch=epoch,
+                )
+            case Guard.NONE | Guard.CURRENT_MESSAGE:
                 pass
             case Guard.NEW:
                 raise ValueError("a new task is written by create")

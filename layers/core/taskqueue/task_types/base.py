@@ -28,7 +28,7 @@ class TaskContext:
     email_rate_per_second: float = 10.0
     # How many worker processes may send email at once: each keeps to its share of the
     # account's SES rate (the worker's maximum concurrency, both queues together).
-    email_max_concurrency: int = 70
+    email_max_concurrency: int = 80
     # Lambda's memory size: what the task types' per-item limits (image pixels) derive from.
     memory_mb: int = 1024
     clients: dict[str, Any] = field(default_factory=dict)
