@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -33,7 +34,8 @@ pytestmark = pytest.mark.e2e
 CSV = "city,temperature,rain\nOslo,4.5,12\nRome,17.25,3\nLima,19,0\nNuuk,-6.5,7\n"
 XSS = "<img src=x onerror=alert(1)>"
 TASK_TIMEOUT_MS = 30_000
-FAR_FUTURE = "2099-01-01T00:00:00Z"
+# Far enough that the tasks stay PENDING, inside run_at's one-year cap.
+FAR_FUTURE = (datetime.now(UTC) + timedelta(days=300)).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 # ------------------------------------------------------------------------------- helpers

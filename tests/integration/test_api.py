@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlparse
 
@@ -513,6 +515,116 @@ def test_run_at_without_a_time_zone_is_422(sqs: Any, aws: LocalResources) -> Non
         "Value error, run_at needs a time zone, e.g. 2026-11-24T09:00:00Z"
     ]
     assert_nothing_written(sqs, aws)
+
+
+# A date-time as typed, and the UTC moment it means (None: it has none, a 422).
+DATE_TIME_EDGES: list[tuple[str, datetime | None]] = [
+    ("0001-01-01T00:00:00Z", datetime(1, 1, 1, tzinfo=UTC)),
+    ("0001-01-01T00:00:00", datetime(1, 1, 1, tzinfo=UTC)),  # naive: read as UTC
+    ("0001-01-01T00:00:00+14:00", None),  # year 0 in UTC
+    ("0001-01-01T13:59:59-12:00", datetime(1, 1, 2, 1, 59, 59, tzinfo=UTC)),
+    ("9999-12-31T23:59:59.999999Z", datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)),
+    ("9999-12-31T23:59:59-12:00", None),  # year 10000 in UTC
+    ("9999-12-31T10:00:00+14:00", datetime(9999, 12, 30, 20, 0, tzinfo=UTC)),
+    ("2026-12-31T23:59:60Z", None),  # a leap second: Python has no such datetime
+    ("2026-11-30T10:00:00.123456789Z", datetime(2026, 11, 30, 10, 0, 0, 123456, tzinfo=UTC)),
+    ("0999-06-01T00:00:00Z", datetime(999, 6, 1, tzinfo=UTC)),  # sorts before 2026 as text too
+    ("1970-01-01T00:00:00Z", datetime(1970, 1, 1, tzinfo=UTC)),
+    ("2026-11-24", datetime(2026, 11, 24, tzinfo=UTC)),
+    ("1700000000", None),  # a Unix time: the API promises ISO 8601
+]
+
+
+WIDEST = {
+    "created_after": ("0001-01-01T00:00:00Z", datetime(1, 1, 1, tzinfo=UTC)),
+    "created_before": ("9999-12-31T23:59:59Z", datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)),
+}
+
+
+def has_zone(typed: str) -> bool:
+    return typed.endswith("Z") or re.search(r"[+-]\d\d:\d\d$", typed) is not None
+
+
+@pytest.mark.parametrize(("typed", "moment"), DATE_TIME_EDGES)
+@pytest.mark.parametrize("name", ["created_after", "created_before"])
+def test_created_bounds_at_every_edge_answer_422_or_exactly_the_tasks_inside(
+    name: str, typed: str, moment: datetime | None, api: dict[str, str]
+) -> None:
+    # Given two tasks
+    created = {}
+    for _ in range(2):
+        body = submit(DATA).body
+        created[body["id"]] = datetime.fromisoformat(body["created_at"])
+    other = "created_before" if name == "created_after" else "created_after"
+    other_typed, other_moment = WIDEST[other]
+
+    # When the list is asked with the bound alone, and beside an aware other bound
+    alone = call_api(http_event("GET", "/tasks", query={name: typed}))
+    mixed = call_api(http_event("GET", "/tasks", query={name: typed, other: other_typed}))
+
+    # Then each is a 422 naming the field, a 400 for an empty range, or exactly the tasks inside
+    mixed_bounds = {name: moment, other: other_moment}
+    for response, bounds in ((alone, {name: moment}), (mixed, mixed_bounds)):
+        if moment is None:
+            assert response.status == 422
+            assert [d["loc"] for d in response.body["error"]["details"]] == [["query", name]]
+            continue
+        after, before = bounds.get("created_after"), bounds.get("created_before")
+        if after is not None and before is not None and after >= before:
+            assert response.status == 400
+            continue
+        inside = sorted(
+            task_id
+            for task_id, at in created.items()
+            if (after is None or at >= after) and (before is None or at < before)
+        )
+        assert response.status == 200, response.body
+        assert sorted(item["id"] for item in response.body["items"]) == inside
+
+
+@pytest.mark.parametrize(("typed", "moment"), DATE_TIME_EDGES)
+def test_run_at_at_every_edge_is_422_or_scheduled_exactly(
+    typed: str, moment: datetime | None, sqs: Any, aws: LocalResources
+) -> None:
+    # When a task is submitted to run at the edge
+    response = submit({**DATA, "run_at": typed})
+
+    # Then it is refused (no time zone, no UTC moment, not ISO 8601, past the one-year cap),
+    # or, in the past, starts now
+    if moment is None or not has_zone(typed):
+        assert response.status == 422
+        assert_nothing_written(sqs, aws)
+    elif moment > datetime.now(UTC) + timedelta(days=365):
+        details = assert_error(response, 422, "invalid_request", "run_at is more than a year ahead")
+        assert details[0]["loc"] == ["body", "run_at"]
+        assert_nothing_written(sqs, aws)
+    else:
+        assert response.status == 201
+        assert response.body["run_at"] is None  # already due
+
+
+def test_run_at_is_capped_one_year_ahead_like_delay_seconds(sqs: Any, aws: LocalResources) -> None:
+    # Given moments just inside and just past a year from now
+    now = datetime.now(UTC)
+    inside = (now + timedelta(days=364)).replace(microsecond=0)
+    past_cap = now + timedelta(days=366)
+
+    # When tasks are submitted for each
+    refused = submit({**DATA, "run_at": past_cap.isoformat()})
+    accepted = submit({**DATA, "run_at": inside.isoformat()})
+
+    # Then the first is a 422 at run_at and the second is scheduled for exactly that moment
+    details = assert_error(refused, 422, "invalid_request", "run_at is more than a year ahead")
+    assert details == [
+        {
+            "loc": ["body", "run_at"],
+            "msg": "must be at most 31536000 seconds from now",
+            "type": "less_than_equal",
+        }
+    ]
+    assert accepted.status == 201
+    assert datetime.fromisoformat(accepted.body["run_at"]) == inside
+    assert list_ids(ALICE) == [accepted.body["id"]]
 
 
 def test_body_over_256_kib_is_413(api: dict[str, str], sqs: Any, aws: LocalResources) -> None:

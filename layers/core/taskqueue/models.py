@@ -7,7 +7,15 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 MAX_DELAY_SECONDS = 365 * 24 * 3600
 
@@ -46,8 +54,19 @@ def _iso_only(value: Any) -> Any:
     return value
 
 
+def _in_utc(value: datetime) -> datetime:
+    """An aware time in UTC (naive ones stay naive: each field says what they mean). Year 1
+    at +14:00 or year 9999 at -12:00 has no UTC datetime: a 422, not an overflow later."""
+    if value.tzinfo is None:
+        return value
+    try:
+        return value.astimezone(UTC)
+    except (OverflowError, ValueError) as exc:
+        raise ValueError("out of range once converted to UTC (years 1 to 9999)") from exc
+
+
 _NUMBER = re.compile(r"^\s*[-+]?\d+(\.\d*)?\s*$")
-IsoDateTime = Annotated[datetime, BeforeValidator(_iso_only)]
+IsoDateTime = Annotated[datetime, BeforeValidator(_iso_only), AfterValidator(_in_utc)]
 
 
 def utcnow() -> datetime:
@@ -55,8 +74,9 @@ def utcnow() -> datetime:
 
 
 def format_time(moment: datetime) -> str:
-    """Fixed-width ISO 8601 in UTC, so that strings sort as times do."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """Fixed-width ISO 8601 in UTC, so that strings sort as times do (strftime's `%Y` would
+    write year 999 as "999", which sorts after "2026")."""
+    return moment.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 def parse_time(text: str) -> datetime:
@@ -203,6 +223,12 @@ class ListTasksQuery(Model):
     created_before: IsoDateTime | None = None
     limit: Annotated[int, Field(ge=1, le=100)] = 20
     cursor: Annotated[str, Field(max_length=4096)] | None = None
+
+    @field_validator("created_after", "created_before")
+    @classmethod
+    def _naive_is_utc(cls, value: datetime | None) -> datetime | None:
+        """A bound without a time zone is read as UTC, the zone of every stored time."""
+        return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
 
 
 class UploadRequest(Model):

@@ -26,6 +26,7 @@ from taskqueue.errors import (
 from taskqueue.files import Files
 from taskqueue.lifecycle import Action, decide
 from taskqueue.models import (
+    MAX_DELAY_SECONDS,
     DeadLetterPage,
     DeadLetterView,
     ListTasksQuery,
@@ -98,6 +99,18 @@ class TaskService:
             ) from exc
         now = utcnow()
         run_at = request.run_at
+        if run_at is not None and run_at > now + timedelta(seconds=MAX_DELAY_SECONDS):
+            # The cap of delay_seconds: a task scheduled further out would outlive its records.
+            raise InvalidRequest(
+                "run_at is more than a year ahead",
+                [
+                    {
+                        "loc": ["body", "run_at"],
+                        "msg": f"must be at most {MAX_DELAY_SECONDS} seconds from now",
+                        "type": "less_than_equal",
+                    }
+                ],
+            )
         if request.delay_seconds:
             run_at = now + timedelta(seconds=request.delay_seconds)
         if run_at is not None and run_at <= now:
