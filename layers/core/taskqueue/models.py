@@ -102,6 +102,12 @@ class ChunkState(Model):
     # Pacing by scheduling, not sleeping: the next chunk must not start before this time. The
     # engine checkpoints and hands over through a continuation message delayed until then.
     resume_at: datetime | None = None
+    # The engine's own, written after every chunk whatever the type returned: the task's
+    # chunk time (an exponentially weighted mean, ms), so that an invocation starts a chunk
+    # only with that much time left; and whether the last invocation handed over without
+    # running one for want of time (the next one runs a chunk anyway: no endless hand-overs).
+    chunk_ms: int | None = Field(default=None, ge=0)
+    deferred: bool = False
 
     @property
     def progress(self) -> int:
