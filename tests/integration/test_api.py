@@ -472,6 +472,97 @@ def test_an_email_template_that_would_render_unbounded_is_422_and_writes_nothing
     assert_nothing_written(sqs, aws)
 
 
+def put_upload(aws: LocalResources, key: str) -> None:
+    boto3.client("s3").put_object(Bucket=aws.buckets["DataBucket"], Key=key, Body=b"a,b\n1,2\n")
+
+
+@pytest.mark.parametrize(
+    ("task", "param", "named", "problem", "message"),
+    [
+        (
+            "DATA_PROCESSING",
+            "input_key",
+            f"uploads/{ALICE}/t/none.csv",
+            "input_not_found",
+            f"no upload at 'uploads/{ALICE}/t/none.csv'",
+        ),
+        # a longer key with the named one as its prefix is not that upload
+        (
+            "DATA_PROCESSING",
+            "input_key",
+            f"uploads/{ALICE}/t/sales",
+            "input_not_found",
+            f"no upload at 'uploads/{ALICE}/t/sales'",
+        ),
+        (
+            "DATA_PROCESSING",
+            "input_key",
+            f"uploads/{BOB}/t/sales.csv",
+            "value_error",
+            f"input_key must be under your upload prefix 'uploads/{ALICE}/', "
+            f"got 'uploads/{BOB}/t/sales.csv'",
+        ),
+        (
+            "DATA_PROCESSING",
+            "input_key",
+            f"uploads/{ALICE}/../{BOB}/t/sales.csv",
+            "value_error",
+            f"input_key must be under your upload prefix 'uploads/{ALICE}/', "
+            f"got 'uploads/{ALICE}/../{BOB}/t/sales.csv'",
+        ),
+        (
+            "IMAGE_PROCESSING",
+            "input_prefix",
+            f"uploads/{ALICE}/empty/",
+            "input_not_found",
+            f"no uploads under 'uploads/{ALICE}/empty/'",
+        ),
+        (
+            "IMAGE_PROCESSING",
+            "input_prefix",
+            f"uploads/{BOB}/t/",
+            "value_error",
+            f"input_prefix must be under your upload prefix 'uploads/{ALICE}/', "
+            f"got 'uploads/{BOB}/t/'",
+        ),
+    ],
+)
+def test_a_submit_naming_an_upload_that_is_not_there_or_not_yours_is_422(
+    task: str, param: str, named: str, problem: str, message: str, sqs: Any, aws: LocalResources
+) -> None:
+    # Given uploads of both users (Bob's under the very keys Alice names)
+    for key in (f"uploads/{ALICE}/t/sales.csv", f"uploads/{BOB}/t/sales.csv"):
+        put_upload(aws, key)
+
+    # When Alice submits a task naming the upload
+    response = submit({"type": task, "params": {param: named}})
+
+    # Then the submit is a 422 at that param, and nothing is written or sent
+    details = assert_error(response, 422, "invalid_request", f"invalid params for {task}")
+    assert details == [{"loc": ["body", "params", param], "msg": message, "type": problem}]
+    assert_nothing_written(sqs, aws)
+
+
+def test_a_submit_naming_an_upload_that_is_there_is_accepted(
+    api: dict[str, str], aws: LocalResources
+) -> None:
+    # Given Alice's CSV and a folder with one image
+    put_upload(aws, f"uploads/{ALICE}/t/sales.csv")
+    put_upload(aws, f"uploads/{ALICE}/photos/a.png")
+
+    # When she submits tasks naming them
+    data = submit(
+        {"type": "DATA_PROCESSING", "params": {"input_key": f"uploads/{ALICE}/t/sales.csv"}}
+    )
+    images = submit(
+        {"type": "IMAGE_PROCESSING", "params": {"input_prefix": f"uploads/{ALICE}/photos/"}}
+    )
+
+    # Then both are accepted
+    assert (data.status, images.status) == (201, 201)
+    assert sorted(list_ids(ALICE)) == sorted([data.body["id"], images.body["id"]])
+
+
 def test_param_out_of_range_is_422_at_its_field(sqs: Any, aws: LocalResources) -> None:
     response = submit({"type": "IMAGE_PROCESSING", "params": {"generate_count": 2, "width": 0}})
 

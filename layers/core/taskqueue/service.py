@@ -11,12 +11,13 @@ from datetime import timedelta
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from taskqueue.config import Settings
 from taskqueue.dispatch import Dispatcher
 from taskqueue.errors import (
     EnqueueFailed,
+    InvalidInput,
     InvalidRequest,
     InvalidTransition,
     TaskNotFound,
@@ -48,9 +49,10 @@ from taskqueue.models import (
     format_time,
     utcnow,
 )
+from taskqueue.observability import logger
 from taskqueue.store import DeadMessage, Store
-from taskqueue.task_types import REGISTRY
-from taskqueue.task_types.base import TaskType
+from taskqueue.task_types import REGISTRY, _s3
+from taskqueue.task_types.base import TaskType, Upload
 
 TRIES = 5  # decisions on a fresh read when the task keeps moving under a user's request
 
@@ -97,6 +99,7 @@ class TaskService:
             raise InvalidRequest(
                 f"invalid params for {request.type}", validation_details(exc, ("body", "params"))
             ) from exc
+        self._check_uploads(owner, request.type, task_type, params)
         now = utcnow()
         run_at = request.run_at
         if run_at is not None and run_at > now + timedelta(seconds=MAX_DELAY_SECONDS):
@@ -137,6 +140,33 @@ class TaskService:
         elif stored.awaiting_first_claim:
             self.enqueue_if_lost(stored)
         return stored, created
+
+    def _check_uploads(
+        self, owner: str, type_name: str, task_type: TaskType, params: BaseModel
+    ) -> None:
+        """The uploads the params name are the caller's and exist: a 422 now, rather than a
+        task that FAILS `input_not_found` later. An S3 error skips the check (the worker
+        checks again): submits do not depend on S3 being reachable."""
+        uploads: Mapping[str, Upload] = getattr(task_type, "uploads", {})
+        for name, kind in uploads.items():
+            value = getattr(params, name, None)
+            if not isinstance(value, str):
+                continue
+            try:
+                _s3.require_under(value, _s3.uploads_prefix(owner), name)
+                if self.files.upload_exists(value, folder=kind == Upload.FOLDER):
+                    continue
+                what = "no upload at" if kind == Upload.FILE else "no uploads under"
+                problem, message = "input_not_found", f"{what} {value!r}"
+            except InvalidInput as exc:
+                problem, message = "value_error", exc.message
+            except (ClientError, BotoCoreError):
+                logger.warning("upload check skipped: S3 did not answer", param=name)
+                continue
+            raise InvalidRequest(
+                f"invalid params for {type_name}",
+                [{"loc": ["body", "params", name], "msg": message, "type": problem}],
+            )
 
     def enqueue_if_lost(self, task: Task) -> None:
         """A repeated submit or retry: the first call may have died between its write and

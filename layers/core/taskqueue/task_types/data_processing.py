@@ -10,7 +10,8 @@ from __future__ import annotations
 import random
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -18,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from taskqueue.errors import InvalidInput
 from taskqueue.models import ChunkState, TaskResult
 from taskqueue.task_types import _s3
-from taskqueue.task_types.base import TaskContext
+from taskqueue.task_types.base import TaskContext, Upload
 from taskqueue.task_types.column_stats import (
     Tally,
     parse_number,
@@ -185,6 +186,8 @@ class DataProcessing:
         "and invalid cells (those that do not fit the column's type)."
     )
     params_model: type[BaseModel] = DataProcessingParams
+    # Checked by the API at submit (a 422 rather than a task that FAILS later).
+    uploads: Mapping[str, Upload] = MappingProxyType({"input_key": Upload.FILE})
 
     def __init__(
         self,
