@@ -44,6 +44,7 @@ from taskqueue.errors import (
     Unauthorized,
 )
 from taskqueue.models import (
+    EVENT_KEY_PATTERN,
     DeadLetterPage,
     ErrorResponse,
     IsoDateTime,
@@ -258,8 +259,18 @@ def list_tasks(
 
 
 @app.get("/tasks/<task_id>", security=JWT, responses=responses({200: "the task"}, 404))
-def get_task(task_id: Annotated[str, Path(max_length=64)]) -> TaskDetail:
-    return wiring.service().get(current_owner(), task_id)
+def get_task(
+    task_id: Annotated[str, Path(max_length=64)],
+    events_before: Annotated[
+        str | None,
+        Query(
+            max_length=64,
+            pattern=EVENT_KEY_PATTERN,
+            description="The events_cursor of an earlier answer: the events before it",
+        ),
+    ] = None,
+) -> TaskDetail:
+    return wiring.service().get(current_owner(), task_id, events_before)
 
 
 @app.delete(

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import math
+import os
 import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -10,6 +12,7 @@ from urllib.parse import parse_qs, unquote, urlparse
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 
 from devstack.resources import LocalResources
 from taskqueue import wiring
@@ -176,6 +179,134 @@ def test_get_task_returns_it_with_its_submitted_event(api: dict[str, str]) -> No
     assert [event["message"] for event in response.body["events"]] == ["submitted"]
     assert response.body["events"][0]["level"] == "INFO"
     assert response.body["downloads"] == []
+
+
+def dynamodb_item_size(item: dict[str, Any]) -> int:
+    """An item's size as DynamoDB bills and limits it (400 KB): names plus values."""
+
+    def value_size(value: dict[str, Any]) -> int:
+        ((kind, inner),) = value.items()
+        if kind == "S":
+            return len(inner.encode())
+        if kind == "N":
+            return len(inner.lstrip("-").replace(".", "")) // 2 + 2
+        if kind in ("BOOL", "NULL"):
+            return 1
+        if kind == "L":
+            return 3 + sum(1 + value_size(element) for element in inner)
+        if kind == "M":
+            return 3 + sum(len(k.encode()) + 1 + value_size(v) for k, v in inner.items())
+        return len(json.dumps(inner))
+
+    return sum(len(name.encode()) + value_size(value) for name, value in item.items())
+
+
+def test_cancel_retry_cycles_keep_the_item_small_and_every_event_readable(
+    api: dict[str, str], store: Store
+) -> None:
+    # Given a task (scheduled ahead, so that no worker takes it between the user's requests)
+    cycles = int(os.environ.get("EVENT_LOG_CYCLES", "200"))  # 1000: the issue's figure
+    task_id = submit({**EMAIL, "delay_seconds": 3600}).body["id"]
+    service = wiring.service()
+
+    # When its owner cancels and retries it again and again (EVENT_LOG_CYCLES, 200 by default)
+    sizes = []
+    for _ in range(cycles):
+        service.cancel(ALICE, task_id)
+        service.retry(ALICE, task_id, restart=False)
+        sizes.append(
+            dynamodb_item_size(
+                store.table.get_item({"pk": {"S": f"TASK#{task_id}"}, "sk": {"S": "META"}}) or {}
+            )
+        )
+
+    # Then the item stays under 4 KB all along (it grew ~120 B a cycle without a bound)
+    print(f"task item after {cycles} cancel/retry cycles: {sizes[-1]} B, at most {max(sizes)} B")
+    assert max(sizes) < 4096
+    # And GET /tasks/{id} pages through every event, newest page first, none lost or repeated
+    pages, before = [], None
+    while True:
+        query = {"events_before": before} if before else None
+        page = call_api(http_event("GET", f"/tasks/{task_id}", query=query))
+        assert page.status == 200
+        assert len(page.body["events"]) <= 50
+        pages.append([event["message"] for event in page.body["events"]])
+        before = page.body["events_cursor"]
+        if before is None:
+            break
+    messages = [message for page in reversed(pages) for message in page]
+    assert (
+        messages
+        == ["submitted"] + ["cancelled before it started", "retry requested: resume"] * cycles
+    )
+    assert len(pages) == math.ceil((1 + 2 * cycles) / 50)
+    # And the task still works: it is PENDING, as the last retry left it
+    assert call_api(http_event("GET", f"/tasks/{task_id}")).body["status"] == "PENDING"
+
+
+def test_a_move_of_event_lines_cut_short_shows_every_event_once_and_completes_later(
+    api: dict[str, str],
+) -> None:
+    # Given a task, and the write that drops moved lines from its item failing once
+    task_id = submit({**EMAIL, "delay_seconds": 3600}).body["id"]
+    service = wiring.service()
+    client = service.store.table.client
+    failed: list[str] = []
+
+    def fail_first_move(params: dict[str, Any], **_: Any) -> None:
+        if "log_moved" in params.get("UpdateExpression", "") and not failed:
+            failed.append(params["Key"]["pk"]["S"])
+            raise ClientError(
+                {"Error": {"Code": "ThrottlingException", "Message": "injected"}}, "UpdateItem"
+            )
+
+    client.meta.events.register("before-parameter-build.dynamodb.UpdateItem", fail_first_move)
+    try:
+        # When it is cancelled and retried until its log passes the bound (the older lines
+        # written out as EVENT# items, the item's write refused), and read right then
+        done: list[str] = ["submitted"]
+        while not failed:
+            service.cancel(ALICE, task_id)
+            done.append("cancelled before it started")
+            if not failed:
+                service.retry(ALICE, task_id, restart=False)
+                done.append("retry requested: resume")
+        cut_short = call_api(http_event("GET", f"/tasks/{task_id}"))
+        # And it goes on, past the bound again
+        for _ in range(40):
+            service.cancel(ALICE, task_id)
+            service.retry(ALICE, task_id, restart=False)
+            done += ["cancelled before it started", "retry requested: resume"]
+    finally:
+        client.meta.events.unregister("before-parameter-build.dynamodb.UpdateItem", fail_first_move)
+
+    # Then the read after the cut-short move showed each line once, the newest 41
+    assert failed == [f"TASK#{task_id}"]
+    cut = len(done) - 80
+    assert [e["message"] for e in cut_short.body["events"]] == done[:cut][-50:]
+    assert cut_short.body["events_cursor"] is None  # the written-out lines are not yet moved
+    # And once the move is made again, every event is read once, in order
+    events, before = [], None
+    while True:
+        page = call_api(
+            http_event(
+                "GET", f"/tasks/{task_id}", query={"events_before": before} if before else None
+            )
+        )
+        events = [e["message"] for e in page.body["events"]] + events
+        before = page.body["events_cursor"]
+        if before is None:
+            break
+    assert events == done
+
+
+def test_events_before_that_is_not_an_event_key_is_422(api: dict[str, str]) -> None:
+    task_id = submit(EMAIL).body["id"]
+
+    response = call_api(http_event("GET", f"/tasks/{task_id}", query={"events_before": "META"}))
+
+    details = assert_error(response, 422, "validation_error", "request is not valid")
+    assert locs(details) == [["query", "events_before"]]
 
 
 def test_get_unknown_task_is_404(api: dict[str, str]) -> None:

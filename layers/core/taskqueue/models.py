@@ -18,6 +18,8 @@ from pydantic import (
 )
 
 MAX_DELAY_SECONDS = 365 * 24 * 3600
+# An event's key, as `GET /tasks/{id}` hands it out (`events_cursor`) and takes it back.
+EVENT_KEY_PATTERN = r"^EVENT#[0-9T:.Z-]{1,32}#[0-9]{1,12}$"
 
 
 class Model(BaseModel):
@@ -347,6 +349,10 @@ class OutputLink(Model):
 
 class TaskDetail(TaskView):
     events: list[TaskEvent] = Field(default_factory=list)
+    events_cursor: str | None = Field(
+        default=None,
+        description="Older events exist: pass this as events_before for the page before them",
+    )
     downloads: list[OutputLink] = Field(default_factory=list)
 
 

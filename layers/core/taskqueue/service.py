@@ -200,11 +200,15 @@ class TaskService:
             raise EnqueueFailed("the task queue is unavailable; try again") from exc
         self.store.tasks.mark_enqueued(task.task_id)
 
-    def get(self, owner: str, task_id: str) -> TaskDetail:
-        task, events = self.store.tasks.get_with_events(task_id, owner)
+    def get(self, owner: str, task_id: str, events_before: str | None = None) -> TaskDetail:
+        task, events, cursor = self.store.tasks.get_with_event_page(
+            task_id, owner, before=events_before
+        )
         view = TaskView.of(task)
         downloads = self.files.download_links(owner, task.outputs) if task.outputs else []
-        return TaskDetail(**view.model_dump(), events=events, downloads=downloads)
+        return TaskDetail(
+            **view.model_dump(), events=events, events_cursor=cursor, downloads=downloads
+        )
 
     def list_tasks(self, owner: str, query: ListTasksQuery) -> TaskPage:
         if query.type is not None:

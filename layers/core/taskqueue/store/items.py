@@ -230,8 +230,10 @@ class TaskItem(Model):
     expires_at: int | None = None
     retried_at: str | None = None
     enqueued_at: str | None = None
-    # Lines "<time> <LEVEL> <message>"; maps with those three fields on older items.
+    # Lines "<time> <LEVEL> <message>"; maps with those three fields on older items. The
+    # newest only: older lines move to EVENT# items (store/event_log.py), `log_moved` of them.
     log: list[str | dict[str, Any]] = []
+    log_moved: int | None = None
 
     @classmethod
     def new(

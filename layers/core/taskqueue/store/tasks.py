@@ -13,7 +13,7 @@ from taskqueue.lifecycle import Action, Transition, row
 from taskqueue.models import ChunkState, Task, TaskError, TaskEvent, TaskStatus, format_time
 from taskqueue.store.dead_letters import DeadLetterStore, DeadMessage
 from taskqueue.store.expressions import Update
-from taskqueue.store.items import META, TaskItem, deserialize, parse_event, task_key, task_pk
+from taskqueue.store.items import META, TaskItem, task_key, task_pk
 from taskqueue.store.table import Table
 from taskqueue.store.transitions import TransitionWriter
 
@@ -54,26 +54,50 @@ class TaskStore:
     def get_with_events(
         self, task_id: str, owner: str, event_limit: int = 50
     ) -> tuple[Task, list[TaskEvent]]:
-        """The task and its newest events in one Query (META sorts after EVENT#...)."""
+        """The task and its newest `event_limit` events, oldest first."""
+        task, events, _ = self.get_with_event_page(task_id, owner, event_limit)
+        return task, events
+
+    def get_with_event_page(
+        self, task_id: str, owner: str, event_limit: int = 50, before: str | None = None
+    ) -> tuple[Task, list[TaskEvent], str | None]:
+        """The task and its newest events (or, `before` an event's key, the older ones), and
+        the key to read older events from (None: there are none).
+
+        The first page is one Query (META sorts after EVENT#...): the item's own lines, the
+        newest, then EVENT# items to fill the page. An older page reads the item (whose owner
+        it checks) and the page of EVENT# items.
+        """
+        if before is not None:
+            raw = self.table.get_item(task_key(task_id))
+            if raw is None:
+                raise TaskNotFound(f"task {task_id} not found")
+            task = self._visible(TaskItem.from_dynamodb(raw).task(), owner)
+            events, cursor = self.writer.events.before(task_id, raw, before, event_limit)
+            return task, events, cursor
         response = self.table.client.query(
             TableName=self.table.name,
             KeyConditionExpression="pk = :pk",
             ExpressionAttributeValues={":pk": {"S": task_pk(task_id)}},
             ScanIndexForward=False,
-            Limit=event_limit + 1,
+            Limit=event_limit + 2,  # the item, a page of events, one to tell if more follow
             ConsistentRead=True,
         )
         items = response.get("Items", [])
         if not items or items[0]["sk"]["S"] != META:
             raise TaskNotFound(f"task {task_id} not found")
         stored = TaskItem.from_dynamodb(items[0])
-        task = stored.task()
+        task = self._visible(stored.task(), owner)
+        own = stored.events()[-event_limit:]
+        older, cursor = self.writer.events.page(
+            items[0], items[1:], event_limit - len(own), "LastEvaluatedKey" in response
+        )
+        return task, [*older, *own], cursor
+
+    def _visible(self, task: Task, owner: str) -> Task:
         if not self.visible(task, owner, self.table.now()):
-            raise TaskNotFound(f"task {task_id} not found")
-        # EVENT# items: lines of tasks written before the lines moved onto the item.
-        older = [parse_event(deserialize(item)) for item in items[1:]]
-        events = sorted([*older, *stored.events()], key=lambda event: event.time)
-        return task, events[-event_limit:]
+            raise TaskNotFound(f"task {task.task_id} not found")
+        return task
 
     def batch_get(self, task_ids: list[str]) -> list[Task]:
         """The tasks of these ids that exist, in the order asked for."""
