@@ -28,8 +28,13 @@ from taskqueue.files import Files
 from taskqueue.lifecycle import Action, decide
 from taskqueue.models import (
     MAX_DELAY_SECONDS,
+    BulkAction,
+    BulkItemResult,
+    BulkRequest,
+    BulkResult,
     DeadLetterPage,
     DeadLetterView,
+    ErrorBody,
     ListTasksQuery,
     RedriveResult,
     Stats,
@@ -48,6 +53,7 @@ from taskqueue.models import (
     UploadTicket,
     format_time,
     utcnow,
+    validation_details,
 )
 from taskqueue.observability import logger
 from taskqueue.store import DeadMessage, Store
@@ -55,13 +61,6 @@ from taskqueue.task_types import REGISTRY, _s3
 from taskqueue.task_types.base import TaskType, Upload
 
 TRIES = 5  # decisions on a fresh read when the task keeps moving under a user's request
-
-
-def validation_details(exc: ValidationError, prefix: tuple[str, ...]) -> list[dict[str, Any]]:
-    return [
-        {"loc": [*prefix, *error["loc"]], "msg": error["msg"], "type": error["type"]}
-        for error in exc.errors(include_url=False, include_context=False, include_input=False)
-    ]
 
 
 @dataclass
@@ -211,6 +210,9 @@ class TaskService:
         )
 
     def list_tasks(self, owner: str, query: ListTasksQuery) -> TaskPage:
+        if query.id_prefix is not None:
+            found = self.store.listing.find_by_id_prefix(owner, query.id_prefix, query.limit)
+            return TaskPage(items=[TaskView.of(t) for t in found], next_cursor=None)
         if query.type is not None:
             self.task_type(query.type)
         if (
@@ -258,11 +260,29 @@ class TaskService:
         self.enqueue(retried)
         return retried
 
+    def bulk(self, owner: str, request: BulkRequest) -> BulkResult:
+        """Cancel or retry each task on its own: one task's refusal (409, 404) is its result
+        and does not stop the others."""
+        results = []
+        for task_id in request.ids:
+            try:
+                if request.action == BulkAction.CANCEL:
+                    task = self.cancel(owner, task_id)
+                else:
+                    task = self.retry(owner, task_id, request.restart)
+            except (InvalidTransition, TaskNotFound) as exc:
+                error = ErrorBody(code=exc.code, message=exc.message)
+                results.append(BulkItemResult(id=task_id, ok=False, status=None, error=error))
+                continue
+            results.append(BulkItemResult(id=task_id, ok=True, status=task.status, error=None))
+        return BulkResult(results=results)
+
     def task_types(self) -> list[TaskTypeInfo]:
         return [
             TaskTypeInfo(
                 name=t.name,
                 description=t.description,
+                progress_unit=t.progress_unit,
                 params_schema=t.params_model.model_json_schema(),
             )
             for t in sorted(self.registry.values(), key=lambda t: t.name)
