@@ -849,6 +849,35 @@ def test_run_at_is_capped_one_year_ahead_like_delay_seconds(sqs: Any, aws: Local
     assert list_ids(ALICE) == [accepted.body["id"]]
 
 
+def test_params_over_256_kib_are_422_even_when_the_body_limit_allows_them(
+    api: dict[str, str], monkeypatch: pytest.MonkeyPatch, sqs: Any, aws: LocalResources
+) -> None:
+    # Given an API whose body limit was raised to 1 MiB
+    monkeypatch.setenv("MAX_BODY_BYTES", str(1024 * 1024))
+    reset_function_caches()
+    recipients = [f"r{i}@example.com" for i in range(1000)]
+    fields = {r: {"note": "x" * 400} for r in recipients}  # ~440 KB of params
+
+    # When a task's params are larger than the cap
+    response = submit(
+        {
+            "type": "EMAIL",
+            "params": {
+                **EMAIL_PARAMS,
+                "recipient_count": None,
+                "recipients": recipients,
+                "fields": fields,
+            },
+        }
+    )
+
+    # Then it is a 422 at body.params, and nothing is written
+    details = assert_error(response, 422, "invalid_request", "invalid params for EMAIL")
+    assert [d["loc"] for d in details] == [["body", "params"]]
+    assert details[0]["msg"].endswith("bytes as JSON; at most 262144")
+    assert_nothing_written(sqs, aws)
+
+
 def test_body_over_256_kib_is_413(api: dict[str, str], sqs: Any, aws: LocalResources) -> None:
     body = json.dumps({**EMAIL, "params": {**EMAIL_PARAMS, "body": "x" * 256 * 1024}})
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 import uuid
 from collections.abc import Mapping
@@ -60,6 +61,7 @@ from taskqueue.store import DeadMessage, Store
 from taskqueue.task_types import REGISTRY, _s3
 from taskqueue.task_types.base import TaskType, Upload
 
+MAX_PARAMS_BYTES = 256 * 1024  # a task's params as stored (compact JSON)
 TRIES = 5  # decisions on a fresh read when the task keeps moving under a user's request
 
 
@@ -98,6 +100,21 @@ class TaskService:
             raise InvalidRequest(
                 f"invalid params for {request.type}", validation_details(exc, ("body", "params"))
             ) from exc
+        stored_params = params.model_dump(mode="json")
+        size = len(json.dumps(stored_params, separators=(",", ":")).encode())
+        if size > MAX_PARAMS_BYTES:
+            # Whatever MAX_BODY_BYTES allows: the item holding them must stay far below
+            # DynamoDB's 400 KB, and every checkpoint rewrites it.
+            raise InvalidRequest(
+                f"invalid params for {request.type}",
+                [
+                    {
+                        "loc": ["body", "params"],
+                        "msg": f"{size} bytes as JSON; at most {MAX_PARAMS_BYTES}",
+                        "type": "too_long",
+                    }
+                ],
+            )
         self._check_uploads(owner, request.type, task_type, params)
         now = utcnow()
         run_at = request.run_at
@@ -121,7 +138,7 @@ class TaskService:
             task_id=uuid.uuid4().hex,
             owner=owner,
             task_type=task_type.name,
-            params=params.model_dump(mode="json"),
+            params=stored_params,
             status=TaskStatus.PENDING,
             priority=request.priority,
             max_attempts=request.max_attempts or self.settings.default_max_attempts,
