@@ -176,7 +176,7 @@ class TaskStore:
         """
         now = self.table.now()
         update = Update().set(
-            state=state.model_dump_json(),
+            state=state.model_dump_json(exclude_defaults=True),  # the item stays small
             units_done=state.units_done,
             units_total=state.units_total,
             progress=state.progress,
@@ -203,7 +203,7 @@ class TaskStore:
         update = Update()
         if state is not None:
             update.set(
-                state=state.model_dump_json(),
+                state=state.model_dump_json(exclude_defaults=True),  # the item stays small
                 units_done=state.units_done,
                 units_total=state.units_total,
                 progress=100 if success else state.progress,
