@@ -45,6 +45,7 @@ from taskqueue.errors import (
     Unauthorized,
 )
 from taskqueue.models import (
+    EVENT_KEY_PATTERN,
     BulkRequest,
     BulkResult,
     DeadLetterPage,
@@ -282,8 +283,18 @@ def bulk_tasks(body: BulkRequest) -> BulkResult:
 
 
 @app.get("/tasks/<task_id>", security=JWT, responses=responses({200: "the task"}, 404))
-def get_task(task_id: Annotated[str, Path(max_length=64)]) -> TaskDetail:
-    return wiring.service().get(current_owner(), task_id)
+def get_task(
+    task_id: Annotated[str, Path(max_length=64)],
+    events_before: Annotated[
+        str | None,
+        Query(
+            max_length=64,
+            pattern=EVENT_KEY_PATTERN,
+            description="The events_cursor of an earlier answer: the events before it",
+        ),
+    ] = None,
+) -> TaskDetail:
+    return wiring.service().get(current_owner(), task_id, events_before)
 
 
 @app.delete(

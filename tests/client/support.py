@@ -13,6 +13,7 @@ import base64
 import json
 from typing import Any
 
+import boto3
 import httpx
 import requests
 
@@ -112,3 +113,12 @@ def step(world: World, chunks_per_invocation: int = 1) -> None:
     batch = pipeline.receive()
     if batch:
         pipeline.invoke(batch)
+
+
+def unreadable_upload(world: World, key: str) -> str:
+    """A UTF-16 upload at `key`: DATA_PROCESSING fails it at once (`unreadable_input`); a
+    missing upload would be refused at submit already."""
+    boto3.client("s3").put_object(
+        Bucket=world.resources.buckets["DataBucket"], Key=key, Body=b"\xff\xfea\x00"
+    )
+    return key

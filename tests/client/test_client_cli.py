@@ -16,7 +16,7 @@ from taskqueue_client import Client
 from taskqueue_client.auth import TokenStore
 from taskqueue_client.cli import EXIT_FAILED, EXIT_OK, EXIT_TIMEOUT, EXIT_USAGE, main
 from taskqueue_client.config import Profile
-from tests.client.support import IMAGES, step
+from tests.client.support import IMAGES, step, unreadable_upload
 from tests.pipeline_world import World
 
 
@@ -97,7 +97,9 @@ def test_watch_exits_1_when_a_task_failed(
 ) -> None:
     ok = client.submit("DATA_PROCESSING", {"rows": 10})
     bad = client.submit(
-        "DATA_PROCESSING", {"input_key": "uploads/user-123/x/no.csv"}, max_attempts=1
+        "DATA_PROCESSING",
+        {"input_key": unreadable_upload(world, "uploads/user-123/x/utf16.csv")},
+        max_attempts=1,
     )
     run = tq("watch", ok.id, bad.id, "--json", client=make_client(sleep=lambda s: step(world, 5)))
     assert run.code == EXIT_FAILED

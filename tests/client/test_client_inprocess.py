@@ -22,7 +22,14 @@ from taskqueue_client import (
     WaitTimeout,
 )
 from taskqueue_client.client import Task
-from tests.client.support import API_URL, IMAGES, LambdaTransport, jwt_for, step
+from tests.client.support import (
+    API_URL,
+    IMAGES,
+    LambdaTransport,
+    jwt_for,
+    step,
+    unreadable_upload,
+)
 from tests.helpers import (
     FakeLambdaContext,
     load_function,
@@ -278,9 +285,10 @@ def test_retry_of_a_running_task_conflicts(client: Client, world: World) -> None
 def test_a_failed_task_raises_task_failed_and_can_be_restarted(
     client: Client, world: World
 ) -> None:
-    # Given a task of one attempt whose input does not exist
-    missing = "uploads/user-123/none/missing.csv"
-    task = client.submit("DATA_PROCESSING", {"input_key": missing}, max_attempts=1)
+    # Given a task of one attempt whose input it cannot read (UTF-16; a missing input is
+    # refused at submit)
+    unreadable = unreadable_upload(world, "uploads/user-123/none/utf16.csv")
+    task = client.submit("DATA_PROCESSING", {"input_key": unreadable}, max_attempts=1)
     world.pipeline().run()
     failed = client.get(task)
     assert failed.status is TaskStatus.FAILED
@@ -288,7 +296,7 @@ def test_a_failed_task_raises_task_failed_and_can_be_restarted(
     with pytest.raises(TaskFailed) as raised:
         failed.raise_for_failure()
     assert raised.value.task.view.error is not None
-    assert missing in raised.value.task.view.error.message
+    assert raised.value.task.view.error.type == "unreadable_input"
     # When it is retried from the start, it is queued again
     assert client.retry(task, restart=True).status is TaskStatus.PENDING
 

@@ -162,6 +162,12 @@ def upload_ticket(
     return ticket
 
 
+def unreadable_like(content: bytes) -> bytes:
+    """UTF-16 text of the same size as `content` (a ticket binds the size): DATA_PROCESSING
+    fails it at once, `unreadable_input`, and the good file can replace it later."""
+    return b"\xff\xfe" + b"a\x00" * ((len(content) - 2) // 2) + b"\x00" * (len(content) % 2)
+
+
 def put_upload(ticket: dict[str, Any], content: bytes) -> None:
     response = requests.put(ticket["url"], data=content, headers=ticket["headers"], timeout=10)
     if response.status_code != 200:

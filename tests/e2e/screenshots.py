@@ -27,9 +27,11 @@ from tests.e2e.devstack_process import (
     ROOT,
     Stack,
     get_task,
+    put_upload,
     start_stack,
     stop_stack,
     submit,
+    unreadable_like,
     upload_ticket,
     wait_for,
 )
@@ -76,6 +78,7 @@ def seed_tasks(stack: Stack, headers: dict[str, str]) -> dict[str, dict[str, Any
         priority="high",
     )
     missing = upload_ticket(stack, "sales-2024.csv", b"x" * 10, "text/csv", headers)
+    put_upload(missing, unreadable_like(b"x" * 10))  # a missing upload is refused at submit
     tasks["failed"] = submit(
         stack, "DATA_PROCESSING", {"input_key": missing["key"]}, headers, max_attempts=1
     )

@@ -36,6 +36,7 @@ from tests.e2e.devstack_process import (
     Stack,
     put_upload,
     submit,
+    unreadable_like,
     upload_ticket,
     wait_for,
 )
@@ -47,7 +48,8 @@ pytestmark = pytest.mark.e2e
 
 CSV = "city,temperature,rain\nOslo,4.5,12\nRome,17.25,3\nLima,19,0\nNuuk,-6.5,7\n"
 XSS = "<img src=x onerror=alert(1)>"
-FAR_FUTURE = "2099-01-01T00:00:00Z"
+# Far enough that the tasks stay PENDING, inside run_at's one-year cap.
+FAR_FUTURE = (datetime.now(UTC) + timedelta(days=300)).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 # ------------------------------------------------------------------------------- submit
@@ -243,9 +245,10 @@ def test_running_task_is_cancelled_after_confirmation(page: Page) -> None:
 
 
 def test_failed_task_is_resumed(page: Page, stack: Stack) -> None:
-    # A key under the user's upload prefix that does not exist yet: the task fails.
+    # An upload saved as UTF-16: the task fails (a missing upload is refused at submit).
     ticket = upload_ticket(stack, f"late-{uuid.uuid4().hex[:8]}.csv", CSV.encode(), "text/csv")
     assert ticket["key"].startswith("uploads/dev-user/")
+    put_upload(ticket, unreadable_like(CSV.encode()))
     open_app(page)
     choose_type(page, "DATA_PROCESSING", "upload")
     page.get_by_test_id("field-input_key").fill(ticket["key"])
@@ -254,12 +257,12 @@ def test_failed_task_is_resumed(page: Page, stack: Stack) -> None:
     task_id = submit_form(page)
     wait_for_row(page, task_id, "FAILED")
     panel = open_detail(page, task_id, "FAILED")
-    expect(panel.get_by_test_id("detail-error")).to_contain_text("does not exist")
+    expect(panel.get_by_test_id("detail-error")).to_contain_text("save it as UTF-8")
     expect(panel.get_by_test_id("detail-attempts")).to_have_text("1 of 1")
     expect(panel.get_by_test_id("cancel-button")).to_be_disabled()
     expect(panel.get_by_test_id("restart-button")).to_be_enabled()
 
-    put_upload(ticket, CSV.encode())  # the missing file arrives
+    put_upload(ticket, CSV.encode())  # the file, saved as UTF-8 this time
     panel.get_by_test_id("resume-button").click()
     confirm(page, "Resume this task?")
     expect(page.get_by_test_id("toast").filter(has_text="Task resumed.")).to_be_visible()

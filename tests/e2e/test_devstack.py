@@ -19,6 +19,7 @@ from tests.e2e.devstack_process import (
     start_stack,
     stop_stack,
     submit,
+    unreadable_like,
     upload_ticket,
     wait_for,
 )
@@ -181,6 +182,7 @@ def test_running_task_is_cancelled(stack: Stack) -> None:
 
 def test_failed_task_succeeds_after_retry(stack: Stack) -> None:
     ticket = upload_ticket(stack, f"late-{uuid.uuid4().hex[:8]}.csv", CSV.encode(), "text/csv")
+    put_upload(ticket, unreadable_like(CSV.encode()))  # a missing one is refused at submit
     task = submit(stack, "DATA_PROCESSING", {"input_key": ticket["key"]}, max_attempts=1)
     failed = wait_for(stack, task["id"], "FAILED", "SUCCESS")
     put_upload(ticket, CSV.encode())
@@ -189,7 +191,7 @@ def test_failed_task_succeeds_after_retry(stack: Stack) -> None:
     done = wait_for(stack, task["id"], "SUCCESS", "FAILED")
 
     assert failed["status"] == "FAILED"
-    assert "does not exist" in failed["error"]["message"]
+    assert failed["error"]["type"] == "unreadable_input"
     assert response.status_code == 200, response.text
     assert done["status"] == "SUCCESS", done["error"]
     assert done["result"]["rows"] == 4

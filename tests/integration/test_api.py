@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import json
+import math
+import os
+import re
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlparse
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 
 from devstack.resources import LocalResources
 from taskqueue import wiring
@@ -179,6 +184,134 @@ def test_get_task_returns_it_with_its_submitted_event(api: dict[str, str]) -> No
     assert [event["message"] for event in response.body["events"]] == ["submitted"]
     assert response.body["events"][0]["level"] == "INFO"
     assert response.body["downloads"] == []
+
+
+def dynamodb_item_size(item: dict[str, Any]) -> int:
+    """An item's size as DynamoDB bills and limits it (400 KB): names plus values."""
+
+    def value_size(value: dict[str, Any]) -> int:
+        ((kind, inner),) = value.items()
+        if kind == "S":
+            return len(inner.encode())
+        if kind == "N":
+            return len(inner.lstrip("-").replace(".", "")) // 2 + 2
+        if kind in ("BOOL", "NULL"):
+            return 1
+        if kind == "L":
+            return 3 + sum(1 + value_size(element) for element in inner)
+        if kind == "M":
+            return 3 + sum(len(k.encode()) + 1 + value_size(v) for k, v in inner.items())
+        return len(json.dumps(inner))
+
+    return sum(len(name.encode()) + value_size(value) for name, value in item.items())
+
+
+def test_cancel_retry_cycles_keep_the_item_small_and_every_event_readable(
+    api: dict[str, str], store: Store
+) -> None:
+    # Given a task (scheduled ahead, so that no worker takes it between the user's requests)
+    cycles = int(os.environ.get("EVENT_LOG_CYCLES", "200"))  # 1000: the issue's figure
+    task_id = submit({**EMAIL, "delay_seconds": 3600}).body["id"]
+    service = wiring.service()
+
+    # When its owner cancels and retries it again and again (EVENT_LOG_CYCLES, 200 by default)
+    sizes = []
+    for _ in range(cycles):
+        service.cancel(ALICE, task_id)
+        service.retry(ALICE, task_id, restart=False)
+        sizes.append(
+            dynamodb_item_size(
+                store.table.get_item({"pk": {"S": f"TASK#{task_id}"}, "sk": {"S": "META"}}) or {}
+            )
+        )
+
+    # Then the item stays under 4 KB all along (it grew ~120 B a cycle without a bound)
+    print(f"task item after {cycles} cancel/retry cycles: {sizes[-1]} B, at most {max(sizes)} B")
+    assert max(sizes) < 4096
+    # And GET /tasks/{id} pages through every event, newest page first, none lost or repeated
+    pages, before = [], None
+    while True:
+        query = {"events_before": before} if before else None
+        page = call_api(http_event("GET", f"/tasks/{task_id}", query=query))
+        assert page.status == 200
+        assert len(page.body["events"]) <= 50
+        pages.append([event["message"] for event in page.body["events"]])
+        before = page.body["events_cursor"]
+        if before is None:
+            break
+    messages = [message for page in reversed(pages) for message in page]
+    assert (
+        messages
+        == ["submitted"] + ["cancelled before it started", "retry requested: resume"] * cycles
+    )
+    assert len(pages) == math.ceil((1 + 2 * cycles) / 50)
+    # And the task still works: it is PENDING, as the last retry left it
+    assert call_api(http_event("GET", f"/tasks/{task_id}")).body["status"] == "PENDING"
+
+
+def test_a_move_of_event_lines_cut_short_shows_every_event_once_and_completes_later(
+    api: dict[str, str],
+) -> None:
+    # Given a task, and the write that drops moved lines from its item failing once
+    task_id = submit({**EMAIL, "delay_seconds": 3600}).body["id"]
+    service = wiring.service()
+    client = service.store.table.client
+    failed: list[str] = []
+
+    def fail_first_move(params: dict[str, Any], **_: Any) -> None:
+        if "log_moved" in params.get("UpdateExpression", "") and not failed:
+            failed.append(params["Key"]["pk"]["S"])
+            raise ClientError(
+                {"Error": {"Code": "ThrottlingException", "Message": "injected"}}, "UpdateItem"
+            )
+
+    client.meta.events.register("before-parameter-build.dynamodb.UpdateItem", fail_first_move)
+    try:
+        # When it is cancelled and retried until its log passes the bound (the older lines
+        # written out as EVENT# items, the item's write refused), and read right then
+        done: list[str] = ["submitted"]
+        while not failed:
+            service.cancel(ALICE, task_id)
+            done.append("cancelled before it started")
+            if not failed:
+                service.retry(ALICE, task_id, restart=False)
+                done.append("retry requested: resume")
+        cut_short = call_api(http_event("GET", f"/tasks/{task_id}"))
+        # And it goes on, past the bound again
+        for _ in range(40):
+            service.cancel(ALICE, task_id)
+            service.retry(ALICE, task_id, restart=False)
+            done += ["cancelled before it started", "retry requested: resume"]
+    finally:
+        client.meta.events.unregister("before-parameter-build.dynamodb.UpdateItem", fail_first_move)
+
+    # Then the read after the cut-short move showed each line once, the newest 41
+    assert failed == [f"TASK#{task_id}"]
+    cut = len(done) - 80
+    assert [e["message"] for e in cut_short.body["events"]] == done[:cut][-50:]
+    assert cut_short.body["events_cursor"] is None  # the written-out lines are not yet moved
+    # And once the move is made again, every event is read once, in order
+    events, before = [], None
+    while True:
+        page = call_api(
+            http_event(
+                "GET", f"/tasks/{task_id}", query={"events_before": before} if before else None
+            )
+        )
+        events = [e["message"] for e in page.body["events"]] + events
+        before = page.body["events_cursor"]
+        if before is None:
+            break
+    assert events == done
+
+
+def test_events_before_that_is_not_an_event_key_is_422(api: dict[str, str]) -> None:
+    task_id = submit(EMAIL).body["id"]
+
+    response = call_api(http_event("GET", f"/tasks/{task_id}", query={"events_before": "META"}))
+
+    details = assert_error(response, 422, "validation_error", "request is not valid")
+    assert locs(details) == [["query", "events_before"]]
 
 
 def test_get_unknown_task_is_404(api: dict[str, str]) -> None:
@@ -475,6 +608,97 @@ def test_an_email_template_that_would_render_unbounded_is_422_and_writes_nothing
     assert_nothing_written(sqs, aws)
 
 
+def put_upload(aws: LocalResources, key: str) -> None:
+    boto3.client("s3").put_object(Bucket=aws.buckets["DataBucket"], Key=key, Body=b"a,b\n1,2\n")
+
+
+@pytest.mark.parametrize(
+    ("task", "param", "named", "problem", "message"),
+    [
+        (
+            "DATA_PROCESSING",
+            "input_key",
+            f"uploads/{ALICE}/t/none.csv",
+            "input_not_found",
+            f"no upload at 'uploads/{ALICE}/t/none.csv'",
+        ),
+        # a longer key with the named one as its prefix is not that upload
+        (
+            "DATA_PROCESSING",
+            "input_key",
+            f"uploads/{ALICE}/t/sales",
+            "input_not_found",
+            f"no upload at 'uploads/{ALICE}/t/sales'",
+        ),
+        (
+            "DATA_PROCESSING",
+            "input_key",
+            f"uploads/{BOB}/t/sales.csv",
+            "value_error",
+            f"input_key must be under your upload prefix 'uploads/{ALICE}/', "
+            f"got 'uploads/{BOB}/t/sales.csv'",
+        ),
+        (
+            "DATA_PROCESSING",
+            "input_key",
+            f"uploads/{ALICE}/../{BOB}/t/sales.csv",
+            "value_error",
+            f"input_key must be under your upload prefix 'uploads/{ALICE}/', "
+            f"got 'uploads/{ALICE}/../{BOB}/t/sales.csv'",
+        ),
+        (
+            "IMAGE_PROCESSING",
+            "input_prefix",
+            f"uploads/{ALICE}/empty/",
+            "input_not_found",
+            f"no uploads under 'uploads/{ALICE}/empty/'",
+        ),
+        (
+            "IMAGE_PROCESSING",
+            "input_prefix",
+            f"uploads/{BOB}/t/",
+            "value_error",
+            f"input_prefix must be under your upload prefix 'uploads/{ALICE}/', "
+            f"got 'uploads/{BOB}/t/'",
+        ),
+    ],
+)
+def test_a_submit_naming_an_upload_that_is_not_there_or_not_yours_is_422(
+    task: str, param: str, named: str, problem: str, message: str, sqs: Any, aws: LocalResources
+) -> None:
+    # Given uploads of both users (Bob's under the very keys Alice names)
+    for key in (f"uploads/{ALICE}/t/sales.csv", f"uploads/{BOB}/t/sales.csv"):
+        put_upload(aws, key)
+
+    # When Alice submits a task naming the upload
+    response = submit({"type": task, "params": {param: named}})
+
+    # Then the submit is a 422 at that param, and nothing is written or sent
+    details = assert_error(response, 422, "invalid_request", f"invalid params for {task}")
+    assert details == [{"loc": ["body", "params", param], "msg": message, "type": problem}]
+    assert_nothing_written(sqs, aws)
+
+
+def test_a_submit_naming_an_upload_that_is_there_is_accepted(
+    api: dict[str, str], aws: LocalResources
+) -> None:
+    # Given Alice's CSV and a folder with one image
+    put_upload(aws, f"uploads/{ALICE}/t/sales.csv")
+    put_upload(aws, f"uploads/{ALICE}/photos/a.png")
+
+    # When she submits tasks naming them
+    data = submit(
+        {"type": "DATA_PROCESSING", "params": {"input_key": f"uploads/{ALICE}/t/sales.csv"}}
+    )
+    images = submit(
+        {"type": "IMAGE_PROCESSING", "params": {"input_prefix": f"uploads/{ALICE}/photos/"}}
+    )
+
+    # Then both are accepted
+    assert (data.status, images.status) == (201, 201)
+    assert sorted(list_ids(ALICE)) == sorted([data.body["id"], images.body["id"]])
+
+
 def test_param_out_of_range_is_422_at_its_field(sqs: Any, aws: LocalResources) -> None:
     response = submit({"type": "IMAGE_PROCESSING", "params": {"generate_count": 2, "width": 0}})
 
@@ -517,6 +741,145 @@ def test_run_at_without_a_time_zone_is_422(sqs: Any, aws: LocalResources) -> Non
     assert [d["msg"] for d in details] == [
         "Value error, run_at needs a time zone, e.g. 2026-11-24T09:00:00Z"
     ]
+    assert_nothing_written(sqs, aws)
+
+
+# A date-time as typed, and the UTC moment it means (None: it has none, a 422).
+DATE_TIME_EDGES: list[tuple[str, datetime | None]] = [
+    ("0001-01-01T00:00:00Z", datetime(1, 1, 1, tzinfo=UTC)),
+    ("0001-01-01T00:00:00", datetime(1, 1, 1, tzinfo=UTC)),  # naive: read as UTC
+    ("0001-01-01T00:00:00+14:00", None),  # year 0 in UTC
+    ("0001-01-01T13:59:59-12:00", datetime(1, 1, 2, 1, 59, 59, tzinfo=UTC)),
+    ("9999-12-31T23:59:59.999999Z", datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)),
+    ("9999-12-31T23:59:59-12:00", None),  # year 10000 in UTC
+    ("9999-12-31T10:00:00+14:00", datetime(9999, 12, 30, 20, 0, tzinfo=UTC)),
+    ("2026-12-31T23:59:60Z", None),  # a leap second: Python has no such datetime
+    ("2026-11-30T10:00:00.123456789Z", datetime(2026, 11, 30, 10, 0, 0, 123456, tzinfo=UTC)),
+    ("0999-06-01T00:00:00Z", datetime(999, 6, 1, tzinfo=UTC)),  # sorts before 2026 as text too
+    ("1970-01-01T00:00:00Z", datetime(1970, 1, 1, tzinfo=UTC)),
+    ("2026-11-24", datetime(2026, 11, 24, tzinfo=UTC)),
+    ("1700000000", None),  # a Unix time: the API promises ISO 8601
+]
+
+
+WIDEST = {
+    "created_after": ("0001-01-01T00:00:00Z", datetime(1, 1, 1, tzinfo=UTC)),
+    "created_before": ("9999-12-31T23:59:59Z", datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)),
+}
+
+
+def has_zone(typed: str) -> bool:
+    return typed.endswith("Z") or re.search(r"[+-]\d\d:\d\d$", typed) is not None
+
+
+@pytest.mark.parametrize(("typed", "moment"), DATE_TIME_EDGES)
+@pytest.mark.parametrize("name", ["created_after", "created_before"])
+def test_created_bounds_at_every_edge_answer_422_or_exactly_the_tasks_inside(
+    name: str, typed: str, moment: datetime | None, api: dict[str, str]
+) -> None:
+    # Given two tasks
+    created = {}
+    for _ in range(2):
+        body = submit(DATA).body
+        created[body["id"]] = datetime.fromisoformat(body["created_at"])
+    other = "created_before" if name == "created_after" else "created_after"
+    other_typed, other_moment = WIDEST[other]
+
+    # When the list is asked with the bound alone, and beside an aware other bound
+    alone = call_api(http_event("GET", "/tasks", query={name: typed}))
+    mixed = call_api(http_event("GET", "/tasks", query={name: typed, other: other_typed}))
+
+    # Then each is a 422 naming the field, a 400 for an empty range, or exactly the tasks inside
+    mixed_bounds = {name: moment, other: other_moment}
+    for response, bounds in ((alone, {name: moment}), (mixed, mixed_bounds)):
+        if moment is None:
+            assert response.status == 422
+            assert [d["loc"] for d in response.body["error"]["details"]] == [["query", name]]
+            continue
+        after, before = bounds.get("created_after"), bounds.get("created_before")
+        if after is not None and before is not None and after >= before:
+            assert response.status == 400
+            continue
+        inside = sorted(
+            task_id
+            for task_id, at in created.items()
+            if (after is None or at >= after) and (before is None or at < before)
+        )
+        assert response.status == 200, response.body
+        assert sorted(item["id"] for item in response.body["items"]) == inside
+
+
+@pytest.mark.parametrize(("typed", "moment"), DATE_TIME_EDGES)
+def test_run_at_at_every_edge_is_422_or_scheduled_exactly(
+    typed: str, moment: datetime | None, sqs: Any, aws: LocalResources
+) -> None:
+    # When a task is submitted to run at the edge
+    response = submit({**DATA, "run_at": typed})
+
+    # Then it is refused (no time zone, no UTC moment, not ISO 8601, past the one-year cap),
+    # or, in the past, starts now
+    if moment is None or not has_zone(typed):
+        assert response.status == 422
+        assert_nothing_written(sqs, aws)
+    elif moment > datetime.now(UTC) + timedelta(days=365):
+        details = assert_error(response, 422, "invalid_request", "run_at is more than a year ahead")
+        assert details[0]["loc"] == ["body", "run_at"]
+        assert_nothing_written(sqs, aws)
+    else:
+        assert response.status == 201
+        assert response.body["run_at"] is None  # already due
+
+
+def test_run_at_is_capped_one_year_ahead_like_delay_seconds(sqs: Any, aws: LocalResources) -> None:
+    # Given moments just inside and just past a year from now
+    now = datetime.now(UTC)
+    inside = (now + timedelta(days=364)).replace(microsecond=0)
+    past_cap = now + timedelta(days=366)
+
+    # When tasks are submitted for each
+    refused = submit({**DATA, "run_at": past_cap.isoformat()})
+    accepted = submit({**DATA, "run_at": inside.isoformat()})
+
+    # Then the first is a 422 at run_at and the second is scheduled for exactly that moment
+    details = assert_error(refused, 422, "invalid_request", "run_at is more than a year ahead")
+    assert details == [
+        {
+            "loc": ["body", "run_at"],
+            "msg": "must be at most 31536000 seconds from now",
+            "type": "less_than_equal",
+        }
+    ]
+    assert accepted.status == 201
+    assert datetime.fromisoformat(accepted.body["run_at"]) == inside
+    assert list_ids(ALICE) == [accepted.body["id"]]
+
+
+def test_params_over_256_kib_are_422_even_when_the_body_limit_allows_them(
+    api: dict[str, str], monkeypatch: pytest.MonkeyPatch, sqs: Any, aws: LocalResources
+) -> None:
+    # Given an API whose body limit was raised to 1 MiB
+    monkeypatch.setenv("MAX_BODY_BYTES", str(1024 * 1024))
+    reset_function_caches()
+    recipients = [f"r{i}@example.com" for i in range(1000)]
+    fields = {r: {"note": "x" * 400} for r in recipients}  # ~440 KB of params
+
+    # When a task's params are larger than the cap
+    response = submit(
+        {
+            "type": "EMAIL",
+            "params": {
+                **EMAIL_PARAMS,
+                "recipient_count": None,
+                "recipients": recipients,
+                "fields": fields,
+            },
+        }
+    )
+
+    # Then it is a 422 at body.params, and nothing is written
+    details = assert_error(response, 422, "invalid_request", "invalid params for EMAIL")
+    assert [d["loc"] for d in details] == [["body", "params"]]
+    assert details[0]["msg"].endswith("bytes as JSON; at most 262144")
     assert_nothing_written(sqs, aws)
 
 

@@ -13,7 +13,7 @@ from tests.helpers import ApiResponse, call_api, http_event, reset_function_cach
 ALICE = "user-123"  # http_event's default JWT sub
 BOB = "user-456"
 EMAIL = {"type": "EMAIL", "params": {"recipient_count": 1, "subject": "s", "body": "b"}}
-LATER = {**EMAIL, "run_at": "2099-01-01T00:00:00Z"}
+LATER = {**EMAIL, "delay_seconds": 30 * 24 * 3600}  # stays PENDING
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ import pytest
 from moto import mock_aws
 from PIL import Image
 
-from taskqueue.errors import InputNotFound, InvalidInput
+from taskqueue.errors import InputNotFound, InvalidInput, is_permanent
 from taskqueue.models import ChunkState, TaskResult
 from taskqueue.task_types.base import TaskContext, TaskType
 from taskqueue.task_types.data_processing import (
@@ -144,13 +144,18 @@ def test_an_empty_or_header_only_csv_gives_zero_rows(aws: Aws, text: str) -> Non
     )
 
 
-def test_input_outside_the_callers_uploads_is_refused(aws: Aws) -> None:
+def test_input_outside_the_callers_uploads_is_refused_permanently(aws: Aws) -> None:
+    # Given another user's upload
     aws.s3.put_object(Bucket=BUCKET, Key="uploads/mallory/x.csv", Body=b"a\n1\n")
 
-    with pytest.raises(ValueError, match="uploads/alice/"):
+    # When a task starts on it, or on an upload that does not exist
+    with pytest.raises(InvalidInput, match="uploads/alice/") as outside:
         DATA_PROCESSING.start(DataProcessingParams(input_key="uploads/mallory/x.csv"), aws.ctx())
-    with pytest.raises(InputNotFound, match="does not exist"):
+    with pytest.raises(InputNotFound, match="does not exist") as missing:
         DATA_PROCESSING.start(DataProcessingParams(input_key="uploads/alice/none.csv"), aws.ctx())
+
+    # Then both errors are permanent: the task fails at once, without retries and backoff
+    assert is_permanent(outside.value) and is_permanent(missing.value)
 
 
 # ---------------------------------------------------------------- IMAGE_PROCESSING
@@ -235,10 +240,11 @@ def test_uploaded_images_are_converted_and_a_broken_one_is_recorded(aws: Aws) ->
 
 def test_image_input_must_be_the_callers_and_not_empty(aws: Aws) -> None:
     # Permanent errors: the task fails at once, without retries.
-    with pytest.raises(InvalidInput, match="uploads/alice/"):
+    with pytest.raises(InvalidInput, match="uploads/alice/") as outside:
         IMAGE_PROCESSING.start(ImageProcessingParams(input_prefix="uploads/bob/"), aws.ctx())
-    with pytest.raises(InvalidInput, match="no images"):
+    with pytest.raises(InvalidInput, match="no images") as empty:
         IMAGE_PROCESSING.start(ImageProcessingParams(input_prefix="uploads/alice/x/"), aws.ctx())
+    assert is_permanent(outside.value) and is_permanent(empty.value)
 
 
 def test_images_too_big_for_the_functions_memory_or_gone_fail_alone(aws: Aws) -> None:

@@ -689,6 +689,77 @@ def test_long_task_hands_over_after_its_share_so_small_tasks_in_its_batch_run(
     assert world.task(long_task).result == {"sum": sum(range(500)), "seen": list(range(500))}
 
 
+class StepClock:
+    """A monotonic clock that moves only when told: chunks take exactly what a test says."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def test_no_chunk_starts_without_the_tasks_measured_chunk_time_left(world: World) -> None:
+    # Given a 3-chunk task whose chunks take 4 s each, on a clock the test moves
+    task_id = world.submit({"chunks": 3})
+    engine = wiring.engine()
+    clock = StepClock()
+    engine.monotonic = clock
+    world.counting.after_chunk = lambda _task, _index: clock.advance(4)
+    first = iter([300_000, 5_000])  # the lease's sizing, then after chunk 0: 5 s left
+
+    # When a first invocation runs chunk 0 and is then short of time
+    assert engine.process(world.message(task_id), lambda: next(first)) == Outcome.CONTINUED
+    # Then the task's chunk time is measured and kept in its checkpoint
+    state = world.task(task_id).state
+    assert state is not None and state.chunk_ms == 4000 and not state.deferred
+
+    # When the continuation lands in an invocation with 5 s left (a record late in its batch)
+    resume = world.message(task_id, resume=True)
+    assert engine.process(resume, lambda: 5_000) == Outcome.CONTINUED
+    # Then no chunk started: 5 s is less than 1.5 x 4 s; the task is handed over, released
+    task = world.task(task_id)
+    assert [i for t, i in world.counting.executions if t == task_id] == [0]
+    assert task.status == TaskStatus.RUNNING and task.lease_expires_at == 0
+    assert task.state is not None and task.state.deferred and task.units_done == 1
+
+    # When the next invocation is as short: a chunk runs anyway (never two hand-overs in a row)
+    assert engine.process(resume, lambda: 5_000) == Outcome.CONTINUED
+    assert [i for t, i in world.counting.executions if t == task_id] == [0, 1]
+
+    # And with time enough the task finishes exactly, each chunk run once
+    assert engine.process(resume, lambda: 300_000) == Outcome.SUCCEEDED
+    assert [i for t, i in world.counting.executions if t == task_id] == [0, 1, 2]
+    assert world.task(task_id).result == {"sum": 3, "seen": [0, 1, 2]}
+
+
+def test_a_first_chunk_needs_the_floor_left_and_the_mean_follows_recent_chunks(
+    world: World,
+) -> None:
+    # Given a task with no measured chunk time, and the engine's floor of 1 s
+    task_id = world.submit({"chunks": 4})
+    engine = wiring.engine()
+    clock = StepClock()
+    engine.monotonic = clock
+    durations = iter([2.0, 6.0, 6.0, 6.0])
+    world.counting.after_chunk = lambda _task, _index: clock.advance(next(durations))
+
+    # When it arrives with 0.5 s left, then with time enough
+    assert engine.process(world.message(task_id), lambda: 500) == Outcome.CONTINUED
+    executions_after_short = [i for t, i in world.counting.executions if t == task_id]
+    outcome = engine.process(world.message(task_id, resume=True), lambda: 300_000)
+
+    # Then nothing ran in the first, and the checkpointed mean weighs the newest chunk by half
+    assert executions_after_short == []
+    assert outcome == Outcome.SUCCEEDED
+    state = world.task(task_id).state
+    assert state is not None
+    assert state.chunk_ms == 5500  # 2000 -> 4000 -> 5000 -> 5500 (ms)
+
+
 # ------------------------------------------------------------------ the claim: one write
 
 

@@ -58,6 +58,8 @@ THROTTLE_CODES = (
     "InternalServerError",
 )
 SQS_ERROR_CODES = ("ServiceUnavailable", "InternalError", "RequestThrottled")
+# What SES answers a whole SendBulkEmail with when it sends nothing: throttled, or a 5xx.
+SES_ERROR_CODES = ("TooManyRequestsException", "ThrottlingException", "InternalFailure")
 WRITES = frozenset({"TransactWriteItems", "UpdateItem", "PutItem", "DeleteItem"})
 # Faults after which the design allows one chunk to run again (the one not checkpointed).
 REPEAT_ALLOWING = frozenset(
@@ -275,6 +277,7 @@ class Rates:
     dynamodb_error: float = 0.01  # per DynamoDB call of a worker
     sqs_send_failure: float = 0.04  # per SendMessage of a worker
     chunk_error: float = 0.01  # per CHUNKSUM chunk: the task's own code raises
+    ses_error: float = 0.15  # per SendBulkEmail of a worker: SES throttles or fails, sends none
     race: float = 0.015  # per CHUNKSUM chunk: a second worker runs the same task
     # tasks whose first 5 messages fail at their first request, the claim (-> DLQ)
     storm_share: float = 0.02
@@ -428,6 +431,10 @@ class Chaos:
             elif operation == "SendMessage" and self.rng.random() < self.rates.sqs_send_failure:
                 self.ledger.fault("sqs_send_failure", local.task)
                 raise _client_error(self.rng.choice(SQS_ERROR_CODES), operation)
+            elif operation == "SendBulkEmail" and self.rng.random() < self.rates.ses_error:
+                # Transient: the recipients must be sent later, never recorded as failed.
+                self.ledger.fault("ses_error", local.task)
+                raise _client_error(self.rng.choice(SES_ERROR_CODES), operation)
         elif self.actor == "api" and self.api_killing(service, operation):
             pass
         elif self.actor == "api" and not local.api_faulted:
@@ -1090,6 +1097,8 @@ def check_task(
             # a part failed for a reason allowed itself, or was cancelled by its owner
             "part_failed": reason == "part_failed"
             and parts_failed_for_a_reason(store, task, ledger, bool(requests["cancel"])),
+            # SES failed (5xx) on every attempt the task had: retried, then FAILED, not lost
+            "transient_error": faults["ses_error"] > 0,
         }
         if not allowed.get(reason, False):
             problems.append(f"FAILED with {task.error} although no such fault was injected")

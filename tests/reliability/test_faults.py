@@ -8,6 +8,7 @@ Run alone, larger:  RELIABILITY_TASKS=1000 RELIABILITY_SEED=7 .venv/bin/pytest t
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import random
@@ -18,11 +19,13 @@ from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
+import boto3
 import pytest
 
 from devstack.runtime import FUNCTIONS_DIR, load_handler_module
 from taskqueue import wiring
 from taskqueue.models import TaskStatus
+from tests.csv_awkward import awkward_csv
 from tests.helpers import (
     FakeLambdaContext,
     Pipeline,
@@ -68,8 +71,20 @@ def make_specs(rng: random.Random, size: int) -> list[TaskSpec]:
                     "rate_per_second": 50,
                 },
             )
-        elif draw < 0.08:
+        elif draw < 0.06:
             kind, params = "DATA_PROCESSING", {"rows": 200, "columns": 3, "seed": rng.randint(1, 2)}
+        elif draw < 0.08:
+            # An uploaded CSV with quoted line breaks, a quoted cell longer than a chunk among
+            # them: records span the 64 KiB chunk edges.
+            seed = rng.randint(1, AWKWARD_FILES)
+            kind, params = (
+                "DATA_PROCESSING",
+                {
+                    "input_key": awkward_key(OWNER, seed),
+                    "chunk_bytes": 64 * 1024,
+                    "delimiter": awkward_file(seed)[1],
+                },
+            )
         elif draw < 0.16:
             kind, params = (
                 "PARTSUM",
@@ -86,6 +101,30 @@ def make_specs(rng: random.Random, size: int) -> list[TaskSpec]:
     return specs
 
 
+AWKWARD_FILES = 3
+
+
+@functools.cache
+def awkward_file(seed: int) -> tuple[str, str]:
+    return awkward_csv(seed, rows=300, long_cell=70_000)
+
+
+def awkward_key(owner: str, seed: int) -> str:
+    return f"uploads/{owner}/awkward/{seed}.csv"
+
+
+def upload_awkward_files(harness: Harness) -> None:
+    """The awkward CSVs, uploaded by the workload's owner and the reference's."""
+    s3 = boto3.client("s3")
+    for seed in range(1, AWKWARD_FILES + 1):
+        for owner in (OWNER, REFERENCE_OWNER):
+            s3.put_object(
+                Bucket=harness.env["DATA_BUCKET"],
+                Key=awkward_key(owner, seed),
+                Body=awkward_file(seed)[0].encode(),
+            )
+
+
 def fault_free_results(harness: Harness, specs: list[TaskSpec]) -> dict[str, Any]:
     """What each task must return: computed for CHUNKSUM, a clean run for the real types."""
     references: dict[str, Any] = {}
@@ -99,7 +138,7 @@ def fault_free_results(harness: Harness, specs: list[TaskSpec]) -> dict[str, Any
                 http_event(
                     "POST",
                     "/tasks",
-                    body={"type": spec.task_type, "params": spec.params},
+                    body={"type": spec.task_type, "params": reference_params(spec.params)},
                     sub=REFERENCE_OWNER,
                 )
             )
@@ -122,6 +161,12 @@ def fault_free_results(harness: Harness, specs: list[TaskSpec]) -> dict[str, Any
             signature = json.dumps([spec.task_type, spec.params], sort_keys=True)
             expected[spec.key] = references[signature]
     return expected
+
+
+def reference_params(params: dict[str, Any]) -> dict[str, Any]:
+    """The params with the reference owner's uploads in place of the workload owner's."""
+    text = json.dumps(params).replace(f"uploads/{OWNER}/", f"uploads/{REFERENCE_OWNER}/")
+    return dict(json.loads(text))
 
 
 def normalize_owner(value: Any) -> Any:
@@ -162,6 +207,7 @@ def test_mixed_workload_under_faults_keeps_every_invariant(harness: Harness) -> 
     harness.engine.rng = random.Random(seed)
     started, cpu = time.monotonic(), time.process_time()
     specs = make_specs(rng, TASKS)
+    upload_awkward_files(harness)
     expected = {k: normalize_owner(v) for k, v in fault_free_results(harness, specs).items()}
     rates = Rates()
     chaos, delivery = make_chaos(harness, rng, rates)

@@ -13,6 +13,7 @@ derandomized, so CI reproduces a failure exactly.
 from __future__ import annotations
 
 import base64
+import copy
 import json
 import os
 import time
@@ -210,6 +211,84 @@ def test_fuzzing_every_operation_gives_no_5xx_and_spec_conforming_answers(
     }
     assert not fixed, f"fixed now, remove from KNOWN_FAILURES: {sorted(fixed)}"
     assert adapter.requests >= MIN_REQUESTS
+
+
+# ------------------------------------------------------------------ stateful: links between routes
+
+TASK_ID = {"task_id": "$response.body#/id"}
+LINKS: dict[tuple[str, str, str], dict[str, dict[str, Any]]] = {
+    # (path, method, status) -> links to the routes that take the answer's task further
+    ("/tasks", "post", "201"): {
+        "get": {"operationId": "get_task", "parameters": TASK_ID},
+        "cancel": {"operationId": "cancel_task", "parameters": TASK_ID},
+        "retry": {"operationId": "retry_task", "parameters": TASK_ID},
+    },
+    ("/tasks/{task_id}", "delete", "200"): {
+        "retry": {"operationId": "retry_task", "parameters": TASK_ID},
+        "get": {"operationId": "get_task", "parameters": TASK_ID},
+    },
+    ("/tasks/{task_id}/retry", "post", "200"): {
+        "cancel": {"operationId": "cancel_task", "parameters": TASK_ID},
+        "get": {"operationId": "get_task", "parameters": TASK_ID},
+    },
+    ("/tasks/{task_id}", "get", "200"): {
+        "older events": {
+            "operationId": "get_task",
+            "parameters": {**TASK_ID, "events_before": "$response.body#/events_cursor"},
+        },
+    },
+}
+OPERATION_IDS = {
+    ("/tasks/{task_id}", "get"): "get_task",
+    ("/tasks/{task_id}", "delete"): "cancel_task",
+    ("/tasks/{task_id}/retry", "post"): "retry_task",
+}
+
+
+def with_links(spec: dict[str, Any]) -> dict[str, Any]:
+    """The spec with OpenAPI links from submit to get, cancel and retry, and between them."""
+    linked = copy.deepcopy(spec)
+    for (path, method), operation_id in OPERATION_IDS.items():
+        linked["paths"][path][method]["operationId"] = operation_id
+    for (path, method, status), links in LINKS.items():
+        linked["paths"][path][method]["responses"][status]["links"] = links
+    return linked
+
+
+@pytest.mark.skipif(
+    not os.environ.get("SECURITY_STATEFUL"),
+    reason="on demand (SECURITY_STATEFUL=1): hypothesis' state machine over the shared moto "
+    "world sometimes stops with FlakyStrategyDefinition, which is not a finding of the API",
+)
+def test_stateful_sequences_of_submit_get_cancel_retry_give_no_5xx(
+    seeded: dict[str, list[str]],
+) -> None:
+    """Given links between the task routes, when schemathesis chains them (a submitted task
+    fetched, cancelled, retried, paged), then every answer conforms and none is a 5xx."""
+    schema = schemathesis.openapi.from_dict(with_documented_errors(with_links(fetch_spec())))
+    adapter = LambdaWsgiAdapter(default_sub=FUZZER)
+
+    class Machine(schema.as_state_machine()):  # type: ignore[misc]
+        def call(self, case: Any, **kwargs: Any) -> Any:
+            return case.call(app=adapter)
+
+        def validate_response(self, response: Any, case: Any, **kwargs: Any) -> None:
+            case.validate_response(response, checks=CHECKS, transport_kwargs={"app": adapter})
+
+    Machine.run(
+        settings=settings(
+            max_examples=int(os.environ.get("SECURITY_STATEFUL_EXAMPLES", "40")),
+            stateful_step_count=6,
+            deadline=None,
+            database=None,
+            suppress_health_check=list(HealthCheck),
+        )
+    )
+    print(
+        f"\nstateful: {adapter.requests} requests, statuses {dict(sorted(adapter.statuses.items()))}"
+    )
+    assert adapter.statuses.get(500, 0) == 0
+    assert adapter.requests > 0
 
 
 # ------------------------------------------------------------------ targeted bad input

@@ -189,6 +189,20 @@ def test_started_lines_are_numbered_within_each_run_of_attempts() -> None:
     ]
 
 
+def test_a_log_whose_older_lines_moved_off_the_item_numbers_on_from_its_first_numbered_line() -> (
+    None
+):
+    # Given the kept end of a bounded log: its retry line moved out, its lines stored numbered
+    kept = ["started (attempt 2 of 4)", "attempt 2 failed (X: y); retry in 5 s", "started"]
+
+    # Then the next claim is the third attempt, not the first
+    assert number_attempts(kept, 4) == [
+        "started (attempt 2 of 4)",
+        "attempt 2 failed (X: y); retry in 5 s",
+        "started (attempt 3 of 4)",
+    ]
+
+
 # ------------------------------------------------------------------ only the executor writes status
 
 EXECUTOR = PACKAGE / "store" / "transitions.py"

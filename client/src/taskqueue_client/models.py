@@ -275,6 +275,8 @@ class UploadTicket:
 @dataclass(frozen=True, kw_only=True)
 class TaskDetail(TaskView):
     events: list[TaskEvent] = field(default_factory=list)
+    # Older events exist: pass this as events_before for the page before them
+    events_cursor: str | None = None
     downloads: list[OutputLink] = field(default_factory=list)
 
 

@@ -50,6 +50,10 @@ RemainingMillis = Callable[[], int]
 START = row(Action.CLAIM, TaskStatus.PENDING)
 RESUME = row(Action.CLAIM, TaskStatus.RUNNING, Guard.LEASE_RELEASED)
 MILESTONES = (25, 50, 75)
+# A chunk starts only with this multiple of the task's chunk time left (chunks vary), and
+# never with less than the engine's floor (`min_chunk_ms`) left: a first chunk has no measure.
+CHUNK_TIME_FACTOR = 1.5
+CHUNK_TIME_WEIGHT = 0.5  # of the newest chunk in the mean: recent chunks predict the next best
 
 
 class Outcome(StrEnum):
@@ -83,9 +87,11 @@ class Engine:
     lease_grace_seconds: int = 60
     backoff_base_seconds: float = 5.0
     safety_margin_ms: int = 5_000
+    min_chunk_ms: int = 1_000
     clock: Callable[[], datetime] = utcnow
     rng: random.Random = field(default_factory=random.Random)
     sleep: Callable[[float], None] = time.sleep
+    monotonic: Callable[[], float] = time.monotonic
     max_parallel: int = 64
     fanout: FanOut = field(init=False)
 
@@ -98,13 +104,21 @@ class Engine:
         """Run what `message` asks for; `message_id`, SQS's id of this delivery, makes a
         schedule hop repeatable by a redelivery of the same message."""
         lease = secrets.token_hex(8)  # a 64-bit fencing token
+        budget_ms = remaining_ms()
+        received = self.monotonic()
         # The lease outlives this invocation, so only a worker that died loses it.
-        lease_seconds = remaining_ms() // 1000 + self.lease_grace_seconds
+        lease_seconds = budget_ms // 1000 + self.lease_grace_seconds
         claimed = self._claim(message, lease, lease_seconds, message_id)
         if isinstance(claimed, Outcome):
             return claimed
+
+        def left_ms() -> float:
+            # What was left at the message, less the time since: no second call to Lambda's
+            # clock before the first chunk.
+            return budget_ms - (self.monotonic() - received) * 1000
+
         try:
-            return self._run(claimed, lease, lease_seconds, remaining_ms)
+            return self._run(claimed, lease, lease_seconds, remaining_ms, left_ms)
         except LeaseLost:
             logger.warning("lease lost: another worker owns the task now")
             return Outcome.LEASE_LOST
@@ -202,7 +216,12 @@ class Engine:
         return task
 
     def _run(
-        self, task: Task, lease: str, lease_seconds: int, remaining_ms: RemainingMillis
+        self,
+        task: Task,
+        lease: str,
+        lease_seconds: int,
+        remaining_ms: RemainingMillis,
+        left_at_first_chunk: Callable[[], float],
     ) -> Outcome:
         task_type = self.registry.get(task.task_type)
         if task_type is None:
@@ -225,8 +244,11 @@ class Engine:
         ctx = self.context_factory(task)
         saved = task.state
         slowest_ms = 0.0
+        ran = 0
         try:
             state = saved or guarded(partial(task_type.start, params, ctx))
+            # This task's chunk time, measured by earlier invocations (None: no chunk yet).
+            estimate = state.chunk_ms
             while not state.done:
                 if splitter is not None:
                     plan = guarded(partial(splitter.plan, params, state, ctx))
@@ -235,16 +257,30 @@ class Engine:
                         return Outcome.SPLIT
                 if task.timed_out(self.clock()):
                     return self._fail(task, lease, saved, _timeout_error(task))
-                started = time.monotonic()
-                state = guarded(partial(task_type.run_chunk, params, state, ctx))
-                elapsed_ms = (time.monotonic() - started) * 1000
-                slowest_ms = max(slowest_ms, elapsed_ms)
-                metrics.add_metric(name="ChunkDuration", unit="Milliseconds", value=elapsed_ms)
-                if state.done:
-                    break
-                wait = self._wait_seconds(state)
-                out_of_time = remaining_ms() - self.safety_margin_ms < slowest_ms * 1.5
-                hand_over = out_of_time or wait > 0
+                if (
+                    ran == 0
+                    and not state.deferred
+                    and self._too_little_time(left_at_first_chunk(), estimate)
+                ):
+                    # Too late in this invocation (a record late in its batch) for this
+                    # task's chunk: hand over before starting one that could not finish.
+                    state = state.model_copy(update={"deferred": True})
+                    wait, hand_over, milestone = 0, True, None
+                else:
+                    started = self.monotonic()
+                    state = guarded(partial(task_type.run_chunk, params, state, ctx))
+                    elapsed_ms = (self.monotonic() - started) * 1000
+                    ran += 1
+                    slowest_ms = max(slowest_ms, elapsed_ms)
+                    estimate = _mean_chunk_ms(estimate, elapsed_ms)
+                    state = state.model_copy(update={"chunk_ms": estimate, "deferred": False})
+                    metrics.add_metric(name="ChunkDuration", unit="Milliseconds", value=elapsed_ms)
+                    if state.done:
+                        break
+                    wait = self._wait_seconds(state)
+                    out_of_time = self._too_little_time(remaining_ms(), max(estimate, slowest_ms))
+                    hand_over = out_of_time or wait > 0
+                    milestone = _milestone(saved, state)
                 generation = new_generation() if hand_over else None
                 current = self.store.tasks.checkpoint(
                     task,
@@ -253,7 +289,7 @@ class Engine:
                     lease_seconds,
                     release=hand_over,
                     generation=generation,
-                    milestone=_milestone(saved, state),
+                    milestone=milestone,
                 )
                 saved = state
                 if current.cancel_requested:
@@ -313,6 +349,11 @@ class Engine:
         if task.part is not None:
             self.fanout.part_finished(task, succeeded=True)
         return Outcome.SUCCEEDED
+
+    def _too_little_time(self, left_ms: float, chunk_ms: float | None) -> bool:
+        """Whether a chunk expected to take `chunk_ms` could not finish in `left_ms`."""
+        expected = max(float(self.min_chunk_ms), CHUNK_TIME_FACTOR * (chunk_ms or 0.0))
+        return left_ms - self.safety_margin_ms < expected
 
     def _wait_seconds(self, state: ChunkState) -> int:
         """Seconds until a paced state may run its next chunk; 0 when it may run now (a wait
@@ -400,6 +441,13 @@ def _timeout_error(task: Task) -> TaskError:
     return TaskError(
         type="TaskTimeout", message=f"ran longer than its timeout of {task.timeout_seconds} s"
     )
+
+
+def _mean_chunk_ms(mean: int | None, elapsed_ms: float) -> int:
+    """The task's chunk time with one more chunk measured (whole ms: the checkpoint stays small)."""
+    if mean is None:
+        return round(elapsed_ms)
+    return round((1 - CHUNK_TIME_WEIGHT) * mean + CHUNK_TIME_WEIGHT * elapsed_ms)
 
 
 def _milestone(before: ChunkState | None, after: ChunkState) -> dict[str, int] | None:

@@ -12,6 +12,7 @@ from taskqueue.models import (
     UploadRequest,
     UploadTicket,
 )
+from taskqueue.task_types._s3 import uploads_prefix
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -35,9 +36,10 @@ class Files:
         """A PUT URL under the owner's own prefix, bound to the content type and size."""
         # The name was validated to a safe character set; the random folder keeps uploads of
         # the same name apart, and the owner prefix keeps users apart.
-        folder = f"uploads/{owner}/{uuid.uuid4().hex}/"
+        own = uploads_prefix(owner)
+        folder = f"{own}{uuid.uuid4().hex}/"
         if request.prefix is not None:
-            if not request.prefix.startswith(f"uploads/{owner}/"):
+            if not request.prefix.startswith(own):
                 raise InvalidRequest(
                     "prefix must be a folder of your own uploads",
                     [
@@ -67,6 +69,19 @@ class Files:
             headers={"Content-Type": request.content_type},
             expires_in=UPLOAD_URL_SECONDS,
         )
+
+    def upload_exists(self, key: str, *, folder: bool) -> bool:
+        """Whether an upload is there: the object `key`, or (`folder`) any object under it.
+
+        One ListObjectsV2 of at most one key either way: a key, if it exists, is the first
+        key listed under itself (no longer key with its prefix sorts before it). A listing
+        rather than HeadObject, so that the API needs list rights on uploads/ only.
+        """
+        listed = self.client.list_objects_v2(Bucket=self.bucket, Prefix=key, MaxKeys=1)
+        contents = listed.get("Contents", [])
+        if folder:
+            return bool(contents)
+        return bool(contents) and contents[0].get("Key") == key
 
     def download_links(self, owner: str, keys: list[str]) -> list[OutputLink]:
         own = [key for key in keys if key.startswith(f"results/{owner}/")]

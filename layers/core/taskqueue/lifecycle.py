@@ -9,6 +9,7 @@ rides on the same write). Nothing else changes a status.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -103,6 +104,7 @@ def _row(
 # reading the task first, and N is the count of these lines since the submit or the last retry,
 # which is exactly what `attempts` counts (see `number_attempts`).
 STARTED = "started"
+_NUMBERED_START = re.compile(rf"^{STARTED} \(attempt (\d+) ")
 
 TABLE: tuple[Transition, ...] = (
     _row(Action.SUBMIT, set(), PENDING, Guard.NEW, "submitted"),
@@ -255,12 +257,15 @@ def number_attempts(messages: list[str], max_attempts: int) -> list[str]:
     retry = row(Action.RETRY, FAILED).event or ""
     restarted = retry.split("{", 1)[0]
     for message in messages:
+        numbered = _NUMBERED_START.match(message)
         if message.startswith(restarted):
             attempt = 0
-        elif message == STARTED or message.startswith(f"{STARTED} (attempt "):
+        elif numbered:
+            # Stored numbered (lines moved off a bounded log): the count goes on from there.
+            attempt = int(numbered.group(1))
+        elif message == STARTED:
             attempt += 1
-            if message == STARTED:
-                message = f"{STARTED} (attempt {attempt} of {max_attempts})"
+            message = f"{STARTED} (attempt {attempt} of {max_attempts})"
         shown.append(message)
     return shown
 

@@ -10,16 +10,20 @@ from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
     StrictBool,
     ValidationError,
+    field_validator,
     model_validator,
 )
 
 MAX_DELAY_SECONDS = 365 * 24 * 3600
+# An event's key, as `GET /tasks/{id}` hands it out (`events_cursor`) and takes it back.
+EVENT_KEY_PATTERN = r"^EVENT#[0-9T:.Z-]{1,32}#[0-9]{1,12}$"
 
 
 class Model(BaseModel):
@@ -64,8 +68,19 @@ def _iso_only(value: Any) -> Any:
     return value
 
 
+def _in_utc(value: datetime) -> datetime:
+    """An aware time in UTC (naive ones stay naive: each field says what they mean). Year 1
+    at +14:00 or year 9999 at -12:00 has no UTC datetime: a 422, not an overflow later."""
+    if value.tzinfo is None:
+        return value
+    try:
+        return value.astimezone(UTC)
+    except (OverflowError, ValueError) as exc:
+        raise ValueError("out of range once converted to UTC (years 1 to 9999)") from exc
+
+
 _NUMBER = re.compile(r"^\s*[-+]?\d+(\.\d*)?\s*$")
-IsoDateTime = Annotated[datetime, BeforeValidator(_iso_only)]
+IsoDateTime = Annotated[datetime, BeforeValidator(_iso_only), AfterValidator(_in_utc)]
 
 
 def utcnow() -> datetime:
@@ -73,8 +88,9 @@ def utcnow() -> datetime:
 
 
 def format_time(moment: datetime) -> str:
-    """Fixed-width ISO 8601 in UTC, so that strings sort as times do."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """Fixed-width ISO 8601 in UTC, so that strings sort as times do (strftime's `%Y` would
+    write year 999 as "999", which sorts after "2026")."""
+    return moment.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 def parse_time(text: str) -> datetime:
@@ -100,6 +116,12 @@ class ChunkState(Model):
     # Pacing by scheduling, not sleeping: the next chunk must not start before this time. The
     # engine checkpoints and hands over through a continuation message delayed until then.
     resume_at: datetime | None = None
+    # The engine's own, written after every chunk whatever the type returned: the task's
+    # chunk time (an exponentially weighted mean, ms), so that an invocation starts a chunk
+    # only with that much time left; and whether the last invocation handed over without
+    # running one for want of time (the next one runs a chunk anyway: no endless hand-overs).
+    chunk_ms: int | None = Field(default=None, ge=0)
+    deferred: bool = False
 
     @property
     def progress(self) -> int:
@@ -264,6 +286,12 @@ class ListTasksQuery(Model):
     id_prefix: TaskIdPrefix | None = None
     limit: Annotated[int, Field(ge=1, le=100)] = 20
     cursor: Annotated[str, Field(max_length=4096)] | None = None
+
+    @field_validator("created_after", "created_before")
+    @classmethod
+    def _naive_is_utc(cls, value: datetime | None) -> datetime | None:
+        """A bound without a time zone is read as UTC, the zone of every stored time."""
+        return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
 
     @model_validator(mode="after")
     def _prefix_alone(self) -> ListTasksQuery:
@@ -454,6 +482,10 @@ class PartView(Model):
 
 class TaskDetail(TaskView):
     events: list[TaskEvent] = Field(default_factory=list)
+    events_cursor: str | None = Field(
+        default=None,
+        description="Older events exist: pass this as events_before for the page before them",
+    )
     downloads: list[OutputLink] = Field(default_factory=list)
     parts: list[PartView] = Field(
         default_factory=list, description="A parallel task's parts, in order"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 import uuid
 from collections.abc import Mapping
@@ -11,12 +12,13 @@ from datetime import timedelta
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from taskqueue.config import Settings
 from taskqueue.dispatch import Dispatcher
 from taskqueue.errors import (
     EnqueueFailed,
+    InvalidInput,
     InvalidRequest,
     InvalidTransition,
     TaskNotFound,
@@ -27,6 +29,7 @@ from taskqueue.fanout import FanOut
 from taskqueue.files import Files
 from taskqueue.lifecycle import Action, decide
 from taskqueue.models import (
+    MAX_DELAY_SECONDS,
     BulkAction,
     BulkItemResult,
     BulkRequest,
@@ -56,10 +59,12 @@ from taskqueue.models import (
     utcnow,
     validation_details,
 )
+from taskqueue.observability import logger
 from taskqueue.store import DeadMessage, Store
-from taskqueue.task_types import REGISTRY
-from taskqueue.task_types.base import TaskType
+from taskqueue.task_types import REGISTRY, _s3
+from taskqueue.task_types.base import TaskType, Upload
 
+MAX_PARAMS_BYTES = 256 * 1024  # a task's params as stored (compact JSON)
 TRIES = 5  # decisions on a fresh read when the task keeps moving under a user's request
 
 
@@ -98,8 +103,36 @@ class TaskService:
             raise InvalidRequest(
                 f"invalid params for {request.type}", validation_details(exc, ("body", "params"))
             ) from exc
+        stored_params = params.model_dump(mode="json")
+        size = len(json.dumps(stored_params, separators=(",", ":")).encode())
+        if size > MAX_PARAMS_BYTES:
+            # Whatever MAX_BODY_BYTES allows: the item holding them must stay far below
+            # DynamoDB's 400 KB, and every checkpoint rewrites it.
+            raise InvalidRequest(
+                f"invalid params for {request.type}",
+                [
+                    {
+                        "loc": ["body", "params"],
+                        "msg": f"{size} bytes as JSON; at most {MAX_PARAMS_BYTES}",
+                        "type": "too_long",
+                    }
+                ],
+            )
+        self._check_uploads(owner, request.type, task_type, params)
         now = utcnow()
         run_at = request.run_at
+        if run_at is not None and run_at > now + timedelta(seconds=MAX_DELAY_SECONDS):
+            # The cap of delay_seconds: a task scheduled further out would outlive its records.
+            raise InvalidRequest(
+                "run_at is more than a year ahead",
+                [
+                    {
+                        "loc": ["body", "run_at"],
+                        "msg": f"must be at most {MAX_DELAY_SECONDS} seconds from now",
+                        "type": "less_than_equal",
+                    }
+                ],
+            )
         if request.delay_seconds:
             run_at = now + timedelta(seconds=request.delay_seconds)
         if run_at is not None and run_at <= now:
@@ -108,7 +141,7 @@ class TaskService:
             task_id=uuid.uuid4().hex,
             owner=owner,
             task_type=task_type.name,
-            params=params.model_dump(mode="json"),
+            params=stored_params,
             status=TaskStatus.PENDING,
             priority=request.priority,
             max_attempts=request.max_attempts or self.settings.default_max_attempts,
@@ -127,6 +160,33 @@ class TaskService:
         elif stored.awaiting_first_claim:
             self.enqueue_if_lost(stored)
         return stored, created
+
+    def _check_uploads(
+        self, owner: str, type_name: str, task_type: TaskType, params: BaseModel
+    ) -> None:
+        """The uploads the params name are the caller's and exist: a 422 now, rather than a
+        task that FAILS `input_not_found` later. An S3 error skips the check (the worker
+        checks again): submits do not depend on S3 being reachable."""
+        uploads: Mapping[str, Upload] = getattr(task_type, "uploads", {})
+        for name, kind in uploads.items():
+            value = getattr(params, name, None)
+            if not isinstance(value, str):
+                continue
+            try:
+                _s3.require_under(value, _s3.uploads_prefix(owner), name)
+                if self.files.upload_exists(value, folder=kind == Upload.FOLDER):
+                    continue
+                what = "no upload at" if kind == Upload.FILE else "no uploads under"
+                problem, message = "input_not_found", f"{what} {value!r}"
+            except InvalidInput as exc:
+                problem, message = "value_error", exc.message
+            except (ClientError, BotoCoreError):
+                logger.warning("upload check skipped: S3 did not answer", param=name)
+                continue
+            raise InvalidRequest(
+                f"invalid params for {type_name}",
+                [{"loc": ["body", "params", name], "msg": message, "type": problem}],
+            )
 
     def enqueue_if_lost(self, task: Task) -> None:
         """A repeated submit or retry: the first call may have died between its write and
@@ -182,8 +242,10 @@ class TaskService:
             sent += 1
         return sent
 
-    def get(self, owner: str, task_id: str) -> TaskDetail:
-        task, events = self.store.tasks.get_with_events(task_id, owner)
+    def get(self, owner: str, task_id: str, events_before: str | None = None) -> TaskDetail:
+        task, events, cursor = self.store.tasks.get_with_event_page(
+            task_id, owner, before=events_before
+        )
         view = TaskView.of(task)
         downloads = self.files.download_links(owner, task.outputs) if task.outputs else []
         parts: list[PartView] = []
@@ -199,7 +261,13 @@ class TaskService:
             )
         elif task.parts_total:
             parts = [_part_view(part) for part in self.store.parts.get(task)]
-        return TaskDetail(**view.model_dump(), events=events, downloads=downloads, parts=parts)
+        return TaskDetail(
+            **view.model_dump(),
+            events=events,
+            events_cursor=cursor,
+            downloads=downloads,
+            parts=parts,
+        )
 
     def list_tasks(self, owner: str, query: ListTasksQuery) -> TaskPage:
         if query.id_prefix is not None:

@@ -273,12 +273,13 @@ class TaskItem(Model):
     parts_total: int | None = None
     parts_in: list[int] | None = None  # a number set: each finished part's index, once
     parts_failed: int | None = None
-
     generation: str | None = None
     unsent_pk: str | None = None
     unsent_at: str | None = None
-    # Lines "<time> <LEVEL> <message>"; maps with those three fields on older items.
+    # Lines "<time> <LEVEL> <message>"; maps with those three fields on older items. The
+    # newest only: older lines move to EVENT# items (store/event_log.py), `log_moved` of them.
     log: list[str | dict[str, Any]] = []
+    log_moved: int | None = None
 
     @classmethod
     def new(

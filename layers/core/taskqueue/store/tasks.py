@@ -30,8 +30,6 @@ from taskqueue.store.items import (
     UNSENT_KEYS,
     UNSENT_SHARDS,
     TaskItem,
-    deserialize,
-    parse_event,
     task_key,
     task_pk,
     unsent_keys,
@@ -77,29 +75,50 @@ class TaskStore:
     def get_with_events(
         self, task_id: str, owner: str, event_limit: int = 50
     ) -> tuple[Task, list[TaskEvent]]:
-        """The task and its newest events in one Query (META sorts after EVENT#...)."""
+        """The task and its newest `event_limit` events, oldest first."""
+        task, events, _ = self.get_with_event_page(task_id, owner, event_limit)
+        return task, events
+
+    def get_with_event_page(
+        self, task_id: str, owner: str, event_limit: int = 50, before: str | None = None
+    ) -> tuple[Task, list[TaskEvent], str | None]:
+        """The task and its newest events (or, `before` an event's key, the older ones), and
+        the key to read older events from (None: there are none).
+
+        The first page is one Query (META sorts after EVENT#...): the item's own lines, the
+        newest, then EVENT# items to fill the page. An older page reads the item (whose owner
+        it checks) and the page of EVENT# items.
+        """
+        if before is not None:
+            raw = self.table.get_item(task_key(task_id))
+            if raw is None:
+                raise TaskNotFound(f"task {task_id} not found")
+            task = self._visible(TaskItem.from_dynamodb(raw).task(), owner)
+            events, cursor = self.writer.events.before(task_id, raw, before, event_limit)
+            return task, events, cursor
         response = self.table.client.query(
             TableName=self.table.name,
             KeyConditionExpression="pk = :pk",
             ExpressionAttributeValues={":pk": {"S": task_pk(task_id)}},
             ScanIndexForward=False,
-            Limit=event_limit + 1,
+            Limit=event_limit + 2,  # the item, a page of events, one to tell if more follow
             ConsistentRead=True,
         )
         items = response.get("Items", [])
         if not items or items[0]["sk"]["S"] != META:
             raise TaskNotFound(f"task {task_id} not found")
         stored = TaskItem.from_dynamodb(items[0])
-        task = stored.task()
+        task = self._visible(stored.task(), owner)
+        own = stored.events()[-event_limit:]
+        older, cursor = self.writer.events.page(
+            items[0], items[1:], event_limit - len(own), "LastEvaluatedKey" in response
+        )
+        return task, [*older, *own], cursor
+
+    def _visible(self, task: Task, owner: str) -> Task:
         if not self.visible(task, owner, self.table.now()):
-            raise TaskNotFound(f"task {task_id} not found")
-        # EVENT# items: lines of tasks written before the lines moved onto the item.
-        older = sorted((parse_event(deserialize(item)) for item in items[1:]), key=_time)
-        # The item's lines stay in the order of their writes, not of their times: a line's
-        # time is its writer's clock before the write, so a claim stamped just before an
-        # owner's retry can land just after it (and must be shown after it).
-        events = [*older, *stored.events()]
-        return task, events[-event_limit:]
+            raise TaskNotFound(f"task {task.task_id} not found")
+        return task
 
     def batch_get(self, task_ids: list[str], consistent: bool = False) -> list[Task]:
         """The tasks of these ids that exist, in the order asked for."""
@@ -220,7 +239,7 @@ class TaskStore:
         """
         now = self.table.now()
         update = Update().set(
-            state=state.model_dump_json(),
+            state=state.model_dump_json(exclude_defaults=True),  # the item stays small
             units_done=state.units_done,
             units_total=state.units_total,
             progress=state.progress,
@@ -249,7 +268,7 @@ class TaskStore:
         update = Update()
         if state is not None:
             update.set(
-                state=state.model_dump_json(),
+                state=state.model_dump_json(exclude_defaults=True),  # the item stays small
                 units_done=state.units_done,
                 units_total=state.units_total,
                 progress=100 if success else state.progress,
@@ -397,7 +416,3 @@ class TaskStore:
         )
         assert written is not None
         return written
-
-
-def _time(event: TaskEvent) -> datetime:
-    return event.time

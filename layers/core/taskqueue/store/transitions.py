@@ -7,14 +7,16 @@ it. The store's other modules never write `status`.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from taskqueue.errors import InvalidTransition, TransitionConflict
 from taskqueue.lifecycle import Action, Guard, Transition, row
 from taskqueue.models import Task, TaskStatus, format_time, parse_part_id
+from taskqueue.store.event_log import EventLog
 from taskqueue.store.expressions import Update
 from taskqueue.store.items import (
     UNSENT_KEYS,
@@ -37,6 +39,7 @@ class TransitionWriter:
 
     def __init__(self, table: Table) -> None:
         self.table = table
+        self.events = EventLog(table)
 
     # ------------------------------------------------------------------ the executor
 
@@ -115,6 +118,10 @@ class TransitionWriter:
             raise TransitionConflict(
                 f"task {task_id}: {transition.action} refused", current
             ) from exc
+        # The transition stands whatever the move does: an AWS error leaves the lines on the
+        # item, for the next write to move.
+        with contextlib.suppress(ClientError, BotoCoreError):
+            self.events.bound(task_id, response["Attributes"])
         return item_to_task(response["Attributes"])
 
     @staticmethod

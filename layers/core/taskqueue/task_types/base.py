@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from enum import StrEnum
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
@@ -15,6 +16,15 @@ from taskqueue.models import ChunkState, TaskResult
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_sesv2 import SESV2Client
+
+
+class Upload(StrEnum):
+    """What a params field names among the caller's uploads. A type lists such fields in an
+    optional `uploads` mapping (field name -> Upload), and the API checks at submit that the
+    upload is there, with one listing of at most one key."""
+
+    FILE = "file"  # one uploaded object: the key itself
+    FOLDER = "folder"  # a folder holding at least one object
 
 
 @dataclass
@@ -47,7 +57,9 @@ class TaskContext:
 
     @property
     def uploads_prefix(self) -> str:
-        return f"uploads/{self.owner}/"
+        from taskqueue.task_types._s3 import uploads_prefix
+
+        return uploads_prefix(self.owner)
 
 
 T = TypeVar("T")

@@ -10,7 +10,8 @@ from __future__ import annotations
 import random
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -19,7 +20,7 @@ from taskqueue.errors import InvalidInput
 from taskqueue.form_hints import ADVANCED, Source, sources, upload
 from taskqueue.models import MAX_PARTS, ChunkState, TaskResult
 from taskqueue.task_types import _s3
-from taskqueue.task_types.base import Plan, TaskContext
+from taskqueue.task_types.base import Plan, TaskContext, Upload
 from taskqueue.task_types.column_stats import (
     Tally,
     parse_number,
@@ -223,6 +224,8 @@ class DataProcessing:
     )
     progress_unit = "bytes"
     params_model: type[BaseModel] = DataProcessingParams
+    # Checked by the API at submit (a 422 rather than a task that FAILS later).
+    uploads: Mapping[str, Upload] = MappingProxyType({"input_key": Upload.FILE})
 
     def __init__(
         self,

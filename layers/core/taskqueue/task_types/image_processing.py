@@ -8,6 +8,8 @@ import io
 import random
 import re
 import warnings
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from botocore.exceptions import ClientError
@@ -17,7 +19,7 @@ from taskqueue.errors import ImageRejected, InvalidInput, aws_error_code
 from taskqueue.form_hints import ADVANCED, Source, sources, upload
 from taskqueue.models import ChunkState, TaskResult
 from taskqueue.task_types import _s3
-from taskqueue.task_types.base import TaskContext
+from taskqueue.task_types.base import TaskContext, Upload
 
 if TYPE_CHECKING:
     from PIL.Image import Image
@@ -397,6 +399,8 @@ class ImageProcessing:
     description = "Resize images to fit a box and convert them to PNG, JPEG or WEBP."
     progress_unit = "images"
     params_model: type[BaseModel] = ImageProcessingParams
+    # Checked by the API at submit (a 422 rather than a task that FAILS later).
+    uploads: Mapping[str, Upload] = MappingProxyType({"input_prefix": Upload.FOLDER})
 
     def start(self, params: ImageProcessingParams, ctx: TaskContext) -> ChunkState:
         params = ImageProcessingParams.model_validate(params)
@@ -410,10 +414,7 @@ class ImageProcessing:
         }
         if params.input_prefix is None:
             return ChunkState(units_total=params.generate_count or 0, cursor=0, data=data)
-        try:
-            _s3.require_under(params.input_prefix, ctx.uploads_prefix, "input_prefix")
-        except ValueError as exc:
-            raise InvalidInput(str(exc)) from None
+        _s3.require_under(params.input_prefix, ctx.uploads_prefix, "input_prefix")
         images: list[list[Any]] = []
         for key, size in _s3.iter_keys(ctx.s3, ctx.bucket, params.input_prefix):
             if key.lower().endswith(IMAGE_EXTENSIONS):
