@@ -48,6 +48,7 @@ PUSH_API_ARN = "arn:${AWS::Partition}:execute-api:${AWS::Region}:${AWS::AccountI
 PARTIAL_WILDCARDS = {
     "${TasksTable.Arn}/index/*": "the table's own indexes",
     "${DataBucket.Arn}/*": "objects of the data bucket (presigning, task inputs and results)",
+    "${DataBucket.Arn}/results/*": "the worker deletes only task results (intermediate partials)",
     "arn:${AWS::Partition}:ses:${AWS::Region}:${AWS::AccountId}:identity/*": "SES checks "
     "the sender's and, in the sandbox, each recipient's identity",
     f"{PUSH_API_ARN}/${{WebSocketStage}}/POST/@connections/*": "PostToConnection on the push "
@@ -314,7 +315,12 @@ def exercise(world: World) -> dict[str, list[Any]]:
 
     function_env("ApiFunction")
     with recorded_aws_calls() as api_calls:
-        data = api("POST", "/tasks", body={"type": "DATA_PROCESSING", "params": {"rows": 20}})
+        # Enough rows for several 64 KiB chunks: a partial is deleted from the third chunk on.
+        data = api(
+            "POST",
+            "/tasks",
+            body={"type": "DATA_PROCESSING", "params": {"rows": 6000, "chunk_bytes": 65536}},
+        )
         image = api(
             "POST", "/tasks", body={"type": "IMAGE_PROCESSING", "params": {"generate_count": 1}}
         )
@@ -419,7 +425,8 @@ def test_the_table_is_encrypted_at_rest(transformed_template: Template) -> None:
 
 def test_every_queue_is_encrypted_at_rest(transformed_template: Template) -> None:
     queues = resources_of(transformed_template, "AWS::SQS::Queue")
-    assert len(queues) == 6  # tasks, high priority, parts, their two DLQs, counters failures
+    # tasks, high priority, parts, the two isolation queues, the two DLQs, counters failures
+    assert len(queues) == 8
     for name, queue in queues.items():
         props = queue["Properties"]
         assert props.get("SqsManagedSseEnabled") is True or props.get("KmsMasterKeyId"), name
@@ -630,6 +637,11 @@ def test_functions_have_no_public_url_or_open_invoke_permission(
     assert not resources_of(transformed_template, "AWS::Lambda::Url")
     for name, permission in resources_of(transformed_template, "AWS::Lambda::Permission").items():
         props = permission["Properties"]
+        if props["Principal"] == "events.amazonaws.com":
+            # The sweeper's schedule, and only its own rule, may invoke it.
+            assert name.startswith("SweeperFunction"), name
+            assert props["SourceArn"] == {"Fn::GetAtt": [name.removesuffix("Permission"), "Arn"]}
+            continue
         assert props["Principal"] == "apigateway.amazonaws.com", name
         source = render(props["SourceArn"])
         websocket = f"{PUSH_API_ARN}/"
