@@ -107,6 +107,19 @@ class OutputLink:
 
 
 @dataclass(frozen=True, kw_only=True)
+class PartView:
+    """One part of a parallel task, as its detail shows it (a small progress bar each)."""
+
+    index: int
+    status: TaskStatus
+    progress: int
+    attempts: int
+    error: TaskError | None = None
+    # Fields the API has that this client was generated without.
+    extra: dict[str, Any] = field(default_factory=dict, repr=False)
+
+
+@dataclass(frozen=True, kw_only=True)
 class QueueDepth:
     # Messages waiting to be received
     visible: int
@@ -238,6 +251,10 @@ class TaskView:
     outputs: list[str]
     # Items (recipients, images) that failed in a SUCCESS: warnings
     failed_items: int = 0
+    # A parallel task: how many parts it was split into (0: none)
+    parts_total: int = 0
+    # A parallel task: parts finished so far
+    parts_done: int = 0
     # Fields the API has that this client was generated without.
     extra: dict[str, Any] = field(default_factory=dict, repr=False)
 
@@ -278,6 +295,8 @@ class TaskDetail(TaskView):
     # Older events exist: pass this as events_before for the page before them
     events_cursor: str | None = None
     downloads: list[OutputLink] = field(default_factory=list)
+    # A parallel task's parts, in order
+    parts: list[PartView] = field(default_factory=list)
 
 
 __all__ = [
@@ -290,6 +309,7 @@ __all__ = [
     "ErrorBody",
     "ErrorResponse",
     "OutputLink",
+    "PartView",
     "Priority",
     "QueueDepth",
     "RedriveResult",
