@@ -55,6 +55,8 @@ VIEW: dict[str, Any] = {
     "result_location": None,
     "outputs": [],
     "failed_items": 0,
+    "parts_total": 0,
+    "parts_done": 0,
 }
 
 
