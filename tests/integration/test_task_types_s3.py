@@ -147,7 +147,7 @@ def test_an_empty_or_header_only_csv_gives_zero_rows(aws: Aws, text: str) -> Non
 def test_input_outside_the_callers_uploads_is_refused(aws: Aws) -> None:
     aws.s3.put_object(Bucket=BUCKET, Key="uploads/mallory/x.csv", Body=b"a\n1\n")
 
-    with pytest.raises(ValueError, match="uploads/alice/"):
+    with pytest.raises(InvalidInput, match="uploads/alice/"):
         DATA_PROCESSING.start(DataProcessingParams(input_key="uploads/mallory/x.csv"), aws.ctx())
     with pytest.raises(InputNotFound, match="does not exist"):
         DATA_PROCESSING.start(DataProcessingParams(input_key="uploads/alice/none.csv"), aws.ctx())

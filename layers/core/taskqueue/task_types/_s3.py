@@ -8,7 +8,7 @@ import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from taskqueue.errors import InputNotFound
+from taskqueue.errors import InputNotFound, InvalidInput
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -22,9 +22,11 @@ def s3_uri(bucket: str, key: str) -> str:
 
 
 def require_under(key: str, prefix: str, what: str) -> None:
-    """Refuse input outside the caller's own upload area, so no one reads another's files."""
+    """Refuse input outside the caller's own upload area, so no one reads another's files.
+
+    InvalidInput: the same request fails the same way on every attempt, so no retries."""
     if not key.startswith(prefix) or ".." in key.split("/"):
-        raise ValueError(f"{what} must be under your upload prefix {prefix!r}, got {key!r}")
+        raise InvalidInput(f"{what} must be under your upload prefix {prefix!r}, got {key!r}")
 
 
 def object_size(s3: S3Client, bucket: str, key: str) -> int:

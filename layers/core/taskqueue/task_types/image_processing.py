@@ -285,10 +285,7 @@ class ImageProcessing:
         }
         if params.input_prefix is None:
             return ChunkState(units_total=params.generate_count or 0, cursor=0, data=data)
-        try:
-            _s3.require_under(params.input_prefix, ctx.uploads_prefix, "input_prefix")
-        except ValueError as exc:
-            raise InvalidInput(str(exc)) from None
+        _s3.require_under(params.input_prefix, ctx.uploads_prefix, "input_prefix")
         images: list[list[Any]] = []
         for key, size in _s3.iter_keys(ctx.s3, ctx.bucket, params.input_prefix):
             if key.lower().endswith(IMAGE_EXTENSIONS):
