@@ -127,6 +127,23 @@ def test_a_column_whose_type_changes_after_it_specialised_is_read_again_in_full(
     ]  # fmt: skip
 
 
+def test_a_text_column_with_few_values_counted_against_them_stays_exact() -> None:
+    # Given a column of few values (counted against those seen so far once it specialises),
+    # with padded and empty cells, quotes, and values that turn up only late in the file
+    cities = ["Oslo", " Oslo ", "São Paulo", '"Lima, Peru"', "", "\u00a0Nuuk", "Rome"]
+    rows = [f"{i},{cities[i % len(cities)]}" for i in range(2000)]
+    rows += [f"{i},{'Cairo' if i % 2 else 'Tokyo '}" for i in range(300)]
+    text = "id,city\n" + "\n".join(rows) + "\n"
+
+    # When it is read in small chunks, specialising after 50 cells
+    result = analysed(text.encode(), 4000, specialise_after=50)
+
+    # Then every figure equals the csv module's, the top values included
+    assert_same(result, reference(text, ","))
+    city = result["column_stats"][1]
+    assert (city["type"], city["distinct"], city["distinct_exact"]) == ("text", 7, True)
+
+
 def test_blank_lines_longer_than_a_chunk_before_the_header_are_skipped() -> None:
     text, delimiter = awkward_csv(3, rows=50, blank_lead=3000)
 
