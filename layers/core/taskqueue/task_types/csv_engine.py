@@ -133,7 +133,7 @@ def tally_records(
     """The accumulators of the records in body (whole records, after the header).
 
     `engine_body`: body as DuckDB may read it (RFC 4180 quoting, "\\n" line ends:
-    csv_records.with_lf_line_ends), or None: the csv module then parses body and DuckDB reads
+    csv_records.engine_form), or None: the csv module then parses body and DuckDB reads
     it re-quoted. A body DuckDB refuses (a row with more than width + 1 fields) goes the
     same way. `plans`: per tracked column, what to compute (all of it by default)."""
     tracked = min(width, MAX_TRACKED_COLUMNS)
