@@ -1,9 +1,9 @@
 """`python -m bench work` at small size: DATA_PROCESSING and its peers side by side on one
 generated file, asserted as ratios measured in the same run (never absolute times).
 
-The issue's goals (>= 5x less CPU than before, within 1.5x of the fastest peer) are printed by
-the benchmark and recorded in docs/benchmarks.md; they are not met, so they are not asserted
-here. What is asserted holds on a busy machine and would catch a regression."""
+The goal "within 1.5x of the fastest peer computing the same typed statistics" is met and
+asserted; ">= 5x less CPU than before" is not met (docs/benchmarks.md, section 6), so it is
+printed by the benchmark, not asserted. What is asserted holds on a busy machine."""
 
 from __future__ import annotations
 
@@ -21,14 +21,17 @@ def result() -> work.WorkRun:
 
 
 def test_every_contender_reports_the_csv_modules_numbers(result: work.WorkRun) -> None:
-    # counts, empty, min, max exactly; sums, means, deviations to 1e-12 relative
+    # counts, empty, min, max exactly; sums, means, deviations to 1e-12 relative; the typed
+    # peer's every figure equal to ours, and ours the same whatever the chunk size
     assert result.wrong() == {}
 
 
-def test_chunks_sized_by_time_cost_less_cpu_than_1_mib_chunks(result: work.WorkRun) -> None:
-    # a chunk's fixed cost (the engine's set-up, the accumulators' round trip) is paid per
-    # chunk: sizing chunks by time, not bytes, is what keeps it small
-    assert result.cpu_per_gb("ours_1mib") >= 1.3 * result.cpu_per_gb("ours"), result.render()
+def test_ours_is_within_the_goal_of_the_fastest_peer_computing_the_same_statistics(
+    result: work.WorkRun,
+) -> None:
+    # like for like: the peer reads the whole file and reports the typed figures ours does
+    # (checked equal above); ratios measured in the same run
+    assert result.vs_peer() <= work.GOAL_VS_PEER, result.render()
 
 
 def test_the_time_sized_task_reads_the_file_in_few_chunks(result: work.WorkRun) -> None:

@@ -39,18 +39,20 @@ def upload(s3: LocalS3, body: bytes, name: str = "input.csv") -> str:
 
 
 def drive(
-    params: DataProcessingParams, s3: LocalS3, repeat: bool = False
+    params: DataProcessingParams, s3: LocalS3, repeat: bool = False, specialise_after: int = 1000
 ) -> tuple[TaskResult, list[ChunkState]]:
     """Run the task as the engine does, every state through its stored JSON form; with
-    repeat, every chunk runs twice from the same checkpoint (as after a crash)."""
-    task = DataProcessing(clock=StepClock())
+    repeat, every chunk runs twice from the same checkpoint (as after a crash).
+    `specialise_after`: the non-empty cells after which a column's chunks compute only its
+    type's figures (small: the specialised modes and their repair run on small files)."""
+    task = DataProcessing(clock=StepClock(), specialise_after=specialise_after)
     ctx = TaskContext("task1", OWNER, BUCKET, clients={"s3": s3})
     states = [task.start(params, ctx)]
     while not states[-1].done:
         stored = ChunkState.model_validate_json(states[-1].model_dump_json())
         state = task.run_chunk(params, stored, ctx)
         if repeat:
-            again = DataProcessing(clock=StepClock())
+            again = DataProcessing(clock=StepClock(), specialise_after=specialise_after)
             again.clock.now = task.clock.now - 2.0  # type: ignore[attr-defined]
             assert again.run_chunk(params, stored, ctx).model_dump() == state.model_dump()
         assert len(state.model_dump_json()) < STATE_LIMIT
@@ -87,6 +89,59 @@ def test_statistics_equal_the_csv_module_for_any_chunk_size(seed: int) -> None:
         result = analysed(text.encode(), chunk_bytes, delimiter)
         # Then every figure equals the csv module's over the whole file
         assert_same(result, expected)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_columns_read_only_for_their_type_still_equal_the_csv_module(seed: int) -> None:
+    # Given an awkward file, and columns that specialise after a few cells (the mixed ones
+    # flip back to full and their specialised range is read again)
+    text, delimiter = awkward_csv(seed, rows=120 if seed % 2 else 400)
+    expected = reference(text, delimiter)
+    for chunk_bytes in (500, 4096):
+        # When it is analysed in small chunks
+        result = analysed(text.encode(), chunk_bytes, delimiter, specialise_after=8)
+        # Then every figure equals the csv module's over the whole file
+        assert_same(result, expected)
+
+
+def test_a_column_whose_type_changes_after_it_specialised_is_read_again_in_full() -> None:
+    # Given columns that look like integers, booleans, dates and text, then turn into others
+    first = [
+        f"{i},{'yes' if i % 2 else 'no'},2024-01-{1 + i % 28:02d},w{i % 5}" for i in range(300)
+    ]
+    then = [f"x{i},{i},v{i},{i % 3}" for i in range(3000)]
+    text = "n,b,d,t\n" + "\n".join(first + then) + "\n"
+    s3 = LocalS3()
+    key = upload(s3, text.encode())
+    params = DataProcessingParams.model_construct(
+        input_key=key, rows=None, columns=5, seed=0, chunk_bytes=4000, delimiter=","
+    )
+    # When it is analysed with columns specialising after 50 cells
+    _, states = drive(params, s3, specialise_after=50)
+    # Then a repair phase read the specialised ranges again, and the figures are exact
+    assert "repair" in [state.data["phase"] for state in states]
+    result = json.loads(s3.objects[f"results/{OWNER}/task1/result.json"])
+    assert_same(result, reference(text, ","))
+    assert [column["type"] for column in result["column_stats"]] == [
+        "text", "integer", "text", "integer"
+    ]  # fmt: skip
+
+
+def test_a_text_column_with_few_values_counted_against_them_stays_exact() -> None:
+    # Given a column of few values (counted against those seen so far once it specialises),
+    # with padded and empty cells, quotes, and values that turn up only late in the file
+    cities = ["Oslo", " Oslo ", "São Paulo", '"Lima, Peru"', "", "\u00a0Nuuk", "Rome"]
+    rows = [f"{i},{cities[i % len(cities)]}" for i in range(2000)]
+    rows += [f"{i},{'Cairo' if i % 2 else 'Tokyo '}" for i in range(300)]
+    text = "id,city\n" + "\n".join(rows) + "\n"
+
+    # When it is read in small chunks, specialising after 50 cells
+    result = analysed(text.encode(), 4000, specialise_after=50)
+
+    # Then every figure equals the csv module's, the top values included
+    assert_same(result, reference(text, ","))
+    city = result["column_stats"][1]
+    assert (city["type"], city["distinct"], city["distinct_exact"]) == ("text", 7, True)
 
 
 def test_blank_lines_longer_than_a_chunk_before_the_header_are_skipped() -> None:

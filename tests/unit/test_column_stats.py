@@ -29,9 +29,9 @@ from taskqueue.task_types.csv_engine import PY_WHITESPACE, tally_records
 from taskqueue.task_types.csv_records import (
     canonical_csv,
     csv_records,
+    engine_form,
     follows_rfc4180,
     quoted_record_end,
-    with_lf_line_ends,
 )
 
 # ---------------------------------------------------------------- record boundaries
@@ -71,10 +71,11 @@ def test_rfc4180_quoting_is_told_apart_from_what_only_the_csv_module_reads(
 
 
 def test_line_ends_become_lf_only_when_no_cell_changes() -> None:
-    assert with_lf_line_ends(b"a,b\r\n1,2\r\n", ",") == b"a,b\n1,2\n"
-    assert with_lf_line_ends(b'a,"x\r\ny"\r\n', ",") is None  # a quoted "\r"
-    assert with_lf_line_ends(b"a,b\r1,2\r", ",") is None  # CR-only: not for DuckDB
-    assert with_lf_line_ends(b"a,b\n", ",") == b"a,b\n"
+    assert engine_form(b"a,b\r\n1,2\r\n", ",") == (True, b"a,b\n1,2\n")
+    assert engine_form(b'a,"x\r\ny"\r\n', ",") == (True, None)  # a quoted "\r"
+    assert engine_form(b"a,b\r1,2\r", ",") == (True, None)  # CR-only: not for DuckDB
+    assert engine_form(b"a,b\n", ",") == (True, b"a,b\n")
+    assert engine_form(b'a,b"c\r\n', ",") == (False, None)  # only the csv module reads it
 
 
 def test_records_end_after_the_last_complete_one_and_requote_exactly() -> None:

@@ -91,6 +91,7 @@ def test_one_builtin_lookup_in_a_fresh_interpreter_imports_that_type_only() -> N
     # Then only DATA_PROCESSING's modules (and the registry's own) were imported
     assert done.stdout.split("\n")[0] == (
         f"{BUILTIN_NAMES} ['taskqueue.task_types._s3', 'taskqueue.task_types.base', "
+        "'taskqueue.task_types.column_plan', "
         "'taskqueue.task_types.column_stats', 'taskqueue.task_types.csv_engine', "
         "'taskqueue.task_types.csv_parts', 'taskqueue.task_types.csv_records', "
         "'taskqueue.task_types.data_processing', "

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import base64
 import math
+import re
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 # A type is inferred when at least this share of a column's non-empty cells fit it; the
@@ -28,7 +29,22 @@ HLL_REGISTERS = 1 << HLL_BITS
 HLL_STANDARD_ERROR = round(1.04 / math.sqrt(HLL_REGISTERS), 4)
 BOOLEAN_TRUE = ("true", "yes")
 BOOLEAN_FALSE = ("false", "no")
+# Dates and date-times: the same patterns serve DuckDB's regexp_full_match and Python's re.
+_YEAR = "(000[1-9]|00[1-9][0-9]|0[1-9][0-9]{2}|[1-9][0-9]{3})"
+DATE_PATTERN = _YEAR + "-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])"
+_HOUR_MINUTE = "([01][0-9]|2[0-3]):[0-5][0-9]"
+DATETIME_PATTERN = (
+    DATE_PATTERN
+    + "[T ]"
+    + _HOUR_MINUTE
+    + "(:[0-5][0-9](\\.[0-9]{1,6})?)?(Z|[+-]"
+    + _HOUR_MINUTE
+    + ")?"
+)
+_DATE = re.compile(DATE_PATTERN)
+_DATETIME = re.compile(DATETIME_PATTERN)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
 
 
 def parse_number(cell: str) -> float | None:
@@ -43,6 +59,34 @@ def parse_number(cell: str) -> float | None:
     if not math.isfinite(value) or "_" in cell:
         return None
     return value
+
+
+def parse_boolean(cell: str) -> bool | None:
+    """True or False for a stripped cell that is a boolean (any case), else None."""
+    folded = cell.lower()
+    if folded in BOOLEAN_TRUE:
+        return True
+    if folded in BOOLEAN_FALSE:
+        return False
+    return None
+
+
+def parse_instant(cell: str) -> tuple[bool, int] | None:
+    """(is a date-time, UTC microseconds since the epoch) of a stripped cell that is a real
+    calendar date (YYYY-MM-DD) or date-time (DATETIME_PATTERN; no offset: UTC), else None."""
+    try:
+        if _DATE.fullmatch(cell):
+            day = date.fromisoformat(cell)
+            moment = datetime(day.year, day.month, day.day, tzinfo=UTC)
+            return False, (moment - _EPOCH) // _MICROSECOND
+        if _DATETIME.fullmatch(cell):
+            moment = datetime.fromisoformat(cell.replace("Z", "+00:00"))
+            if moment.tzinfo is None:
+                moment = moment.replace(tzinfo=UTC)
+            return True, (moment - _EPOCH) // _MICROSECOND
+    except ValueError:  # a day the calendar does not have
+        return None
+    return None
 
 
 def is_integer_literal(number: str) -> bool:
@@ -95,18 +139,34 @@ class Numbers:
     @classmethod
     def of(cls, values: list[float], integers: int = 0) -> Numbers:
         """The accumulator of a small list of values (the cells the engine hands back)."""
-        if not values:
+        return cls.of_counts([(value, 1) for value in values], integers)
+
+    @classmethod
+    def of_counts(cls, counted: list[tuple[float, int]], integers: int = 0) -> Numbers:
+        """The accumulator of values each seen `count` times (a column's few distinct ones).
+        A product value x count is one rounding, far below the 1e-12 the sums keep."""
+        counted = [(value, count) for value, count in counted if count]
+        if not counted:
             return cls()
-        total = math.fsum(values)
-        mean = total / len(values)
+        count = sum(n for _, n in counted)
+        total = _fsum([value * n for value, n in counted])
+        mean = total / count
         return cls(
-            count=len(values),
+            count=count,
             integers=integers,
             total=total,
-            m2=math.fsum((value - mean) ** 2 for value in values),
-            minimum=min(values),
-            maximum=max(values),
+            m2=_fsum([n * (value - mean) ** 2 for value, n in counted]),
+            minimum=min(value for value, _ in counted),
+            maximum=max(value for value, _ in counted),
         )
+
+
+def _fsum(values: list[float]) -> float:
+    # math.fsum refuses to overflow; the engine's sums overflow to inf, as the report expects.
+    try:
+        return math.fsum(values)
+    except OverflowError:
+        return sum(values)
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,6 +254,19 @@ def _pick(choose: Any, a: int | None, b: int | None) -> int | None:
 
 
 @dataclass(frozen=True, slots=True)
+class Bounds:
+    """Upper bounds of the typed candidates' counts where only the text candidate was
+    computed (column_plan's text mode): cells that could be numbers or date/times (by their
+    first character), and cells that could be booleans."""
+
+    numbers_times: int = 0
+    booleans: int = 0
+
+    def merge(self, other: Bounds) -> Bounds:
+        return Bounds(self.numbers_times + other.numbers_times, self.booleans + other.booleans)
+
+
+@dataclass(frozen=True, slots=True)
 class Column:
     """Everything kept about one column: empty cells and one candidate per type."""
 
@@ -204,6 +277,7 @@ class Column:
     false: int = 0
     times: Times = Times()
     text: Text = Text()
+    bounds: Bounds = Bounds()
 
     def merge(self, other: Column) -> Column:
         return Column(
@@ -214,6 +288,7 @@ class Column:
             false=self.false + other.false,
             times=self.times.merge(other.times),
             text=self.text.merge(other.text),
+            bounds=self.bounds.merge(other.bounds),
         )
 
     def with_numbers(self, extra: Numbers) -> Column:
@@ -270,6 +345,7 @@ def _column_to_json(column: Column) -> dict[str, Any]:
         "text": [x.count, x.length_min, x.length_max, x.length_total],
         "registers": base64.b64encode(x.registers).decode(),
         "values": x.values,
+        "bounds": [column.bounds.numbers_times, column.bounds.booleans],
     }
 
 
@@ -305,6 +381,7 @@ def _column_from_json(item: dict[str, Any]) -> Column:
             base64.b64decode(item["registers"]),
             item["values"],
         ),
+        bounds=Bounds(*item.get("bounds", ())),
     )
 
 

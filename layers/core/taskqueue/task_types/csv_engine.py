@@ -1,8 +1,12 @@
 """The columnar engine of DATA_PROCESSING: DuckDB reads a run of whole CSV records and
-returns each column's accumulators (column_stats) in a few vectorised queries.
+returns each column's accumulators (column_stats) in one vectorised query.
 
 DuckDB was chosen by measurement over polars (docs/benchmarks.md, "work"): about half the CPU
 per GB on the same file, a third of the peak memory, and a third of the deployed size.
+
+One query per chunk streams the records from DuckDB's reader through every column's tests into
+every aggregate (no table of cells is built). What a column's tests are depends on its mode
+(column_plan): all the candidates in full mode, only its type's in a specialised one.
 
 Exactness is kept by construction rather than hoped for:
 - DuckDB parses only runs that follow RFC 4180 (csv_records checks them) with "\n" line
@@ -10,28 +14,38 @@ Exactness is kept by construction rather than hoped for:
   sniffing): there its reader and the csv module agree. Its reader misreads other and mixed
   line ends (with new_line '\r\n' it returned no rows for valid input), so anything else is
   parsed by the csv module and handed over re-quoted (canonical_csv).
-- Cells are stripped of exactly the characters Python's str.strip() removes.
-- A cell is a number when DuckDB's cast gives a finite double and it has no "_": on ASCII text
-  that is Python's float() (the tests compare them edge by edge). Non-ASCII cells that could
-  be numbers to Python (other scripts' digits) are few and are read by float() itself.
+- Cells are stripped of exactly the characters Python's str.strip() removes, wherever the
+  first or last character may be one of them. A typed mode tests the cell as read first and
+  strips only the cells that fail (DuckDB's casts ignore the ASCII spaces str.strip() removes).
+- A cell is a number when DuckDB's cast gives a finite double and it has no "_", "+-" or "-+":
+  on ASCII text that is Python's float() (the tests compare them edge by edge). Non-ASCII cells
+  that could be numbers to Python (other scripts' digits) are few and are read by float().
+- Value counts are computed only against the values seen so far (one hash probe a cell) plus
+  the count of new distinct values; only when there are new ones that still fit the bound are
+  they counted, in a second read of the chunk.
 """
 
 from __future__ import annotations
 
-import math
 import os
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
+from taskqueue.task_types.column_plan import BOOLEAN, FULL, NUMBER, SKIP, TEXT, TIME
 from taskqueue.task_types.column_stats import (
     BOOLEAN_FALSE,
     BOOLEAN_TRUE,
+    DATE_PATTERN,
+    DATETIME_PATTERN,
     EXACT_DISTINCT_LIMIT,
     HLL_BITS,
+    HLL_REGISTERS,
+    Bounds,
     Column,
     Numbers,
     Tally,
@@ -39,6 +53,8 @@ from taskqueue.task_types.column_stats import (
     Times,
     hll_estimate,
     is_integer_literal,
+    parse_boolean,
+    parse_instant,
     parse_number,
     values_fit,
 )
@@ -52,21 +68,17 @@ PY_WHITESPACE = (
     "\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006"
     "\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
 )
-_YEAR = "(000[1-9]|00[1-9][0-9]|0[1-9][0-9]{2}|[1-9][0-9]{3})"
-DATE_PATTERN = _YEAR + "-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])"
-_HOUR_MINUTE = "([01][0-9]|2[0-3]):[0-5][0-9]"
-DATETIME_PATTERN = (
-    DATE_PATTERN
-    + "[T ]"
-    + _HOUR_MINUTE
-    + "(:[0-5][0-9](\\.[0-9]{1,6})?)?(Z|[+-]"
-    + _HOUR_MINUTE
-    + ")?"
-)
 # Non-ASCII text that Python's float() might still read: ASCII plus number characters only.
 MAYBE_NUMBER_PATTERN = "[\\x00-\\x7f\\p{N}]+"
-_HLL_LOW = (1 << (64 - HLL_BITS)) - 1
 MAX_TRACKED_COLUMNS = 50
+# Known values up to this many are matched as a list of constants; more, through a hash join.
+_LITERAL_VALUES = 64
+# HyperLogLog in one aggregate: each cell sets bit (register * 64 + rank) of a bitstring, and a
+# register's value is its highest bit set. Setting bit 52 caps the rank at 53 = 65 - HLL_BITS.
+_RANK_SLOTS = 64
+_RANK_CAP_BIT = 1 << (64 - HLL_BITS)
+_TRUE = ", ".join(f"'{token}'" for token in BOOLEAN_TRUE)
+_FALSE = ", ".join(f"'{token}'" for token in BOOLEAN_FALSE)
 
 _local = threading.local()
 
@@ -79,8 +91,24 @@ def connection() -> duckdb.DuckDBPyConnection:
         import duckdb
 
         con = duckdb.connect(":memory:", config={"threads": 1})
+        # A date-time without an offset is UTC, whatever the machine's zone.
+        con.execute("SET TimeZone = 'UTC'")
+        # This optimizer moves a cast of a column into the CSV reader, where a TRY_CAST
+        # becomes a strict conversion that fails the query on the first non-number.
+        con.execute("SET disabled_optimizers = 'type_pushdown'")
         _local.con = con
     return con
+
+
+@dataclass(frozen=True, slots=True)
+class ColumnPlan:
+    """What one chunk computes for one column."""
+
+    mode: str = FULL
+    # Count integer literals: no longer needed once the column has a number that is not one.
+    integers: bool = True
+    # The values counted so far (their counts go on in this chunk); None: too many to count.
+    known: frozenset[str] | None = field(default_factory=frozenset)
 
 
 @contextmanager
@@ -96,227 +124,476 @@ def _temp_csv(body: bytes) -> Iterator[str]:
 
 
 def tally_records(
-    body: bytes, width: int, delimiter: str, engine_body: bytes | None = None
+    body: bytes,
+    width: int,
+    delimiter: str,
+    engine_body: bytes | None = None,
+    plans: list[ColumnPlan] | None = None,
 ) -> Tally:
     """The accumulators of the records in body (whole records, after the header).
 
     `engine_body`: body as DuckDB may read it (RFC 4180 quoting, "\\n" line ends:
-    csv_records.with_lf_line_ends), or None: the csv module then parses body and DuckDB reads
+    csv_records.engine_form), or None: the csv module then parses body and DuckDB reads
     it re-quoted. A body DuckDB refuses (a row with more than width + 1 fields) goes the
-    same way."""
+    same way. `plans`: per tracked column, what to compute (all of it by default)."""
+    tracked = min(width, MAX_TRACKED_COLUMNS)
+    plans = plans or [ColumnPlan()] * tracked
     if not body:
-        return Tally(columns=tuple(Column() for _ in range(min(width, MAX_TRACKED_COLUMNS))))
+        return Tally(columns=tuple(Column() for _ in range(tracked)))
     if engine_body is not None:
         import duckdb
 
         try:
-            return _tally(engine_body, width, delimiter)
+            return _tally(engine_body, width, delimiter, plans)
         except duckdb.Error:
             pass
     records, _ = csv_records(body, True, delimiter)
-    return _tally(canonical_csv(records, width, delimiter), width, delimiter)
+    return _tally(canonical_csv(records, width, delimiter), width, delimiter, plans)
 
 
-def _tally(body: bytes, width: int, delimiter: str) -> Tally:
+def _tally(body: bytes, width: int, delimiter: str, plans: list[ColumnPlan]) -> Tally:
     con = connection()
-    tracked = min(width, MAX_TRACKED_COLUMNS)
+    query = _Query(width, delimiter, underscores=b"_" in body)
+    for index, plan in enumerate(plans):
+        query.add_column(index, plan)
     with _temp_csv(body) as path:
-        _load(con, path, width, tracked, delimiter)
-    try:
-        rows, ragged, *cells = con.execute(_aggregate_sql(tracked)).fetchone() or ()
-        rows = int(rows or 0)
-        registers = _registers(con, tracked)
-        columns = []
-        for index in range(tracked):
-            column = _column(rows, cells[index * _PER_COLUMN : (index + 1) * _PER_COLUMN])
-            # Counting values is worth it only where they may stay few enough to keep.
-            few = hll_estimate(registers[index]) <= 2 * EXACT_DISTINCT_LIMIT
-            values = _values(con, index) if column.nonempty and few else None
-            numbers = column.numbers
-            if cells[(index + 1) * _PER_COLUMN - 1]:
-                numbers = numbers.merge(_python_numbers(con, index))
-            columns.append(
-                replace(
-                    column,
-                    numbers=numbers,
-                    text=replace(column.text, registers=registers[index], values=values),
-                )
-            )
-        return Tally(rows, int(ragged or 0), tuple(columns))
-    finally:
-        con.execute("DROP TABLE IF EXISTS cells")
-
-
-def _load(
-    con: duckdb.DuckDBPyConnection, path: str, width: int, tracked: int, delimiter: str
-) -> None:
-    # One column more than the header counts rows that are too long; null_padding marks
-    # missing cells NULL, and nullstr NUL (refused in input) keeps every empty cell ''.
-    names = ", ".join(f"'c{i}': 'VARCHAR'" for i in range(width + 1))
-    # str.strip(), but only where a cell starts or ends with something other than printable
-    # ASCII: trimming a set of characters costs several times the parse.
-    stripped = ", ".join(
-        f"CASE WHEN regexp_matches(c{i}, '^[^!-~]|[^!-~]$') THEN trim(c{i}, $ws) "
-        f"ELSE coalesce(c{i}, '') END AS t{i}"
-        for i in range(tracked)
-    )
-    ragged = f"(c{width - 1} IS NULL OR c{width} IS NOT NULL) AS ragged"
-    con.execute(
-        f"""
-        CREATE OR REPLACE TEMP TABLE cells AS
-        SELECT {stripped}{", " if tracked else ""}{ragged}
-        FROM read_csv($path, columns = {{{names}}}, header = false, auto_detect = false,
-                      delim = $delim, quote = '"', escape = '"', strict_mode = true,
-                      null_padding = true, parallel = false, nullstr = '\\0', new_line = '\\n',
-                      max_line_size = {MAX_RECORD_BYTES + 1024})
-        """,
-        {"path": path, "delim": delimiter, "ws": PY_WHITESPACE},
-    )
-
-
-# The aggregates of one column, in this order (see _column).
-_PER_COLUMN = 17
-# First characters (ASCII codes) of the cells worth casting: + , - . / 0-9. inf and nan start
-# otherwise, but are no data values; other scripts' digits go to _python_numbers.
-_NUMBER_START = (43, 57)
-_BOOLEAN_START = tuple(sorted({ord(token[0]) for token in BOOLEAN_TRUE + BOOLEAN_FALSE}))
-
-
-def _aggregate_sql(tracked: int) -> str:
-    """One scan for every column: the cheapest test first (the first character's code, the
-    length), so the costly ones (cast, regular expressions) run on few cells."""
-    true = ", ".join(f"'{token}'" for token in BOOLEAN_TRUE)
-    false = ", ".join(f"'{token}'" for token in BOOLEAN_FALSE)
-    boolean_start = ", ".join(map(str, _BOOLEAN_START + tuple(c - 32 for c in _BOOLEAN_START)))
-    low, high = _NUMBER_START
-    first = []
-    second = []
-    parts = ["count(*)", "count_if(ragged)"]
-    for i in range(tracked):
-        t, a, n, x, size = f"t{i}", f"a{i}", f"n{i}", f"x{i}", f"l{i}"
-        first.append(
-            f"{t}, ascii({t}) AS {a}, length({t}) AS {size}, "
-            f"CASE WHEN ascii({t}) BETWEEN {low} AND {high} THEN TRY_CAST({t} AS DOUBLE) END AS {x}"
-        )
-        second.append(
-            f"""{t}, {a}, {size}, {x},
-            CASE WHEN {x} IS NOT NULL THEN CASE WHEN isfinite({x}) AND NOT contains({t}, '_')
-                 AND NOT (prefix({t}, '+-') OR prefix({t}, '-+')) THEN {x} END END AS {n},
-            CASE WHEN {size} = 10 AND {a} BETWEEN 48 AND 57 AND regexp_full_match({t}, '{DATE_PATTERN}')
-                 THEN epoch_us(CAST(TRY_CAST({t} AS DATE) AS TIMESTAMP)) END AS d{i},
-            CASE WHEN {size} BETWEEN 16 AND 32 AND {a} BETWEEN 48 AND 57
-                 AND regexp_full_match({t}, '{DATETIME_PATTERN}')
-                 THEN epoch_us(TRY_CAST({t} AS TIMESTAMPTZ)) END AS s{i}"""
-        )
-        parts += [
-            f"count_if({size} = 0)",
-            f"count({n})",
-            f"count(CASE WHEN {n} IS NOT NULL THEN CASE WHEN NOT (contains({t}, '.') "
-            f"OR contains({t}, 'e') OR contains({t}, 'E')) THEN 1 END END)",
-            f"fsum({n})",
-            f"var_pop({n}) * count({n})",
-            f"min({n})",
-            f"max({n})",
-            f"count_if({size} <= 5 AND {a} IN ({boolean_start}) AND lower({t}) IN ({true}))",
-            f"count_if({size} <= 5 AND {a} IN ({boolean_start}) AND lower({t}) IN ({false}))",
-            f"count(d{i})",
-            f"count(s{i})",
-            f"min(coalesce(d{i}, s{i}))",
-            f"max(coalesce(d{i}, s{i}))",
-            f"min({size}) FILTER ({size} > 0)",
-            f"max({size})",
-            f"sum({size})",
-            # Non-ASCII cells the cast did not read that may be numbers to Python's float().
-            f"count_if({x} IS NULL AND {size} > 0 AND strlen({t}) <> {size} "
-            f"AND regexp_full_match({t}, '{MAYBE_NUMBER_PATTERN}'))",
+        query.params["path"] = path
+        found = query.run(con)
+        rows = int(found.pop("rows") or 0)
+        ragged = int(found.pop("ragged") or 0)
+        columns = [
+            _column(con, query, index, plan, rows, found) for index, plan in enumerate(plans)
         ]
-    if not tracked:
-        return f"SELECT {', '.join(parts)} FROM cells"
-    inner = f"(SELECT {', '.join(first)}, ragged FROM cells)"
-    middle = f"(SELECT {', '.join(second)}, ragged FROM {inner})"
-    return f"SELECT {', '.join(parts)} FROM {middle}"
+    return Tally(rows, ragged, tuple(columns))
 
 
-def _column(rows: int, cells: list[Any]) -> Column:
-    (
-        empty,
-        count,
-        integers,
-        total,
-        m2,
-        minimum,
-        maximum,
-        true,
-        false,
-        dates,
-        datetimes,
-        first,
-        last,
-        length_min,
-        length_max,
-        length_total,
-        _,
-    ) = (0 if value is None else value for value in cells)  # count_if of no rows is NULL
-    nonempty = rows - int(empty)
-    numbers = Numbers(
-        count=int(count),
-        integers=int(integers),
-        total=float(total),
-        m2=float(m2),
-        minimum=float(minimum) if count else math.inf,
-        maximum=float(maximum) if count else -math.inf,
+# ---------------------------------------------------------------- the query
+
+
+class _Query:
+    """One SELECT over DuckDB's reader: expressions in levels (each level's names are usable
+    by the next), then one row of aggregates, each named for its column."""
+
+    LEVELS = 4
+
+    def __init__(self, width: int, delimiter: str, underscores: bool) -> None:
+        self.width = width
+        self.levels: list[list[str]] = [[] for _ in range(self.LEVELS)]
+        self.aggregates: dict[str, str] = {
+            "rows": "count(*)",
+            "ragged": f"count_if(c{width - 1} IS NULL OR c{width} IS NOT NULL)",
+        }
+        self.params: dict[str, Any] = {"delim": delimiter, "ws": PY_WHITESPACE}
+        # "_" is refused in numbers (float() reads "1_000"); a chunk without one needs no test.
+        self.underscores = underscores
+        self.python_cells: dict[int, tuple[str, str]] = {}  # column -> (cell, condition)
+        self.known_values: dict[int, list[str]] = {}  # column -> values counted in the scan
+
+    def alone(self, i: int, plan: ColumnPlan) -> _Query:
+        """A query over the same chunk for column i only, as `plan` says."""
+        query = _Query(self.width, self.params["delim"], self.underscores)
+        query.params["path"] = self.params["path"]
+        query.add_column(i, plan)
+        return query
+
+    def define(self, level: int, name: str, expression: str) -> None:
+        self.levels[level].append(f"{expression} AS {name}")
+
+    def source(self) -> str:
+        # One column more than the header counts rows that are too long; null_padding marks
+        # missing cells NULL, and nullstr NUL (refused in input) keeps every empty cell ''.
+        names = ", ".join(f"'c{i}': 'VARCHAR'" for i in range(self.width + 1))
+        sql = f"""read_csv($path, columns = {{{names}}}, header = false, auto_detect = false,
+            delim = $delim, quote = '"', escape = '"', strict_mode = true, null_padding = true,
+            parallel = false, nullstr = '\\0', new_line = '\\n',
+            max_line_size = {MAX_RECORD_BYTES + 1024})"""
+        for level in self.levels:
+            if level:
+                sql = f"(SELECT *, {', '.join(level)} FROM {sql})"
+        return sql
+
+    def run(self, con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
+        names = list(self.aggregates)
+        select = ", ".join(f"{self.aggregates[name]} AS {name}" for name in names)
+        row = self.execute(con, f"SELECT {select} FROM {self.source()}").fetchone()
+        return dict(zip(names, row or (), strict=True))
+
+    def execute(self, con: duckdb.DuckDBPyConnection, sql: str) -> duckdb.DuckDBPyConnection:
+        # DuckDB refuses parameters a statement does not use.
+        return con.execute(sql, {k: v for k, v in self.params.items() if f"${k}" in sql})
+
+    def add_column(self, i: int, plan: ColumnPlan) -> None:
+        if i >= self.width or plan.mode == SKIP:
+            return
+        {
+            FULL: self._full,
+            NUMBER: self._number,
+            BOOLEAN: self._boolean,
+            TIME: self._time,
+            TEXT: self._text,
+        }[plan.mode](i, plan)
+
+    # -------------------------------------------------------------- per mode
+
+    def _stripped(self, i: int) -> str:
+        """t{i}: the cell as str.strip() leaves it, NULL when that is empty. Trimming a set of
+        characters costs several times a comparison, so only cells that start or end with
+        something other than printable ASCII are trimmed."""
+        c = f"c{i}"
+        self.define(
+            0,
+            f"t{i}",
+            f"CASE WHEN {c} < '!' OR {c} >= chr(127) OR ascii({c}[-1]) NOT BETWEEN 33 AND 126 "
+            f"THEN nullif(trim({c}, $ws), '') ELSE nullif({c}, '') END",
+        )
+        self.define(1, f"b{i}", f"strlen(t{i})")
+        return f"t{i}"
+
+    def _full(self, i: int, plan: ColumnPlan) -> None:
+        t = self._stripped(i)
+        self.define(
+            1, f"x{i}", f"CASE WHEN {t} >= '+' AND {t} < ':' THEN TRY_CAST({t} AS DOUBLE) END"
+        )
+        self._numbers(i, plan, t, level=2)
+        self._booleans_of_short(i, t)
+        self.define(2, f"d{i}", _date(t, f"b{i}"))
+        self.define(2, f"s{i}", _datetime(t, f"b{i}"))
+        self._times(i)
+        self._text_candidate(i, plan, t)
+        self._maybe_python_numbers(i, t, f"CASE WHEN x{i} IS NULL THEN strlen({t}) <> l{i} END")
+
+    # A typed mode tests each cell as read. The cells its fast test refuses (empty, padded,
+    # invalid, other scripts' digits: a few percent in a column of that type) come back as a
+    # list and Python's own rules decide them (_refused).
+
+    def _number(self, i: int, plan: ColumnPlan) -> None:
+        c = f"c{i}"
+        # DuckDB's cast ignores the ASCII spaces str.strip() removes, so a cell it reads needs
+        # no stripping.
+        self.define(0, f"x{i}", f"TRY_CAST({c} AS DOUBLE)")
+        self._numbers(i, plan, c, level=1)
+        self.aggregates[f"refused{i}"] = f"list({c}) FILTER (WHERE x{i} IS NULL)"
+
+    def _boolean(self, i: int, plan: ColumnPlan) -> None:
+        c = f"c{i}"
+        self.define(0, f"o{i}", f"CASE WHEN strlen({c}) <= 5 THEN lower({c}) END")
+        self.aggregates[f"true{i}"] = f"count_if(o{i} IN ({_TRUE}))"
+        self.aggregates[f"false{i}"] = f"count_if(o{i} IN ({_FALSE}))"
+        self.aggregates[f"refused{i}"] = (
+            f"list({c}) FILTER (WHERE o{i} IS NULL OR o{i} NOT IN ({_TRUE}, {_FALSE}))"
+        )
+
+    def _time(self, i: int, plan: ColumnPlan) -> None:
+        c = f"c{i}"
+        self.define(0, f"d{i}", _date(c, f"strlen({c})"))
+        self.define(0, f"s{i}", _datetime(c, f"strlen({c})"))
+        self._times(i)
+        self.aggregates[f"refused{i}"] = f"list({c}) FILTER (WHERE d{i} IS NULL AND s{i} IS NULL)"
+
+    def _text(self, i: int, plan: ColumnPlan) -> None:
+        if plan.known and len(plan.known) <= _LITERAL_VALUES:
+            self._known_values(i, sorted(plan.known))
+            return
+        t = self._stripped(i)
+        self._text_candidate(i, plan, t)
+        # Upper bounds of the typed candidates: a number starts with one of + , - . / 0-9 or
+        # a non-ASCII digit, a date/time with a digit; a boolean is short.
+        self.aggregates[f"maybe_numbers_times{i}"] = f"count_if({t} < ':' OR {t} >= chr(128))"
+        self.aggregates[f"maybe_booleans{i}"] = (
+            f"count(CASE WHEN b{i} <= 5 THEN CASE WHEN lower({t}) IN ({_TRUE}, {_FALSE}) "
+            "THEN 1 END END)"
+        )
+
+    def _known_values(self, i: int, known: list[str]) -> None:
+        """A text column with few values so far: count the cells that are one of them, as
+        read (a known value has no spaces to strip), and those that are anything else. When
+        there are none of those, the counts alone give every figure (_of_values)."""
+        c = f"c{i}"
+        self.known_values[i] = known
+        for j, value in enumerate(known):
+            self.aggregates[f"value{i}_{j}"] = f"count_if({c} = {_literal(value)})"
+        listed = ", ".join(map(_literal, known))
+        self.aggregates[f"empty{i}"] = f"count_if({c} IS NULL OR {c} = '')"
+        self.aggregates[f"new{i}"] = f"count_if({c} NOT IN ({listed}) AND {c} <> '')"
+
+    # -------------------------------------------------------------- candidates
+
+    def _numbers(self, i: int, plan: ColumnPlan, cell: str, level: int) -> None:
+        """The number candidate from x{i} (the cast): finite, and none of what float() refuses
+        but DuckDB reads."""
+        # DuckDB reads "1_000" and a "+-" before the digits; float() reads neither.
+        refused = f"({cell} < ',' AND contains({cell}, '+-'))"
+        if self.underscores:
+            refused += f" OR contains({cell}, '_')"
+        self.define(level, f"n{i}", f"CASE WHEN isfinite(x{i}) AND NOT ({refused}) THEN x{i} END")
+        n = f"n{i}"
+        if plan.integers:
+            self.aggregates[f"integers{i}"] = (
+                f"count(CASE WHEN {n} IS NOT NULL THEN CASE WHEN NOT (contains({cell}, '.') "
+                f"OR contains({cell}, 'e') OR contains({cell}, 'E')) THEN 1 END END)"
+            )
+        self.aggregates[f"count{i}"] = f"count({n})"
+        self.aggregates[f"fsum{i}"] = f"fsum({n})"
+        self.aggregates[f"var{i}"] = f"var_pop({n})"
+        self.aggregates[f"min{i}"] = f"min({n})"
+        self.aggregates[f"max{i}"] = f"max({n})"
+
+    def _booleans_of_short(self, i: int, t: str) -> None:
+        self.define(2, f"o{i}", f"CASE WHEN b{i} <= 5 THEN lower({t}) END")
+        self.aggregates[f"true{i}"] = f"count_if(o{i} IN ({_TRUE}))"
+        self.aggregates[f"false{i}"] = f"count_if(o{i} IN ({_FALSE}))"
+
+    def _times(self, i: int) -> None:
+        self.aggregates[f"dates{i}"] = f"count(d{i})"
+        self.aggregates[f"datetimes{i}"] = f"count(s{i})"
+        self.aggregates[f"first{i}"] = f"min(coalesce(d{i}, s{i}))"
+        self.aggregates[f"last{i}"] = f"max(coalesce(d{i}, s{i}))"
+
+    def _text_candidate(self, i: int, plan: ColumnPlan, t: str) -> None:
+        """Lengths, the HyperLogLog bitstring, and the value counts while they stay few."""
+        self.define(1, f"l{i}", f"length({t})")
+        self.define(1, f"h{i}", f"CASE WHEN {t} IS NOT NULL THEN hash({t}) END")
+        # rank = 1 + trailing zeros: bit_count(v xor (v - 1)); bit 52 set caps it, and only
+        # the bits below the register's (the top HLL_BITS) count.
+        capped = f"(h{i} | {_RANK_CAP_BIT})"
+        self.define(
+            2,
+            f"k{i}",
+            f"(h{i} >> {64 - HLL_BITS})::BIGINT * {_RANK_SLOTS} "
+            f"+ bit_count(xor({capped}, {capped} - 1))",
+        )
+        self.aggregates[f"nonempty{i}"] = f"count({t})"
+        self.aggregates[f"lmin{i}"] = f"min(l{i})"
+        self.aggregates[f"lmax{i}"] = f"max(l{i})"
+        self.aggregates[f"lsum{i}"] = f"sum(l{i})"
+        self.aggregates[f"hll{i}"] = f"bitstring_agg(k{i}, 0, {HLL_REGISTERS * _RANK_SLOTS - 1})"
+
+    def _maybe_python_numbers(self, i: int, cell: str, non_ascii: str) -> None:
+        """Non-ASCII cells the cast did not read that may be numbers to Python's float()."""
+        condition = (
+            f"CASE WHEN {non_ascii} THEN regexp_full_match({cell}, '{MAYBE_NUMBER_PATTERN}') END"
+        )
+        self.aggregates[f"python{i}"] = f"count_if({condition})"
+        self.python_cells[i] = (cell, condition)
+
+
+def _literal(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _date(cell: str, size: str) -> str:
+    """Epoch microseconds of a YYYY-MM-DD calendar date, else NULL (cheapest tests first)."""
+    return (
+        f"CASE WHEN {size} = 10 AND {cell} >= '0' AND {cell} < ':' THEN "
+        f"CASE WHEN regexp_full_match({cell}, '{DATE_PATTERN}') "
+        f"THEN epoch_us(CAST(TRY_CAST({cell} AS DATE) AS TIMESTAMP)) END END"
+    )
+
+
+def _datetime(cell: str, size: str) -> str:
+    """Epoch microseconds (UTC) of an ISO 8601 date-time, else NULL."""
+    return (
+        f"CASE WHEN {size} BETWEEN 16 AND 32 AND {cell} >= '0' AND {cell} < ':' THEN "
+        f"CASE WHEN regexp_full_match({cell}, '{DATETIME_PATTERN}') "
+        f"THEN epoch_us(TRY_CAST({cell} AS TIMESTAMPTZ)) END END"
+    )
+
+
+# ---------------------------------------------------------------- the accumulators
+
+
+def _column(
+    con: duckdb.DuckDBPyConnection,
+    query: _Query,
+    i: int,
+    plan: ColumnPlan,
+    rows: int,
+    found: dict[str, Any],
+) -> Column:
+    if i >= query.width or plan.mode == SKIP or not rows:
+        return Column()
+    if i in query.known_values:
+        return _known_column(con, query, i, rows, found)
+
+    def get(name: str) -> Any:
+        value = found.get(f"{name}{i}")
+        return 0 if value is None else value  # the aggregates of no rows are NULL
+
+    numbers = Numbers()
+    if f"count{i}" in found and get("count"):
+        count = int(get("count"))
+        numbers = Numbers(
+            count=count,
+            integers=int(get("integers")),
+            total=float(get("fsum")),
+            m2=float(get("var")) * count,
+            minimum=float(get("min")),
+            maximum=float(get("max")),
+        )
+    if get("python"):
+        numbers = numbers.merge(_python_numbers(con, query, i))
+    times = Times()
+    if f"dates{i}" in found and (get("dates") or get("datetimes")):
+        times = Times(int(get("dates")), int(get("datetimes")), get("first"), get("last"))
+    column = Column(
+        numbers=numbers,
+        true=int(get("true")),
+        false=int(get("false")),
+        times=times,
+        bounds=Bounds(int(get("maybe_numbers_times")), int(get("maybe_booleans"))),
+    )
+    if f"refused{i}" in found:
+        empty, extra = _refused(found[f"refused{i}"] or [], plan.mode)
+        return replace(column.merge(extra), empty=empty, nonempty=rows - empty)
+    nonempty = int(get("nonempty"))
+    text = Text()
+    if nonempty:
+        registers = _registers(found.get(f"hll{i}"))
+        text = Text(
+            nonempty,
+            int(get("lmin")),
+            int(get("lmax")),
+            int(get("lsum")),
+            registers,
+            _values(con, query, i, plan, found, registers),
+        )
+    return replace(column, empty=rows - nonempty, nonempty=nonempty, text=text)
+
+
+def _refused(cells: list[str | None], mode: str) -> tuple[int, Column]:
+    """Empty cells among those a typed mode's fast test refused, and what the rest add to the
+    mode's candidate, by Python's rules on the stripped cell (None: a missing cell)."""
+    empty = 0
+    values: list[float] = []
+    integers = true = false = dates = datetimes = 0
+    instants: list[int] = []
+    for cell, count in Counter(cells).items():
+        stripped = cell.strip() if cell is not None else ""
+        if not stripped:
+            empty += count
+        elif mode == NUMBER:
+            value = parse_number(stripped)
+            if value is not None:
+                values += [value] * count
+                integers += count * is_integer_literal(stripped)
+        elif mode == BOOLEAN:
+            answer = parse_boolean(stripped)
+            true += count * (answer is True)
+            false += count * (answer is False)
+        elif mode == TIME:
+            found = parse_instant(stripped)
+            if found is not None:
+                timed, micros = found
+                datetimes += count * timed
+                dates += count * (not timed)
+                instants.append(micros)
+    times = Times(dates, datetimes, min(instants, default=None), max(instants, default=None))
+    return empty, Column(numbers=Numbers.of(values, integers), true=true, false=false, times=times)
+
+
+def _registers(bits: str | None) -> bytes:
+    """HyperLogLog registers from the bitstring: each register's highest rank seen."""
+    registers = bytearray(HLL_REGISTERS)
+    if bits:
+        for register in range(HLL_REGISTERS):
+            rank = bits.rfind("1", register * _RANK_SLOTS, (register + 1) * _RANK_SLOTS)
+            if rank >= 0:
+                registers[register] = rank - register * _RANK_SLOTS
+    return bytes(registers)
+
+
+def _values(
+    con: duckdb.DuckDBPyConnection,
+    query: _Query,
+    i: int,
+    plan: ColumnPlan,
+    found: dict[str, Any],
+    registers: bytes,
+) -> dict[str, int] | None:
+    """This chunk's exact counts of the column's values, from a second read of the chunk, or
+    None once they are too many to keep (then the sketch spares the second read)."""
+    if plan.known is None:
+        return None
+    # With at most EXACT_DISTINCT_LIMIT values at most that many registers are set, so the
+    # linear-counting estimate stays under 1.15 x the limit: past 2 x it they are too many.
+    if hll_estimate(registers) > 2 * EXACT_DISTINCT_LIMIT:
+        return None
+    return _counted(con, query, f"t{i}")
+
+
+def _counted(con: duckdb.DuckDBPyConnection, query: _Query, t: str) -> dict[str, int] | None:
+    """Exact counts of the non-empty values of `t` (a stripped cell) in the chunk, or None
+    when there are too many to keep."""
+    rows = query.execute(
+        con,
+        f"SELECT {t}, count(*) FROM {query.source()} WHERE {t} IS NOT NULL GROUP BY {t} "
+        f"LIMIT {EXACT_DISTINCT_LIMIT + 1}",
+    ).fetchall()
+    counts = {value: int(count) for value, count in rows}
+    return counts if values_fit(counts) else None
+
+
+def _known_column(
+    con: duckdb.DuckDBPyConnection, query: _Query, i: int, rows: int, found: dict[str, Any]
+) -> Column:
+    """A text-mode column counted against its known values: every figure from the counts,
+    or, when other values turned up, from a second read of the chunk (their counts, or the
+    text candidate computed cell by cell once the values are too many)."""
+    if not found[f"new{i}"]:
+        scanned = (
+            (value, int(found[f"value{i}_{j}"] or 0))
+            for j, value in enumerate(query.known_values[i])
+        )
+        return _of_values(con, {value: count for value, count in scanned if count}, rows)
+    again = query.alone(i, ColumnPlan(TEXT, known=None))
+    counts = _counted(con, again, f"t{i}")
+    if counts is not None:
+        return _of_values(con, counts, rows)
+    return _column(con, again, i, ColumnPlan(TEXT, known=None), rows, again.run(con))
+
+
+def _of_values(con: duckdb.DuckDBPyConnection, values: dict[str, int], rows: int) -> Column:
+    """A text-mode column from the exact counts of its values: the text candidate, and the
+    typed counts (exact) as the bounds text mode keeps."""
+    nonempty = sum(values.values())
+    if not nonempty:
+        return Column(empty=rows)
+    typed = booleans = 0
+    for value, count in values.items():
+        if parse_number(value) is not None or parse_instant(value) is not None:
+            typed += count
+        elif parse_boolean(value) is not None:
+            booleans += count
+    hashes = con.execute("SELECT hash(unnest($values))", {"values": list(values)}).fetchall()
+    lengths = [len(value) for value in values]
+    text = Text(
+        nonempty,
+        min(lengths),
+        max(lengths),
+        sum(len(value) * count for value, count in values.items()),
+        _registers_of(hash_ for (hash_,) in hashes),
+        values,
     )
     return Column(
-        empty=int(empty),
-        nonempty=nonempty,
-        numbers=numbers,
-        true=int(true),
-        false=int(false),
-        times=Times(
-            int(dates),
-            int(datetimes),
-            first if dates or datetimes else None,
-            last if dates or datetimes else None,
-        ),
-        text=Text(nonempty, int(length_min), int(length_max), int(length_total)),
+        empty=rows - nonempty, nonempty=nonempty, text=text, bounds=Bounds(typed, booleans)
     )
 
 
-def _registers(con: duckdb.DuckDBPyConnection, tracked: int) -> list[bytes]:
-    """Each column's HyperLogLog registers: register from the top HLL_BITS of a 64-bit hash,
-    rank = 1 + trailing zeros of the rest."""
-    registers = [bytearray(1 << HLL_BITS) for _ in range(tracked)]
-    for i in range(tracked):
-        rows = con.execute(
-            f"""
-            SELECT h >> {64 - HLL_BITS} AS r,
-                   max(CASE WHEN h & {_HLL_LOW} = 0 THEN {65 - HLL_BITS}
-                            ELSE bit_count(xor(h & {_HLL_LOW}, (h & {_HLL_LOW}) - 1)) END)
-            FROM (SELECT hash(t{i}) AS h FROM cells WHERE t{i} <> '') GROUP BY r
-            """
-        ).fetchall()
-        for register, rank in rows:
-            registers[i][register] = rank
-    return [bytes(r) for r in registers]
+def _registers_of(hashes: Iterable[int]) -> bytes:
+    """HyperLogLog registers of 64-bit hashes, as the scan's bitstring gives them."""
+    registers = bytearray(HLL_REGISTERS)
+    for hash_ in hashes:
+        capped = hash_ | _RANK_CAP_BIT
+        register, rank = hash_ >> (64 - HLL_BITS), (capped ^ (capped - 1)).bit_count()
+        registers[register] = max(registers[register], rank)
+    return bytes(registers)
 
 
-def _values(con: duckdb.DuckDBPyConnection, index: int) -> dict[str, int] | None:
-    """Exact counts of the column's values, or None when it has too many to keep."""
-    rows = con.execute(
-        f"SELECT t{index}, count(*) FROM cells WHERE t{index} <> '' GROUP BY t{index} "
-        f"LIMIT {EXACT_DISTINCT_LIMIT + 1}"
-    ).fetchall()
-    values = {value: int(count) for value, count in rows}
-    return values if values_fit(values) else None
-
-
-def _python_numbers(con: duckdb.DuckDBPyConnection, index: int) -> Numbers:
+def _python_numbers(con: duckdb.DuckDBPyConnection, query: _Query, i: int) -> Numbers:
     """Numbers Python reads in non-ASCII cells (digits of other scripts) that the cast did not."""
-    t = f"t{index}"
-    rows = con.execute(
-        f"SELECT {t}, count(*) FROM cells WHERE strlen({t}) <> length({t}) "
-        f"AND TRY_CAST({t} AS DOUBLE) IS NULL AND regexp_full_match({t}, $p) GROUP BY {t}",
-        {"p": MAYBE_NUMBER_PATTERN},
+    cell, condition = query.python_cells[i]
+    rows = query.execute(
+        con, f"SELECT {cell}, count(*) FROM {query.source()} WHERE {condition} GROUP BY {cell}"
     ).fetchall()
     values: list[float] = []
     integers = 0

@@ -48,11 +48,13 @@ def refuse_other_encodings(head: bytes) -> int:
     return len(UTF8_BOM) if head.startswith(UTF8_BOM) else 0
 
 
-def require_text(data: bytes, offset: int) -> None:
+def require_text(data: bytes, offset: int, end: int | None = None) -> None:
     """Refuse binary data and text that is not UTF-8, naming the first offending byte.
 
-    `offset` is where `data` starts in the file, so the message points into the file."""
-    nul = data.find(b"\0")
+    Checks data[:end] (all of it by default), without copying it. `offset` is where `data`
+    starts in the file, so the message points into the file."""
+    end = len(data) if end is None else end
+    nul = data.find(b"\0", 0, end)
     if nul >= 0:
         raise UnreadableInput(
             f"byte {offset + nul} is a NUL byte: this is binary data or UTF-16/32 text, "
@@ -61,7 +63,7 @@ def require_text(data: bytes, offset: int) -> None:
     if data.isascii():
         return
     try:
-        data.decode("utf-8")
+        str(memoryview(data)[:end], "utf-8")
     except UnicodeDecodeError as exc:
         raise UnreadableInput(
             f"byte {offset + exc.start} (0x{data[exc.start]:02X}) is not valid UTF-8: "
@@ -77,10 +79,19 @@ def _rfc4180(delimiter: str, quoted_cr: bool) -> re.Pattern[bytes]:
     d = re.escape(delimiter.encode())
     # Unquoted text, or a quoted cell that starts after a delimiter/line break (or at the
     # start) and whose closing quote is followed by one (or the end); "" is an escaped quote.
-    # Possessive quantifiers keep it linear.
-    inside = rb'[^"]++' if quoted_cr else rb'[^"\r]++'
+    # Possessive quantifiers keep it linear; the quoted cell is unrolled (text, then ""-text
+    # pairs), the fastest form for the re module.
+    inside = rb'[^"]*+' if quoted_cr else rb'[^"\r]*+'
     return re.compile(
-        rb'(?:[^"]++|(?<![^' + d + rb'\r\n])"(?:' + inside + rb'|"")*+"(?![^' + d + rb"\r\n]))*+"
+        rb'(?:[^"]++|(?<![^'
+        + d
+        + rb'\r\n])"'
+        + inside
+        + rb'(?:""'
+        + inside
+        + rb')*+"(?![^'
+        + d
+        + rb"\r\n]))*+"
     )
 
 
@@ -90,16 +101,19 @@ def follows_rfc4180(data: bytes, end: int, delimiter: str, quoted_cr: bool = Tru
     return _rfc4180(delimiter, quoted_cr).fullmatch(data, 0, end) is not None
 
 
-def with_lf_line_ends(data: bytes, delimiter: str) -> bytes | None:
-    """data (RFC 4180 quoting) with every line break as "\n", when that changes no cell:
-    "\r\n" becomes "\n" only where no quoted cell holds a "\r". None when it cannot be
-    done (a lone "\r" line break, or a "\r" inside quotes)."""
+def engine_form(data: bytes, delimiter: str) -> tuple[bool, bytes | None]:
+    """(whether data follows RFC 4180, data as DuckDB may read it or None).
+
+    DuckDB is given "\n" line ends only: "\r\n" becomes "\n" where that changes no cell, that
+    is where no quoted cell holds a "\r" (one pass of the check tells both). No engine form
+    for a lone "\r" line break or a "\r" inside quotes."""
     if b"\r" not in data:
-        return data
-    if not follows_rfc4180(data, len(data), delimiter, quoted_cr=False):
-        return None
-    converted = data.replace(b"\r\n", b"\n")
-    return None if b"\r" in converted else converted
+        conformant = follows_rfc4180(data, len(data), delimiter)
+        return conformant, data if conformant else None
+    if follows_rfc4180(data, len(data), delimiter, quoted_cr=False):
+        converted = data.replace(b"\r\n", b"\n")
+        return True, None if b"\r" in converted else converted
+    return follows_rfc4180(data, len(data), delimiter), None
 
 
 def quoted_record_end(data: bytes, at_eof: bool) -> int:

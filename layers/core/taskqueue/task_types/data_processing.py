@@ -11,6 +11,7 @@ import random
 import time
 import uuid
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Annotated, Any, Literal
 
@@ -21,14 +22,24 @@ from taskqueue.form_hints import ADVANCED, Source, sources, upload
 from taskqueue.models import MAX_PARTS, ChunkState, TaskResult
 from taskqueue.task_types import _s3
 from taskqueue.task_types.base import Plan, TaskContext, Upload
+from taskqueue.task_types.column_plan import (
+    FULL,
+    MIN_CELLS,
+    SKIP,
+    Scan,
+    needs_repair,
+    repaired,
+    replan,
+)
 from taskqueue.task_types.column_stats import (
+    Column,
     Tally,
     parse_number,
     report,
     tally_from_json,
     tally_to_json,
 )
-from taskqueue.task_types.csv_engine import MAX_TRACKED_COLUMNS, tally_records
+from taskqueue.task_types.csv_engine import MAX_TRACKED_COLUMNS, ColumnPlan, tally_records
 from taskqueue.task_types.csv_parts import (
     LOOKAHEAD,
     first_wrong_guess,
@@ -40,12 +51,11 @@ from taskqueue.task_types.csv_parts import (
 from taskqueue.task_types.csv_records import (
     MAX_RECORD_BYTES,
     csv_records,
+    engine_form,
     first_record,
-    follows_rfc4180,
     quoted_record_end,
     refuse_other_encodings,
     require_text,
-    with_lf_line_ends,
 )
 
 KIB = 1024
@@ -231,12 +241,15 @@ class DataProcessing:
         self,
         chunk_seconds: float = TARGET_CHUNK_SECONDS,
         clock: Callable[[], float] = time.monotonic,
+        specialise_after: int = MIN_CELLS,
     ) -> None:
         self.chunk_seconds = chunk_seconds
         self.clock = clock
-        # What this process wrote last (prefix, chunk index, header, tally): the next chunk
-        # of the same task in the same invocation merges into it without a GET.
-        self._last: tuple[str, int, list[str] | None, Tally] | None = None
+        # Non-empty cells a column needs before its chunks may compute only its type's figures.
+        self.specialise_after = specialise_after
+        # What this process wrote last (prefix, chunk index, progress): the next chunk of the
+        # same task in the same invocation merges into it without a GET.
+        self._last: tuple[str, int, Progress] | None = None
 
     def start(self, params: DataProcessingParams, ctx: TaskContext) -> ChunkState:
         params = DataProcessingParams.model_validate(params)
@@ -270,50 +283,79 @@ class DataProcessing:
         self, params: DataProcessingParams, state: ChunkState, ctx: TaskContext
     ) -> ChunkState:
         params = DataProcessingParams.model_validate(params)
-        if state.data["phase"] == "generate":
+        data = state.data
+        if data["phase"] == "generate":
             return _generate_chunk(params, state, ctx)
         started = self.clock()
-        data = state.data
+        index = data["chunks"]
         want = params.chunk_bytes or chunk_size(data.get("rate"), self.chunk_seconds)
-        cursor = state.cursor
         if data["phase"] == "part":
-            if data["begin"] is None:
-                data = {**data, "begin": guess_begin(ctx, data)}
-            cursor = data["begin"] if cursor is None else cursor
-            piece = read_part_piece(ctx, data, cursor, want, params.delimiter)
+            return self._part_chunk(params, state, ctx, started, want)
+        progress = self._accumulated(ctx, index - 1, _stream(ctx, data)) or Progress()
+        if data["phase"] == "repair":
+            progress, cursor, read = self._repair(ctx, data, progress, state.cursor, want, params)
         else:
-            piece = read_piece(ctx, data, cursor, want, params.delimiter)
+            piece = read_piece(ctx, data, state.cursor, want, params.delimiter, progress.plans())
+            progress = progress.advance(piece, self.specialise_after)
+            cursor, read = piece.end, piece.end - state.cursor
+        units_total, phase = state.units_total, data["phase"]
+        if phase == "process" and cursor >= data["size"] and progress.repairs(data["size"]):
+            # Columns whose type the specialised chunks no longer prove: read their ranges again.
+            first, last = progress.repair_span(data["size"])
+            phase, cursor, units_total = "repair", first, units_total + last - first
+        done = cursor >= data["size"] if phase == "process" else not progress.repairs(data["size"])
+        self._store(ctx, index, progress, _stream(ctx, data))
+        elapsed = max(self.clock() - started, 1e-3)
+        return ChunkState(
+            units_total=units_total,
+            units_done=min(units_total, state.units_done + read),
+            cursor=cursor,
+            data={
+                **data,
+                "phase": phase,
+                "chunks": index + 1,
+                "width": len(progress.header) if progress.header is not None else 0,
+                "rows": progress.tally.rows,
+                "rate": measured_rate(data.get("rate"), read, elapsed) if read else data["rate"],
+            },
+            done=done,
+        )
+
+    def _part_chunk(
+        self,
+        params: DataProcessingParams,
+        state: ChunkState,
+        ctx: TaskContext,
+        started: float,
+        want: int,
+    ) -> ChunkState:
+        """One chunk of a part: whole records from the part's begin up to its stop.
+
+        A part analyses every cell of every column in full (its Progress never specialises a
+        column), so its tally needs no repair and merges exactly with the other parts'."""
+        data = state.data
+        if data["begin"] is None:
+            data = {**data, "begin": guess_begin(ctx, data)}
+        cursor = data["begin"] if state.cursor is None else state.cursor
         index = data["chunks"]
         stream = _stream(ctx, data)
-        previous = self._accumulated(ctx, index - 1, stream)
-        header = previous[0] if previous and previous[0] is not None else piece.header
-        merged = (previous[1] if previous else Tally()).merge(piece.tally)
-        _s3.put_json(ctx.s3, ctx.bucket, partial_key(ctx, index), _partial(header, merged))
-        self._last = (stream, index, header, merged)
-        if index >= 2:
-            # No chunk before this one can run again: its checkpoint is written.
-            ctx.s3.delete_object(Bucket=ctx.bucket, Key=partial_key(ctx, index - 2))
+        progress = self._accumulated(ctx, index - 1, stream) or Progress()
+        piece = read_part_piece(ctx, data, cursor, want, params.delimiter)
+        progress = replace(progress, tally=progress.tally.merge(piece.tally))
+        self._store(ctx, index, progress, stream)
         elapsed = max(self.clock() - started, 1e-3)
         data = {
             **data,
             "chunks": index + 1,
-            "rows": merged.rows,
+            "rows": progress.tally.rows,
             "rate": measured_rate(data.get("rate"), piece.end - cursor, elapsed),
         }
-        if data["phase"] == "part":
-            return ChunkState(
-                units_total=state.units_total,
-                units_done=min(state.units_total, max(0, piece.end - data["nominal"])),
-                cursor=piece.end,
-                data=data,
-                done=piece.last,
-            )
         return ChunkState(
             units_total=state.units_total,
-            units_done=data["generated_bytes"] + piece.end,
+            units_done=min(state.units_total, max(0, piece.end - data["nominal"])),
             cursor=piece.end,
-            data={**data, "width": len(header) if header is not None else 0},
-            done=piece.end >= data["size"],
+            data=data,
+            done=piece.last,
         )
 
     # ------------------------------------------------------------ in parallel parts
@@ -378,19 +420,55 @@ class DataProcessing:
         header, _ = read_header(ctx, data["key"], data["size"], params.delimiter)
         tally = Tally()
         for result in results:
+            # Each part's last partial: a Progress whose columns were all read in full.
             document = _s3.get_json(ctx.s3, ctx.bucket, result["tally"])
-            tally = tally.merge(tally_from_json(document["tally"]))
+            tally = tally.merge(Progress.from_json(document).tally)
         chunks = sum(result["chunks"] for result in results)
         return self._report(ctx, data, header, tally, chunks, parts=len(results))
+
+    def _repair(
+        self,
+        ctx: TaskContext,
+        data: dict[str, Any],
+        progress: Progress,
+        cursor: int,
+        want: int,
+        params: DataProcessingParams,
+    ) -> tuple[Progress, int, int]:
+        """One chunk of the repair: the columns whose range covers `cursor` read in full, up to
+        the next range boundary. Returns the progress, the next cursor, the bytes read."""
+        size = data["size"]
+        ranges = progress.repair_ranges(size)
+        covering = {j for j, (since, until) in ranges.items() if since <= cursor < until}
+        if not covering:
+            later = [since for since, _ in ranges.values() if since > cursor]
+            if later:
+                return progress, min(later), 0
+            return progress.repaired_all(size), size, 0
+        stop = min(edge for pair in ranges.values() for edge in pair if edge > cursor)
+        plans = progress.repair_plans(covering)
+        piece = read_piece(
+            ctx, data, cursor, min(want, stop - cursor), params.delimiter, plans, stop
+        )
+        progress = progress.add_repair(piece.tally)
+        if piece.end >= max(until for _, until in ranges.values()):
+            progress = progress.repaired_all(size)
+        return progress, piece.end, piece.end - cursor
+
+    def _store(self, ctx: TaskContext, index: int, progress: Progress, stream: str) -> None:
+        _s3.put_json(ctx.s3, ctx.bucket, partial_key(ctx, index), progress.to_json())
+        self._last = (stream, index, progress)
+        if index >= 2:
+            # No chunk before this one can run again: its checkpoint is written.
+            ctx.s3.delete_object(Bucket=ctx.bucket, Key=partial_key(ctx, index - 2))
 
     def finish(
         self, params: DataProcessingParams, state: ChunkState, ctx: TaskContext
     ) -> TaskResult:
         params = DataProcessingParams.model_validate(params)
         data = state.data
-        found = self._accumulated(ctx, data["chunks"] - 1, _stream(ctx, data))
-        header, tally = found if found else (None, Tally())
-        return self._report(ctx, data, header or [], tally, data["chunks"])
+        progress = self._accumulated(ctx, data["chunks"] - 1, _stream(ctx, data)) or Progress()
+        return self._report(ctx, data, progress.header or [], progress.tally, data["chunks"])
 
     def _report(
         self,
@@ -437,17 +515,13 @@ class DataProcessing:
             outputs=[result_key],
         )
 
-    def _accumulated(
-        self, ctx: TaskContext, index: int, stream: str
-    ) -> tuple[list[str] | None, Tally] | None:
-        """The header and the accumulators merged through chunk `index` (None before any)."""
+    def _accumulated(self, ctx: TaskContext, index: int, stream: str) -> Progress | None:
+        """The progress merged through chunk `index` (None before any)."""
         if index < 0:
             return None
         if self._last and self._last[:2] == (stream, index):
-            return self._last[2], self._last[3]
-        document = _s3.get_json(ctx.s3, ctx.bucket, partial_key(ctx, index))
-        header = document["header"]
-        return (list(header) if header is not None else None), tally_from_json(document["tally"])
+            return self._last[2]
+        return Progress.from_json(_s3.get_json(ctx.s3, ctx.bucket, partial_key(ctx, index)))
 
 
 def _stream(ctx: TaskContext, data: dict[str, Any]) -> str:
@@ -464,8 +538,113 @@ def partial_key(ctx: TaskContext, index: int) -> str:
     return f"{ctx.results_prefix}partials/{index:06d}.json"
 
 
-def _partial(header: list[str] | None, tally: Tally) -> dict[str, Any]:
-    return {"header": header, "tally": tally_to_json(tally)}
+@dataclass(frozen=True)
+class Progress:
+    """What the chunks so far leave for the next: the header, the accumulators, how each
+    column is read (column_plan.Scan), and during a repair the accumulators of its reads."""
+
+    header: list[str] | None = None
+    tally: Tally = field(default_factory=Tally)
+    scans: tuple[Scan, ...] = ()
+    repair: Tally = field(default_factory=Tally)
+
+    def scan(self, index: int) -> Scan:
+        return self.scans[index] if index < len(self.scans) else Scan()
+
+    def plans(self) -> list[ColumnPlan] | None:
+        """What the next chunk computes per column (None before the header: everything)."""
+        if not self.tally.columns:
+            return None
+        return [
+            _plan(self.scan(index).current, column)
+            for index, column in enumerate(self.tally.columns)
+        ]
+
+    def advance(self, piece: Piece, specialise_after: int) -> Progress:
+        """This progress with the chunk's records merged, and each column's scan replanned."""
+        tally = self.tally.merge(piece.tally)
+        scans = tuple(
+            replan(column, self.scan(index), piece.end, specialise_after)
+            for index, column in enumerate(tally.columns)
+        )
+        header = self.header if self.header is not None else piece.header
+        return replace(self, header=header, tally=tally, scans=scans)
+
+    def repair_ranges(self, size: int) -> dict[int, tuple[int, int]]:
+        """The byte ranges to read again, by column: where a column was read specialised and
+        its type is no longer proven by what that mode computed."""
+        ranges = {}
+        for index, column in enumerate(self.tally.columns):
+            scan = self.scan(index)
+            span = scan.specialised(size)
+            if span and needs_repair(column, scan):
+                ranges[index] = span
+        return ranges
+
+    def repairs(self, size: int) -> bool:
+        return bool(self.repair_ranges(size))
+
+    def repair_span(self, size: int) -> tuple[int, int]:
+        ranges = self.repair_ranges(size).values()
+        return min(since for since, _ in ranges), max(until for _, until in ranges)
+
+    def repair_plans(self, covering: set[int]) -> list[ColumnPlan]:
+        plans = []
+        for index, column in enumerate(self.tally.columns):
+            if index not in covering:
+                plans.append(ColumnPlan(SKIP))
+                continue
+            # The values to go on counting: those of the whole file read so far.
+            seen = self.repair.columns[index] if self.repair.columns else Column()
+            plans.append(_plan(FULL, Column(text=column.text.merge(seen.text))))
+        return plans
+
+    def add_repair(self, tally: Tally) -> Progress:
+        return replace(self, repair=self.repair.merge(tally))
+
+    def repaired_all(self, size: int) -> Progress:
+        """Every repaired column completed with its ranges read in full; all scans proven."""
+        ranges = self.repair_ranges(size)
+        extra = self.repair.columns
+        columns = tuple(
+            repaired(column, extra[index], self.scan(index).mode) if index in ranges else column
+            for index, column in enumerate(self.tally.columns)
+        )
+        # A repaired column is as if read in full throughout.
+        scans = tuple(
+            Scan() if index in ranges else self.scan(index) for index in range(len(columns))
+        )
+        return replace(
+            self, tally=replace(self.tally, columns=columns), scans=scans, repair=Tally()
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "header": self.header,
+            "tally": tally_to_json(self.tally),
+            "scans": [scan.to_json() for scan in self.scans],
+            "repair": tally_to_json(self.repair),
+        }
+
+    @classmethod
+    def from_json(cls, document: dict[str, Any]) -> Progress:
+        header = document["header"]
+        return cls(
+            header=list(header) if header is not None else None,
+            tally=tally_from_json(document["tally"]),
+            scans=tuple(Scan.from_json(item) for item in document.get("scans", [])),
+            repair=tally_from_json(document.get("repair") or tally_to_json(Tally())),
+        )
+
+
+def _plan(mode: str, column: Column) -> ColumnPlan:
+    values = column.text.values
+    return ColumnPlan(
+        mode=mode,
+        # Once one number is not written as an integer the column is "float" for good.
+        integers=column.numbers.integers == column.numbers.count,
+        known=frozenset(values) if values is not None else None,
+    )
 
 
 def chunk_size(rate: float | None, seconds: float) -> int:
@@ -514,7 +693,8 @@ def read_part_piece(
         if reaches_stop:
             cut, conformant = last_end_before(buffer, stop - start, at_eof, delimiter)
             break
-        cut, conformant = _record_end(buffer, False, delimiter)
+        cut, engine = _record_end(buffer, False, delimiter)
+        conformant = engine is not None
         if cut:
             break
         if end - start >= MAX_RECORD_BYTES:
@@ -530,18 +710,25 @@ def read_part_piece(
         if shorter:
             body, reaches_stop = body[:shorter], False
     require_text(body, start)
-    engine_body = with_lf_line_ends(body, delimiter) if conformant else None
+    engine_body = engine_form(body, delimiter)[1] if conformant else None
     tally = tally_records(body, width, delimiter, engine_body if len(body) == cut else None)
     return Piece(start + len(body), None, tally, last=reaches_stop)
 
 
 def read_piece(
-    ctx: TaskContext, data: dict[str, Any], start: int, want: int, delimiter: str
+    ctx: TaskContext,
+    data: dict[str, Any],
+    start: int,
+    want: int,
+    delimiter: str,
+    plans: list[ColumnPlan] | None = None,
+    stop: int | None = None,
 ) -> Piece:
     """Read whole records from byte `start` (about `want` bytes; more if one record is longer)
-    and tally them. Before the header is known, blank lines are skipped and the first record
-    is the header."""
-    size: int = data["size"]
+    and tally them as `plans` say. Before the header is known, blank lines are skipped and the
+    first record is the header. `stop`: a record boundary not to read past (the file's end by
+    default)."""
+    size: int = data["size"] if stop is None else stop
     key: str = data["key"]
     width: int = data["width"]
     if start == 0:
@@ -550,11 +737,11 @@ def read_piece(
     buffer = _s3.read_range(ctx.s3, ctx.bucket, key, start, end - 1) if end > start else b""
     while True:
         at_eof = end >= size
-        header, body_from, cut, conformant = None, 0, 0, False
+        header, body_from, cut, engine_body = None, 0, 0, None
         if not width:
             header, body_from = first_record(buffer, at_eof, delimiter, start)
         if width or header is not None:
-            cut, conformant = _record_end(buffer[body_from:], at_eof, delimiter)
+            cut, engine_body = _record_end(buffer[body_from:], at_eof, delimiter)
             if cut or at_eof or header is not None:
                 break  # records, or at least the header, are complete
         elif body_from or at_eof:
@@ -568,27 +755,29 @@ def read_piece(
         buffer += _s3.read_range(ctx.s3, ctx.bucket, key, end, new_end - 1)
         end = new_end
     body = buffer[body_from : body_from + cut]
-    engine_body = with_lf_line_ends(body, delimiter) if conformant else None
     if engine_body is None and len(body) > CSV_MODULE_BYTES:
         # The csv module reads this stretch: keep it to a size whose Python objects (~10x
         # the bytes) fit in the worker's memory; the rest is the next chunk's.
         _, shorter = csv_records(body[:CSV_MODULE_BYTES], False, delimiter)
         body = body[:shorter] if shorter else body
     used = body_from + len(body)
-    require_text(buffer[:used], start)
+    require_text(buffer, start, used)
     width = width or (len(header) if header else 0)
-    tally = tally_records(body, width, delimiter, engine_body if len(body) == cut else None)
+    tally = tally_records(body, width, delimiter, engine_body if len(body) == cut else None, plans)
     return Piece(start + used, header, tally)
 
 
-def _record_end(body: bytes, at_eof: bool, delimiter: str) -> tuple[int, bool]:
-    """Where the last complete record of body ends, and whether body up to there follows
-    RFC 4180: then by quote parity, else as the csv module reads it."""
+def _record_end(body: bytes, at_eof: bool, delimiter: str) -> tuple[int, bytes | None]:
+    """Where the last complete record of body ends, and body up to there as DuckDB may read
+    it: found by quote parity where body follows RFC 4180, else as the csv module reads it
+    (with no engine form then)."""
     cut = quoted_record_end(body, at_eof)
-    if cut and follows_rfc4180(body, cut, delimiter):
-        return cut, True
+    if cut:
+        conformant, engine = engine_form(body[:cut] if cut < len(body) else body, delimiter)
+        if conformant:
+            return cut, engine
     _, cut = csv_records(body, at_eof, delimiter)
-    return cut, False
+    return cut, None
 
 
 def _generated_key(ctx: TaskContext) -> str:
