@@ -134,6 +134,9 @@ def axe_violations(page: Page) -> list[str]:
     site's Content-Security-Policy refuses the injected script, as it should."""
     if not page.evaluate("() => Boolean(window.axe)"):
         page.add_script_tag(path=str(AXE))
+    # Colours are judged at rest: a panel still sliding in (its opacity under 1) would read as
+    # low contrast on a busy machine. The page's reduced-motion rule stops every animation.
+    page.emulate_media(reduced_motion="reduce")
     found = page.evaluate(
         """async () => {
             const result = await window.axe.run(document, {
