@@ -268,6 +268,28 @@ class Ledger:
 # ------------------------------------------------------------------ fault injection
 
 
+# Every kind of fault the mixed workload injects (the names `Ledger.fault` counts). Each fires
+# at least once in a run of the default size (`Chaos.draw`), or the workload test fails.
+FAULT_KINDS = (
+    "api_dynamodb_error",
+    "api_killed",
+    "api_response_lost",
+    "api_sqs_send_failure",
+    "chunk_error",
+    "counters_answer_lost",
+    "counters_dynamodb_error",
+    "dlq_dynamodb_error",
+    "dynamodb_error",
+    "poison",
+    "race_duplicate",
+    "race_takeover",
+    "ses_error",
+    "sqs_send_failure",
+    "storm_throttle",
+    "worker_killed",
+)
+
+
 @dataclass
 class Rates:
     """Probabilities of each fault; the defaults give a few hundred faults per 300 tasks."""
@@ -401,6 +423,19 @@ class Chaos:
             raise WorkerKilled("a poison record")
         return self.original_process(message, remaining_ms, message_id)
 
+    def draw(self, kind: str, rate: float) -> bool:
+        """Whether a fault of `kind` happens at this chance of it: at its first chance
+        always, then with probability `rate` (none at rate 0).
+
+        A kind drawn only by chance may never fire in a run, and then nothing tells a kind
+        that was merely unlucky from one whose hook misses the code it means to hit (a
+        client the task type does not use): firing each at its first chance makes a kind
+        that never fired a kind that never had a chance, which the workload test refuses.
+        """
+        if rate <= 0:
+            return False
+        return self.ledger.faults[kind] == 0 or self.rng.random() < rate
+
     # ---------------------------------------------------------------- hooks
 
     def _before_call(self, event_name: str, params: Any = None, **_: Any) -> None:
@@ -425,13 +460,15 @@ class Chaos:
                 if claiming and self._storming(local.task):
                     self.ledger.fault("storm_throttle", local.task)
                     raise _client_error("ThrottlingException", operation)
-                if self.rng.random() < self.rates.dynamodb_error:
+                if self.draw("dynamodb_error", self.rates.dynamodb_error):
                     self.ledger.fault("dynamodb_error", local.task)
                     raise _client_error(self.rng.choice(THROTTLE_CODES), operation)
-            elif operation == "SendMessage" and self.rng.random() < self.rates.sqs_send_failure:
+            elif operation == "SendMessage" and self.draw(
+                "sqs_send_failure", self.rates.sqs_send_failure
+            ):
                 self.ledger.fault("sqs_send_failure", local.task)
                 raise _client_error(self.rng.choice(SQS_ERROR_CODES), operation)
-            elif operation == "SendBulkEmail" and self.rng.random() < self.rates.ses_error:
+            elif operation == "SendBulkEmail" and self.draw("ses_error", self.rates.ses_error):
                 # Transient: the recipients must be sent later, never recorded as failed.
                 self.ledger.fault("ses_error", local.task)
                 raise _client_error(self.rng.choice(SES_ERROR_CODES), operation)
@@ -443,18 +480,20 @@ class Chaos:
             if (
                 service == "dynamodb"
                 and not after_commit
-                and self.rng.random() < self.rates.api_dynamodb_error
+                and self.draw("api_dynamodb_error", self.rates.api_dynamodb_error)
             ):
                 local.api_faulted = True
                 self.ledger.fault("api_dynamodb_error", local.api_task)
                 raise _client_error(self.rng.choice(THROTTLE_CODES), operation)
-            if operation == "SendMessage" and self.rng.random() < self.rates.api_send_failure:
+            if operation == "SendMessage" and self.draw(
+                "api_sqs_send_failure", self.rates.api_send_failure
+            ):
                 local.api_faulted = True
                 self.ledger.fault("api_sqs_send_failure", local.api_task)
                 raise _client_error(self.rng.choice(SQS_ERROR_CODES), operation)
         elif self.actor in ("dlq", "counters") and service == "dynamodb":
-            rate = getattr(self.rates, f"{self.actor}_dynamodb_error")
-            if self.rng.random() < rate:
+            kind = f"{self.actor}_dynamodb_error"
+            if self.draw(kind, getattr(self.rates, kind)):
                 self.ledger.fault(f"{self.actor}_dynamodb_error", None)
                 raise _client_error(self.rng.choice(THROTTLE_CODES), operation)
 
@@ -483,7 +522,7 @@ class Chaos:
                 self.enabled
                 and self.rates.api_faults_after_commit
                 and not local.api_faulted
-                and self.rng.random() < self.rates.api_dynamodb_error
+                and self.draw("api_response_lost", self.rates.api_dynamodb_error)
             ):
                 local.api_faulted = True
                 self.ledger.fault("api_response_lost", local.api_task)
@@ -493,7 +532,7 @@ class Chaos:
             and self.actor == "counters"
             and event_name.endswith("TransactWriteItems")
             and "error" not in event_name
-            and self.rng.random() < self.rates.counters_answer_lost
+            and self.draw("counters_answer_lost", self.rates.counters_answer_lost)
         ):
             # The counts committed; the invocation dies before it returns: Lambda retries.
             self.ledger.fault("counters_answer_lost", None)
@@ -529,9 +568,11 @@ class Chaos:
         self.user_moment()
         if self.rng.random() < self.rates.cancel_running:
             self.cancel(task_id)  # must stop at the next checkpoint: no later chunk starts
-        if self.rng.random() < self.rates.race:
-            self.race(task_id, stalled=self.rng.random() < 0.5)
-        if self.rng.random() < self.rates.chunk_error:
+        if self.draw("race_takeover", self.rates.race / 2):
+            self.race(task_id, stalled=True)
+        elif self.draw("race_duplicate", self.rates.race / 2):
+            self.race(task_id, stalled=False)
+        if self.draw("chunk_error", self.rates.chunk_error):
             self.ledger.fault("chunk_error", task_id)
             raise RuntimeError(f"injected failure in chunk {index}")
 

@@ -33,6 +33,7 @@ from tests.helpers import (
     http_event,
 )
 from tests.reliability.chaos import (
+    FAULT_KINDS,
     OWNER,
     Chaos,
     Delivery,
@@ -50,6 +51,8 @@ from tests.reliability.chaos import (
 )
 
 TASKS = int(os.environ.get("RELIABILITY_TASKS", "300"))
+# From this size on the workload holds every task type, so every fault kind has its chance.
+FAULT_KINDS_TASKS = 200
 REFERENCE_OWNER = "reliability-reference"
 MAX_ROUNDS = 5000
 
@@ -57,10 +60,17 @@ MAX_ROUNDS = 5000
 # ------------------------------------------------------------------ the workload
 
 
+# The first tasks: two CHUNKSUM (the storm and the poison), then one of each rarer type, so
+# that every type, and every fault that only a type meets (SES errors), is in every run.
+FIRST_DRAWS = (0.5, 0.5, 0.0, 0.05, 0.07, 0.1)
+
+
 def make_specs(rng: random.Random, size: int) -> list[TaskSpec]:
     specs = []
     for n in range(size):
         draw = rng.random()
+        if n < len(FIRST_DRAWS):
+            draw = FIRST_DRAWS[n]
         if draw < 0.04:
             kind, params = (
                 "EMAIL",
@@ -69,6 +79,7 @@ def make_specs(rng: random.Random, size: int) -> list[TaskSpec]:
                     "subject": "Hello {name}",
                     "body": "Dear {name}, you are number {index}.",
                     "rate_per_second": 50,
+                    "batch_size": 1,  # a SendBulkEmail per recipient: more SES faults drawn
                 },
             )
         elif draw < 0.06:
@@ -221,9 +232,10 @@ def test_mixed_workload_under_faults_keeps_every_invariant(harness: Harness) -> 
         if rng.random() < 0.2:
             body["priority"] = "high"
         spec.task_id = chaos.submit(body, spec.key)
-        if rng.random() < rates.storm_share:
+        # The first task gets a storm and the second is poison (`Chaos.draw`'s first chance)
+        if rng.random() < rates.storm_share or not chaos.storm:
             chaos.storm[spec.task_id] = 6  # 3 deliveries and 3 more alone: to the DLQ
-        if rng.random() < rates.poison:
+        elif rng.random() < rates.poison or not chaos.poison:
             chaos.poison.add(spec.task_id)
         if rng.random() < rates.cancel:
             delay = rng.randint(0, 600)
@@ -286,6 +298,10 @@ def test_mixed_workload_under_faults_keeps_every_invariant(harness: Harness) -> 
     left = delivery.depth()
     if left:
         violations.append(f"{left} message(s) left on the queues")
+    # And every kind of fault had its chance: one that never fired hits nothing it aims at
+    never = sorted(set(FAULT_KINDS) - set(harness.ledger.faults))
+    if never and TASKS >= FAULT_KINDS_TASKS:
+        violations.append(f"fault kinds that never fired: {never}")
 
     elapsed = (elapsed, time.monotonic() - checking, time.process_time() - cpu)
     report(specs, harness, delivery, listed, tally, elapsed, seed)
