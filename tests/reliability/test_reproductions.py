@@ -14,6 +14,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from taskqueue import wiring
+from taskqueue.dispatch import parse_message
 from taskqueue.models import TaskMessage, TaskStatus
 from tests.helpers import ApiResponse, Pipeline, call_api, http_event
 from tests.reliability.chaos import OWNER, Harness, countdown, expected_sum
@@ -138,3 +139,64 @@ def test_stale_worker_does_not_claim_a_task_that_changed_since_its_message_was_r
     assert task.status == TaskStatus.SUCCESS
     assert task.result == {"sum": expected_sum(9, 6), "chunks": 6}
     assert runs == dict.fromkeys(range(6), 1), (outcome, dict(runs))
+
+
+@pytest.mark.parametrize("release", ["hand-over", "retry-wait"])
+def test_a_release_whose_send_failed_runs_on_after_the_earlier_message_dies(
+    harness: Harness, release: str
+) -> None:
+    from taskqueue.aws import client
+
+    # Given a 4-chunk task whose worker has its first message, and time for 2 chunks
+    # (hand-over), or whose second chunk fails once (retry wait)
+    submitted = api("POST", "/tasks", body={"type": "CHUNKSUM", "params": {"chunks": 4, "salt": 3}})
+    task_id = submitted.body["id"]
+    queue = pipeline(harness)
+    [(url, received)] = queue.receive(1)
+    harness.sqs.delete_message(QueueUrl=url, ReceiptHandle=received["ReceiptHandle"])
+    first = parse_message(received["Body"])
+    failed: list[int] = []
+
+    def fail_second_chunk(task: str, index: int) -> None:
+        if release == "retry-wait" and index == 1 and not failed:
+            failed.append(index)
+            raise RuntimeError("the chunk's own error")
+
+    harness.chunksum.during_chunk = fail_second_chunk
+    # When the write releasing the task for its next message commits but that send fails
+    sqs = client("sqs")
+    sends: list[bool] = []
+
+    def send_fails(**_: Any) -> None:
+        if not sends:
+            sends.append(True)
+            raise ClientError({"Error": {"Code": "InternalError", "Message": "injected"}}, "send")
+
+    sqs.meta.events.register("before-call.sqs.SendMessage", send_fails)
+    try:
+        with pytest.raises(ClientError):
+            harness.engine.process(first, countdown(2 if release == "hand-over" else 10))
+    finally:
+        sqs.meta.events.unregister("before-call.sqs.SendMessage", send_fails)
+    # and the earlier message dies without claiming the task again (6 failed deliveries)
+    service = wiring.service()
+    assert not service.dead_letter(
+        task_id,
+        message_id=received["MessageId"],
+        queue="tasks",
+        receive_count=6,
+        generation=first.generation,
+    )
+    # Then the sweeper's next run, past the grace period, sends the message that failed
+    grace = wiring.settings().sweep_grace_seconds
+    harness.clock.advance(grace + 1)
+    assert service.send_unsent(grace) == 1
+    assert service.send_unsent(grace) == 0  # once
+    queue.run()
+    # and the task ends exactly (before the fix: RUNNING or PENDING with no message, forever)
+    task = harness.store.tasks.get(task_id)
+    runs = Counter(index for _, index, _ in harness.ledger.executions[task_id])
+    assert task.status == TaskStatus.SUCCESS, task.status
+    assert task.result == {"sum": expected_sum(3, 4), "chunks": 4}
+    repeated = {1: 2} if release == "retry-wait" else {}
+    assert runs == {**dict.fromkeys(range(4), 1), **repeated}

@@ -12,6 +12,7 @@ from enum import StrEnum
 from functools import partial
 from typing import Any
 
+from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import ValidationError
 
 from taskqueue.dispatch import MAX_DELAY_SECONDS, Dispatcher
@@ -27,7 +28,7 @@ from taskqueue.errors import (
     error_code,
     is_permanent,
 )
-from taskqueue.fanout import PARTS_QUEUE, FanOut
+from taskqueue.fanout import FanOut, queue_of
 from taskqueue.lifecycle import Action, Guard, Transition, decide, row
 from taskqueue.models import (
     ChunkState,
@@ -200,7 +201,7 @@ class Engine:
         wait = (task.run_at - now).total_seconds()
         hop = int(min(MAX_DELAY_SECONDS, wait + 0.999))
         message = TaskMessage.of(task, generation=generation)
-        self.dispatcher.send(message, _queue(task), hop)
+        self.dispatcher.send(message, queue_of(task), hop)
         return Outcome.SCHEDULED
 
     def _read(self, task_id: str) -> Task | None:
@@ -297,10 +298,8 @@ class Engine:
                     return self._cancel(task, lease, state)
                 if hand_over:
                     # Paced types (EMAIL) wait in the queue, not in a billed invocation.
-                    self.dispatcher.send(
-                        TaskMessage.of(task, resume=True, generation=generation),
-                        _queue(task),
-                        wait,
+                    self._send_owed(
+                        task, TaskMessage.of(task, resume=True, generation=generation), wait
                     )
                     return Outcome.CONTINUED
             finish = task_type.finish
@@ -390,9 +389,22 @@ class Engine:
             },
             generation,
         )
-        self.dispatcher.send(TaskMessage.of(task, generation=generation), _queue(task), delay)
+        self._send_owed(task, TaskMessage.of(task, generation=generation), delay)
         metrics.add_metric(name="TasksRetried", unit="Count", value=1)
         return Outcome.RETRYING
+
+    def _send_owed(self, task: Task, message: TaskMessage, delay: int) -> None:
+        """Send the message of a write that released the task for it (its generation). If the
+        send fails, the task is put in the sweeper's index before the error goes on: the
+        earlier message is then no longer the current one, and should it die without
+        claiming again, nothing else would ever send this one."""
+        try:
+            self.dispatcher.send(message, queue_of(task), delay)
+        except (ClientError, BotoCoreError):
+            assert message.generation is not None
+            due = self.clock() + timedelta(seconds=delay)
+            self.store.tasks.owe_send(task.task_id, message.generation, due)
+            raise
 
     def _fail(
         self,
@@ -425,11 +437,6 @@ class Engine:
         if task.part is not None:
             self.fanout.part_finished(task, succeeded=False)
         return Outcome.CANCELLED
-
-
-def _queue(task: Task) -> str:
-    """The queue of a task's messages: its priority's, or the parts' for a part."""
-    return PARTS_QUEUE if task.part is not None else task.priority.value
 
 
 def _task_error(exc: Exception) -> TaskError:

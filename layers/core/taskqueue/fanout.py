@@ -36,6 +36,11 @@ DEFAULT_MAX_PARALLEL = 64
 PARTS_QUEUE = "parts"
 
 
+def queue_of(task: Task) -> str:
+    """The queue of a task's messages: its priority's, or the parts' for a part."""
+    return PARTS_QUEUE if task.part is not None else task.priority.value
+
+
 @dataclass
 class FanOut:
     store: Store

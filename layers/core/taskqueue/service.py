@@ -25,7 +25,7 @@ from taskqueue.errors import (
     TaskQueueError,
     TransitionConflict,
 )
-from taskqueue.fanout import FanOut
+from taskqueue.fanout import FanOut, queue_of
 from taskqueue.files import Files
 from taskqueue.lifecycle import Action, decide
 from taskqueue.models import (
@@ -66,6 +66,8 @@ from taskqueue.task_types.base import TaskType, Upload
 
 MAX_PARAMS_BYTES = 256 * 1024  # a task's params as stored (compact JSON)
 TRIES = 5  # decisions on a fresh read when the task keeps moving under a user's request
+# A task released for a message that a worker could not send: handed over, or a retry wait.
+OWED_STATUSES = (TaskStatus.RUNNING, TaskStatus.PENDING)
 
 
 @dataclass
@@ -223,7 +225,9 @@ class TaskService:
     def send_unsent(self, grace_seconds: int, limit: int = 100) -> int:
         """The sweeper: send the message of every task whose submit or retry wrote it more
         than `grace_seconds` ago (longer than an API call lives) and never marked it sent,
-        because the API died between its write and its send. Returns how many were sent.
+        because the API died between its write and its send, and of every task a worker
+        released for a message it then failed to send (due `grace_seconds` ago). Returns how
+        many were sent.
 
         The message carries the task's generation and goes out before the mark, so a sweeper
         that dies in between sends it again next time: a duplicate loses the claim.
@@ -232,12 +236,15 @@ class TaskService:
         ids = self.store.tasks.unsent(now - timedelta(seconds=grace_seconds), limit)
         sent = 0
         for task in self.store.tasks.batch_get(ids):
-            if not task.awaiting_first_claim:
+            # A worker's continuation or retry whose send failed is owed too (`owe_send`).
+            handed_over = task.lease_expires_at == 0 and task.status in OWED_STATUSES
+            if not (task.awaiting_first_claim or handed_over):
                 continue  # claimed or finished since: its index keys went with that write
             delay = 0
             if task.run_at is not None:
                 delay = max(0, int((task.run_at - now).total_seconds()))
-            self.dispatcher.send(TaskMessage.of(task), task.priority.value, delay)
+            message = TaskMessage.of(task, resume=task.status == TaskStatus.RUNNING)
+            self.dispatcher.send(message, queue_of(task), delay)
             self.store.tasks.mark_enqueued(task.task_id, task.generation)
             sent += 1
         return sent

@@ -167,6 +167,30 @@ class TaskStore:
             raise
         return True
 
+    def owe_send(self, task_id: str, generation: str, due: datetime) -> bool:
+        """Put a handed-over task (a continuation or a retry wait) whose message could not be
+        sent in the awaiting-enqueue index, due at `due`, for the sweeper to send. Only while
+        the task is still released for that message's `generation`: a claim by an earlier
+        message, or any later write, moved it on (False)."""
+        update = Update().set(**unsent_keys(task_id, format_time(due)))
+        update.name("generation", "lease_expires_at", "status").require(
+            "#generation = :c_generation AND #lease_expires_at = :c_released "
+            "AND #status IN (:c_running, :c_pending)",
+            c_generation=generation,
+            c_released=0,
+            c_running=TaskStatus.RUNNING.value,
+            c_pending=TaskStatus.PENDING.value,
+        )
+        try:
+            self.table.client.update_item(
+                TableName=self.table.name, **update.request(task_key(task_id))
+            )
+        except ClientError as exc:
+            if is_condition_failure(exc):
+                return False
+            raise
+        return True
+
     def unsent(self, written_before: datetime, limit: int) -> list[str]:
         """Ids of tasks whose submit or retry wrote them before `written_before` and never
         marked their message sent: one Query of each awaiting-enqueue index partition
