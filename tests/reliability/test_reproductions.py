@@ -17,7 +17,7 @@ from taskqueue import wiring
 from taskqueue.dispatch import parse_message
 from taskqueue.models import TaskMessage, TaskStatus
 from tests.helpers import ApiResponse, Pipeline, call_api, http_event
-from tests.reliability.chaos import OWNER, Harness, countdown, expected_sum
+from tests.reliability.chaos import OWNER, Harness, WorkerKilled, countdown, expected_sum
 
 
 def pipeline(harness: Harness) -> Pipeline:
@@ -200,3 +200,37 @@ def test_a_release_whose_send_failed_runs_on_after_the_earlier_message_dies(
     assert task.result == {"sum": expected_sum(3, 4), "chunks": 4}
     repeated = {1: 2} if release == "retry-wait" else {}
     assert runs == {**dict.fromkeys(range(4), 1), **repeated}
+
+
+def test_a_dead_letter_judges_the_workers_lease_on_the_clock_that_wrote_it(
+    harness: Harness,
+) -> None:
+    # Given a task whose worker died in its first chunk, holding a lease written on the
+    # store's clock (simulated here, hours ahead of the wall clock, as in the 1,000-task run)
+    harness.clock.advance(12 * 3600)
+    submitted = api("POST", "/tasks", body={"type": "CHUNKSUM", "params": {"chunks": 2, "salt": 4}})
+    task_id = submitted.body["id"]
+    [(_, received)] = pipeline(harness).receive(1)
+    message = parse_message(received["Body"])
+
+    def die(task: str, index: int) -> None:
+        raise WorkerKilled("out of memory in the first chunk")
+
+    harness.chunksum.during_chunk = die
+    with pytest.raises(WorkerKilled):
+        harness.engine.process(message, countdown(10))
+    harness.chunksum.during_chunk = None
+    assert harness.store.tasks.get(task_id).status == TaskStatus.RUNNING
+    # When its message dies after 6 deliveries, each after the visibility timeout
+    harness.clock.advance(6 * harness.visibility_timeout)
+    failed = wiring.service().dead_letter(
+        task_id,
+        message_id=received["MessageId"],
+        queue="tasks",
+        receive_count=6,
+        generation=message.generation,
+    )
+    # Then the task is FAILED: its lease expired long ago on that clock (before the fix the
+    # handler read the wall clock, found the lease live and the task stayed RUNNING forever)
+    assert failed
+    assert harness.store.tasks.get(task_id).status == TaskStatus.FAILED

@@ -304,7 +304,7 @@ class TaskService:
         next checkpoint); anything else is a 409."""
         for _ in range(TRIES):
             task = self.store.tasks.get(task_id, owner)
-            transition = decide(task, Action.CANCEL, utcnow())
+            transition = decide(task, Action.CANCEL, self.store.table.now())
             try:
                 cancelled = self.store.tasks.cancel(task, transition)
             except TransitionConflict:
@@ -323,7 +323,9 @@ class TaskService:
             if part.status.is_terminal:
                 continue
             try:
-                written = self.store.tasks.cancel(part, decide(part, Action.CANCEL, utcnow()))
+                written = self.store.tasks.cancel(
+                    part, decide(part, Action.CANCEL, self.store.table.now())
+                )
             except (TransitionConflict, InvalidTransition):
                 continue  # it finished meanwhile: its worker counts it
             if written.status == TaskStatus.CANCELLED:
@@ -337,7 +339,7 @@ class TaskService:
         if task.retried_at is not None and task.awaiting_first_claim:
             self.enqueue_if_lost(task)
             return task
-        transition = decide(task, Action.RETRY, utcnow())
+        transition = decide(task, Action.RETRY, self.store.table.now())
         if task.parts_total and not restart:
             # Resume: only the parts that did not succeed run again (restart plans anew).
             for part in self.store.parts.get(task):
@@ -471,7 +473,9 @@ class TaskService:
         for _ in range(TRIES):
             try:
                 task = self.store.tasks.get(task_id)
-                transition = decide(task, action, utcnow(), generation=generation)
+                # The store's clock, which wrote the lease: a lease is live or expired on
+                # the clock of its writes (the wall clock misjudged a test's simulated one).
+                transition = decide(task, action, self.store.table.now(), generation=generation)
             except (TaskNotFound, InvalidTransition):
                 return False  # GuardFailed too: a stale message, or one a live worker holds
             try:
