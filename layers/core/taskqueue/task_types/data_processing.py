@@ -39,7 +39,12 @@ from taskqueue.task_types.column_stats import (
     tally_from_json,
     tally_to_json,
 )
-from taskqueue.task_types.csv_engine import MAX_TRACKED_COLUMNS, ColumnPlan, tally_records
+from taskqueue.task_types.csv_engine import (
+    MAX_TRACKED_COLUMNS,
+    ColumnPlan,
+    reads_every_cell,
+    tally_records,
+)
 from taskqueue.task_types.csv_parts import (
     LOOKAHEAD,
     first_wrong_guess,
@@ -712,9 +717,9 @@ def read_part_piece(
         _, shorter = csv_records(body[:CSV_MODULE_BYTES], False, delimiter)
         if shorter:
             body, reaches_stop = body[:shorter], False
-    require_text(body, start)
-    engine_body = engine_form(body, delimiter)[1] if conformant else None
-    tally = tally_records(body, width, delimiter, engine_body if len(body) == cut else None)
+    engine = engine_form(body, delimiter)[1] if conformant and len(body) == cut else None
+    require_text(body, start, utf8=engine is None or not reads_every_cell(width, None))
+    tally = tally_records(body, width, delimiter, engine, offset=start)
     return Piece(start + len(body), None, tally, last=reaches_stop)
 
 
@@ -764,9 +769,13 @@ def read_piece(
         _, shorter = csv_records(body[:CSV_MODULE_BYTES], False, delimiter)
         body = body[:shorter] if shorter else body
     used = body_from + len(body)
-    require_text(buffer, start, used)
     width = width or (len(header) if header else 0)
-    tally = tally_records(body, width, delimiter, engine_body if len(body) == cut else None, plans)
+    engine = engine_body if len(body) == cut else None
+    # DuckDB's reader checks that the cells it reads are UTF-8: when it reads them all, only
+    # NUL bytes are looked for here (a byte it refuses sends the chunk to the csv module,
+    # which names it). Decoding a chunk in Python costs ~0.7 CPU-s per GB.
+    require_text(buffer, start, used, utf8=engine is None or not reads_every_cell(width, plans))
+    tally = tally_records(body, width, delimiter, engine, plans, offset=start + body_from)
     return Piece(start + used, header, tally)
 
 
