@@ -35,7 +35,9 @@ def test_ours_is_within_the_goal_of_the_fastest_peer_computing_the_same_statisti
 
 
 def test_the_time_sized_task_reads_the_file_in_few_chunks(result: work.WorkRun) -> None:
-    assert result.runs["ours"]["chunks"] == 1  # 6 MB: under the first chunk's 8 MiB
+    # 6 MB: the first chunk's 2 MiB, then chunks sized by the measured rate (wall time, with
+    # DuckDB's import in the first: one more on a busy machine) read the rest
+    assert 2 <= result.runs["ours"]["chunks"] <= 3
     assert result.runs["ours_1mib"]["chunks"] >= 6
 
 

@@ -208,6 +208,45 @@ def test_input_that_is_not_utf8_text_fails_naming_the_problem(body: bytes, messa
         analysed(body, None)
 
 
+def _typed_rows(rows: int, extra_columns: int = 0) -> list[list[bytes]]:
+    cities = (b"Oslo", b"Lima", b"Nuuk")
+    return [
+        [b"n", b"flag", b"day", b"city", b"name"] + [b"x%d" % i for i in range(extra_columns)],
+        *(
+            [
+                b"%d" % n,
+                (b"true", b"false")[n % 2],
+                b"2024-01-%02d" % (n % 28 + 1),
+                cities[n % 3],
+                b"user%d" % n,
+            ]
+            + [b"%d" % i for i in range(extra_columns)]
+            for n in range(rows)
+        ),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("column", "extra_columns"),
+    [(0, 0), (1, 0), (2, 0), (3, 0), (4, 0), (50, 47)],
+    ids=["number", "boolean", "date", "text-few-values", "text", "past-the-50th"],
+)
+def test_a_byte_that_is_not_utf8_fails_naming_it_in_any_chunk_and_any_column_mode(
+    column: int, extra_columns: int
+) -> None:
+    # Given a file whose columns have specialised to their types (number, boolean, date,
+    # text counted against its few values, text) or are past the 50th (not analysed), with
+    # a Latin-1 byte in one cell of a late chunk
+    rows = _typed_rows(3000, extra_columns)
+    rows[2500][column] += b"\xe9"
+    body = b"".join(b",".join(row) + b"\n" for row in rows)
+    where = body.index(b"\xe9")
+
+    # When the task reads it in 64 KiB chunks, Then it fails naming the byte's offset
+    with pytest.raises(UnreadableInput, match=rf"byte {where} \(0xE9\) is not valid UTF-8"):
+        analysed(body, 64 * 1024, specialise_after=8)
+
+
 def test_a_missing_input_is_input_not_found() -> None:
     s3 = LocalS3()
     params = DataProcessingParams(input_key=f"uploads/{OWNER}/none.csv")

@@ -129,13 +129,16 @@ def tally_records(
     delimiter: str,
     engine_body: bytes | None = None,
     plans: list[ColumnPlan] | None = None,
+    offset: int = 0,
 ) -> Tally:
     """The accumulators of the records in body (whole records, after the header).
 
     `engine_body`: body as DuckDB may read it (RFC 4180 quoting, "\\n" line ends:
     csv_records.engine_form), or None: the csv module then parses body and DuckDB reads
-    it re-quoted. A body DuckDB refuses (a row with more than width + 1 fields) goes the
-    same way. `plans`: per tracked column, what to compute (all of it by default)."""
+    it re-quoted. A body DuckDB refuses (a row with more than width + 1 fields, a byte that
+    is not UTF-8) goes the same way, and the csv module names the byte (`offset`: where
+    body starts in the file). `plans`: per tracked column, what to compute (all of it by
+    default)."""
     tracked = min(width, MAX_TRACKED_COLUMNS)
     plans = plans or [ColumnPlan()] * tracked
     if not body:
@@ -147,8 +150,14 @@ def tally_records(
             return _tally(engine_body, width, delimiter, plans)
         except duckdb.Error:
             pass
-    records, _ = csv_records(body, True, delimiter)
+    records, _ = csv_records(body, True, delimiter, offset=offset)
     return _tally(canonical_csv(records, width, delimiter), width, delimiter, plans)
+
+
+def reads_every_cell(width: int, plans: list[ColumnPlan] | None) -> bool:
+    """Whether the chunk query reads every column, so that DuckDB's reader checks that each
+    cell is UTF-8 (it checks only the columns a query reads)."""
+    return width <= MAX_TRACKED_COLUMNS and all(plan.mode != SKIP for plan in plans or ())
 
 
 def _tally(body: bytes, width: int, delimiter: str, plans: list[ColumnPlan]) -> Tally:

@@ -48,11 +48,12 @@ def refuse_other_encodings(head: bytes) -> int:
     return len(UTF8_BOM) if head.startswith(UTF8_BOM) else 0
 
 
-def require_text(data: bytes, offset: int, end: int | None = None) -> None:
+def require_text(data: bytes, offset: int, end: int | None = None, utf8: bool = True) -> None:
     """Refuse binary data and text that is not UTF-8, naming the first offending byte.
 
     Checks data[:end] (all of it by default), without copying it. `offset` is where `data`
-    starts in the file, so the message points into the file."""
+    starts in the file, so the message points into the file. utf8=False checks for NUL bytes
+    only (for bytes whose UTF-8 the caller has checked otherwise)."""
     end = len(data) if end is None else end
     nul = data.find(b"\0", 0, end)
     if nul >= 0:
@@ -60,7 +61,7 @@ def require_text(data: bytes, offset: int, end: int | None = None) -> None:
             f"byte {offset + nul} is a NUL byte: this is binary data or UTF-16/32 text, "
             "not a UTF-8 CSV file"
         )
-    if data.isascii():
+    if not utf8 or data.isascii():
         return
     try:
         str(memoryview(data)[:end], "utf-8")

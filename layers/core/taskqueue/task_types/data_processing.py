@@ -39,7 +39,12 @@ from taskqueue.task_types.column_stats import (
     tally_from_json,
     tally_to_json,
 )
-from taskqueue.task_types.csv_engine import MAX_TRACKED_COLUMNS, ColumnPlan, tally_records
+from taskqueue.task_types.csv_engine import (
+    MAX_TRACKED_COLUMNS,
+    ColumnPlan,
+    reads_every_cell,
+    tally_records,
+)
 from taskqueue.task_types.csv_parts import (
     LOOKAHEAD,
     first_wrong_guess,
@@ -72,7 +77,10 @@ INVALID_TOKENS = ("n/a", "abc", "1.2.3", "NaN", "-", "12a")
 # accumulators: ~50 ms) stays under ~5 % of it. The bounds keep one chunk's memory (the
 # bytes, DuckDB's table of them: ~4x) well inside the worker's 1024 MB.
 TARGET_CHUNK_SECONDS = 3.0
-FIRST_CHUNK_BYTES = 8 * MIB
+# The first chunk tests every cell for every type (~3x the cost of a byte read once the
+# columns are specialised): kept small, it still holds the 1,000 cells a column needs to
+# specialise on most files (2 MiB: ~1.5 CPU-s per GB less than 8 MiB, bench "work").
+FIRST_CHUNK_BYTES = 2 * MIB
 MIN_CHUNK_BYTES = 1 * MIB
 MAX_CHUNK_BYTES = 64 * MIB
 # Input that only the csv module reads (non-RFC 4180 quoting, CR-only line ends) is read at
@@ -709,9 +717,9 @@ def read_part_piece(
         _, shorter = csv_records(body[:CSV_MODULE_BYTES], False, delimiter)
         if shorter:
             body, reaches_stop = body[:shorter], False
-    require_text(body, start)
-    engine_body = engine_form(body, delimiter)[1] if conformant else None
-    tally = tally_records(body, width, delimiter, engine_body if len(body) == cut else None)
+    engine = engine_form(body, delimiter)[1] if conformant and len(body) == cut else None
+    require_text(body, start, utf8=engine is None or not reads_every_cell(width, None))
+    tally = tally_records(body, width, delimiter, engine, offset=start)
     return Piece(start + len(body), None, tally, last=reaches_stop)
 
 
@@ -761,9 +769,13 @@ def read_piece(
         _, shorter = csv_records(body[:CSV_MODULE_BYTES], False, delimiter)
         body = body[:shorter] if shorter else body
     used = body_from + len(body)
-    require_text(buffer, start, used)
     width = width or (len(header) if header else 0)
-    tally = tally_records(body, width, delimiter, engine_body if len(body) == cut else None, plans)
+    engine = engine_body if len(body) == cut else None
+    # DuckDB's reader checks that the cells it reads are UTF-8: when it reads them all, only
+    # NUL bytes are looked for here (a byte it refuses sends the chunk to the csv module,
+    # which names it). Decoding a chunk in Python costs ~0.7 CPU-s per GB.
+    require_text(buffer, start, used, utf8=engine is None or not reads_every_cell(width, plans))
+    tally = tally_records(body, width, delimiter, engine, plans, offset=start + body_from)
     return Piece(start + used, header, tally)
 
 
