@@ -47,6 +47,13 @@ def parser() -> argparse.ArgumentParser:
         "MaximumConcurrency)",
     )
     dev.add_argument(
+        "--in-process",
+        action="store_true",
+        help="run the SQS-triggered functions as threads of this process instead of "
+        "environment processes of their own (one process for a debugger; parts of a "
+        "parallel task then share one core's worth of Python)",
+    )
+    dev.add_argument(
         "--verbose",
         action="store_true",
         help="handler logs at the template's LOG_LEVEL and metrics as EMF lines",
@@ -105,6 +112,7 @@ def run_dev(args: argparse.Namespace) -> int:
         moto_port=args.moto_port,
         workers=args.workers,
         verbose=args.verbose,
+        separate_processes=not args.in_process,
         parameters=dict(args.parameter),
     )
     stack = DevStack(options)

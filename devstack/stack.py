@@ -53,12 +53,19 @@ class StackOptions:
     moto_port: int = 0
     workers: int = 4
     verbose: bool = False
+    # SQS-triggered functions run in environment processes of their own; False: threads of
+    # this process only (one process to attach a debugger to).
+    separate_processes: bool = True
     dev_user: str = DEV_USER
     parameters: dict[str, str] = field(default_factory=dict)  # template parameter overrides
 
 
-def local_functions(transformed: Template, resources: LocalResources) -> dict[str, LocalFunction]:
-    """Every function of the template whose code is in this repository."""
+def local_functions(
+    transformed: Template, resources: LocalResources, *, separate_processes: bool = False
+) -> dict[str, LocalFunction]:
+    """Every function of the template whose code is in this repository. With
+    ``separate_processes`` the SQS-triggered ones (the task workers: the CPU work) get
+    environment processes of their own; the others stay threads of this process."""
     functions = {}
     for logical_id, resource in transformed.get("Resources", {}).items():
         if resource.get("Type") != "AWS::Lambda::Function":
@@ -66,7 +73,8 @@ def local_functions(transformed: Template, resources: LocalResources) -> dict[st
         config = event_sources(transformed, logical_id)
         if config.code_uri:
             name = resources.physical_name(logical_id)
-            functions[logical_id] = LocalFunction(logical_id, config, name)
+            processes = separate_processes and bool(config.sqs)
+            functions[logical_id] = LocalFunction(logical_id, config, name, processes)
     return functions
 
 
@@ -139,7 +147,9 @@ def configure_handlers(
         environment["POWERTOOLS_METRICS_DISABLED"] = "true"
     # Local only, never in the template: requests without a JWT act as this user.
     environment["DEV_AUTH_USER"] = dev_user
-    # One process runs every worker here: it alone paces the account's SES send rate.
+    # Each worker environment paces its sends as if it were the only one: locally the sends
+    # stay quick, and moto does not enforce the account's rate (several EMAIL tasks at once
+    # can together exceed it here, never on AWS, where the template's value divides it).
     environment["EMAIL_MAX_CONCURRENCY"] = "1"
     add_layers_to_path()
     apply_function_environment(environment)
@@ -179,11 +189,15 @@ class DevStack:
         transformed = transform_template(template, parameters=self.options.parameters)
         clients = AwsClients.from_session(boto3.Session(), endpoint_url=self.endpoint_url)
         self.resources = create_resources(clients, transformed, parameters=self.options.parameters)
-        self.functions = local_functions(transformed, self.resources)
+        self.functions = local_functions(
+            transformed, self.resources, separate_processes=self.options.separate_processes
+        )
         self._configure_handlers(transformed, self.resources)
         self.routes = http_routes(transformed)
         for function in self.functions.values():
             function.warm()
+        for function in self.functions.values():
+            function.ready()
         api = websocket_api(transformed)
         if api is not None:
             self.websocket = LocalWebSocketApi(api, self._invoke, self.options.dev_user)
@@ -327,6 +341,8 @@ class DevStack:
         stuck = [name for poller in self.pollers for name in poller.alive_threads]
         if stuck:
             say(f"still busy at shutdown (left to exit with the process): {', '.join(stuck)}")
+        for function in self.functions.values():
+            function.close()
         if self.gateway is not None:
             self.gateway.stop()
         if self.moto is not None:
