@@ -105,6 +105,32 @@ def relay(line: str) -> None:
         sys.stdout.flush()
 
 
+# ------------------------------------------------------------------------------- event sources
+
+
+class EventSourceThread:
+    """One daemon thread feeding a function (a stream mapping, a schedule) until stopped."""
+
+    def __init__(self, name: str) -> None:
+        self._stop = threading.Event()
+        # Daemon: a handler stuck in a long call never keeps the process alive.
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        self._thread.join(timeout)
+
+    @property
+    def alive_threads(self) -> list[str]:
+        return [self._thread.name] if self._thread.is_alive() else []
+
+    def _run(self) -> None:
+        raise NotImplementedError
+
+
 # ------------------------------------------------------------------------------- context
 
 

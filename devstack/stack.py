@@ -1,4 +1,5 @@
-"""The whole system on one machine: moto server, template resources, gateway and pollers."""
+"""The whole system on one machine: moto server, template resources, gateway, pollers and
+schedules."""
 
 from __future__ import annotations
 
@@ -32,6 +33,7 @@ from devstack.runtime import (
     say,
     use_fake_aws,
 )
+from devstack.schedules import SchedulePoller
 from devstack.streams import StreamPoller, StreamReader
 from devstack.websocket import LocalWebSocketApi, local_config, websocket_api
 
@@ -56,6 +58,8 @@ class StackOptions:
     # SQS-triggered functions run in environment processes of their own; False: threads of
     # this process only (one process to attach a debugger to).
     separate_processes: bool = True
+    # Seconds between invocations of every scheduled function, instead of its rate().
+    schedule_every: float | None = None
     dev_user: str = DEV_USER
     parameters: dict[str, str] = field(default_factory=dict)  # template parameter overrides
 
@@ -174,7 +178,7 @@ class DevStack:
     routes: list[Route] = field(default_factory=list)
     gateway: Gateway | None = None
     websocket: LocalWebSocketApi | None = None
-    pollers: list[SqsPoller | StreamPoller] = field(default_factory=list)
+    pollers: list[SqsPoller | StreamPoller | SchedulePoller] = field(default_factory=list)
     endpoint_url: str = ""
 
     # --------------------------------------------------------------------- start
@@ -214,6 +218,7 @@ class DevStack:
             self._point_push_at(f"{self.gateway.url}{self.websocket.api.path}")
         self.gateway.start()
         self._start_pollers(transformed, clients)
+        self._start_schedules()
 
     def _quiet_libraries(self) -> None:
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's per-request lines
@@ -303,6 +308,19 @@ class DevStack:
                 f"(batch {sources[0].batch_size}, window {sources[0].window_seconds} s, "
                 f"timeout {function.config.timeout} s, {workers} workers)"
             )
+
+    def _start_schedules(self) -> None:
+        for logical_id, function in self.functions.items():
+            for source in function.config.schedules:
+                if not source.enabled:
+                    continue
+                if not (self.options.schedule_every or source.seconds):
+                    say(f"{logical_id}: {source.expression} ({source.name}) is not emulated")
+                    continue
+                schedule = SchedulePoller(function, source, self.options.schedule_every)
+                schedule.start()
+                self.pollers.append(schedule)
+                say(f"{logical_id}: invoked every {schedule.period:g} s ({source.name})")
 
     def _report(
         self, queue: str, records: list[dict[str, Any]], failed: set[str], seconds: float

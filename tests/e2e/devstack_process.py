@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -75,6 +76,31 @@ def start_stack(log: Path, *options: str) -> Stack:
     process.kill()
     process.wait()
     raise StackError(f"devstack not ready within {START_TIMEOUT} s:\n{stack.output()}")
+
+
+def own_stack(log: Path, *options: str) -> Iterator[Stack]:
+    """A module fixture's body: a stack of its own with `options`, stopped (cleanly) after."""
+    import pytest
+
+    try:
+        running = start_stack(log, *options)
+    except StackError as error:
+        pytest.fail(str(error), pytrace=False)
+    yield running
+    assert stop_stack(running) == 0, running.output()
+
+
+def moto_client(stack: Stack, service: str) -> Any:
+    """A boto3 client of the stack's moto server (S3, DynamoDB, SQS as the functions see them)."""
+    import boto3
+
+    return boto3.client(
+        service,  # type: ignore[call-overload]
+        endpoint_url=stack.moto_url,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
 
 
 def stop_stack(stack: Stack, timeout: float = 10.0) -> int:

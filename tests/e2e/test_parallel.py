@@ -17,15 +17,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-import boto3
 import pytest
 
 from taskqueue.task_types.data_processing import BLOCK_ROWS, generated_block, generated_header
 from tests.e2e.devstack_process import (
     Stack,
-    StackError,
-    start_stack,
-    stop_stack,
+    moto_client,
+    own_stack,
     submit,
     upload_ticket,
     wait_for,
@@ -40,12 +38,7 @@ COLUMNS = 6
 def wide_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """A stack of its own whose pollers run WORKERS invocations at once."""
     log = tmp_path_factory.mktemp("parallel") / "devstack.log"
-    try:
-        running = start_stack(log, "--workers", str(WORKERS))
-    except StackError as error:
-        pytest.fail(str(error), pytrace=False)
-    yield running
-    assert stop_stack(running) == 0, running.output()
+    yield from own_stack(log, "--workers", str(WORKERS))
 
 
 def generated_csv(megabytes: int) -> bytes:
@@ -65,13 +58,7 @@ def upload(stack: Stack, body: bytes) -> str:
     uploads stop at 100 MB)."""
     ticket = upload_ticket(stack, "parallel.csv", b"x", "text/csv")
     bucket = urlparse(ticket["url"]).path.split("/")[1]
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=stack.moto_url,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
+    s3 = moto_client(stack, "s3")
     s3.put_object(Bucket=bucket, Key=ticket["key"], Body=body)
     key: str = ticket["key"]
     return key
