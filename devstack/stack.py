@@ -93,6 +93,7 @@ def queue_sources(function: LocalFunction, resources: LocalResources) -> list[Qu
             batch_size=source.batch_size,
             window_seconds=source.maximum_batching_window_in_seconds,
             reports_batch_item_failures=source.reports_batch_item_failures,
+            maximum_concurrency=source.maximum_concurrency,
         )
         for source in function.config.sqs
         if source.enabled and source.queue in resources.queues
@@ -298,15 +299,14 @@ class DevStack:
             sources = queue_sources(function, resources)
             if not sources:
                 continue
-            limits = [s.maximum_concurrency for s in function.config.sqs if s.maximum_concurrency]
-            workers = min([self.options.workers, *limits])
-            poller = SqsPoller(function, sources, clients.sqs, workers, self._report)
+            poller = SqsPoller(function, sources, clients.sqs, self.options.workers, self._report)
             poller.start()
             self.pollers.append(poller)
             say(
                 f"{logical_id}: polling {', '.join(s.queue for s in sources)} "
                 f"(batch {sources[0].batch_size}, window {sources[0].window_seconds} s, "
-                f"timeout {function.config.timeout} s, {workers} workers)"
+                f"timeout {function.config.timeout} s, "
+                f"{', '.join(str(poller.concurrency(s)) for s in sources)} workers)"
             )
 
     def _start_schedules(self) -> None:
