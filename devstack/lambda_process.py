@@ -10,12 +10,14 @@ The devstack (``devstack.runtime.ProcessEnvironment``) sends one request per lin
 (``{"event": ..., "expired": bool}``) and reads one answer per line from the pipe that was
 stdout (``{"response": ...}`` or ``{"error": "<traceback>"}``); the handler's own output
 (stdout and stderr) goes to stderr, which the devstack copies to its output line by line.
-SIGUSR1 makes the running invocation's remaining time zero (``LambdaContext.expire``).
+SIGUSR1 makes the running invocation's remaining time zero (``LambdaContext.expire``);
+SIGUSR2 writes every thread's stack to the output (what is a stuck handler doing?).
 """
 
 from __future__ import annotations
 
 import ctypes
+import faulthandler
 import json
 import os
 import signal
@@ -58,6 +60,7 @@ def serve(spec: dict[str, Any]) -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     die_with_parent()
     channel = answer_channel()
+    faulthandler.register(signal.SIGUSR2, all_threads=True)
     add_layers_to_path()
     module = load_handler_module(Path(spec["code_dir"]), spec["handler"], spec["module"])
     handler = getattr(module, spec["handler"].rpartition(".")[2])

@@ -114,6 +114,45 @@ def stop_stack(stack: Stack, timeout: float = 10.0) -> int:
         raise
 
 
+# ------------------------------------------------------------------------------- processes
+
+
+def _stat(pid: int) -> list[str]:
+    """Fields of /proc/<pid>/stat after the command name (field 3 onwards)."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
+def descendants(pid: int) -> set[int]:
+    """Processes whose parent chain leads to pid (Linux /proc)."""
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = _stat(int(stat.parent.name))
+        except (OSError, IndexError, ValueError):
+            continue
+        parents[int(stat.parent.name)] = int(fields[1])
+    found: set[int] = set()
+    frontier = {pid}
+    while frontier:
+        frontier = {child for child, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
+def cpu_seconds(stack: Stack) -> float:
+    """CPU time the stack has used so far: its process, the children it has reaped and those
+    still running (its environment processes), user and system (Linux /proc)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    fields = _stat(stack.process.pid)
+    total = sum(int(value) for value in fields[11:15])  # utime, stime, cutime, cstime
+    for pid in descendants(stack.process.pid):
+        try:
+            total += sum(int(value) for value in _stat(pid)[11:13])
+        except (OSError, IndexError):
+            continue  # ended meanwhile: counted in its parent's cutime once reaped
+    return total / ticks
+
+
 # ------------------------------------------------------------------------------- HTTP
 
 
