@@ -23,6 +23,8 @@ from tests.e2e.devstack_process import (
     wait_for,
 )
 
+pytestmark = pytest.mark.e2e
+
 # The sweeper leaves alone a task written less than SWEEP_GRACE_SECONDS (60 in the template)
 # ago: the dead call's write is dated this much earlier, as if it died that long ago.
 DIED_AGO = timedelta(seconds=90)
