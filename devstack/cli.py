@@ -47,6 +47,21 @@ def parser() -> argparse.ArgumentParser:
         "MaximumConcurrency)",
     )
     dev.add_argument(
+        "--schedule-every",
+        type=positive_seconds,
+        default=None,
+        metavar="SECONDS",
+        help="invoke every scheduled function (the sweeper) this often instead of at its "
+        "template's rate() (tests)",
+    )
+    dev.add_argument(
+        "--in-process",
+        action="store_true",
+        help="run the SQS-triggered functions as threads of this process instead of "
+        "environment processes of their own (one process for a debugger; parts of a "
+        "parallel task then share one core's worth of Python)",
+    )
+    dev.add_argument(
         "--verbose",
         action="store_true",
         help="handler logs at the template's LOG_LEVEL and metrics as EMF lines",
@@ -82,6 +97,16 @@ def parser() -> argparse.ArgumentParser:
     return root
 
 
+def positive_seconds(text: str) -> float:
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = 0.0
+    if not 0.1 <= seconds <= 86_400:
+        raise argparse.ArgumentTypeError(f"expected seconds from 0.1 to 86400, got {text!r}")
+    return seconds
+
+
 def parameter(text: str) -> tuple[str, str]:
     name, equals, value = text.partition("=")
     if not equals or not name.isalnum():
@@ -105,6 +130,8 @@ def run_dev(args: argparse.Namespace) -> int:
         moto_port=args.moto_port,
         workers=args.workers,
         verbose=args.verbose,
+        separate_processes=not args.in_process,
+        schedule_every=args.schedule_every,
         parameters=dict(args.parameter),
     )
     stack = DevStack(options)

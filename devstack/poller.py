@@ -44,6 +44,7 @@ class QueueSource:
     batch_size: int
     window_seconds: int
     reports_batch_item_failures: bool
+    maximum_concurrency: int | None = None  # the mapping's ScalingConfig
 
 
 def sqs_record(message: MessageTypeDef, source: QueueSource) -> dict[str, Any]:
@@ -114,8 +115,10 @@ def delete_done(
 class SqsPoller:
     """Receivers (one thread per queue) feeding worker threads.
 
-    As on AWS, each event source mapping has its own concurrency: a backlog on one queue
-    never holds back another (the high-priority queue starts its tasks at once).
+    As on AWS, each event source mapping has its own concurrency: ``workers`` capped by its
+    own ``MaximumConcurrency`` (the isolation queue's 5 does not cap the parts queue's 200),
+    and a backlog on one queue never holds back another (the high-priority queue starts its
+    tasks at once).
     """
 
     def __init__(
@@ -134,13 +137,23 @@ class SqsPoller:
         self._stop = threading.Event()
         # A receiver takes a slot of its own mapping before it receives, so no batch waits
         # (invisible) in line, and one busy mapping never starves another.
-        self._slots = {source.queue: threading.Semaphore(self.workers) for source in sources}
+        self._slots = {
+            source.queue: threading.Semaphore(self.concurrency(source)) for source in sources
+        }
         self._batches: queue.Queue[tuple[QueueSource, list[MessageTypeDef]] | None] = queue.Queue()
         self._threads: list[threading.Thread] = []
 
+    def concurrency(self, source: QueueSource) -> int:
+        """Batches of this mapping that run at once."""
+        return min(self.workers, source.maximum_concurrency or self.workers)
+
+    @property
+    def worker_count(self) -> int:
+        return sum(self.concurrency(source) for source in self.sources)
+
     def start(self) -> None:
         name = self.function.logical_id
-        for index in range(self.workers * len(self.sources)):
+        for index in range(self.worker_count):
             self._spawn(self._work, f"{name}-worker-{index + 1}")
         for source in self.sources:
             self._spawn(functools.partial(self._receive, source), f"{name}-{source.queue}")
@@ -154,7 +167,7 @@ class SqsPoller:
     def stop(self, timeout: float = 5.0) -> None:
         """Stop receiving, make running invocations wrap up, wait for them (bounded)."""
         self._stop.set()
-        for _ in range(self.workers * len(self.sources)):
+        for _ in range(self.worker_count):
             self._batches.put(None)
         self.function.expire_invocations()
         deadline = time.monotonic() + timeout

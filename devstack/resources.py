@@ -609,6 +609,35 @@ class StreamEventSource:
     starting_position: str = "TRIM_HORIZON"  # or LATEST: only records written from now on
 
 
+# rate(<n> <unit>) of EventBridge schedules, in seconds per unit.
+RATE_UNITS = {"minute": 60, "minutes": 60, "hour": 3600, "hours": 3600, "day": 86400, "days": 86400}
+_RATE = re.compile(r"^rate\(\s*(\d+)\s+([a-z]+)\s*\)$")
+
+
+def rate_seconds(expression: str) -> int | None:
+    """``rate(1 minute)`` -> 60; None for a cron() or at() expression (not emulated)."""
+    match = _RATE.match(expression.strip())
+    if match is None or match.group(2) not in RATE_UNITS:
+        return None
+    return int(match.group(1)) * RATE_UNITS[match.group(2)]
+
+
+@dataclass(frozen=True)
+class ScheduleEventSource:
+    """A schedule invoking a function: an EventBridge rule (SAM ``Schedule``) or an
+    EventBridge Scheduler schedule (SAM ``ScheduleV2``)."""
+
+    name: str  # logical id of the rule or schedule
+    expression: str  # rate(...) or cron(...)
+    scheduler: bool = False  # ScheduleV2: the target gets its Input, no EventBridge envelope
+    input: str | None = None  # the target's Input (JSON text), when the template sets one
+    enabled: bool = True
+
+    @property
+    def seconds(self) -> int | None:
+        return rate_seconds(self.expression)
+
+
 @dataclass(frozen=True)
 class FunctionEventSources:
     """A function's SQS event sources plus what running it locally needs."""
@@ -620,6 +649,7 @@ class FunctionEventSources:
     code_uri: str | None  # local code directory relative to the repository, e.g. functions/api
     sqs: tuple[SqsEventSource, ...] = ()
     streams: tuple[StreamEventSource, ...] = ()
+    schedules: tuple[ScheduleEventSource, ...] = ()
 
     def __iter__(self) -> Iterator[SqsEventSource]:
         return iter(self.sqs)
@@ -680,7 +710,39 @@ def event_sources(template: Template, logical_id: str) -> FunctionEventSources:
         code_uri=code_uri,
         sqs=tuple(sorted(sources, key=lambda source: source.queue)),
         streams=tuple(streams),
+        schedules=schedules_of(transformed, logical_id),
     )
+
+
+def schedules_of(transformed: Template, logical_id: str) -> tuple[ScheduleEventSource, ...]:
+    """The EventBridge rules and Scheduler schedules whose target is the function."""
+    found = []
+    for name, rule in _resources_of_type(transformed, "AWS::Events::Rule").items():
+        if "ScheduleExpression" not in rule:
+            continue  # an event pattern rule, not a schedule
+        for target in rule.get("Targets") or []:
+            if logical_id in _references(target.get("Arn")):
+                found.append(
+                    ScheduleEventSource(
+                        name=name,
+                        expression=str(rule["ScheduleExpression"]),
+                        input=target.get("Input"),
+                        enabled=str(rule.get("State", "ENABLED")) == "ENABLED",
+                    )
+                )
+    for name, schedule in _resources_of_type(transformed, "AWS::Scheduler::Schedule").items():
+        target = schedule.get("Target") or {}
+        if logical_id in _references(target.get("Arn")):
+            found.append(
+                ScheduleEventSource(
+                    name=name,
+                    expression=str(schedule.get("ScheduleExpression", "")),
+                    scheduler=True,
+                    input=target.get("Input"),
+                    enabled=str(schedule.get("State", "ENABLED")) == "ENABLED",
+                )
+            )
+    return tuple(sorted(found, key=lambda source: source.name))
 
 
 # ------------------------------------------------------------------------------- CLI

@@ -1,4 +1,5 @@
-"""The whole system on one machine: moto server, template resources, gateway and pollers."""
+"""The whole system on one machine: moto server, template resources, gateway, pollers and
+schedules."""
 
 from __future__ import annotations
 
@@ -32,6 +33,7 @@ from devstack.runtime import (
     say,
     use_fake_aws,
 )
+from devstack.schedules import SchedulePoller
 from devstack.streams import StreamPoller, StreamReader
 from devstack.websocket import LocalWebSocketApi, local_config, websocket_api
 
@@ -53,12 +55,21 @@ class StackOptions:
     moto_port: int = 0
     workers: int = 4
     verbose: bool = False
+    # SQS-triggered functions run in environment processes of their own; False: threads of
+    # this process only (one process to attach a debugger to).
+    separate_processes: bool = True
+    # Seconds between invocations of every scheduled function, instead of its rate().
+    schedule_every: float | None = None
     dev_user: str = DEV_USER
     parameters: dict[str, str] = field(default_factory=dict)  # template parameter overrides
 
 
-def local_functions(transformed: Template, resources: LocalResources) -> dict[str, LocalFunction]:
-    """Every function of the template whose code is in this repository."""
+def local_functions(
+    transformed: Template, resources: LocalResources, *, separate_processes: bool = False
+) -> dict[str, LocalFunction]:
+    """Every function of the template whose code is in this repository. With
+    ``separate_processes`` the SQS-triggered ones (the task workers: the CPU work) get
+    environment processes of their own; the others stay threads of this process."""
     functions = {}
     for logical_id, resource in transformed.get("Resources", {}).items():
         if resource.get("Type") != "AWS::Lambda::Function":
@@ -66,7 +77,8 @@ def local_functions(transformed: Template, resources: LocalResources) -> dict[st
         config = event_sources(transformed, logical_id)
         if config.code_uri:
             name = resources.physical_name(logical_id)
-            functions[logical_id] = LocalFunction(logical_id, config, name)
+            processes = separate_processes and bool(config.sqs)
+            functions[logical_id] = LocalFunction(logical_id, config, name, processes)
     return functions
 
 
@@ -81,6 +93,7 @@ def queue_sources(function: LocalFunction, resources: LocalResources) -> list[Qu
             batch_size=source.batch_size,
             window_seconds=source.maximum_batching_window_in_seconds,
             reports_batch_item_failures=source.reports_batch_item_failures,
+            maximum_concurrency=source.maximum_concurrency,
         )
         for source in function.config.sqs
         if source.enabled and source.queue in resources.queues
@@ -139,7 +152,9 @@ def configure_handlers(
         environment["POWERTOOLS_METRICS_DISABLED"] = "true"
     # Local only, never in the template: requests without a JWT act as this user.
     environment["DEV_AUTH_USER"] = dev_user
-    # One process runs every worker here: it alone paces the account's SES send rate.
+    # Each worker environment paces its sends as if it were the only one: locally the sends
+    # stay quick, and moto does not enforce the account's rate (several EMAIL tasks at once
+    # can together exceed it here, never on AWS, where the template's value divides it).
     environment["EMAIL_MAX_CONCURRENCY"] = "1"
     add_layers_to_path()
     apply_function_environment(environment)
@@ -164,7 +179,7 @@ class DevStack:
     routes: list[Route] = field(default_factory=list)
     gateway: Gateway | None = None
     websocket: LocalWebSocketApi | None = None
-    pollers: list[SqsPoller | StreamPoller] = field(default_factory=list)
+    pollers: list[SqsPoller | StreamPoller | SchedulePoller] = field(default_factory=list)
     endpoint_url: str = ""
 
     # --------------------------------------------------------------------- start
@@ -179,11 +194,15 @@ class DevStack:
         transformed = transform_template(template, parameters=self.options.parameters)
         clients = AwsClients.from_session(boto3.Session(), endpoint_url=self.endpoint_url)
         self.resources = create_resources(clients, transformed, parameters=self.options.parameters)
-        self.functions = local_functions(transformed, self.resources)
+        self.functions = local_functions(
+            transformed, self.resources, separate_processes=self.options.separate_processes
+        )
         self._configure_handlers(transformed, self.resources)
         self.routes = http_routes(transformed)
         for function in self.functions.values():
             function.warm()
+        for function in self.functions.values():
+            function.ready()
         api = websocket_api(transformed)
         if api is not None:
             self.websocket = LocalWebSocketApi(api, self._invoke, self.options.dev_user)
@@ -200,6 +219,7 @@ class DevStack:
             self._point_push_at(f"{self.gateway.url}{self.websocket.api.path}")
         self.gateway.start()
         self._start_pollers(transformed, clients)
+        self._start_schedules()
 
     def _quiet_libraries(self) -> None:
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's per-request lines
@@ -279,16 +299,28 @@ class DevStack:
             sources = queue_sources(function, resources)
             if not sources:
                 continue
-            limits = [s.maximum_concurrency for s in function.config.sqs if s.maximum_concurrency]
-            workers = min([self.options.workers, *limits])
-            poller = SqsPoller(function, sources, clients.sqs, workers, self._report)
+            poller = SqsPoller(function, sources, clients.sqs, self.options.workers, self._report)
             poller.start()
             self.pollers.append(poller)
             say(
                 f"{logical_id}: polling {', '.join(s.queue for s in sources)} "
                 f"(batch {sources[0].batch_size}, window {sources[0].window_seconds} s, "
-                f"timeout {function.config.timeout} s, {workers} workers)"
+                f"timeout {function.config.timeout} s, "
+                f"{', '.join(str(poller.concurrency(s)) for s in sources)} workers)"
             )
+
+    def _start_schedules(self) -> None:
+        for logical_id, function in self.functions.items():
+            for source in function.config.schedules:
+                if not source.enabled:
+                    continue
+                if not (self.options.schedule_every or source.seconds):
+                    say(f"{logical_id}: {source.expression} ({source.name}) is not emulated")
+                    continue
+                schedule = SchedulePoller(function, source, self.options.schedule_every)
+                schedule.start()
+                self.pollers.append(schedule)
+                say(f"{logical_id}: invoked every {schedule.period:g} s ({source.name})")
 
     def _report(
         self, queue: str, records: list[dict[str, Any]], failed: set[str], seconds: float
@@ -327,6 +359,8 @@ class DevStack:
         stuck = [name for poller in self.pollers for name in poller.alive_threads]
         if stuck:
             say(f"still busy at shutdown (left to exit with the process): {', '.join(stuck)}")
+        for function in self.functions.values():
+            function.close()
         if self.gateway is not None:
             self.gateway.stop()
         if self.moto is not None:

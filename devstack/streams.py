@@ -7,7 +7,6 @@ mapping's ``FilterCriteria``; a function error retries the same batch from the s
 
 from __future__ import annotations
 
-import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -15,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from devstack.runtime import LocalFunction, say
+from devstack.runtime import EventSourceThread, LocalFunction, say
 
 # Locally the batching window is at most this long, so the dashboard's counts follow quickly.
 LOCAL_WINDOW_SECONDS = 1.0
@@ -118,7 +117,7 @@ class StreamReader:
         return []
 
 
-class StreamPoller:
+class StreamPoller(EventSourceThread):
     """One thread per stream mapping: read a batch, invoke, retry the batch until it succeeds."""
 
     def __init__(
@@ -134,21 +133,7 @@ class StreamPoller:
         self.batch_size = batch_size
         self.window_seconds = max(MIN_POLL_SECONDS, min(window_seconds, LOCAL_WINDOW_SECONDS))
         self.report = report
-        self._stop = threading.Event()
-        self._thread = threading.Thread(
-            target=self._run, name=f"{function.logical_id}-stream", daemon=True
-        )
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self, timeout: float = 5.0) -> None:
-        self._stop.set()
-        self._thread.join(timeout)
-
-    @property
-    def alive_threads(self) -> list[str]:
-        return [self._thread.name] if self._thread.is_alive() else []
+        super().__init__(f"{function.logical_id}-stream")
 
     def _run(self) -> None:
         batch: list[dict[str, Any]] = []

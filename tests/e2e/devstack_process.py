@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -77,6 +78,31 @@ def start_stack(log: Path, *options: str) -> Stack:
     raise StackError(f"devstack not ready within {START_TIMEOUT} s:\n{stack.output()}")
 
 
+def own_stack(log: Path, *options: str) -> Iterator[Stack]:
+    """A module fixture's body: a stack of its own with `options`, stopped (cleanly) after."""
+    import pytest
+
+    try:
+        running = start_stack(log, *options)
+    except StackError as error:
+        pytest.fail(str(error), pytrace=False)
+    yield running
+    assert stop_stack(running) == 0, running.output()
+
+
+def moto_client(stack: Stack, service: str) -> Any:
+    """A boto3 client of the stack's moto server (S3, DynamoDB, SQS as the functions see them)."""
+    import boto3
+
+    return boto3.client(
+        service,  # type: ignore[call-overload]
+        endpoint_url=stack.moto_url,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+
+
 def stop_stack(stack: Stack, timeout: float = 10.0) -> int:
     """SIGINT, as Ctrl-C would; kills the process if it does not stop within `timeout`."""
     stack.process.send_signal(signal.SIGINT)
@@ -86,6 +112,45 @@ def stop_stack(stack: Stack, timeout: float = 10.0) -> int:
         stack.process.kill()
         stack.process.wait()
         raise
+
+
+# ------------------------------------------------------------------------------- processes
+
+
+def _stat(pid: int) -> list[str]:
+    """Fields of /proc/<pid>/stat after the command name (field 3 onwards)."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
+def descendants(pid: int) -> set[int]:
+    """Processes whose parent chain leads to pid (Linux /proc)."""
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = _stat(int(stat.parent.name))
+        except (OSError, IndexError, ValueError):
+            continue
+        parents[int(stat.parent.name)] = int(fields[1])
+    found: set[int] = set()
+    frontier = {pid}
+    while frontier:
+        frontier = {child for child, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
+def cpu_seconds(stack: Stack) -> float:
+    """CPU time the stack has used so far: its process, the children it has reaped and those
+    still running (its environment processes), user and system (Linux /proc)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    fields = _stat(stack.process.pid)
+    total = sum(int(value) for value in fields[11:15])  # utime, stime, cutime, cstime
+    for pid in descendants(stack.process.pid):
+        try:
+            total += sum(int(value) for value in _stat(pid)[11:13])
+        except (OSError, IndexError):
+            continue  # ended meanwhile: counted in its parent's cutime once reaped
+    return total / ticks
 
 
 # ------------------------------------------------------------------------------- HTTP

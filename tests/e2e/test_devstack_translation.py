@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 from typing import Any
 
@@ -17,7 +18,8 @@ from devstack.gateway import (
     http_api_event,
     http_routes,
 )
-from devstack.poller import QueueSource, failed_message_ids, sqs_record
+from devstack.poller import QueueSource, SqsPoller, failed_message_ids, sqs_record
+from devstack.resources import event_sources
 from devstack.websocket import (
     LocalConnection,
     WebSocketApi,
@@ -190,6 +192,30 @@ def test_sqs_message_becomes_a_lambda_record() -> None:
 )
 def test_only_reported_failures_stay_on_the_queue(response: Any, expected: set[str]) -> None:
     assert failed_message_ids(response, ["a", "b"], reports=True) == expected
+
+
+def test_each_mapping_runs_up_to_its_own_maximum_concurrency(
+    transformed_template: dict[str, Any],
+) -> None:
+    # Given the worker's mappings as the template scales them
+    config = event_sources(transformed_template, "WorkerFunction")
+    limits = {source.queue: source.maximum_concurrency for source in config.sqs}
+    assert limits == {
+        "HighPriorityIsolationQueue": 5,
+        "HighPriorityQueue": 20,
+        "PartsQueue": 200,
+        "TaskIsolationQueue": 5,
+        "TaskQueue": 50,
+    }
+    sources = [
+        dataclasses.replace(SOURCE, queue=queue, maximum_concurrency=limit)
+        for queue, limit in limits.items()
+    ]
+    # When a poller runs them with 8 workers
+    poller = SqsPoller(None, sources, None, workers=8)  # type: ignore[arg-type]
+    # Then each mapping runs 8 batches at once but the isolation queues 5: a limit is its own
+    assert [poller.concurrency(source) for source in sources] == [5, 8, 8, 5, 8]
+    assert poller.worker_count == 34
 
 
 # ------------------------------------------------------------------------------- WebSocket

@@ -20,12 +20,15 @@ from moto import mock_aws
 from moto.dynamodb.models import DynamoDBBackend
 from moto.dynamodb.models.table import Table
 from moto.dynamodb.responses import DynamoHandler
+from moto.s3.models import FakeKey
+from moto.s3.responses import S3Response
 
 from devstack.moto_patches import (
     PATCHED_MOTO_VERSION,
     MotoPatchSkipped,
     MotoVersionMismatch,
     partition_queries,
+    ranged_s3_reads,
     serialize_dynamodb_requests,
     temporarily,
     tune_moto,
@@ -434,6 +437,80 @@ def test_a_request_waits_for_a_running_one_unlike_plain_moto(
     assert patched["transaction"]["error"] == "TransactionCanceledException"
 
 
+# ---------------------------------------------------------------- ranged S3 reads
+
+OBJECT = bytes(range(256)) * 40  # 10,240 bytes, every offset distinguishable
+RANGES = [
+    "bytes=0-99",
+    "bytes=100-",
+    "bytes=10000-20000",  # past the end: cut to it
+    "bytes=10239-10239",
+    "bytes=-50",  # the last 50
+    "bytes=300-200",  # first after last: the whole object, as S3 answers
+    "bytes=20000-",  # outside: InvalidRange
+    "bytes=0-9,20-29",  # several ranges: the whole object
+    "bytes=x-y",
+    "",
+]
+
+
+def ranged_gets(s3: Any) -> list[Any]:
+    s3.create_bucket(Bucket="ranges")
+    s3.put_object(Bucket="ranges", Key="file.csv", Body=OBJECT)
+    answers = []
+    for header in RANGES:
+        got = answer(s3.get_object, Bucket="ranges", Key="file.csv", Range=header)
+        if "Body" in got:
+            got["Body"] = got["Body"].read()
+        got.pop("LastModified", None)
+        answers.append(got)
+    answers.append(answer(s3.get_object, Bucket="ranges", Key="file.csv", PartNumber=1))
+    answers[-1]["Body"] = answers[-1]["Body"].read()
+    answers[-1].pop("LastModified", None)
+    answers.append(answer(s3.get_object, Bucket="ranges", Key="missing", Range="bytes=0-9"))
+    return answers
+
+
+def test_ranged_gets_answer_as_plain_moto_does_without_reading_the_whole_object() -> None:
+    # Given moto's S3 objects counting every read of their whole value
+    whole_reads: list[int] = []
+
+    def counting(install: Installer) -> Installer:
+        def installer(patch: Any) -> None:
+            value = FakeKey.value
+
+            def counted(self: FakeKey) -> Any:
+                whole_reads.append(1)
+                return value.fget(self)  # type: ignore[attr-defined]
+
+            patch(FakeKey, "value", property(counted, value.fset))  # type: ignore[attr-defined]
+            install(patch)
+
+        return installer
+
+    # When the same GETs go to plain moto and to moto with ranged reads
+    with moto_with(counting(lambda patch: None)):
+        plain, plain_reads = ranged_gets(boto3.client("s3")), len(whole_reads)
+    whole_reads.clear()
+    with moto_with(counting(ranged_s3_reads)):
+        patched, patched_reads = ranged_gets(boto3.client("s3")), len(whole_reads)
+    # Then every answer is the same: bytes, status, length and range
+    assert patched == plain
+    assert [a.get("ContentRange") for a in plain[:5]] == [
+        "bytes 0-99/10240",
+        "bytes 100-10239/10240",
+        "bytes 10000-10239/10240",
+        "bytes 10239-10239/10240",
+        "bytes 10190-10239/10240",
+    ]
+    assert plain[0]["Body"] == OBJECT[:100] and plain[4]["Body"] == OBJECT[-50:]
+    assert plain[6]["error"] == "InvalidRange" and plain[-1]["error"] == "NoSuchKey"
+    # And the four first-last ranges inside the object no longer copy it whole: every one of
+    # the 11 GETs of the object did
+    assert plain_reads == 11
+    assert patched_reads == 7
+
+
 # ---------------------------------------------------------------- the version guard
 
 
@@ -488,3 +565,12 @@ def test_on_another_moto_the_query_speed_up_is_skipped_with_a_warning(
 def test_the_local_stack_does_not_start_on_another_moto(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(MotoVersionMismatch, match="undo_log_transactions was written for"):
         tune_moto(monkeypatch.setattr, moto_version="5.9.0")
+
+
+def test_on_another_moto_the_ranged_s3_reads_are_skipped_with_a_warning(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    get_object, value = S3Response.get_object, FakeKey.value
+    with pytest.warns(MotoPatchSkipped, match="Running without it: it only reads less"):
+        ranged_s3_reads(monkeypatch.setattr, moto_version="5.9.0")
+    assert (S3Response.get_object, FakeKey.value) == (get_object, value)
