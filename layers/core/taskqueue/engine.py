@@ -14,6 +14,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from taskqueue.chains import Chains
 from taskqueue.dispatch import MAX_DELAY_SECONDS, Dispatcher
 from taskqueue.errors import (
     AllItemsFailed,
@@ -94,9 +95,11 @@ class Engine:
     monotonic: Callable[[], float] = time.monotonic
     max_parallel: int = 64
     fanout: FanOut = field(init=False)
+    chains: Chains = field(init=False)
 
     def __post_init__(self) -> None:
         self.fanout = FanOut(self.store, self.dispatcher, self.max_parallel)
+        self.chains = Chains(self.store, self.dispatcher)
 
     def process(
         self, message: TaskMessage, remaining_ms: RemainingMillis, message_id: str | None = None
@@ -169,6 +172,10 @@ class Engine:
                 # A finished part's message again (a duplicate, or a redelivery after a crash
                 # before its count): count it again (refused if counted) and send what follows.
                 self.fanout.part_finished(current, current.status == TaskStatus.SUCCESS)
+            elif current.status == TaskStatus.SUCCESS and current.chain_next:
+                # A chain step's message again (a duplicate, or a redelivery after a crash
+                # before its hand-off): the next step is created once, sent if unsent.
+                self.chains.start_next(current, current.result_location)
             return Outcome.DROPPED  # finished already
         try:
             claimed = self.store.tasks.claim(
@@ -348,6 +355,8 @@ class Engine:
         metrics.add_metric(name="TasksSucceeded", unit="Count", value=1)
         if task.part is not None:
             self.fanout.part_finished(task, succeeded=True)
+        if task.chain_next:
+            self.chains.start_next(task, result.location)
         return Outcome.SUCCEEDED
 
     def _too_little_time(self, left_ms: float, chunk_ms: float | None) -> bool:
