@@ -172,10 +172,8 @@ class Engine:
                 # A finished part's message again (a duplicate, or a redelivery after a crash
                 # before its count): count it again (refused if counted) and send what follows.
                 self.fanout.part_finished(current, current.status == TaskStatus.SUCCESS)
-            elif current.status == TaskStatus.SUCCESS and current.chain_next:
-                # A chain step's message again (a duplicate, or a redelivery after a crash
-                # before its hand-off): the next step is created once, sent if unsent.
-                self.chains.start_next(current, current.result_location)
+            elif current.status == TaskStatus.SUCCESS:
+                self._after_success_again(current)
             return Outcome.DROPPED  # finished already
         try:
             claimed = self.store.tasks.claim(
@@ -191,6 +189,17 @@ class Engine:
             logger.info("duplicate or stale message dropped")
             return Outcome.DROPPED
         return self._claimed(claimed, transition)
+
+    def _after_success_again(self, task: Task) -> None:
+        """A finished task's message again (a duplicate, or a redelivery after a crash that
+        followed its SUCCESS): what follows a SUCCESS is repeated, each part idempotent."""
+        if task.parts_total:
+            # The parts' objects: deleted by the first run unless it died first.
+            result = TaskResult(location=task.result_location, outputs=task.outputs)
+            self.fanout.discard_parts(self.context_factory(task), result)
+        if task.chain_next:
+            # The next step of its chain: created once, sent if unsent.
+            self.chains.start_next(task, task.result_location)
 
     def _hop(
         self, task: Task, message: TaskMessage, message_id: str | None, now: datetime
@@ -335,7 +344,10 @@ class Engine:
         assert task.state is not None
         # Every part's units are done: the parent's state says so (SUCCESS means all of it).
         done = {"done": True, "units_done": task.state.units_total}
-        return self._succeed(task, lease, task.state.model_copy(update=done), result)
+        outcome = self._succeed(task, lease, task.state.model_copy(update=done), result)
+        if outcome == Outcome.SUCCEEDED:
+            self.fanout.discard_parts(self.context_factory(task), result)
+        return outcome
 
     def _succeed(self, task: Task, lease: str, state: ChunkState, result: TaskResult) -> Outcome:
         if result.total_items and result.failed_items >= result.total_items:
