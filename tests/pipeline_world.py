@@ -8,6 +8,7 @@ import threading
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -225,6 +226,26 @@ def in_other_worker(work: Callable[[], Outcome]) -> Outcome:
 
 class Crash(Exception):
     """A worker dying between two AWS calls (raised from a botocore hook)."""
+
+
+@contextmanager
+def crash_once(
+    client: Any, operation: str, hits: Callable[[dict[str, Any]], bool]
+) -> Iterator[list[str]]:
+    """Within the block, the worker dies at the first call of `operation` ("dynamodb.PutItem")
+    whose parameters `hits`, before the call is made. Yields the list that records it."""
+    crashed: list[str] = []
+
+    def before(params: dict[str, Any], **_: Any) -> None:
+        if not crashed and hits(params):
+            crashed.append(operation)
+            raise Crash(f"worker killed before its {operation}")
+
+    client.meta.events.register(f"before-parameter-build.{operation}", before)
+    try:
+        yield crashed
+    finally:
+        client.meta.events.unregister(f"before-parameter-build.{operation}", before)
 
 
 def crash_on_checkpoint(client: Any, number: int, *, after: bool) -> Callable[[], None]:

@@ -138,6 +138,8 @@ class Renderer:
                 factory = f"lambda: {value!r}" if value else type(value).__name__
                 return f"field(default_factory={factory})"
             return repr(value)
+        if annotation.endswith("| None"):
+            return "None"  # absent, not empty: a request leaves it out (drop_none)
         if annotation.startswith("list["):
             return "field(default_factory=list)"
         if annotation.startswith("dict["):

@@ -21,13 +21,18 @@ export const CONTRACT = {
       "run_at": true, "duration_seconds": true,
       "error": { "type": true, "message": true },
       "result": true, "result_location": true, "outputs": true, "failed_items": true,
-      "parts_total": true, "parts_done": true
+      "parts_total": true, "parts_done": true,
+      "chain_id": true, "chain_position": true, "chain_length": true, "previous_result": true
     },
     "TaskDetail": {
       "$extends": "TaskView",
       "events": [{ "time": true, "level": true, "message": true }],
       "downloads": [{ "key": true, "url": true }],
-      "parts": [{ "index": true, "status": true, "progress": true, "attempts": true, "error": { "type": true, "message": true } }]
+      "parts": [{ "index": true, "status": true, "progress": true, "attempts": true, "error": { "type": true, "message": true } }],
+      "chain": {
+        "id": true, "length": true, "status": true, "stopped_at": true, "message": true,
+        "steps": [{ "position": true, "type": true, "id": true, "status": true }]
+      }
     },
     "TaskPage": { "items": ["TaskView"], "next_cursor": true },
     "TaskTypeInfo": { "name": true, "description": true, "progress_unit": true, "params_schema": true },

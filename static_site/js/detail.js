@@ -6,7 +6,7 @@ import { api, ApiError } from "./api.js";
 import { navigate, onNavigate } from "./nav.js";
 import { eventText, timelineView } from "./timeline.js";
 import {
-  el, clear, statusBadge, progressBar, failedItemsBadge, formatDateTime, relativeTime, formatDuration,
+  el, clear, statusBadge, progressBar, failedItemsBadge, chainBadge, formatDateTime, relativeTime, formatDuration,
   formatValue, formatNumber, formatUnits, kvTable, objectsTable, valueView, isPlainObject, shortId, toast,
   announce, confirmDialog, safeUrl, unitOf, zoneName, ACTIVE_STATUSES, toDate,
 } from "./util.js";
@@ -158,6 +158,33 @@ function downloadsView(downloads) {
 }
 
 // A parallel task's parts: a grid of small progress bars, one a part, in order.
+/** A chain's steps in order: each one's status ("not run" when it was never created), the
+ * step shown marked, the others opened by a click. */
+function chainView(chain, currentId, openStep) {
+  if (!chain || !Array.isArray(chain.steps) || !chain.steps.length) return null;
+  return section(
+    `Chain (${chain.message})`,
+    "detail-chain",
+    el(
+      "ol",
+      { class: "chain-steps" },
+      chain.steps.map((step) => {
+        const here = step.id === currentId;
+        const name = `Step ${Number(step.position)}: ${step.type}`;
+        return el(
+          "li",
+          { testid: "chain-step", dataset: { position: step.position, status: step.status || "NOT_RUN" }, "aria-current": here ? "step" : null },
+          step.status ? statusBadge(step.status) : el("span", { class: "chip" }, "not run"),
+          " ",
+          step.id && !here
+            ? el("button", { type: "button", class: "btn btn-ghost btn-small", testid: "chain-step-open", onclick: () => openStep(step.id) }, name)
+            : el("span", null, name),
+        );
+      }),
+    ),
+  );
+}
+
 function partsView(parts) {
   if (!Array.isArray(parts) || !parts.length) return null;
   const done = parts.filter((p) => p.status === "SUCCESS").length;
@@ -373,7 +400,8 @@ export function createDetailPanel({ onChanged, onClosed }) {
 
   function signature(t) {
     const parts = (t && t.parts) || [];
-    return t ? JSON.stringify([t.status, t.progress, t.units_done, t.updated_at, t.attempts, t.cancel_requested, (t.events || []).length, parts.map((p) => [p.status, p.progress])]) : "";
+    const steps = (t && t.chain && t.chain.steps) || [];
+    return t ? JSON.stringify([t.status, t.progress, t.units_done, t.updated_at, t.attempts, t.cancel_requested, (t.events || []).length, parts.map((p) => [p.status, p.progress]), steps.map((s) => [s.id, s.status])]) : "";
   }
 
   function actions(t) {
@@ -421,6 +449,7 @@ export function createDetailPanel({ onChanged, onClosed }) {
           statusBadge(t.status),
           t.cancel_requested && ACTIVE_STATUSES.has(t.status) ? el("span", { class: "chip" }, "cancel requested") : null,
           failedItemsBadge(t),
+          chainBadge(t),
         ),
         el("p", { class: "detail-id" }, "ID ", el("code", { testid: "detail-id", class: "mono" }, t.id)),
         progressBar(t, "Task progress"),
@@ -429,6 +458,7 @@ export function createDetailPanel({ onChanged, onClosed }) {
       partialView(t),
       errorNode,
       partsView(t.parts),
+      chainView(t.chain, t.id, (id) => open(id)),
       resultView(t),
       downloadsView(t.downloads),
       section("Parameters", "detail-params", isPlainObject(t.params) && Object.keys(t.params).length ? kvTable(t.params) : el("p", { class: "muted" }, "No parameters.")),

@@ -5,7 +5,7 @@
 import { api, ApiError } from "./api.js";
 import { FILTER_KEYS, navigate, onNavigate, readState } from "./nav.js";
 import {
-  el, clear, statusBadge, progressBar, failedItemsBadge, relativeTime, formatDateTime, formatDuration,
+  el, clear, statusBadge, progressBar, failedItemsBadge, chainBadge, partsBadge, relativeTime, formatDateTime, formatDuration,
   shortId, announce, toast, confirmDialog, timeZone, ACTIVE_STATUSES, STATUSES, toDate,
 } from "./util.js";
 
@@ -48,7 +48,7 @@ function toQuery(filters) {
 function signature(task) {
   return [
     task.status, task.progress, task.units_done, task.units_total, task.updated_at, task.cancel_requested,
-    task.attempts, task.failed_items,
+    task.attempts, task.failed_items, task.parts_total, task.parts_done, task.chain_position,
   ].join("|");
 }
 
@@ -154,6 +154,8 @@ export function createTaskList({ onOpen, onChange }) {
         task.priority === "high" ? el("span", { class: "chip chip-high" }, "high") : null,
         task.cancel_requested && ACTIVE_STATUSES.has(task.status) ? el("span", { class: "chip" }, "cancelling") : null,
         failedItemsBadge(task),
+        chainBadge(task),
+        partsBadge(task),
       ),
       el("span", { class: "cell cell-progress" }, progressBar(task, `Progress of task ${shortId(task.id)}`)),
       el(

@@ -352,6 +352,22 @@ export function failedItemsBadge(task) {
   return el("span", { class: "chip chip-warning", testid: "failed-items-badge", dataset: { failed } }, text);
 }
 
+/** "step 2 of 3" on a step of a chain (null otherwise). */
+export function chainBadge(task) {
+  const length = Number(task.chain_length) || 0;
+  if (length < 2) return null;
+  const position = Number(task.chain_position) || 0;
+  return el("span", { class: "chip", testid: "chain-badge", title: "A step of a chain", dataset: { position, length } }, `step ${position} of ${length}`);
+}
+
+/** "3/8 parts" on a parallel task (null otherwise): its parts folded into its row. */
+export function partsBadge(task) {
+  const total = Number(task.parts_total) || 0;
+  if (!total) return null;
+  const done = Number(task.parts_done) || 0;
+  return el("span", { class: "chip", testid: "parts-badge", title: "Parts finished", dataset: { done, total } }, `${done}/${total} parts`);
+}
+
 /** A table of key/value rows; nested objects become nested tables, arrays of objects tables. */
 export function valueView(value, depth = 0) {
   if (Array.isArray(value)) {

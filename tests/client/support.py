@@ -57,6 +57,10 @@ VIEW: dict[str, Any] = {
     "failed_items": 0,
     "parts_total": 0,
     "parts_done": 0,
+    "chain_id": None,
+    "chain_position": 0,
+    "chain_length": 0,
+    "previous_result": None,
 }
 
 

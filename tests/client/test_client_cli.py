@@ -82,6 +82,35 @@ def test_submit_reads_params_from_json_and_key_values_over_it(
     assert (run.json["params"]["rows"], run.json["params"]["columns"]) == (5, 4)
 
 
+def test_submit_then_chains_the_tasks_given_in_order(tq: Callable[..., Run]) -> None:
+    # Given a submit with two further steps, one with params, one without
+    run = tq(
+        "submit",
+        "DATA_PROCESSING",
+        "-p",
+        "rows=10",
+        "--then",
+        'DATA_PROCESSING={"rows": 20}',
+        "--then",
+        'DATA_PROCESSING={"rows": 30}',
+        "--json",
+    )
+    # Then the task created is the first of a chain of three
+    assert run.code == EXIT_OK
+    assert (run.json["chain_position"], run.json["chain_length"]) == (1, 3)
+    assert run.json["chain_id"] == run.json["id"]
+
+
+def test_a_chain_step_without_the_params_its_type_needs_is_refused_at_its_place(
+    tq: Callable[..., Run],
+) -> None:
+    # Given a submit whose second step names a type and no params
+    run = tq("submit", "DATA_PROCESSING", "-p", "rows=10", "--then", "DATA_PROCESSING")
+    # Then the API's 422 points at that step, and the command fails
+    assert run.code != EXIT_OK
+    assert "body.then.0.params" in run.err
+
+
 def test_submit_with_wait_shows_progress_and_exits_0_on_success(
     tq: Callable[..., Run], make_client: Callable[..., Client], world: World
 ) -> None:

@@ -111,6 +111,27 @@ def test_wait_gives_up_after_its_timeout_with_the_last_state(
     assert now[0] == 30
 
 
+def test_a_chain_submitted_runs_its_steps_and_its_detail_shows_them(
+    client: Client, world: World
+) -> None:
+    # Given a chain of two DATA_PROCESSING tasks submitted through the client
+    first = client.submit("DATA_PROCESSING", {"rows": 10}, then=[("DATA_PROCESSING", {"rows": 20})])
+    # When the worker drains the queues
+    world.pipeline().run()
+    # Then the chain succeeded, and its second step was given the first's result location
+    chain = client.get(first).chain
+    assert chain is not None
+    assert (chain.status, chain.length, chain.message) == (
+        TaskStatus.SUCCESS,
+        2,
+        "all 2 steps succeeded",
+    )
+    second = client.get(chain.steps[1].id or "")
+    assert second.view.chain_position == 2
+    assert second.view.previous_result == client.get(first).view.result_location
+    assert second.result is not None and second.result["rows"] == 20
+
+
 def test_submit_twice_with_one_idempotency_key_gives_one_task(client: Client) -> None:
     first = client.submit("DATA_PROCESSING", {"rows": 10}, idempotency_key="nightly-2026-11-24")
     again = client.submit("DATA_PROCESSING", {"rows": 10}, idempotency_key="nightly-2026-11-24")

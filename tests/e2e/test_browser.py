@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import json
 import re
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
@@ -19,6 +20,7 @@ from typing import TYPE_CHECKING
 import pytest
 import requests
 
+from taskqueue.models import successor_id
 from tests.e2e.browser_support import (
     TASK_TIMEOUT_MS,
     WatchedPage,
@@ -34,6 +36,7 @@ from tests.e2e.browser_support import (
 )
 from tests.e2e.devstack_process import (
     Stack,
+    get_task,
     put_upload,
     submit,
     unreadable_like,
@@ -105,8 +108,10 @@ def test_a_parallel_task_shows_its_parts_as_a_grid_of_small_bars(page: Page) -> 
     page.get_by_test_id("field-parts").fill("4")
     task_id = submit_form(page)
     # When it has finished and its detail is open
-    wait_until_done(page, task_id)
+    row = wait_until_done(page, task_id)
     panel = open_detail(page, task_id, "SUCCESS")
+    # Then its list row folds its parts into a count
+    expect(row.get_by_test_id("parts-badge")).to_have_text("4/4 parts")
     # Then the detail shows one full bar per part, in a grid, and the merged result
     parts = panel.get_by_test_id("detail-parts")
     expect(parts).to_contain_text("Parts (4 of 4 done)")
@@ -116,6 +121,41 @@ def test_a_parallel_task_shows_its_parts_as_a_grid_of_small_bars(page: Page) -> 
         expect(bars.nth(index)).to_have_attribute("data-status", "SUCCESS")
         expect(bars.nth(index)).to_have_attribute("aria-valuenow", "100")
     expect(panel.get_by_test_id("detail-result")).to_contain_text("2,000")
+
+
+def test_a_chain_shows_each_steps_position_and_its_steps_in_the_detail(
+    page: Page, stack: Stack
+) -> None:
+    # Given a chain of two DATA_PROCESSING tasks submitted through the API
+    first = submit(
+        stack,
+        "DATA_PROCESSING",
+        {"rows": 100},
+        then=[{"type": "DATA_PROCESSING", "params": {"rows": 200}}],
+    )["id"]
+    # When both steps have finished (the chain, read from its first step, says so) and the
+    # first step's detail is open
+    deadline = time.monotonic() + TASK_TIMEOUT_MS / 1000
+    while get_task(stack, first)["chain"]["status"] != "SUCCESS":
+        assert time.monotonic() < deadline, "the chain did not finish"
+        time.sleep(0.2)
+    second = successor_id(first)
+    open_app(page)
+    row = wait_until_done(page, first)
+    expect(row.get_by_test_id("chain-badge")).to_have_text("step 1 of 2")
+    panel = open_detail(page, first, "SUCCESS")
+    # Then the detail lists both steps, succeeded, the one shown marked
+    chain = panel.get_by_test_id("detail-chain")
+    expect(chain).to_contain_text("all 2 steps succeeded")
+    steps = chain.get_by_test_id("chain-step")
+    expect(steps).to_have_count(2)
+    expect(steps.nth(1)).to_have_attribute("data-status", "SUCCESS", timeout=TASK_TIMEOUT_MS)
+    expect(steps.nth(0)).to_have_attribute("aria-current", "step")
+    # And a click on the second step opens it, as step 2 of 2, given the first's result
+    steps.nth(1).get_by_test_id("chain-step-open").click()
+    expect(panel).to_have_attribute("data-task-id", second)
+    expect(panel.get_by_test_id("chain-badge")).to_have_text("step 2 of 2")
+    expect(panel.get_by_test_id("detail-result")).to_contain_text("200")
 
 
 def test_email_subject_with_markup_is_shown_as_text_and_runs_nothing(

@@ -1043,3 +1043,37 @@ def test_same_idempotency_key_of_two_users_makes_two_tasks(sqs: Any, aws: LocalR
     assert list_ids(BOB) == [bobs.body["id"]]
     queued = messages(sqs, aws.queues["TaskQueue"])
     assert sorted(m["task_id"] for m in queued) == sorted([alices.body["id"], bobs.body["id"]])
+
+
+def test_a_chain_step_with_invalid_params_is_422_at_its_field_and_writes_nothing(
+    sqs: Any, aws: LocalResources
+) -> None:
+    # Given a chain whose second step's params break its type's schema
+    body = {**DATA, "then": [DATA, {"type": "DATA_PROCESSING", "params": {"rows": -1}}]}
+    # When it is submitted
+    response = submit(body)
+    # Then it is a 422 at that step's field, and nothing is written
+    details = assert_error(response, 422, "invalid_request", "invalid params for DATA_PROCESSING")
+    assert locs(details) == [["body", "then", "1", "params", "rows"]]
+    assert_nothing_written(sqs, aws)
+
+
+def test_a_chain_of_more_than_five_further_steps_is_422(sqs: Any, aws: LocalResources) -> None:
+    # Given a chain of one task and six more
+    response = submit({**DATA, "then": [DATA] * 6})
+    # Then it is a 422 at body.then, and nothing is written
+    assert response.status == 422
+    assert locs(response.body["error"]["details"]) == [["body", "then"]]
+    assert_nothing_written(sqs, aws)
+
+
+def test_a_chain_is_answered_with_its_position(sqs: Any, aws: LocalResources) -> None:
+    # Given a valid chain of two steps
+    response = submit({**DATA, "then": [DATA]})
+    # Then the first step is created as step 1 of 2, its own chain's id
+    assert response.status == 201
+    assert (
+        response.body["chain_id"],
+        response.body["chain_position"],
+        response.body["chain_length"],
+    ) == (response.body["id"], 1, 2)

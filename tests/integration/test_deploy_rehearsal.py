@@ -313,6 +313,35 @@ def test_the_dashboard_is_valid_json_showing_every_alarm(rehearsal: Rehearsal) -
     assert {"ApproximateAgeOfOldestMessage", "IteratorAge", "Errors", "Throttles", "5xx"} <= metrics
 
 
+@pytest.mark.parametrize("queue", ["TaskQueue", "HighPriorityQueue", "PartsQueue"])
+def test_each_task_queue_has_an_age_alarm_and_its_age_on_the_dashboard(
+    rehearsal: Rehearsal, queue: str
+) -> None:
+    # Given the deployed template
+    deploy = rehearsal.deploy()
+    name = f"{queue}.QueueName"  # the stand-in's queue name
+    # When its alarms and its dashboard's metrics are read
+    alarms = [deploy.properties(alarm) for alarm in deploy.resources("AWS::CloudWatch::Alarm")]
+    ages = [
+        alarm
+        for alarm in alarms
+        if alarm["MetricName"] == "ApproximateAgeOfOldestMessage"
+        and alarm["Dimensions"] == [{"Name": "QueueName", "Value": name}]
+    ]
+    (dashboard,) = deploy.resources("AWS::CloudWatch::Dashboard")
+    body = json.loads(deploy.properties(dashboard)["DashboardBody"])
+    shown = [
+        metric[:4]
+        for widget in body["widgets"]
+        if widget["type"] == "metric"
+        for metric in widget["properties"]["metrics"]
+    ]
+    # Then one alarm watches the queue's oldest message (30 minutes at most, the 900 s of a
+    # backing-off message included), and the dashboard plots that age
+    assert [alarm["Threshold"] <= 1800 for alarm in ages] == [True]
+    assert ["AWS/SQS", "ApproximateAgeOfOldestMessage", "QueueName", name] in shown
+
+
 # ------------------------------------------------------------------------------- lifecycle
 
 

@@ -13,12 +13,12 @@ import boto3
 import pytest
 from pydantic import BaseModel, Field
 
-from taskqueue import wiring
+from taskqueue import aws, wiring
 from taskqueue.errors import InvalidInput
 from taskqueue.models import ChunkState, TaskMessage, TaskResult, TaskStatus, part_id
 from taskqueue.task_types.base import Plan, TaskContext
 from tests.csv_awkward import assert_same, awkward_csv, reference
-from tests.pipeline_world import OWNER, Crash, World
+from tests.pipeline_world import OWNER, Crash, World, crash_once
 
 # ---------------------------------------------------------------- a type that splits
 
@@ -356,3 +356,53 @@ def test_a_split_point_inside_a_quoted_cell_reruns_only_that_part(world: World) 
     events = [e.message for e in wiring.service().get(OWNER, task_id).events]
     second = wiring.engine().store.tasks.get_with_events(part_id(task_id, 1), OWNER)[1]
     assert any("runs again" in event.message for event in second), events
+
+
+# ---------------------------------------------------------------- the parts' objects
+
+
+def objects_under(prefix: str) -> list[str]:
+    s3 = boto3.client("s3")
+    listing = s3.list_objects_v2(Bucket=wiring.settings().data_bucket, Prefix=prefix)
+    return sorted(item["Key"] for item in listing.get("Contents", []))
+
+
+def test_the_parts_objects_are_deleted_once_the_merged_result_is_written(world: World) -> None:
+    # Given a file analysed in 3 parts (each part keeps its accumulators in S3 as it goes)
+    text, delimiter = awkward_csv(1, rows=200)
+    # When it has succeeded
+    task_id, document = analyse(world, text.encode(), delimiter=delimiter, parts=3)
+    # Then no object of its parts is left, and the merged result is
+    assert objects_under(f"results/{OWNER}/{task_id}.") == []
+    assert objects_under(f"results/{OWNER}/{task_id}/") == [
+        f"results/{OWNER}/{task_id}/result.json"
+    ]
+    assert document["parts"] == 3
+
+
+def test_a_crash_before_the_parts_objects_are_deleted_loses_nothing_and_a_redelivery_deletes_them(
+    world: World,
+) -> None:
+    # Given a worker that dies right after the parent's SUCCESS, before deleting its parts'
+    # objects
+    text, delimiter = awkward_csv(2, rows=200)
+    key = f"uploads/{OWNER}/crash.csv"
+    boto3.client("s3").put_object(Bucket=wiring.settings().data_bucket, Key=key, Body=text.encode())
+    task_id = world.submit(
+        {"input_key": key, "delimiter": delimiter, "parts": 3}, task_type="DATA_PROCESSING"
+    )
+    # (the worker's S3 client: the one the task types use)
+    with crash_once(aws.client("s3"), "s3.DeleteObjects", lambda _: True) as crashed:
+        world.pipeline().run(max_invocations=400)
+    # Then the task succeeded with its merged result, and its parts' objects are still there
+    assert crashed and world.task(task_id).status == TaskStatus.SUCCESS
+    left = objects_under(f"results/{OWNER}/{task_id}.")
+    assert left
+    result = objects_under(f"results/{OWNER}/{task_id}/")
+    # When SQS redelivers the dead worker's message
+    world.redeliver_after_crash()
+    world.pipeline().run()
+    # Then the parts' objects are gone, the result is untouched, and nothing ran again
+    assert objects_under(f"results/{OWNER}/{task_id}.") == []
+    assert objects_under(f"results/{OWNER}/{task_id}/") == result
+    assert world.task(task_id).status == TaskStatus.SUCCESS

@@ -34,6 +34,7 @@ from taskqueue.models import (
     TaskResult,
     TaskStatus,
     parse_part_id,
+    successor_id,
     utcnow,
 )
 from taskqueue.store import Store
@@ -1096,6 +1097,31 @@ class TaskSpec:
     task_type: str
     params: dict[str, Any]
     task_id: str = ""
+    then: list[dict[str, Any]] = field(default_factory=list)  # a chain's later steps
+
+
+def chain_steps(specs: list[TaskSpec], store: Store) -> tuple[list[TaskSpec], list[str]]:
+    """The later steps of the chains among `specs` that must exist (their first step
+    succeeded: each started exactly once, its id derived from its predecessor's), as specs to
+    check like the others; and the problems of chains that started a step they must not have
+    (a step after one that did not succeed) or never started one."""
+    steps: list[TaskSpec] = []
+    problems: list[str] = []
+    for spec in specs:
+        previous = spec
+        for position, step in enumerate(spec.then, start=2):
+            task_id = successor_id(previous.task_id)
+            succeeded = store.tasks.get(previous.task_id).status == TaskStatus.SUCCESS
+            exists = bool(store.tasks.batch_get([task_id], consistent=True))
+            if exists != succeeded:
+                what = "never started" if succeeded else "started after no SUCCESS"
+                problems.append(f"{spec.task_id}: chain step {position} {what}")
+            if not exists:
+                break
+            following = TaskSpec(f"{spec.key}/{position}", step["type"], step["params"], task_id)
+            steps.append(following)
+            previous = following
+    return steps, problems
 
 
 def normalize(summary: Any, task_id: str) -> Any:

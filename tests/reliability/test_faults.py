@@ -40,6 +40,7 @@ from tests.reliability.chaos import (
     Harness,
     Rates,
     TaskSpec,
+    chain_steps,
     check_task,
     count_stream,
     counters,
@@ -108,7 +109,18 @@ def make_specs(rng: random.Random, size: int) -> list[TaskSpec]:
             )
         else:
             kind, params = "CHUNKSUM", {"chunks": rng.randint(1, 8), "salt": rng.randrange(10**9)}
-        specs.append(TaskSpec(key=f"task-{n:05d}", task_type=kind, params=params))
+        then = []
+        if kind == "CHUNKSUM" and rng.random() < 0.1:
+            # A chain: one or two more CHUNKSUM tasks, each started once the one before it
+            # succeeded, whatever faults hit the hand-off.
+            then = [
+                {
+                    "type": "CHUNKSUM",
+                    "params": {"chunks": rng.randint(1, 4), "salt": rng.randrange(10**9)},
+                }
+                for _ in range(rng.randint(1, 2))
+            ]
+        specs.append(TaskSpec(key=f"task-{n:05d}", task_type=kind, params=params, then=then))
     return specs
 
 
@@ -163,6 +175,12 @@ def fault_free_results(harness: Harness, specs: list[TaskSpec]) -> dict[str, Any
         references[signature] = normalize(task.result, task_id)
     expected = {}
     for spec in specs:
+        for position, step in enumerate(spec.then, start=2):
+            params = step["params"]
+            expected[f"{spec.key}/{position}"] = {
+                "sum": expected_sum(params["salt"], params["chunks"]),
+                "chunks": params["chunks"],
+            }
         if spec.task_type in ("CHUNKSUM", "PARTSUM"):
             expected[spec.key] = {
                 "sum": expected_sum(spec.params["salt"], spec.params["chunks"]),
@@ -231,6 +249,8 @@ def test_mixed_workload_under_faults_keeps_every_invariant(harness: Harness) -> 
         }
         if rng.random() < 0.2:
             body["priority"] = "high"
+        if spec.then:
+            body["then"] = spec.then
         spec.task_id = chaos.submit(body, spec.key)
         # The first task gets a storm and the second is poison (`Chaos.draw`'s first chance)
         if rng.random() < rates.storm_share or not chaos.storm:
@@ -276,17 +296,20 @@ def test_mixed_workload_under_faults_keeps_every_invariant(harness: Harness) -> 
     violations = []
     explained = 0
     tally: Counter[str] = Counter()
-    for spec in specs:
+    steps, violations = chain_steps(specs, harness.store)
+    tally["chain steps started"] = len(steps)
+    for spec in [*specs, *steps]:
         problems = check_task(spec, harness.store, harness.ledger, expected, tally)
         violations += [f"{spec.task_id} {spec.task_type} {spec.params}: {p}" for p in problems]
         if problems and explained < 5:  # what happened to it, for whoever debugs this
             explained += 1
             violations.append(explain(spec, harness))
     listed, ids = recount(harness.store)
-    if sorted(ids) != sorted(s.task_id for s in specs):
+    if sorted(ids) != sorted(s.task_id for s in [*specs, *steps]):
         violations.append(
             f"the owner lists {len(ids)} tasks ({len(set(ids))} distinct), "
-            f"{len(specs)} were submitted with distinct idempotency keys"
+            f"{len(specs)} were submitted with distinct idempotency keys, "
+            f"{len(steps)} chain steps started"
         )
     delivery.count_stream()  # what the stream still holds (the last round counted the rest)
     stats = counters(harness.store)

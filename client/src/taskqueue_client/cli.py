@@ -149,6 +149,14 @@ def parse_param(text: str) -> tuple[str, Any]:
         return key, raw
 
 
+def parse_step(text: str) -> tuple[str, dict[str, Any]]:
+    """--then: TYPE or TYPE=PARAMS, the params a JSON object or @file.json."""
+    kind, given, params = text.partition("=")
+    if not kind:
+        raise argparse.ArgumentTypeError("--then needs a task type: TYPE or TYPE=PARAMS")
+    return kind, load_params(params) if given else {}
+
+
 def load_params(text: str) -> dict[str, Any]:
     """--params: a JSON object, or @file.json."""
     source = Path(text[1:]).read_text(encoding="utf-8") if text.startswith("@") else text
@@ -243,6 +251,7 @@ def cmd_submit(cli: Cli) -> int:
         delay_seconds=args.delay,
         max_attempts=args.max_attempts,
         timeout_seconds=args.timeout_seconds,
+        then=args.then,
         idempotency_key=args.idempotency_key,
     )
     if args.wait:
@@ -592,6 +601,14 @@ def build_parser() -> argparse.ArgumentParser:
     when.add_argument("--run-at", type=parse_when, metavar="TIME", help="start at this time")
     submit.add_argument("--max-attempts", type=int)
     submit.add_argument("--timeout-seconds", type=int, help="fail if it runs longer")
+    submit.add_argument(
+        "--then",
+        action="append",
+        type=parse_step,
+        metavar="TYPE=PARAMS",
+        help="a task to run once the one before it succeeded (repeatable, a chain): "
+        "EMAIL='{\"recipient_count\": 3, ...}' or EMAIL=@params.json",
+    )
     submit.add_argument("--idempotency-key", help="the same key again returns the same task")
     submit.add_argument("--wait", action="store_true", help="show its progress until it ends")
     submit.add_argument("--wait-timeout", type=float, metavar="SECONDS")

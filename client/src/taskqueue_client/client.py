@@ -13,7 +13,7 @@ import builtins
 import mimetypes
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path, PurePosixPath
@@ -30,6 +30,8 @@ from taskqueue_client.models import (
     BulkAction,
     BulkRequest,
     BulkResult,
+    ChainStep,
+    ChainView,
     DeadLetterPage,
     OutputLink,
     Priority,
@@ -173,11 +175,13 @@ class Client:
         delay_seconds: int | None = None,
         max_attempts: int | None = None,
         timeout_seconds: int | None = None,
+        then: Sequence[tuple[str, Mapping[str, Any]]] | None = None,
         idempotency_key: str | None = None,
     ) -> Task:
         """Submit a task. Every call carries an Idempotency-Key (a fresh one unless given), so
         the client's own retries never submit twice; pass your own key to make a repeated call
-        of your program return the task of the first one."""
+        of your program return the task of the first one. `then` chains tasks, (type, params)
+        each, to run one after another once this one succeeds."""
         body = SubmitTaskRequest(
             type=type,
             params=dict(params or {}),
@@ -186,6 +190,7 @@ class Client:
             delay_seconds=delay_seconds,
             max_attempts=max_attempts,
             timeout_seconds=timeout_seconds,
+            then=[ChainStep(type=kind, params=dict(p)) for kind, p in then] if then else None,
         )
         key = idempotency_key or uuid.uuid4().hex
         view = self._model(
@@ -470,6 +475,11 @@ class Task:
     @property
     def downloads(self) -> builtins.list[OutputLink]:
         return self.view.downloads if isinstance(self.view, TaskDetail) else []
+
+    @property
+    def chain(self) -> ChainView | None:
+        """The chain this task is a step of: present on a task read with `get`."""
+        return self.view.chain if isinstance(self.view, TaskDetail) else None
 
     @property
     def _state(self) -> tuple[Any, ...]:

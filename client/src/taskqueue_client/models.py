@@ -62,6 +62,48 @@ class BulkResult:
 
 
 @dataclass(frozen=True, kw_only=True)
+class ChainStep:
+    """A task to run after the previous one of its chain succeeded."""
+
+    # A registered task type
+    type: str
+    # Parameters of the type; the previous step's result location is given to the task as
+    # previous_result
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ChainStepView:
+    """One step of a chain, as a task's detail shows it."""
+
+    position: int
+    type: str
+    # The step's task; None while it has not been created
+    id: str | None
+    # None: not run (yet, or ever: stopped)
+    status: TaskStatus | None
+    # Fields the API has that this client was generated without.
+    extra: dict[str, Any] = field(default_factory=dict, repr=False)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ChainView:
+    """A task's chain: every step, and where it stands or stopped."""
+
+    id: str
+    length: int
+    # SUCCESS when every step succeeded; FAILED or CANCELLED when a step did (the chain stops
+    # there); else PENDING or RUNNING
+    status: TaskStatus
+    # The position of the step that failed or was cancelled
+    stopped_at: int | None
+    message: str
+    steps: list[ChainStepView]
+    # Fields the API has that this client was generated without.
+    extra: dict[str, Any] = field(default_factory=dict, repr=False)
+
+
+@dataclass(frozen=True, kw_only=True)
 class DeadLetterPage:
     items: list[DeadLetterView]
     # Fields the API has that this client was generated without.
@@ -182,6 +224,9 @@ class SubmitTaskRequest:
     max_attempts: int | None = None
     # Fail the task if it runs longer than this from its start
     timeout_seconds: int | None = None
+    # Tasks to run one after another once this one succeeds (a chain); a failure or cancel stops
+    # the chain there
+    then: list[ChainStep] | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -255,6 +300,14 @@ class TaskView:
     parts_total: int = 0
     # A parallel task: parts finished so far
     parts_done: int = 0
+    # A step of a chain: the chain's id (its first task's)
+    chain_id: str | None = None
+    # A step of a chain: its position, from 1
+    chain_position: int = 0
+    # A step of a chain: how many steps it has
+    chain_length: int = 0
+    # A chain's later step: where the previous step's result is
+    previous_result: str | None = None
     # Fields the API has that this client was generated without.
     extra: dict[str, Any] = field(default_factory=dict, repr=False)
 
@@ -297,6 +350,8 @@ class TaskDetail(TaskView):
     downloads: list[OutputLink] = field(default_factory=list)
     # A parallel task's parts, in order
     parts: list[PartView] = field(default_factory=list)
+    # A step of a chain: the chain
+    chain: ChainView | None = None
 
 
 __all__ = [
@@ -304,6 +359,9 @@ __all__ = [
     "BulkItemResult",
     "BulkRequest",
     "BulkResult",
+    "ChainStep",
+    "ChainStepView",
+    "ChainView",
     "DeadLetterPage",
     "DeadLetterView",
     "ErrorBody",

@@ -15,6 +15,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import ValidationError
 
+from taskqueue.chains import Chains
 from taskqueue.dispatch import MAX_DELAY_SECONDS, Dispatcher
 from taskqueue.errors import (
     AllItemsFailed,
@@ -95,9 +96,11 @@ class Engine:
     monotonic: Callable[[], float] = time.monotonic
     max_parallel: int = 64
     fanout: FanOut = field(init=False)
+    chains: Chains = field(init=False)
 
     def __post_init__(self) -> None:
         self.fanout = FanOut(self.store, self.dispatcher, self.max_parallel)
+        self.chains = Chains(self.store, self.dispatcher)
 
     def process(
         self, message: TaskMessage, remaining_ms: RemainingMillis, message_id: str | None = None
@@ -170,6 +173,8 @@ class Engine:
                 # A finished part's message again (a duplicate, or a redelivery after a crash
                 # before its count): count it again (refused if counted) and send what follows.
                 self.fanout.part_finished(current, current.status == TaskStatus.SUCCESS)
+            elif current.status == TaskStatus.SUCCESS:
+                self._after_success_again(current)
             return Outcome.DROPPED  # finished already
         try:
             claimed = self.store.tasks.claim(
@@ -185,6 +190,17 @@ class Engine:
             logger.info("duplicate or stale message dropped")
             return Outcome.DROPPED
         return self._claimed(claimed, transition)
+
+    def _after_success_again(self, task: Task) -> None:
+        """A finished task's message again (a duplicate, or a redelivery after a crash that
+        followed its SUCCESS): what follows a SUCCESS is repeated, each part idempotent."""
+        if task.parts_total:
+            # The parts' objects: deleted by the first run unless it died first.
+            result = TaskResult(location=task.result_location, outputs=task.outputs)
+            self.fanout.discard_parts(self.context_factory(task), result)
+        if task.chain_next:
+            # The next step of its chain: created once, sent if unsent.
+            self.chains.start_next(task, task.result_location)
 
     def _hop(
         self, task: Task, message: TaskMessage, message_id: str | None, now: datetime
@@ -327,7 +343,10 @@ class Engine:
         assert task.state is not None
         # Every part's units are done: the parent's state says so (SUCCESS means all of it).
         done = {"done": True, "units_done": task.state.units_total}
-        return self._succeed(task, lease, task.state.model_copy(update=done), result)
+        outcome = self._succeed(task, lease, task.state.model_copy(update=done), result)
+        if outcome == Outcome.SUCCEEDED:
+            self.fanout.discard_parts(self.context_factory(task), result)
+        return outcome
 
     def _succeed(self, task: Task, lease: str, state: ChunkState, result: TaskResult) -> Outcome:
         if result.total_items and result.failed_items >= result.total_items:
@@ -347,6 +366,8 @@ class Engine:
         metrics.add_metric(name="TasksSucceeded", unit="Count", value=1)
         if task.part is not None:
             self.fanout.part_finished(task, succeeded=True)
+        if task.chain_next:
+            self.chains.start_next(task, result.location)
         return Outcome.SUCCEEDED
 
     def _too_little_time(self, left_ms: float, chunk_ms: float | None) -> bool:

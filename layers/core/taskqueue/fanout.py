@@ -27,6 +27,7 @@ from taskqueue.errors import LeaseLost, PartsFailed, TransitionConflict
 from taskqueue.models import ChunkState, Task, TaskMessage, TaskResult, TaskStatus, part_id
 from taskqueue.observability import logger, metrics
 from taskqueue.store import Store
+from taskqueue.task_types import _s3
 from taskqueue.task_types.base import Plan, Splits, TaskContext
 
 FANOUT = "fanout"  # the key of the parent's state data that says it was split
@@ -123,6 +124,19 @@ class FanOut:
                 if current is None or current.lease_token != lease:
                     raise LeaseLost(f"task {task.task_id}: lease lost") from refused
                 task = current  # a part was counted meanwhile: look again
+
+    def discard_parts(self, ctx: TaskContext, result: TaskResult) -> None:
+        """After the parent's SUCCESS is written (never before: a crash must not lose what
+        the merge read), the objects its parts wrote, all under "results/<owner>/<parent>."
+        (a part's prefix is its id's), deleted in one listing; but any the parent's result
+        names. Repeated by a redelivery of the parent's message: it then finds nothing."""
+        prefix = ctx.results_prefix.removesuffix("/") + "."
+        keep = [*result.outputs]
+        if result.location:
+            keep.append(result.location.removeprefix(f"s3://{ctx.bucket}/"))
+        deleted = _s3.delete_under(ctx.s3, ctx.bucket, prefix, keep)
+        if deleted:
+            logger.info("parts' objects deleted", objects=deleted)
 
     def _lanes(self, parent: Task) -> int:
         state = parent.state.data.get(FANOUT, {}) if parent.state else {}

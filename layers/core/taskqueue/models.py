@@ -172,6 +172,30 @@ def parse_part_id(task_id: str) -> tuple[str, int] | None:
     return (found.group(1), int(found.group(2))) if found else None
 
 
+# A chain: a submit's `then` names up to MAX_CHAIN_STEPS tasks to run one after another once
+# it succeeds. Each step is a task of its own, created when its predecessor succeeds, with an
+# id derived from the predecessor's (so a repeated hand-off finds the step it created).
+MAX_CHAIN_STEPS = 5
+
+
+def successor_id(task_id: str) -> str:
+    """The id of the chain step that follows task `task_id` (an id like any task's)."""
+    return hashlib.sha256(f"{task_id}/then".encode()).hexdigest()[:32]
+
+
+class ChainStep(Model):
+    """A task to run after the previous one of its chain succeeded."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: Annotated[str, Field(min_length=1, max_length=64, description="A registered task type")]
+    params: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Parameters of the type; the previous step's result location is given to "
+        "the task as previous_result",
+    )
+
+
 class Task(Model):
     task_id: str
     owner: str
@@ -207,6 +231,15 @@ class Task(Model):
     parts_total: int = 0
     parts_in: list[int] = Field(default_factory=list)
     parts_failed: int = 0
+    # A step of a chain: the chain's id (its first task's), this step's position (1-based)
+    # and the chain's length; the steps still to come (validated at submit); the previous
+    # step's id and its result's location (None: an inline result only).
+    chain_id: str | None = None
+    chain_position: int = 0
+    chain_length: int = 0
+    chain_next: list[ChainStep] = Field(default_factory=list)
+    chain_previous: str | None = None
+    previous_result: str | None = None
 
     @property
     def part(self) -> tuple[str, int] | None:
@@ -250,6 +283,11 @@ class SubmitTaskRequest(Model):
     max_attempts: Annotated[int, Field(ge=1, le=10)] | None = None
     timeout_seconds: Annotated[int, Field(ge=1, le=7 * 24 * 3600)] | None = Field(
         default=None, description="Fail the task if it runs longer than this from its start"
+    )
+    then: Annotated[list[ChainStep], Field(max_length=MAX_CHAIN_STEPS)] | None = Field(
+        default=None,
+        description="Tasks to run one after another once this one succeeds (a chain); a "
+        "failure or cancel stops the chain there",
     )
 
     @model_validator(mode="after")
@@ -431,6 +469,14 @@ class TaskView(Model):
         default=0, description="A parallel task: how many parts it was split into (0: none)"
     )
     parts_done: int = Field(default=0, description="A parallel task: parts finished so far")
+    chain_id: str | None = Field(
+        default=None, description="A step of a chain: the chain's id (its first task's)"
+    )
+    chain_position: int = Field(default=0, description="A step of a chain: its position, from 1")
+    chain_length: int = Field(default=0, description="A step of a chain: how many steps it has")
+    previous_result: str | None = Field(
+        default=None, description="A chain's later step: where the previous step's result is"
+    )
 
     @classmethod
     def of(cls, task: Task) -> TaskView:
@@ -462,6 +508,10 @@ class TaskView(Model):
             failed_items=task.failed_items,
             parts_total=task.parts_total,
             parts_done=task.parts_done,
+            chain_id=task.chain_id,
+            chain_position=task.chain_position,
+            chain_length=task.chain_length,
+            previous_result=task.previous_result,
         )
 
 
@@ -480,6 +530,31 @@ class PartView(Model):
     error: TaskError | None = None
 
 
+class ChainStepView(Model):
+    """One step of a chain, as a task's detail shows it."""
+
+    position: int
+    type: str
+    id: str | None = Field(description="The step's task; None while it has not been created")
+    status: TaskStatus | None = Field(description="None: not run (yet, or ever: stopped)")
+
+
+class ChainView(Model):
+    """A task's chain: every step, and where it stands or stopped."""
+
+    id: str
+    length: int
+    status: TaskStatus = Field(
+        description="SUCCESS when every step succeeded; FAILED or CANCELLED when a step did "
+        "(the chain stops there); else PENDING or RUNNING"
+    )
+    stopped_at: int | None = Field(
+        description="The position of the step that failed or was cancelled"
+    )
+    message: str
+    steps: list[ChainStepView]
+
+
 class TaskDetail(TaskView):
     events: list[TaskEvent] = Field(default_factory=list)
     events_cursor: str | None = Field(
@@ -490,6 +565,7 @@ class TaskDetail(TaskView):
     parts: list[PartView] = Field(
         default_factory=list, description="A parallel task's parts, in order"
     )
+    chain: ChainView | None = Field(default=None, description="A step of a chain: the chain")
 
 
 class TaskPage(Model):

@@ -68,6 +68,12 @@ SUMMARY_FIELDS = frozenset(
         "run_at",
         "duration_seconds",
         "error",
+        # A list row's folds: a parallel task's parts count, a chain step's position.
+        "parts_total",
+        "parts_done",
+        "chain_id",
+        "chain_position",
+        "chain_length",
     }
 )
 # Derived from the times, so it changes with the clock, not with the task.

@@ -14,6 +14,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel, ValidationError
 
+from taskqueue.chains import chain_view
 from taskqueue.config import Settings
 from taskqueue.dispatch import Dispatcher
 from taskqueue.errors import (
@@ -34,6 +35,7 @@ from taskqueue.models import (
     BulkItemResult,
     BulkRequest,
     BulkResult,
+    ChainStep,
     DeadLetterPage,
     DeadLetterView,
     ErrorBody,
@@ -99,14 +101,13 @@ class TaskService:
     ) -> tuple[Task, bool]:
         """Validate, write the task, then enqueue it. Returns the task and whether it is new."""
         task_type = self.task_type(request.type)
-        try:
-            params = task_type.params_model.model_validate(request.params)
-        except ValidationError as exc:
-            raise InvalidRequest(
-                f"invalid params for {request.type}", validation_details(exc, ("body", "params"))
-            ) from exc
+        params = self._params(request.type, task_type, request.params, ("body", "params"))
         stored_params = params.model_dump(mode="json")
-        size = len(json.dumps(stored_params, separators=(",", ":")).encode())
+        steps = self._chain_steps(owner, request.then or [])
+        # Every step's params ride on the item (the first's), which every checkpoint rewrites.
+        size = len(json.dumps(stored_params, separators=(",", ":")).encode()) + sum(
+            len(step.model_dump_json()) for step in steps
+        )
         if size > MAX_PARAMS_BYTES:
             # Whatever MAX_BODY_BYTES allows: the item holding them must stay far below
             # DynamoDB's 400 KB, and every checkpoint rewrites it.
@@ -115,7 +116,8 @@ class TaskService:
                 [
                     {
                         "loc": ["body", "params"],
-                        "msg": f"{size} bytes as JSON; at most {MAX_PARAMS_BYTES}",
+                        "msg": f"{size} bytes as JSON{' with the chain' if steps else ''}; "
+                        f"at most {MAX_PARAMS_BYTES}",
                         "type": "too_long",
                     }
                 ],
@@ -153,6 +155,15 @@ class TaskService:
             run_at=run_at,
             generation=new_generation(),
         )
+        if steps:
+            task = task.model_copy(
+                update={
+                    "chain_id": task.task_id,
+                    "chain_position": 1,
+                    "chain_length": 1 + len(steps),
+                    "chain_next": steps,
+                }
+            )
         request_hash = hashlib.sha256(
             request.model_dump_json(exclude={"run_at", "delay_seconds"}).encode()
         ).hexdigest()
@@ -163,8 +174,47 @@ class TaskService:
             self.enqueue_if_lost(stored)
         return stored, created
 
+    def _params(
+        self, type_name: str, task_type: TaskType, params: dict[str, Any], loc: tuple[str, ...]
+    ) -> BaseModel:
+        """`params` validated by the type's model; a 422 located under `loc` if they fail."""
+        try:
+            return task_type.params_model.model_validate(params)
+        except ValidationError as exc:
+            raise InvalidRequest(
+                f"invalid params for {type_name}", validation_details(exc, loc)
+            ) from exc
+
+    def _chain_steps(self, owner: str, then: list[ChainStep]) -> list[ChainStep]:
+        """A chain's steps validated now, each against its type (a 422 at
+        `body.then.<i>...`), rather than failing when the chain reaches them."""
+        steps = []
+        for index, step in enumerate(then):
+            loc = ("body", "then", str(index))
+            task_type = self.registry.get(step.type)
+            if task_type is None:
+                raise InvalidRequest(
+                    f"unknown task type {step.type!r}",
+                    [
+                        {
+                            "loc": [*loc, "type"],
+                            "msg": f"must be one of {sorted(self.registry)}",
+                            "type": "enum",
+                        }
+                    ],
+                )
+            params = self._params(step.type, task_type, step.params, (*loc, "params"))
+            self._check_uploads(owner, step.type, task_type, params, (*loc, "params"))
+            steps.append(ChainStep(type=task_type.name, params=params.model_dump(mode="json")))
+        return steps
+
     def _check_uploads(
-        self, owner: str, type_name: str, task_type: TaskType, params: BaseModel
+        self,
+        owner: str,
+        type_name: str,
+        task_type: TaskType,
+        params: BaseModel,
+        loc: tuple[str, ...] = ("body", "params"),
     ) -> None:
         """The uploads the params name are the caller's and exist: a 422 now, rather than a
         task that FAILS `input_not_found` later. An S3 error skips the check (the worker
@@ -187,7 +237,7 @@ class TaskService:
                 continue
             raise InvalidRequest(
                 f"invalid params for {type_name}",
-                [{"loc": ["body", "params", name], "msg": message, "type": problem}],
+                [{"loc": [*loc, name], "msg": message, "type": problem}],
             )
 
     def enqueue_if_lost(self, task: Task) -> None:
@@ -274,6 +324,7 @@ class TaskService:
             events_cursor=cursor,
             downloads=downloads,
             parts=parts,
+            chain=chain_view(self.store, task),
         )
 
     def list_tasks(self, owner: str, query: ListTasksQuery) -> TaskPage:

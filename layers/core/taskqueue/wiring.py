@@ -83,6 +83,7 @@ def task_context_factory(settings: Settings) -> Callable[[Task], TaskContext]:
             email_rate_per_second=settings.email_rate_per_second,
             email_max_concurrency=settings.email_max_concurrency,
             memory_mb=settings.aws_lambda_function_memory_size,
+            previous_result=task.previous_result,
         )
 
     return context

@@ -14,6 +14,7 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 
 from taskqueue.lifecycle import number_attempts
 from taskqueue.models import (
+    ChainStep,
     ChunkState,
     Model,
     Priority,
@@ -274,6 +275,14 @@ class TaskItem(Model):
     parts_in: list[int] | None = None  # a number set: each finished part's index, once
     parts_failed: int | None = None
     generation: str | None = None
+    # A chain's step (written at its creation, never changed): `chain_next` is the steps to
+    # come as compact JSON, and rides on every checkpoint, so the submit bounds it.
+    chain_id: str | None = None
+    chain_position: int | None = None
+    chain_length: int | None = None
+    chain_next: str | None = None
+    chain_previous: str | None = None
+    previous_result: str | None = None
     unsent_pk: str | None = None
     unsent_at: str | None = None
     # Lines "<time> <LEVEL> <message>"; maps with those three fields on older items. The
@@ -311,6 +320,12 @@ class TaskItem(Model):
             run_at=format_time(task.run_at) if task.run_at else None,
             timeout_seconds=task.timeout_seconds or None,
             generation=task.generation,
+            chain_id=task.chain_id,
+            chain_position=task.chain_position or None,
+            chain_length=task.chain_length or None,
+            chain_next=_steps_json(task.chain_next) if task.chain_next else None,
+            chain_previous=task.chain_previous,
+            previous_result=task.previous_result,
             unsent_pk=unsent_partition(shard_of(task.task_id, UNSENT_SHARDS)),
             unsent_at=created,
             log=log,
@@ -382,6 +397,14 @@ class TaskItem(Model):
             parts_in=self.parts_in or [],
             parts_failed=self.parts_failed or 0,
             generation=self.generation,
+            chain_id=self.chain_id,
+            chain_position=self.chain_position or 0,
+            chain_length=self.chain_length or 0,
+            chain_next=[ChainStep.model_validate(step) for step in json.loads(self.chain_next)]
+            if self.chain_next
+            else [],
+            chain_previous=self.chain_previous,
+            previous_result=self.previous_result,
         )
 
     def events(self) -> list[TaskEvent]:
@@ -392,6 +415,12 @@ class TaskItem(Model):
             event.model_copy(update={"message": message})
             for event, message in zip(parsed, shown, strict=True)
         ]
+
+
+def _steps_json(steps: list[ChainStep]) -> str:
+    return json.dumps(
+        [step.model_dump(mode="json") for step in steps], separators=(",", ":"), sort_keys=True
+    )
 
 
 def item_to_task(item: Mapping[str, Any]) -> Task:

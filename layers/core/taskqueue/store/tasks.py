@@ -62,6 +62,17 @@ class TaskStore:
             return task, True
         return self.get(earlier, task.owner), False
 
+    def create_once(self, task: Task) -> tuple[Task, bool]:
+        """Write a task whose id is derived (a chain's next step), unless it exists: the task
+        and whether it was created now, or the one an earlier, identical hand-off wrote."""
+        try:
+            self.writer.create(task, None, "")
+        except ClientError as exc:
+            if not is_condition_failure(exc):
+                raise
+            return self.get(task.task_id), False
+        return task, True
+
     def get(self, task_id: str, owner: str | None = None) -> Task:
         """The task, or TaskNotFound when it is missing, expired or not the owner's."""
         item = self.table.get_item(task_key(task_id))

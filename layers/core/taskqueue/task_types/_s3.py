@@ -33,6 +33,21 @@ def require_under(key: str, prefix: str, what: str) -> None:
         raise InvalidInput(f"{what} must be under your upload prefix {prefix!r}, got {key!r}")
 
 
+def delete_under(s3: S3Client, bucket: str, prefix: str, keep: Iterable[str] = ()) -> int:
+    """Delete every object whose key starts with `prefix` (but those in `keep`): one listing
+    a thousand keys, one DeleteObjects request per page. Returns how many were deleted."""
+    kept = set(keep)
+    deleted = 0
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        keys = [item["Key"] for item in page.get("Contents", []) if item["Key"] not in kept]
+        if keys:
+            s3.delete_objects(
+                Bucket=bucket, Delete={"Objects": [{"Key": key} for key in keys], "Quiet": True}
+            )
+            deleted += len(keys)
+    return deleted
+
+
 def object_size(s3: S3Client, bucket: str, key: str) -> int:
     """Size in bytes; a missing object is InputNotFound (permanent: no retry), naming it."""
     try:

@@ -41,6 +41,8 @@ class TaskContext:
     email_max_concurrency: int = 80
     # Lambda's memory size: what the task types' per-item limits (image pixels) derive from.
     memory_mb: int = 1024
+    # A chain's later step: where the previous step's result is (an s3:// URI), if it has one.
+    previous_result: str | None = None
     clients: dict[str, Any] = field(default_factory=dict)
 
     @cached_property
