@@ -47,9 +47,10 @@ from taskqueue.models import (
     format_time,
     utcnow,
 )
+from taskqueue.quotas import Quota
 from taskqueue.store import DeadMessage, Store
 from taskqueue.task_types import REGISTRY
-from taskqueue.task_types.base import TaskType
+from taskqueue.task_types.base import ADMIT, Submitter, TaskType
 
 TRIES = 5  # decisions on a fresh read when the task keeps moving under a user's request
 
@@ -86,9 +87,15 @@ class TaskService:
         return task_type
 
     def submit(
-        self, owner: str, request: SubmitTaskRequest, idempotency_key: str | None = None
+        self,
+        owner: str,
+        request: SubmitTaskRequest,
+        idempotency_key: str | None = None,
+        *,
+        verified_email: str | None = None,
     ) -> tuple[Task, bool]:
-        """Validate, write the task, then enqueue it. Returns the task and whether it is new."""
+        """Validate, admit, write the task with its quota takes, then enqueue it. Returns the
+        task and whether it is new. `verified_email`: the caller's own, verified, address."""
         task_type = self.task_type(request.type)
         try:
             params = task_type.params_model.model_validate(request.params)
@@ -96,6 +103,13 @@ class TaskService:
             raise InvalidRequest(
                 f"invalid params for {request.type}", validation_details(exc, ("body", "params"))
             ) from exc
+        amounts = {Quota.ACTIVE_TASKS: 1, Quota.SUBMITS_PER_MINUTE: 1}
+        admit = getattr(task_type, ADMIT, None)
+        if admit is not None:
+            submitter = Submitter(owner, verified_email, self.settings.email_allowed_recipients)
+            for name, amount in admit(params, submitter).items():
+                amounts[Quota(name)] = amounts.get(Quota(name), 0) + amount
+        limits = self.store.quotas.limits(owner, self.settings.quota_defaults)
         now = utcnow()
         run_at = request.run_at
         if request.delay_seconds:
@@ -118,7 +132,9 @@ class TaskService:
         request_hash = hashlib.sha256(
             request.model_dump_json(exclude={"run_at", "delay_seconds"}).encode()
         ).hexdigest()
-        stored, created = self.store.tasks.create(task, idempotency_key, request_hash)
+        stored, created = self.store.tasks.create(
+            task, idempotency_key, request_hash, quota=(amounts, limits)
+        )
         if created:
             self.enqueue(stored)
         elif stored.awaiting_first_claim:
@@ -204,8 +220,11 @@ class TaskService:
             self.enqueue_if_lost(task)
             return task
         transition = decide(task, Action.RETRY, utcnow())
+        limits = self.store.quotas.limits(owner, self.settings.quota_defaults)
         try:
-            retried = self.store.tasks.retry(task, transition, restart)
+            retried = self.store.tasks.retry(
+                task, transition, restart, active_limit=limits[Quota.ACTIVE_TASKS]
+            )
         except TransitionConflict as exc:
             raise InvalidTransition(f"task {task_id} changed state; try again") from exc
         self.enqueue(retried)
@@ -315,7 +334,14 @@ class TaskService:
         return False
 
     def upload(self, owner: str, request: UploadRequest) -> UploadTicket:
-        return self.files.upload_ticket(owner, request)
+        """A ticket bound to the declared size, which the owner's daily bytes quota takes
+        first (S3 refuses a PUT of any other length)."""
+        limits = self.store.quotas.limits(owner, self.settings.quota_defaults)
+        ticket = self.files.upload_ticket(owner, request)
+        self.store.quotas.take(
+            owner, {Quota.UPLOAD_BYTES_PER_DAY: request.size}, limits, self.store.table.now()
+        )
+        return ticket
 
     def health(self) -> dict[str, Any]:
         checks: dict[str, Any] = {}

@@ -2,7 +2,8 @@
 
 `Store` gathers the parts over one `Table`: `tasks` (create, read, every lifecycle move),
 `listing` (the sharded list and its cursor), `counters` (stream batches in, stats out),
-`dead_letters` and `connections` (the owners' open WebSocket pages). Each returns domain models and turns a failed condition into a domain error.
+`dead_letters`, `connections` (the owners' open WebSocket pages) and `quotas` (per-owner
+counters and limits). Each returns domain models and turns a failed condition into a domain error.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from taskqueue.store.connections import Connection, ConnectionStore
 from taskqueue.store.counters import CounterStore, OwnerStats
 from taskqueue.store.dead_letters import DeadLetter, DeadLetterStore, DeadMessage
 from taskqueue.store.listing import ListPage, TaskListing
+from taskqueue.store.quotas import QuotaStore
 from taskqueue.store.table import Table
 from taskqueue.store.tasks import TaskStore
 
@@ -26,12 +28,13 @@ if TYPE_CHECKING:
 class Store:
     # Slots: setting an attribute the store does not have (`store.clock`; the clock is the
     # table's) fails instead of passing silently.
-    __slots__ = ("connections", "counters", "dead_letters", "listing", "table", "tasks")
+    __slots__ = ("connections", "counters", "dead_letters", "listing", "quotas", "table", "tasks")
 
     def __init__(self, table: Table) -> None:
         self.table = table
         self.dead_letters = DeadLetterStore(table)
-        self.tasks = TaskStore(table, self.dead_letters)
+        self.quotas = QuotaStore(table)
+        self.tasks = TaskStore(table, self.dead_letters, self.quotas)
         self.listing = TaskListing(table, self.tasks)
         self.counters = CounterStore(table)
         self.connections = ConnectionStore(table)
@@ -58,6 +61,7 @@ __all__ = [
     "DeadMessage",
     "ListPage",
     "OwnerStats",
+    "QuotaStore",
     "Store",
     "Table",
     "TaskListing",

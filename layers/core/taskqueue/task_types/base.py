@@ -48,6 +48,16 @@ class TaskContext:
         return f"uploads/{self.owner}/"
 
 
+@dataclass(frozen=True)
+class Submitter:
+    """Who submits a task, as a type's optional admission check (`admit`) sees them."""
+
+    owner: str
+    verified_email: str | None = None  # the sign-in's own address, when verified
+    # The operator's allow-list of EMAIL recipients: domains and whole addresses.
+    allowed_recipients: tuple[str, ...] = ()
+
+
 def _client(service: str) -> Any:
     from taskqueue.aws import client
 
@@ -64,3 +74,9 @@ class TaskType(Protocol):
     def run_chunk(self, params: Any, state: ChunkState, ctx: TaskContext) -> ChunkState: ...
 
     def finish(self, params: Any, state: ChunkState, ctx: TaskContext) -> TaskResult: ...
+
+
+# A type may also define `admit(params, submitter) -> Mapping[str, int]`: raise InvalidRequest
+# to refuse a submit, and return the amounts it takes from the owner's quotas by name
+# (`taskqueue.quotas.Quota`). Optional, so that plugins written before it keep working.
+ADMIT = "admit"
