@@ -76,6 +76,8 @@ class Settings(Telemetry):
         BeforeValidator(comma_list),
         Field(max_length=200),
     ] = ()
+    # How long one record of a worker batch may run while others of the batch wait.
+    worker_quantum_seconds: Annotated[float, Field(ge=1, le=900)] = 10.0
     # Each owner's quotas unless the operator's LIMITS item for the owner says otherwise.
     quota_active_tasks: Annotated[int, Field(ge=0, le=10_000_000)] = 1_000
     quota_submits_per_minute: Annotated[int, Field(ge=0, le=1_000_000)] = 600

@@ -116,6 +116,7 @@ def new_engine(settings: Settings) -> Engine:
         dispatcher=new_dispatcher(settings),
         context_factory=task_context_factory(settings),
         registry=new_registry(settings),
+        quantum_seconds=settings.worker_quantum_seconds,
     )
 
 
