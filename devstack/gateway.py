@@ -131,10 +131,13 @@ def find_route(
 # ------------------------------------------------------------------------------- events
 
 
-def dev_claims(user: str) -> dict[str, str]:
-    """Claims of an ID token for the local user (Cognito's names)."""
+def dev_claims(user: str, admin: bool = False) -> dict[str, str]:
+    """Claims of an ID token for the local user (Cognito's names; `admin`: in the operators'
+    group, written as HTTP API hands a list claim over)."""
     now = int(time.time())
+    groups = {"cognito:groups": "[admin]"} if admin else {}
     return {
+        **groups,
         "sub": user,
         "email": f"{user}@example.com",
         "email_verified": "true",
@@ -295,6 +298,7 @@ class Gateway:
         host: str = "127.0.0.1",
         port: int = 8000,
         dev_user: str = "dev-user",
+        dev_admin: bool = False,
         static_root: Path = STATIC_ROOT,
         config_js: str = 'window.TASKQUEUE_CONFIG = {"apiBaseUrl": ""};\n',
         websocket: LocalWebSocketApi | None = None,
@@ -303,6 +307,7 @@ class Gateway:
         self.websocket = websocket
         self.invoke = invoke
         self.dev_user = dev_user
+        self.dev_admin = dev_admin
         self.static_root = static_root.resolve()
         self.config_js = config_js
         self.api_segments = {route.first_segment for route in routes}
@@ -356,7 +361,7 @@ class Gateway:
         claims = None
         if route.authorized and method != "OPTIONS":
             authorization = next((v for k, v in headers if k.lower() == "authorization"), None)
-            claims = bearer_claims(authorization) or dev_claims(self.dev_user)
+            claims = bearer_claims(authorization) or dev_claims(self.dev_user, self.dev_admin)
         event = http_api_event(
             method=method,
             target=target,

@@ -82,6 +82,7 @@ app = APIGatewayHttpResolver(
     ),
 )
 JWT: list[dict[str, list[str]]] = [{"jwt": []}]
+ADMIN_GROUP = "admin"  # the Cognito group of operators: global queue depths in /stats
 ERROR_TEXT = {
     400: "malformed request (JSON, cursor)",
     401: "no identity: a JWT is required",
@@ -132,6 +133,17 @@ def current_verified_email() -> str | None:
     if email and str(verified).lower() == "true":
         return str(email)
     return None
+
+
+def current_is_admin() -> bool:
+    """Whether the caller is in the operators' Cognito group `admin` (HTTP API hands the
+    list claim over as "[admin other]")."""
+    authorizer = app.current_event.request_context.authorizer
+    claims = (authorizer.jwt_claim if authorizer else None) or {}
+    groups = claims.get("cognito:groups") or []
+    if isinstance(groups, str):
+        groups = groups.strip("[]").replace(",", " ").split()
+    return ADMIN_GROUP in groups
 
 
 def json_response(
@@ -325,9 +337,13 @@ def retry_task(
     return TaskView.of(wiring.service().retry(current_owner(), task_id, restart))
 
 
-@app.get("/stats", security=JWT, responses=responses({200: "counts, queues, throughput"}))
+@app.get(
+    "/stats",
+    security=JWT,
+    responses=responses({200: "your counts and throughput; queue depths for operators only"}),
+)
 def get_stats() -> Stats:
-    return wiring.service().stats(current_owner())
+    return wiring.service().stats(current_owner(), operator=current_is_admin())
 
 
 @app.get("/dead-letters", security=JWT, responses=responses({200: "the caller's dead letters"}))

@@ -68,10 +68,15 @@ export async function request(method, path, { query, body, headers = {}, signal 
   }
   if (!response.ok) {
     const err = data && typeof data === "object" && data.error && typeof data.error === "object" ? data.error : {};
-    const message =
+    let message =
       (typeof err.message === "string" && err.message) ||
       (typeof data?.message === "string" && data.message) ||
       `${response.status} ${response.statusText || "error"}`;
+    if (response.status === 429) {
+      // Over a quota: say so plainly, and when it admits again (the body carries Retry-After).
+      const wait = Number(err.details?.retry_after ?? response.headers.get("Retry-After"));
+      message = `Over your quota - ${message}.` + (wait > 0 ? ` Try again in ${wait} s.` : "");
+    }
     const error = new ApiError(response.status, err.code || `http_${response.status}`, message, err.details ?? null);
     if (response.status === 401 && unauthorizedHandler) unauthorizedHandler(error);
     throw error;

@@ -638,6 +638,13 @@ def test_mfa_and_threat_protection_are_parameters(transformed_template: Template
     assert on["UserPoolTier"] == "PLUS"  # threat protection is a Plus-plan feature
 
 
+def test_the_operators_group_is_the_one_the_api_checks(transformed_template: Template) -> None:
+    groups = resources_of(transformed_template, "AWS::Cognito::UserPoolGroup")
+    assert [g["Properties"]["GroupName"] for g in groups.values()] == ["admin"]
+    api = (Path(TEMPLATE_PATH).parent / "functions/api/app.py").read_text()
+    assert 'ADMIN_GROUP = "admin"' in api
+
+
 def test_no_client_signs_in_with_a_plain_password(transformed_template: Template) -> None:
     clients = resources_of(transformed_template, "AWS::Cognito::UserPoolClient")
     for name, client in clients.items():

@@ -363,6 +363,7 @@ class ThroughputPoint(Model):
 
 class Stats(Model):
     counts: StatusCounts
+    # Every queue's depth: for operators (Cognito group admin) only, empty for anyone else.
     queues: dict[str, dict[str, int]]
     throughput: list[ThroughputPoint]
 

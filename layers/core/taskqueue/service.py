@@ -240,8 +240,9 @@ class TaskService:
             for t in sorted(self.registry.values(), key=lambda t: t.name)
         ]
 
-    def stats(self, owner: str) -> Stats:
-        """The caller's counts, every queue's depth and finishes per minute over the last hour."""
+    def stats(self, owner: str, operator: bool = False) -> Stats:
+        """The caller's own counts and finishes per minute over the last hour; every queue's
+        depth only for an operator (the queues hold every owner's work)."""
         raw = self.store.counters.stats(owner)
         by_status = {status.value: 0 for status in TaskStatus}
         by_type: dict[str, int] = dict.fromkeys(self.registry, 0)
@@ -272,7 +273,7 @@ class TaskService:
                     if any(types.values())
                 },
             ),
-            queues=self.dispatcher.depths(),
+            queues=self.dispatcher.depths() if operator else {},
             throughput=throughput,
         )
 
