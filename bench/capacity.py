@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 from bench.report import table
 from bench.world import in_process_world, no_transaction_backups
-from taskqueue.store.items import STATS_SHARDS, THROUGHPUT_SHARDS
+from taskqueue.store.items import ID_INDEX, STATS_SHARDS, THROUGHPUT_SHARDS
 
 LIMIT = 1000  # writes (of <= 1 KB) a second per partition key
 GOAL_TASKS_PER_SECOND = 10_000
@@ -102,8 +102,8 @@ class CapacityResult:
 
 def family(target: str, key: str, shard_count: int) -> tuple[str, int] | None:
     """(family, shards) of a shared key; None for a key that belongs to one task."""
-    if key.startswith(("TASK#", "IDEMP#", "COUNTED#")):
-        return None
+    if key.startswith(("TASK#", "IDEMP#", "COUNTED#")) or target == ID_INDEX:
+        return None  # (by_owner_id: a hash of the owner and the task id's first characters)
     match = _SHARD.match(key)
     if match is None:
         return key, 1
@@ -146,7 +146,7 @@ def analyse(
     per_task_keys: Counter[str] = Counter()
     for (target, key), n in writes.items():
         if family(target, key, shard_count) is None:
-            kind = key.split("#", 1)[0] + "#..."
+            kind = f"{ID_INDEX} ..." if target == ID_INDEX else key.split("#", 1)[0] + "#..."
             per_task_keys[kind] = max(per_task_keys[kind], n)
     heaviest = max(per_task_keys.items(), key=lambda kv: kv[1])
     # Hashing noise: GOAL tasks/s of one owner spread over the hottest family's shards.

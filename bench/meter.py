@@ -28,11 +28,12 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from taskqueue.store.items import INDEXES
+from taskqueue.store.items import ID_INDEX, INDEXES
 
-INDEX_OF_ATTRIBUTE = {attribute: index for index, attribute in INDEXES.values()}
-INDEX_SORT_KEY = "ck"
-TRACKED = (*INDEX_OF_ATTRIBUTE, INDEX_SORT_KEY)
+# Each index's partition key attribute -> (index, sort key attribute).
+INDEX_OF_ATTRIBUTE = {attribute: (index, "ck") for index, attribute in INDEXES.values()}
+INDEX_OF_ATTRIBUTE["idpk"] = (ID_INDEX, "pk")
+TRACKED = (*INDEX_OF_ATTRIBUTE, "ck", "pk")
 DYNAMODB_WRITES = {
     "PutItem",
     "UpdateItem",
@@ -253,9 +254,9 @@ class Meter:
                 new.pop(name, None)
         self._index_keys[key] = new
         changes = []
-        for attribute, index in INDEX_OF_ATTRIBUTE.items():
-            before = (old.get(attribute), old.get(INDEX_SORT_KEY))
-            after = (new.get(attribute), new.get(INDEX_SORT_KEY))
+        for attribute, (index, sort_key) in INDEX_OF_ATTRIBUTE.items():
+            before = (old.get(attribute), old.get(sort_key))
+            after = (new.get(attribute), new.get(sort_key))
             if before == after:
                 continue
             if None not in before:

@@ -17,6 +17,7 @@ class NoopParams(BaseModel):
 class NoopChunks:
     name = "BENCH_NOOP"
     description = "benchmark: N empty chunks"
+    progress_unit = "chunks"
     params_model: type[BaseModel] = NoopParams
 
     def start(self, params: NoopParams, ctx: TaskContext) -> ChunkState:

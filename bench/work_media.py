@@ -3,7 +3,10 @@ issue 15 and with peers: CPU per image and PSNR; SES requests and billed idle se
 
 ``python -m bench.work_media [--size small|full]`` prints the rows; ``measure_images`` and
 ``measure_email`` return them (keys ``workload``, ``today``, ``peer``, ``ratio``, ``goal``,
-``met``) for ``python -m bench work``. Peers (pyvips) are benchmark-only dependencies.
+``met``) for ``python -m bench work``. At full size it first measures the quality grid
+(``measure_grid``: 368 JPEGs, every size from 1000 to 6000 px to every box from 100 to
+1600 px) and prints it a line per source and box. CPU is measured side by side: each run
+of one pipeline is followed by one of each other, so a busy machine slows them alike.
 """
 
 from __future__ import annotations
@@ -27,11 +30,14 @@ from bench.report import table
 from taskqueue.task_types.base import TaskContext
 from taskqueue.task_types.email import Email, EmailParams, SesPacer
 from taskqueue.task_types.image_processing import (
+    ORIENTATION_TAG,
     ImageProcessingParams,
     convert_image,
+    draft_scale,
     encode,
     fitted_image,
     max_pixels,
+    vips_resizes,
 )
 
 IMAGE_GOAL_RATIO = 2.5
@@ -43,11 +49,14 @@ QUALITY = 85
 # ---------------------------------------------------------------- images
 
 
-def photo_jpeg(width: int, height: int, detail: str = "typical", seed: int = 1) -> bytes:
+def photo_jpeg(
+    width: int, height: int, detail: str = "typical", seed: int = 1, orientation: int = 1
+) -> bytes:
     """A deterministic photo-like JPEG: noise at several scales (a 1/f-like spectrum) and
     sharp edges. "typical" has the byte size of a camera photo at quality 85 (~0.07 bytes a
     pixel); "detailed" adds pixel-scale texture (foliage, gravel), whose entropy decoding
-    dominates any decoder's time."""
+    dominates any decoder's time. `width` x `height` is as stored; an `orientation` other
+    than 1 is written as the EXIF tag, as a camera held sideways does."""
     from PIL import Image, ImageDraw
 
     rng = random.Random(seed)
@@ -72,8 +81,13 @@ def photo_jpeg(width: int, height: int, detail: str = "typical", seed: int = 1) 
         x1, y1 = x0 + rng.randrange(20, width // 4), y0 + rng.randrange(20, height // 4)
         color = tuple(rng.randrange(256) for _ in range(3))
         draw.rectangle((x0, y0, x1, y1), outline=color, width=rng.randrange(1, 8))
+    options: dict[str, Any] = {"quality": 85 if detail == "typical" else 90}
+    if orientation != 1:
+        exif = Image.Exif()
+        exif[ORIENTATION_TAG] = orientation
+        options["exif"] = exif.tobytes()
     out = io.BytesIO()
-    image.save(out, format="JPEG", quality=85 if detail == "typical" else 90)
+    image.save(out, format="JPEG", **options)
     return out.getvalue()
 
 
@@ -93,11 +107,10 @@ def today_jpeg(data: bytes, box: tuple[int, int]) -> bytes:
 
 
 def reference_image(data: bytes, box: tuple[int, int]) -> Any:
-    """Full quality: a full decode and one LANCZOS pass to the exact target size."""
-    from PIL import Image
+    """Full quality: a full decode, upright, and one LANCZOS pass to the exact target size."""
+    from PIL import Image, ImageOps
 
-    image = Image.open(io.BytesIO(data))
-    image.load()
+    image = ImageOps.exif_transpose(Image.open(io.BytesIO(data)))
     scale = min(box[0] / image.width, box[1] / image.height)
     size = (round(image.width * scale), round(image.height * scale))
     return image.convert("RGB").resize(size, Image.Resampling.LANCZOS)
@@ -124,34 +137,43 @@ def psnr(first: Any, second: Any) -> float:
     return math.inf if mse == 0 else 10 * math.log10(255**2 / mse)
 
 
-def cpu_ms(work: Callable[[], Any], repeats: int) -> float:
-    """Median CPU milliseconds of `work` (process time: every thread counted)."""
-    samples = []
-    for _ in range(repeats):
-        started = time.process_time()
-        work()
-        samples.append((time.process_time() - started) * 1000)
-    samples.sort()
-    return samples[len(samples) // 2]
+def cpu_ms(works: dict[str, Callable[[], Any]], repeats: int) -> dict[str, float]:
+    """Median CPU milliseconds of each work (process time: every thread counted), run side by
+    side: `repeats` rounds of one run each, in a new order each round."""
+    samples: dict[str, list[float]] = {name: [] for name in works}
+    order = list(works)
+    for round_number in range(repeats):
+        for name in order[round_number % len(order) :] + order[: round_number % len(order)]:
+            started = time.process_time()
+            works[name]()
+            samples[name].append((time.process_time() - started) * 1000)
+    return {name: _median(values) for name, values in samples.items()}
 
 
-def _vips(box: tuple[int, int]) -> tuple[Callable[[bytes], bytes], Callable[[bytes], Any]] | None:
-    """pyvips thumbnail (shrink-on-load, then resize) and JPEG encode, if it is installed."""
-    try:
-        import pyvips  # type: ignore[import-untyped]
-    except (ImportError, OSError):
-        return None
+def _vips(box: tuple[int, int]) -> tuple[Callable[[bytes], bytes], Callable[..., Any]]:
+    """pyvips thumbnail (its own shrink-on-load rule, then resize) and its JPEG encode."""
+    import pyvips  # type: ignore[import-untyped]
     from PIL import Image
 
     def convert(data: bytes) -> bytes:
         thumb = pyvips.Image.thumbnail_buffer(data, box[0], height=box[1])
         return bytes(thumb.jpegsave_buffer(Q=QUALITY))
 
-    def resized(data: bytes) -> Any:
-        thumb = pyvips.Image.thumbnail_buffer(data, box[0], height=box[1])
+    def resized(data: bytes, size: tuple[int, int] | None = None) -> Any:
+        # pyvips may round the other side the other way: `size` forces the compared one.
+        width, height = size or box
+        thumb = pyvips.Image.thumbnail_buffer(
+            data, width, height=height, size="force" if size else "both"
+        )
         return Image.open(io.BytesIO(thumb.pngsave_buffer(compression=0))).convert("RGB")
 
     return convert, resized
+
+
+THIS_PIPELINE = "this pipeline: draft_scale + lanczos3"
+PILLOW_DRAFT = "Pillow draft() + thumbnail()"
+PYVIPS = "pyvips thumbnail"
+TODAY = "today"
 
 
 @dataclass
@@ -160,7 +182,7 @@ class Contender:
 
     name: str
     convert: Callable[[bytes], Any]
-    resized: Callable[[bytes], Any]
+    resized: Callable[..., Any]
     goal: bool = False
 
 
@@ -171,20 +193,18 @@ def contenders(box: tuple[int, int]) -> list[Contender]:
     limit = max_pixels(1024)
     found = [
         Contender(
-            "this pipeline: draft + reduce + LANCZOS",
+            THIS_PIPELINE,
             lambda data: convert_image(data, params, limit),
             lambda data: fitted_image(data, params, limit),
             goal=True,
         ),
         Contender(
-            "Pillow draft() + thumbnail()",
+            PILLOW_DRAFT,
             lambda data: encode(draft_thumbnail(data, box), "JPEG", QUALITY),
             lambda data: draft_thumbnail(data, box),
         ),
     ]
-    vips = _vips(box)
-    if vips is not None:
-        found.append(Contender("pyvips thumbnail", *vips))
+    found.append(Contender(PYVIPS, *_vips(box)))
     return found
 
 
@@ -196,7 +216,7 @@ def measure_images(full: bool) -> list[dict[str, Any]]:
     # reduced-scale decode comes to a full one depends on the geometry and the picture, so
     # a smaller stand-in would measure something else (docs/benchmarks.md).
     size, box = (4000, 3000), (BOX, BOX)
-    repeats, details = (7, ("typical", "detailed")) if full else (3, ("typical",))
+    repeats, details = (7, ("typical", "detailed")) if full else (5, ("typical",))
     rows = []
     for detail in details:
         data = photo_jpeg(*size, detail=detail)
@@ -205,12 +225,18 @@ def measure_images(full: bool) -> list[dict[str, Any]]:
             f"{len(data) / 1e6:.1f} MB) to {box[0]} px"
         )
         reference = reference_image(data, box)
-        today = cpu_ms(partial(today_jpeg, data, box), repeats)
+        found = contenders(box)
+        costs = cpu_ms(
+            {TODAY: partial(today_jpeg, data, box)}
+            | {contender.name: partial(contender.convert, data) for contender in found},
+            repeats,
+        )
+        today = costs[TODAY]
         # The goal is the issue's: a camera photo. Pixel-scale texture makes entropy decoding,
         # which no decoder can scale down, most of the cost: that row is shown, not judged.
         judged = detail == "typical"
-        for contender in contenders(box):
-            cost = cpu_ms(partial(contender.convert, data), repeats)
+        for contender in found:
+            cost = costs[contender.name]
             quality = psnr(reference, contender.resized(data))
             ratio = today / cost
             rows.append(
@@ -230,6 +256,203 @@ def measure_images(full: bool) -> list[dict[str, Any]]:
                 }
             )
     return rows
+
+
+# ---------------------------------------------------------------- the quality grid
+
+# Sources from 1000 to 6000 px on the long side (1500x1125 and 5000x3333 end in partial
+# blocks at some scales), boxes from 100 to 1600 px, both contents, each landscape and
+# portrait, stored upright and stored sideways with the EXIF tag that turns it upright.
+GRID_SOURCES = (
+    (1000, 750), (1500, 1125), (2000, 1500), (3000, 2000), (4000, 3000), (5000, 3333), (6000, 4000)
+)  # fmt: skip
+GRID_BOXES = (100, 160, 300, 400, 800, 1200, 1600)
+GRID_DETAILS = ("typical", "detailed")
+GRID_VIEWS = ((False, 1), (True, 1), (False, 6), (True, 8))  # (portrait, EXIF orientation)
+
+
+@dataclass(frozen=True)
+class GridPoint:
+    """One cell of the grid: a source (landscape size), a box, a content and a view."""
+
+    source: tuple[int, int]
+    box: int
+    detail: str = "typical"
+    portrait: bool = False
+    orientation: int = 1
+
+    @property
+    def upright(self) -> tuple[int, int]:
+        return (self.source[1], self.source[0]) if self.portrait else self.source
+
+    @property
+    def stored(self) -> tuple[int, int]:
+        width, height = self.upright
+        return (height, width) if self.orientation in (5, 6, 7, 8) else (width, height)
+
+    @property
+    def view(self) -> str:
+        layout = "portrait" if self.portrait else "landscape"
+        return layout if self.orientation == 1 else f"{layout} (EXIF {self.orientation})"
+
+    def jpeg(self) -> bytes:
+        return photo_jpeg(*self.stored, detail=self.detail, orientation=self.orientation)
+
+    def __str__(self) -> str:
+        width, height = self.upright
+        return f"{width}x{height} {self.detail} {self.view} to {self.box}"
+
+
+def grid_points(
+    sources: tuple[tuple[int, int], ...] = GRID_SOURCES, boxes: tuple[int, ...] = GRID_BOXES
+) -> list[GridPoint]:
+    """Every combination whose box is smaller than the source (nothing is enlarged)."""
+    return [
+        GridPoint(source, box, detail, portrait, orientation)
+        for source in sources
+        for detail in GRID_DETAILS
+        for portrait, orientation in GRID_VIEWS
+        for box in boxes
+        if box < max(source)
+    ]
+
+
+def fitted(point: GridPoint, data: bytes) -> tuple[Any, int, str]:
+    """This pipeline's resized pixels for the point's square box, the DCT scale (1/n) its
+    rule decodes at, and the library that decodes and resizes it."""
+    params = ImageProcessingParams(generate_count=1, width=point.box, height=point.box)
+    image = fitted_image(data, params, max_pixels(1024))
+    turned = point.orientation in (5, 6, 7, 8)
+    target = image.size[::-1] if turned else image.size
+    scale = draft_scale(point.stored, target)
+    vips = vips_resizes("JPEG", "RGB", point.stored, target, scale)
+    return image, scale, "libvips" if vips else "Pillow"
+
+
+def measure_grid(points: list[GridPoint], repeats: int) -> list[dict[str, Any]]:
+    """For each point: the DCT scale and the library, PSNR against a full decode, upright,
+    and one LANCZOS pass; CPU per image (decode, resize, encode) before issue 15 and now;
+    pyvips thumbnail beside."""
+    os.environ.setdefault("VIPS_CONCURRENCY", "1")
+    rows = []
+    sources: dict[tuple[Any, ...], bytes] = {}
+    for point in points:
+        key = (point.stored, point.detail, point.orientation)
+        if key not in sources:
+            sources = {key: point.jpeg()}  # one source at a time: 6000x4000 is 72 MB decoded
+        data = sources[key]
+        box = (point.box, point.box)
+        reference = reference_image(data, box)
+        image, scale, library = fitted(point, data)
+        row: dict[str, Any] = {
+            "point": point,
+            "size": image.size,
+            "scale": scale,
+            "library": library,
+            "psnr": psnr(reference, image),
+        }
+        if repeats:
+            found = {contender.name: contender for contender in contenders(box)}
+            costs = cpu_ms(
+                {
+                    TODAY: partial(today_jpeg, data, box),
+                    THIS_PIPELINE: partial(found[THIS_PIPELINE].convert, data),
+                    PYVIPS: partial(found[PYVIPS].convert, data),
+                },
+                repeats,
+            )
+            row["today_ms"], row["now_ms"] = costs[TODAY], costs[THIS_PIPELINE]
+            row["vips_ms"] = costs[PYVIPS]
+            row["vips_psnr"] = psnr(reference, found[PYVIPS].resized(data, reference.size))
+        rows.append(row)
+    return rows
+
+
+def grid_table(rows: list[dict[str, Any]]) -> str:
+    """One line per source and box: the scale and library, the lowest PSNR over the four
+    views of each content (and pyvips thumbnail's), and the median CPU ratio over the views."""
+    groups: dict[tuple[tuple[int, int], int], list[dict[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault((row["point"].source, row["point"].box), []).append(row)
+    headers = ("source", "box", "scale", "library", "dB typical", "dB detailed",
+               "pyvips thumbnail dB", "today ms (typ / det)", "now ms",
+               "today / now (typ / det)")  # fmt: skip
+    cells = []
+    for (source, box), group in groups.items():
+        by = {d: [r for r in group if r["point"].detail == d] for d in GRID_DETAILS}
+        timed = all("now_ms" in r for r in group)
+        cells.append(
+            (
+                f"{source[0]}x{source[1]}",
+                box,
+                "/".join(sorted({f"1/{r['scale']}" for r in group})),
+                "/".join(sorted({r["library"] for r in group})),
+                _db(min(r["psnr"] for r in by["typical"])),
+                _db(min(r["psnr"] for r in by["detailed"])),
+                _db(min(r["vips_psnr"] for r in group)) if "vips_psnr" in group[0] else "-",
+                " / ".join(f"{_median(r['today_ms'] for r in by[d]):.0f}" for d in GRID_DETAILS)
+                if timed
+                else "-",
+                " / ".join(f"{_median(r['now_ms'] for r in by[d]):.0f}" for d in GRID_DETAILS)
+                if timed
+                else "-",
+                " / ".join(f"{_median(_ratio(r) for r in by[d]):.2f}x" for d in GRID_DETAILS)
+                if timed
+                else "-",
+            )
+        )
+    return table(headers, cells, title="IMAGE_PROCESSING over the grid (JPEG to a square box)")
+
+
+def grid_summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The goal row for the grid: >= 40 dB on every point, with the CPU ratios beside."""
+    points = [r["point"] for r in rows]
+    qualities = [r["psnr"] for r in rows]
+    lowest = min(qualities)
+    peer = f"{THIS_PIPELINE}: min {_db(lowest)} dB, median {_db(_median(qualities))} dB"
+    if all("now_ms" in r for r in rows):
+        ratios = sorted(_ratio(r) for r in rows)
+        peer += (
+            f"; CPU today / now {ratios[0]:.2f}x to {ratios[-1]:.2f}x, "
+            f"median {_median(ratios):.2f}x"
+        )
+        for library in ("libvips", "Pillow"):
+            mine = sorted(_ratio(r) for r in rows if r["library"] == library)
+            if mine:
+                peer += (
+                    f"; {library} on {len(mine)} points, {mine[0]:.2f}x to {mine[-1]:.2f}x "
+                    f"(median {_median(mine):.2f}x)"
+                )
+    if all("vips_psnr" in r for r in rows):
+        vips = [r["vips_psnr"] for r in rows]
+        below = sum(q < IMAGE_GOAL_PSNR for q in vips)
+        peer += f"; {PYVIPS} min {_db(min(vips))} dB ({below} points under {IMAGE_GOAL_PSNR:.0f})"
+    return {
+        "workload": f"IMAGE_PROCESSING grid: {len(rows)} JPEGs of "
+        f"{min(max(p.source) for p in points)} to {max(max(p.source) for p in points)} px "
+        f"to {min(p.box for p in points)} to {max(p.box for p in points)} px",
+        "today": "-",
+        "peer": peer,
+        "ratio": None,
+        "goal": f">= {IMAGE_GOAL_PSNR:.0f} dB on every point",
+        "met": lowest >= IMAGE_GOAL_PSNR,
+    }
+
+
+def _ratio(row: dict[str, Any]) -> float:
+    return float(row["today_ms"] / row["now_ms"])
+
+
+def _median(values: Any) -> float:
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    return float(
+        ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+    )
+
+
+def _db(value: float) -> str:
+    return "exact" if math.isinf(value) else f"{value:.1f}"
 
 
 # ---------------------------------------------------------------- email
@@ -427,9 +650,14 @@ def measure_email(full: bool) -> list[dict[str, Any]]:
 
 
 def main(size: str = "full") -> bool:
-    """Print both tables; True when every goal is met."""
+    """Print the tables (the grid at full size only); True when every goal is met."""
     full = size == "full"
-    rows = measure_images(full) + measure_email(full)
+    rows = measure_images(full)
+    if full:
+        grid = measure_grid(grid_points(), repeats=3)
+        print(grid_table(grid), end="\n\n", flush=True)
+        rows.append(grid_summary(grid))
+    rows += measure_email(full)
     headers = ("workload", "today", "peer", "today / peer", "goal", "met")
     cells = [
         (r["workload"], r["today"], r["peer"], r["ratio"] if r["ratio"] is not None else "-",

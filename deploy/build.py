@@ -34,6 +34,8 @@ BUILD_DIR = ROOT / ".aws-sam" / "build"
 # unchecked-hash: the bytecode is used as it is, never compared with the source's time (a zip
 # keeps times inexactly). bench/coldstart.py measures the layer compiled with these options.
 BYTECODE_OPTIONS = ("-q", "-j", "0", "--invalidation-mode", "unchecked-hash")
+# Lambda's limit on a function's code and all its layers, unzipped (250 MB).
+UNZIPPED_LIMIT_BYTES = 262_144_000
 
 Which = Callable[[str], str | None]
 Run = Callable[[Sequence[str]], tuple[int, str]]
@@ -149,8 +151,54 @@ def main(argv: list[str] | None = None) -> int:
     compile_command = bytecode_command(toolchain, runtime_version(args.template))
     if compile_command is None:
         print("make build: built in a container; bytecode left to the runtime", file=sys.stderr)
-        return 0
-    return subprocess.run(compile_command, check=False).returncode
+    else:
+        compiled = subprocess.run(compile_command, check=False).returncode
+        if compiled != 0:
+            return compiled
+    return check_sizes(deployment_sizes(BUILD_DIR))
+
+
+def tree_bytes(path: Path) -> int:
+    return sum(entry.stat().st_size for entry in path.rglob("*") if entry.is_file())
+
+
+def deployment_sizes(build_dir: Path) -> dict[str, int]:
+    """Each built function's unzipped size with the layers of this template it uses, in bytes.
+    A layer given by ARN (TaskTypeLayerArn) is not in the build and is not counted."""
+    from devstack.resources import load_template
+
+    template = load_template(build_dir / "template.yaml")
+    resources = template["Resources"]
+    layer_bytes = {
+        name: tree_bytes(build_dir / resource["Properties"]["ContentUri"])
+        for name, resource in resources.items()
+        if resource["Type"] == "AWS::Serverless::LayerVersion"
+    }
+    shared = template.get("Globals", {}).get("Function", {}).get("Layers", [])
+    sizes = {}
+    for name, resource in resources.items():
+        if resource["Type"] != "AWS::Serverless::Function":
+            continue
+        properties = resource["Properties"]
+        layers = [*shared, *properties.get("Layers", [])]
+        used = {layer["Ref"] for layer in layers if isinstance(layer, dict) and "Ref" in layer}
+        code = tree_bytes(build_dir / properties["CodeUri"])
+        sizes[name] = code + sum(layer_bytes[layer] for layer in used & layer_bytes.keys())
+    return sizes
+
+
+def check_sizes(sizes: Mapping[str, int], limit: int = UNZIPPED_LIMIT_BYTES) -> int:
+    """Prints each function's size against Lambda's limit; 1 if one is over it."""
+    over = False
+    for name, size in sorted(sizes.items(), key=lambda item: -item[1]):
+        verdict = "OVER Lambda's limit" if size > limit else "ok"
+        print(
+            f"make build: {name}: {size / 1e6:.1f} MB unzipped with its layers "
+            f"(limit {limit / 1e6:.0f} MB) {verdict}",
+            file=sys.stderr,
+        )
+        over = over or size > limit
+    return 1 if over else 0
 
 
 def bytecode_command(toolchain: Toolchain, version: str) -> list[str] | None:

@@ -1,4 +1,4 @@
-"""``python -m devstack dev | invoke``: the command line of the local stack."""
+"""``python -m devstack dev | invoke | scaffold``: the command line of the local stack."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import signal
 import sys
 import threading
 import time
+from pathlib import Path
 from types import FrameType
 
 from devstack.runtime import say
@@ -15,9 +16,11 @@ EXAMPLES = """\
 examples:
   python -m devstack dev                       # http://127.0.0.1:8000
   python -m devstack dev --port 9000 --workers 8
-  python -m devstack dev --parameter TaskTypeModules=my_types.tasks
+  PYTHONPATH=examples/task_types/url_check/src python -m devstack dev \\
+      --parameter TaskTypeModules=url_check    # a task type from its own package
   python -m devstack invoke ApiFunction events/api_submit_task.json
   python -m devstack invoke WorkerFunction events/sqs_task_message.json
+  python -m devstack scaffold NUMBER_SUM --dir ../number-sum   # a new task type's package
 """
 
 
@@ -67,6 +70,20 @@ def parser() -> argparse.ArgumentParser:
     )
     invoke.add_argument("function", help="logical id in template.yaml, e.g. ApiFunction")
     invoke.add_argument("event", help="event file, e.g. events/api_submit_task.json")
+    invoke.add_argument(
+        "--parameter",
+        action="append",
+        default=[],
+        type=parameter,
+        metavar="NAME=VALUE",
+        help="a template parameter's value (repeatable), e.g. TaskTypeModules=my_types",
+    )
+    scaffold = commands.add_parser(
+        "scaffold", help="a new task type's package, with its tests and sample events"
+    )
+    scaffold.add_argument("name", help="the type's name, e.g. NUMBER_SUM")
+    scaffold.add_argument("--dir", required=True, help="where to write it (new or empty)")
+    scaffold.add_argument("--module", help="its Python module (default: the name lower-cased)")
     return root
 
 
@@ -116,7 +133,21 @@ def run_dev(args: argparse.Namespace) -> int:
 def run_invoke(args: argparse.Namespace) -> int:
     from devstack.invoke import invoke, print_answer
 
-    print_answer(invoke(args.function, args.event))
+    print_answer(invoke(args.function, args.event, dict(args.parameter)))
+    return 0
+
+
+def run_scaffold(args: argparse.Namespace) -> int:
+    from devstack.scaffold import Names, ScaffoldError, next_steps, scaffold
+
+    try:
+        written = scaffold(args.name, args.dir, args.module)
+    except ScaffoldError as exc:
+        print(f"scaffold: {exc}", file=sys.stderr)
+        return 2
+    for path in written:
+        print(path)
+    print(next_steps(Names.of(args.name, args.module), Path(args.dir).resolve()))
     return 0
 
 
@@ -124,4 +155,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.command == "dev":
         return run_dev(args)
+    if args.command == "scaffold":
+        return run_scaffold(args)
     return run_invoke(args)

@@ -284,6 +284,48 @@ def api_error(status: int, message: str) -> HttpAnswer:
     )
 
 
+def call_api(
+    routes: Iterable[Route],
+    invoke: Invoke,
+    dev_user: str,
+    method: str,
+    target: str,
+    headers: list[tuple[str, str]],
+    body: bytes,
+    source_ip: str = "127.0.0.1",
+    protocol: str = "HTTP/1.1",
+    *,
+    dev_admin: bool = False,
+) -> HttpAnswer:
+    """One API request through its function, as API Gateway would route and answer it (the
+    gateway's port and the in-process harness both come here); `dev_admin`: the local user
+    is an operator."""
+    path = urlsplit(target).path
+    route, params = find_route(routes, method, path)
+    if route is None:
+        return api_error(404, "Not Found")
+    claims = None
+    if route.authorized and method != "OPTIONS":
+        authorization = next((v for k, v in headers if k.lower() == "authorization"), None)
+        claims = bearer_claims(authorization) or dev_claims(dev_user, dev_admin)
+    event = http_api_event(
+        method=method,
+        target=target,
+        headers=headers,
+        body=body,
+        source_ip=source_ip,
+        protocol=protocol,
+        route=route,
+        path_parameters=params,
+        claims=claims,
+    )
+    try:
+        return http_answer(invoke(route.function, event))
+    except Exception:
+        say(f"{route.function} raised:\n{traceback.format_exc().rstrip()}", sys.stderr)
+        return api_error(500, "Internal Server Error")
+
+
 # ------------------------------------------------------------------------------- server
 
 
@@ -354,30 +396,18 @@ class Gateway:
         source_ip: str,
         protocol: str,
     ) -> HttpAnswer:
-        path = urlsplit(target).path
-        route, params = find_route(self.routes, method, path)
-        if route is None:
-            return api_error(404, "Not Found")
-        claims = None
-        if route.authorized and method != "OPTIONS":
-            authorization = next((v for k, v in headers if k.lower() == "authorization"), None)
-            claims = bearer_claims(authorization) or dev_claims(self.dev_user, self.dev_admin)
-        event = http_api_event(
-            method=method,
-            target=target,
-            headers=headers,
-            body=body,
-            source_ip=source_ip,
-            protocol=protocol,
-            route=route,
-            path_parameters=params,
-            claims=claims,
+        return call_api(
+            self.routes,
+            self.invoke,
+            self.dev_user,
+            method,
+            target,
+            headers,
+            body,
+            source_ip,
+            protocol,
+            dev_admin=self.dev_admin,
         )
-        try:
-            return http_answer(self.invoke(route.function, event))
-        except Exception:
-            say(f"{route.function} raised:\n{traceback.format_exc().rstrip()}", sys.stderr)
-            return api_error(500, "Internal Server Error")
 
     def static_file(self, method: str, path: str) -> HttpAnswer:
         if method not in ("GET", "HEAD"):

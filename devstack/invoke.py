@@ -9,41 +9,23 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import boto3
-
-from devstack.resources import (
-    DEFAULT_REGION,
-    create_resources,
-    function_environment,
-    load_template,
-    transform_template,
-)
-from devstack.runtime import (
-    LocalFunction,
-    add_layers_to_path,
-    apply_function_environment,
-    use_fake_aws,
-)
-from devstack.stack import local_functions, verify_email_sender
+from devstack.harness import fresh_stack
+from devstack.resources import function_environment
+from devstack.runtime import LocalFunction, apply_function_environment
+from devstack.stack import verify_email_sender
 
 
-def invoke(function_id: str, event_path: str | Path) -> Any:
-    """Run ``function_id``'s handler with the event in ``event_path``; return its answer."""
+def invoke(
+    function_id: str, event_path: str | Path, parameters: Mapping[str, str] | None = None
+) -> Any:
+    """Run ``function_id``'s handler with the event in ``event_path``; return its answer.
+    ``parameters`` are template parameter values (``TaskTypeModules`` for plugin types)."""
     event = json.loads(Path(event_path).read_text(encoding="utf-8"))
-    use_fake_aws()
-    add_layers_to_path()
-    from moto import mock_aws
-
-    from devstack.moto_sesv2 import bulk_email
-
-    bulk_email()  # moto has no SES v2 SendBulkEmail or GetAccount (see devstack.moto_sesv2)
-    transformed = transform_template(load_template())
-    with mock_aws():
-        resources = create_resources(boto3.Session(region_name=DEFAULT_REGION), transformed)
-        functions = local_functions(transformed, resources)
+    with fresh_stack(parameters) as (transformed, resources, functions):
         if function_id not in functions:
             known = ", ".join(sorted(functions))
             raise SystemExit(f"{function_id} is not a local function of the template ({known})")

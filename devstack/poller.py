@@ -187,6 +187,19 @@ def failed_message_ids(response: Any, message_ids: list[str], reports: bool) -> 
     return {str(item) for item in failed}
 
 
+def delete_done(
+    sqs: SQSClient, source: QueueSource, messages: list[MessageTypeDef], failed: set[str]
+) -> None:
+    """Delete a batch's messages except the failed ones, as the event source mapping does."""
+    done = [
+        {"Id": str(index), "ReceiptHandle": message["ReceiptHandle"]}
+        for index, message in enumerate(messages)
+        if message["MessageId"] not in failed
+    ]
+    if done:
+        sqs.delete_message_batch(QueueUrl=source.url, Entries=done)  # type: ignore[arg-type]
+
+
 class SqsPoller:
     """Receivers (one thread per queue) feeding worker threads.
 
@@ -368,15 +381,9 @@ class SqsPoller:
             )
             return
         failed = failed_message_ids(response, ids, source.reports_batch_item_failures)
-        done = [
-            {"Id": str(index), "ReceiptHandle": message["ReceiptHandle"]}
-            for index, message in enumerate(messages)
-            if message["MessageId"] not in failed
-        ]
-        if done:
-            try:
-                self.sqs.delete_message_batch(QueueUrl=source.url, Entries=done)  # type: ignore[arg-type]
-            except Exception as exc:
-                say(f"poller {source.queue}: delete failed: {exc}")
+        try:
+            delete_done(self.sqs, source, messages, failed)
+        except Exception as exc:
+            say(f"poller {source.queue}: delete failed: {exc}")
         if self.report is not None:
             self.report(source.queue, records, failed, time.monotonic() - started)

@@ -71,6 +71,23 @@ def local_functions(transformed: Template, resources: LocalResources) -> dict[st
     return functions
 
 
+def queue_sources(function: LocalFunction, resources: LocalResources) -> list[QueueSource]:
+    """The enabled SQS event source mappings of a function, with their queues' local names."""
+    return [
+        QueueSource(
+            queue=source.queue,
+            url=resources.queues[source.queue],
+            arn=resources.arns[source.queue],
+            region=resources.region,
+            batch_size=source.batch_size,
+            window_seconds=source.maximum_batching_window_in_seconds,
+            reports_batch_item_failures=source.reports_batch_item_failures,
+        )
+        for source in function.config.sqs
+        if source.enabled and source.queue in resources.queues
+    ]
+
+
 def handler_environment(
     transformed: Template, resources: LocalResources, functions: list[str]
 ) -> dict[str, str]:
@@ -104,6 +121,39 @@ def check_task_types() -> list[str]:
     if plugins:
         say(f"task types from plugins: {', '.join(plugins)}")
     return plugins
+
+
+def configure_handlers(
+    transformed: Template,
+    resources: LocalResources,
+    functions: list[str],
+    *,
+    dev_user: str = DEV_USER,
+    verbose: bool = False,
+) -> dict[str, str]:
+    """The functions' environment in this process, their clients made, the SES sender verified
+    and the task-type plugins loaded: what every local run of the handlers needs first."""
+    environment = handler_environment(transformed, resources, functions)
+    if not verbose:
+        # Keep the terminal readable: handler warnings and errors only, no EMF lines.
+        environment["LOG_LEVEL"] = "WARNING"
+        environment["POWERTOOLS_METRICS_DISABLED"] = "true"
+    # Local only, never in the template: requests without a JWT act as this user.
+    environment["DEV_AUTH_USER"] = dev_user
+    # One process runs every worker here: it alone paces the account's SES send rate.
+    environment["EMAIL_MAX_CONCURRENCY"] = "1"
+    add_layers_to_path()
+    apply_function_environment(environment)
+    from taskqueue import wiring
+    from taskqueue.aws import client
+
+    wiring.settings()  # the clients follow the settings (S3 addressing)
+    for service in HANDLER_CLIENTS:
+        client(service)
+    if environment.get("EMAIL_SENDER"):
+        verify_email_sender(environment["EMAIL_SENDER"])
+    check_task_types()
+    return environment
 
 
 @dataclass
@@ -182,26 +232,13 @@ class DevStack:
         use_fake_aws(self.endpoint_url)
 
     def _configure_handlers(self, transformed: Template, resources: LocalResources) -> None:
-        environment = handler_environment(transformed, resources, list(self.functions))
-        if not self.options.verbose:
-            # Keep the terminal readable: handler warnings and errors only, no EMF lines.
-            environment["LOG_LEVEL"] = "WARNING"
-            environment["POWERTOOLS_METRICS_DISABLED"] = "true"
-        # Local only, never in the template: requests without a JWT act as this user.
-        environment["DEV_AUTH_USER"] = self.options.dev_user
-        # One process runs every worker here: it alone paces the account's SES send rate.
-        environment["EMAIL_MAX_CONCURRENCY"] = "1"
-        add_layers_to_path()
-        apply_function_environment(environment)
-        from taskqueue import wiring
-        from taskqueue.aws import client
-
-        wiring.settings()  # the clients follow the settings (S3 addressing)
-        for service in HANDLER_CLIENTS:
-            client(service)
-        if environment.get("EMAIL_SENDER"):
-            verify_email_sender(environment["EMAIL_SENDER"])
-        check_task_types()
+        configure_handlers(
+            transformed,
+            resources,
+            list(self.functions),
+            dev_user=self.options.dev_user,
+            verbose=self.options.verbose,
+        )
 
     def _point_push_at(self, url: str) -> None:
         """The push function's management API is the gateway's WebSocket stage, whose port is
@@ -241,19 +278,7 @@ class DevStack:
                     f"{logical_id}: reading the stream of {stream.table} (batch "
                     f"{stream.batch_size}, every {stream_poller.window_seconds:g} s)"
                 )
-            sources = [
-                QueueSource(
-                    queue=source.queue,
-                    url=resources.queues[source.queue],
-                    arn=resources.arns[source.queue],
-                    region=resources.region,
-                    batch_size=source.batch_size,
-                    window_seconds=source.maximum_batching_window_in_seconds,
-                    reports_batch_item_failures=source.reports_batch_item_failures,
-                )
-                for source in function.config.sqs
-                if source.enabled and source.queue in resources.queues
-            ]
+            sources = queue_sources(function, resources)
             if not sources:
                 continue
             limits = [s.maximum_concurrency for s in function.config.sqs if s.maximum_concurrency]

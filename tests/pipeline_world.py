@@ -42,6 +42,7 @@ class CountingType:
 
     name: str = "COUNTING"
     description: str = "counts chunks"
+    progress_unit: str = "chunks"
     params_model: type[BaseModel] = CountingParams
     executions: list[tuple[str, int]] = field(default_factory=list)
     failures: Counter[str] = field(default_factory=Counter)

@@ -32,6 +32,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Body, Header, Pat
 from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import ValidationError
 
 from taskqueue import wiring
 from taskqueue.errors import (
@@ -45,6 +46,8 @@ from taskqueue.errors import (
     Unauthorized,
 )
 from taskqueue.models import (
+    BulkRequest,
+    BulkResult,
     DeadLetterPage,
     ErrorResponse,
     IsoDateTime,
@@ -60,6 +63,7 @@ from taskqueue.models import (
     TaskView,
     UploadRequest,
     UploadTicket,
+    validation_details,
 )
 from taskqueue.observability import logger, metrics
 
@@ -288,18 +292,38 @@ def list_tasks(
     type: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
     created_after: Annotated[IsoDateTime | None, Query()] = None,
     created_before: Annotated[IsoDateTime | None, Query()] = None,
+    id_prefix: Annotated[
+        str | None,
+        Query(
+            pattern=r"^[0-9a-f]{8,32}$",
+            description="Find tasks by the first 8 or more characters of their id (alone)",
+        ),
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     cursor: Annotated[str | None, Query(max_length=4096)] = None,
 ) -> TaskPage:
-    query = ListTasksQuery(
-        status=status,
-        type=type,
-        created_after=created_after,
-        created_before=created_before,
-        limit=limit,
-        cursor=cursor,
-    )
+    try:
+        query = ListTasksQuery(
+            status=status,
+            type=type,
+            created_after=created_after,
+            created_before=created_before,
+            id_prefix=id_prefix,
+            limit=limit,
+            cursor=cursor,
+        )
+    except ValidationError as exc:
+        raise InvalidRequest("invalid query", validation_details(exc, ("query",))) from exc
     return wiring.service().list_tasks(current_owner(), query)
+
+
+@app.post(
+    "/tasks/bulk",
+    security=JWT,
+    responses=responses({200: "one result per task: applied, or why not"}, 400, 413, 415),
+)
+def bulk_tasks(body: BulkRequest) -> BulkResult:
+    return wiring.service().bulk(current_owner(), body)
 
 
 @app.get("/tasks/<task_id>", security=JWT, responses=responses({200: "the task"}, 404))

@@ -1,5 +1,8 @@
 // The fetch wrapper: base URL and bearer token from window.TASKQUEUE_CONFIG (config.js),
-// JSON in and out, and every failure turned into an ApiError with the server's error body.
+// JSON in and out, only the routes and fields contract.js declares, and every failure turned
+// into an ApiError with the server's error body.
+
+import { CONTRACT } from "./contract.js";
 
 export const config = Object.freeze({ apiBaseUrl: "", ...(window.TASKQUEUE_CONFIG || {}) });
 
@@ -35,12 +38,60 @@ export function apiUrl(path, query) {
   return qs ? `${url}?${qs}` : url;
 }
 
+const ROUTES = Object.entries(CONTRACT.routes).map(([key, route]) => {
+  const [method, template] = key.split(" ");
+  const pattern = new RegExp(`^${template.replace(/\{[^}]+\}/g, "[^/]+")}$`);
+  return { key, method, template, pattern, ...route };
+});
+
+/** The declared route of a request; an undeclared one is a programming error. */
+export function routeOf(method, path) {
+  const route = ROUTES.find((r) => r.method === method && r.pattern.test(path));
+  if (!route) throw new Error(`${method} ${path} is not declared in contract.js`);
+  return route;
+}
+
 /**
- * request("GET", "/tasks", {query: {...}}) -> parsed JSON (or null for an empty body).
+ * `value` with only the fields `shape` declares (see contract.js). Whatever else the API
+ * sends is dropped here, so the page cannot come to depend on an undeclared field.
+ */
+export function project(value, shape) {
+  if (shape === true || value == null) return value;
+  if (typeof shape === "string") return project(value, CONTRACT.shapes[shape]);
+  if (shape.$extends) {
+    const { $extends: base, ...own } = shape;
+    return project(value, { ...CONTRACT.shapes[base], ...own });
+  }
+  if (Array.isArray(shape)) return Array.isArray(value) ? value.map((v) => project(v, shape[0])) : null;
+  if (typeof value !== "object" || Array.isArray(value)) return null;
+  const kept = {};
+  if ("*" in shape) {
+    for (const [key, v] of Object.entries(value)) kept[key] = project(v, shape["*"]);
+    return kept;
+  }
+  for (const [key, fieldShape] of Object.entries(shape)) {
+    if (key in value) kept[key] = project(value[key], fieldShape);
+  }
+  return kept;
+}
+
+function checkDeclared(route, what, names) {
+  const declared = route[what] || [];
+  const extra = names.filter((name) => !declared.includes(name));
+  if (extra.length) throw new Error(`${route.key}: ${what} ${extra.join(", ")} not declared in contract.js`);
+}
+
+/**
+ * request("GET", "/tasks", {query: {...}}) -> the parsed JSON answer, projected on the shape
+ * contract.js declares for the route (null for an empty body).
  * Throws ApiError: status 0 for a network failure, otherwise the HTTP status and the
  * `{"error": {code, message, details}}` body when the server sent one.
  */
 export async function request(method, path, { query, body, headers = {}, signal } = {}) {
+  const route = routeOf(method, path);
+  checkDeclared(route, "query", Object.keys(query || {}));
+  checkDeclared(route, "body", body && typeof body === "object" ? Object.keys(body) : []);
+  checkDeclared(route, "headers", Object.keys(headers));
   const init = { method, headers: { Accept: "application/json", ...headers }, signal };
   if (body !== undefined) {
     init.headers["Content-Type"] = "application/json";
@@ -67,11 +118,10 @@ export async function request(method, path, { query, body, headers = {}, signal 
     }
   }
   if (!response.ok) {
-    const err = data && typeof data === "object" && data.error && typeof data.error === "object" ? data.error : {};
-    let message =
-      (typeof err.message === "string" && err.message) ||
-      (typeof data?.message === "string" && data.message) ||
-      `${response.status} ${response.statusText || "error"}`;
+    // API Gateway's own answers (the JWT authorizer's 401, a 503) are not ours: only the
+    // status is certain then.
+    const err = project(data, CONTRACT.error)?.error || {};
+    let message = (typeof err.message === "string" && err.message) || `${response.status} ${response.statusText || "error"}`;
     if (response.status === 429) {
       // Over a quota: say so plainly, and when it admits again (the body carries Retry-After).
       const wait = Number(err.details?.retry_after ?? response.headers.get("Retry-After"));
@@ -81,7 +131,7 @@ export async function request(method, path, { query, body, headers = {}, signal 
     if (response.status === 401 && unauthorizedHandler) unauthorizedHandler(error);
     throw error;
   }
-  return data;
+  return project(data, route.response);
 }
 
 export const api = {
@@ -96,14 +146,9 @@ export const api = {
   deadLetters: () => request("GET", "/dead-letters"),
   redrive: () => request("POST", "/dead-letters/redrive", { body: {} }),
   createUpload: (body) => request("POST", "/uploads", { body }),
+  /** action "cancel" or "retry" (resuming) on up to 50 tasks; one result per task. */
+  bulk: (action, ids) => request("POST", "/tasks/bulk", { body: { action, ids, restart: false } }),
 };
-
-/** The list of types whatever the wrapper: a bare list, {items: [...]} or {task_types: [...]}. */
-export function asList(data, ...keys) {
-  if (Array.isArray(data)) return data;
-  for (const key of ["items", ...keys]) if (Array.isArray(data?.[key])) return data[key];
-  return [];
-}
 
 /**
  * PUT a file to a presigned upload URL with XMLHttpRequest so progress can be shown.

@@ -1,6 +1,6 @@
 // Entry point: signs in when the deployment asks for it, then wires the submit form, the task
-// list, the detail panel, the dashboard, the pushed updates (live.js) and the poller that
-// keeps them fresh while no push connection is up.
+// list, the detail panel, the dashboard, the time-zone switch, the pushed updates (live.js) and
+// the poller that keeps them fresh while no push connection is up.
 
 import { initAuth, authEnabled, signIn, signOut, onAuthChange } from "./auth.js";
 import { setupSubmitForm } from "./form.js";
@@ -8,7 +8,16 @@ import { createTaskList, createPoller, readFilters } from "./list.js";
 import { createDetailPanel } from "./detail.js";
 import { createDashboard } from "./dashboard.js";
 import { createLive, createLiveStatus } from "./live.js";
-import { toast, debounce } from "./util.js";
+import { onNavigate } from "./nav.js";
+import { project } from "./api.js";
+import { debounce, setTaskTypes, setTimeZone, timeZone, toast, zoneName } from "./util.js";
+
+function setupZoneSwitch() {
+  const select = document.getElementById("zone-select");
+  document.getElementById("zone-local").textContent = `Local (${zoneName("local")})`;
+  select.value = timeZone();
+  select.addEventListener("change", () => setTimeZone(select.value));
+}
 
 function showSignedIn(user) {
   const box = document.getElementById("auth-box");
@@ -55,10 +64,20 @@ function startApp() {
 
   list = createTaskList({
     onOpen: openTask,
-    onChange: () => poller?.kick(),
+    onChange: () => {
+      poller?.kick();
+      dashboard?.redraw();
+    },
   });
 
-  dashboard = createDashboard({ onOpenTask: (id) => openTask(id) });
+  dashboard = createDashboard({
+    onOpenTask: (id) => openTask(id),
+    onFilterStatus: (status) => {
+      list.filterStatus(status);
+      document.getElementById("tasks-title").scrollIntoView({ block: "start", behavior: "smooth" });
+    },
+    currentStatus: () => list.status(),
+  });
 
   const live = createLive();
   const liveStatus = createLiveStatus(document.getElementById("live-status"), live);
@@ -67,7 +86,9 @@ function startApp() {
   }, 300);
 
   // Pushed changes: rows in place, new tasks into the list, the open task read again.
-  live.onTaskChange((tasks, { more }) => {
+  live.onTaskChange((pushed, { more }) => {
+    // Pushed summaries are read like the API's answers: the declared fields of a task only.
+    const tasks = pushed.map((task) => project(task, "TaskView"));
     const statusOf = new Map(list.items().map((t) => [t.id, t.status]));
     const statusChanged = tasks.some((t) => statusOf.get(t.id) !== t.status);
     for (const task of tasks) list.upsert(task);
@@ -106,7 +127,12 @@ function startApp() {
       poller.kick();
       dashboard.maybeRefresh();
     },
-    onTypes: (types) => list.setTypes(types),
+    onTypes: (types) => {
+      setTaskTypes(types);
+      list.setTypes(types);
+      list.redraw();
+      detail.redraw();
+    },
   });
 
   form.load();
@@ -114,11 +140,17 @@ function startApp() {
   dashboard.load();
   live.start();
 
+  onNavigate((state) => list.setSelected(state.task || null));
+
   const initial = new URLSearchParams(window.location.search).get("task");
-  if (initial) openTask(initial);
+  if (initial) {
+    list.setSelected(initial);
+    detail.open(initial, null, { fromHistory: true });
+  }
 }
 
 async function main() {
+  setupZoneSwitch();
   document.getElementById("signin-button").addEventListener("click", () => {
     signIn().catch((err) => showSignIn(err.message));
   });

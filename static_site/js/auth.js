@@ -1,11 +1,14 @@
-// Sign-in through the Cognito hosted UI: authorization code + PKCE (S256), tokens kept in
-// sessionStorage and refreshed before they expire. Without `cognito` in config.js (the local
-// stack) there is no sign-in at all and requests go out without a token.
+// Sign-in through the Cognito hosted UI: the authorization code flow with PKCE (S256), a nonce
+// and state, and the refresh token grant, all by oauth4webapi (vendor/, MIT), which also checks
+// the ID token's issuer, audience, times and nonce. Tokens are kept in sessionStorage and
+// refreshed before they expire. Without `cognito` in config.js (the local stack) there is no
+// sign-in at all and requests go out without a token.
 
+import * as oauth from "../vendor/oauth4webapi/index.js";
 import { config, setAuth } from "./api.js";
 
 const TOKENS_KEY = "taskqueue.tokens";
-const PKCE_KEY = "taskqueue.pkce";
+const PENDING_KEY = "taskqueue.pkce";
 const EXPIRY_MARGIN_MS = 60_000;
 
 const cognito = config.cognito && config.cognito.clientId && config.cognito.domain ? config.cognito : null;
@@ -20,40 +23,43 @@ function domainUrl() {
   return /^https?:\/\//.test(domain) ? domain : `https://${domain}`;
 }
 
-function redirectUri() {
+/** Where the hosted UI sends the browser back: the configured URL, else this page. */
+export function redirectUri() {
   return cognito.redirectUri || `${window.location.origin}${window.location.pathname}`;
 }
 
-function base64url(bytes) {
-  let binary = "";
-  for (const b of bytes) binary += String.fromCharCode(b);
-  return btoa(binary).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+/** The user pool as an OAuth authorization server (Cognito's documented endpoints). */
+function authorizationServer() {
+  return {
+    issuer: `https://cognito-idp.${cognito.region}.amazonaws.com/${cognito.userPoolId}`,
+    authorization_endpoint: `${domainUrl()}/oauth2/authorize`,
+    token_endpoint: `${domainUrl()}/oauth2/token`,
+  };
 }
 
-function randomString(byteCount = 32) {
-  return base64url(crypto.getRandomValues(new Uint8Array(byteCount)));
+function client() {
+  return { client_id: cognito.clientId };
 }
 
-async function challengeFor(verifier) {
-  const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(verifier));
-  return base64url(new Uint8Array(digest));
-}
-
-function readTokens() {
+function readJson(key) {
   try {
-    return JSON.parse(sessionStorage.getItem(TOKENS_KEY) || "null");
+    return JSON.parse(sessionStorage.getItem(key) || "null");
   } catch {
     return null;
   }
 }
 
-function saveTokens(response, previous = null) {
+function readTokens() {
+  return readJson(TOKENS_KEY);
+}
+
+/** Keeps a token answer; Cognito sends no new refresh token on a refresh: the old one stays. */
+function saveTokens(answer, previous = null) {
   const tokens = {
-    id_token: response.id_token || previous?.id_token || null,
-    access_token: response.access_token || previous?.access_token || null,
-    // Cognito does not send a new refresh token when refreshing; keep the old one.
-    refresh_token: response.refresh_token || previous?.refresh_token || null,
-    expires_at: Date.now() + Number(response.expires_in || 3600) * 1000,
+    id_token: answer.id_token || previous?.id_token || null,
+    access_token: answer.access_token || previous?.access_token || null,
+    refresh_token: answer.refresh_token || previous?.refresh_token || null,
+    expires_at: Date.now() + Number(answer.expires_in || 3600) * 1000,
   };
   sessionStorage.setItem(TOKENS_KEY, JSON.stringify(tokens));
   notify();
@@ -74,13 +80,11 @@ export function onAuthChange(listener) {
   return () => listeners.delete(listener);
 }
 
-function decodeJwt(token) {
+/** The payload of a JWT the token endpoint gave us (already checked there), for its name. */
+function claimsOf(token) {
   try {
     const payload = token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
-    const json = decodeURIComponent(
-      [...atob(payload)].map((c) => `%${c.charCodeAt(0).toString(16).padStart(2, "0")}`).join(""),
-    );
-    return JSON.parse(json);
+    return JSON.parse(new TextDecoder().decode(Uint8Array.from(atob(payload), (c) => c.charCodeAt(0))));
   } catch {
     return null;
   }
@@ -91,25 +95,17 @@ export function currentUser() {
   if (!cognito) return null;
   const tokens = readTokens();
   if (!tokens || (!tokens.refresh_token && tokens.expires_at <= Date.now())) return null;
-  const claims = decodeJwt(tokens.id_token || tokens.access_token || "") || {};
+  const claims = claimsOf(tokens.id_token || tokens.access_token || "") || {};
   return { name: claims.email || claims["cognito:username"] || claims.username || claims.sub || "signed in" };
-}
-
-async function tokenRequest(params) {
-  const response = await fetch(`${domainUrl()}/oauth2/token`, {
-    method: "POST",
-    headers: { "Content-Type": "application/x-www-form-urlencoded" },
-    body: new URLSearchParams({ client_id: cognito.clientId, ...params }).toString(),
-  });
-  const data = await response.json().catch(() => ({}));
-  if (!response.ok) throw new Error(data.error_description || data.error || `token endpoint answered ${response.status}`);
-  return data;
 }
 
 async function refresh(tokens) {
   if (!refreshing) {
-    refreshing = tokenRequest({ grant_type: "refresh_token", refresh_token: tokens.refresh_token })
-      .then((data) => saveTokens(data, tokens))
+    const as = authorizationServer();
+    refreshing = oauth
+      .refreshTokenGrantRequest(as, client(), oauth.None(), tokens.refresh_token)
+      .then((response) => oauth.processRefreshTokenResponse(as, client(), response))
+      .then((answer) => saveTokens(answer, tokens))
       .catch(() => {
         clearTokens();
         return null;
@@ -138,22 +134,25 @@ export async function getToken() {
 }
 
 export async function signIn() {
-  const verifier = randomString(48);
-  const state = randomString(16);
+  const verifier = oauth.generateRandomCodeVerifier();
+  const state = oauth.generateRandomState();
+  const nonce = oauth.generateRandomNonce();
   sessionStorage.setItem(
-    PKCE_KEY,
-    JSON.stringify({ verifier, state, returnTo: window.location.search + window.location.hash }),
+    PENDING_KEY,
+    JSON.stringify({ verifier, state, nonce, returnTo: window.location.search + window.location.hash }),
   );
-  const params = new URLSearchParams({
+  const url = new URL(authorizationServer().authorization_endpoint);
+  url.search = new URLSearchParams({
     response_type: "code",
     client_id: cognito.clientId,
     redirect_uri: redirectUri(),
     scope: (cognito.scopes || ["openid", "email", "profile"]).join(" "),
     state,
+    nonce,
     code_challenge_method: "S256",
-    code_challenge: await challengeFor(verifier),
+    code_challenge: await oauth.calculatePKCECodeChallenge(verifier),
   });
-  window.location.assign(`${domainUrl()}/oauth2/authorize?${params}`);
+  window.location.assign(url.href);
 }
 
 export function signOut() {
@@ -166,6 +165,40 @@ export function signOut() {
   window.location.assign(`${domainUrl()}/logout?${params}`);
 }
 
+/** The message of a failed sign-in: the server's own words when it gave some. */
+function signInError(err) {
+  const detail = err?.error_description || err?.cause?.error_description || err?.error || err?.message;
+  return `Sign-in failed: ${detail || "unknown error"}. Try again.`;
+}
+
+/** Back from the hosted UI with ?code= (or ?error=): the code for tokens, checked. */
+async function finishSignIn(url) {
+  const pending = readJson(PENDING_KEY);
+  sessionStorage.removeItem(PENDING_KEY);
+  window.history.replaceState(null, "", `${url.pathname}${pending?.returnTo || ""}`);
+  if (!pending) throw new Error("Sign-in failed: this browser tab did not start it. Try again.");
+  const as = authorizationServer();
+  let callback;
+  try {
+    callback = oauth.validateAuthResponse(as, client(), url, pending.state);
+  } catch (err) {
+    if (err instanceof oauth.AuthorizationResponseError) throw new Error(signInError(err));
+    throw new Error("Sign-in failed: the state did not match. Try again.");
+  }
+  try {
+    const response = await oauth.authorizationCodeGrantRequest(
+      as, client(), oauth.None(), callback, redirectUri(), pending.verifier,
+    );
+    const answer = await oauth.processAuthorizationCodeResponse(as, client(), response, {
+      expectedNonce: pending.nonce,
+      requireIdToken: true,
+    });
+    saveTokens(answer);
+  } catch (err) {
+    throw new Error(signInError(err));
+  }
+}
+
 /**
  * Call once at start-up: finishes a sign-in when the hosted UI sent us back with ?code=,
  * and wires the token into api.js. Resolves to the current user (or null).
@@ -175,33 +208,11 @@ export async function initAuth() {
   setAuth({
     getToken,
     onUnauthorized: () => {
-      const tokens = readTokens();
-      if (tokens) clearTokens();
+      if (readTokens()) clearTokens();
     },
   });
   const url = new URL(window.location.href);
-  const code = url.searchParams.get("code");
-  const returnedState = url.searchParams.get("state");
-  const oauthError = url.searchParams.get("error");
-  if (code || oauthError) {
-    let pending = null;
-    try {
-      pending = JSON.parse(sessionStorage.getItem(PKCE_KEY) || "null");
-    } catch {
-      pending = null;
-    }
-    sessionStorage.removeItem(PKCE_KEY);
-    window.history.replaceState(null, "", `${url.pathname}${pending?.returnTo || ""}`);
-    if (oauthError) throw new Error(url.searchParams.get("error_description") || oauthError);
-    if (!pending || pending.state !== returnedState) throw new Error("Sign-in failed: the state did not match. Try again.");
-    const data = await tokenRequest({
-      grant_type: "authorization_code",
-      code,
-      redirect_uri: redirectUri(),
-      code_verifier: pending.verifier,
-    });
-    saveTokens(data);
-  }
+  if (url.searchParams.has("code") || url.searchParams.has("error")) await finishSignIn(url);
   if (readTokens()) await getToken();
   return currentUser();
 }

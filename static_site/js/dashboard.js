@@ -1,10 +1,11 @@
-// The overview: counts by status and type, queue and dead-letter depths, throughput over the
-// last hour as an inline SVG chart, and the dead-letter list with its Redrive action.
-// Both parts hide themselves when the API answers 404 (not deployed yet).
+// The overview: tasks by current status (tiles that filter the list) and type, queue and
+// dead-letter depths, runs finished per minute over the last hour as an inline SVG chart, and
+// the dead-letter list with its Redrive action. Both parts hide themselves when the API
+// answers 404 (not deployed yet).
 
-import { api, asList, ApiError } from "./api.js";
+import { api, ApiError } from "./api.js";
 import {
-  el, svg, clear, formatNumber, formatDateTime, relativeTime, shortId, isPlainObject, toast, announce,
+  el, svg, clear, formatNumber, formatDateTime, formatClock, relativeTime, shortId, toast, announce,
   confirmDialog, STATUSES, humanize, toDate, statusBadge,
 } from "./util.js";
 
@@ -13,66 +14,25 @@ const CHART_MINUTES = 60;
 // batching windows of the counters (1 s and 10 s).
 const COUNTS_SETTLE_MS = [3_000, 12_000];
 
-function numberOf(value) {
-  if (typeof value === "number" && Number.isFinite(value)) return value;
-  if (typeof value === "string" && value.trim() !== "" && !Number.isNaN(Number(value))) return Number(value);
-  if (isPlainObject(value)) {
-    for (const key of ["count", "total", "value"]) if (key in value) return numberOf(value[key]);
-  }
-  return null;
-}
-
-/** Accepts {by_status} inside `counts` or at the top, maps or lists of {status, count}. */
-function countsOf(stats, key, nameKey) {
-  const raw = stats?.counts?.[key] ?? stats?.[key] ?? (key === "by_status" ? stats?.counts?.status : stats?.counts?.type);
-  if (Array.isArray(raw)) {
-    return Object.fromEntries(raw.filter(isPlainObject).map((r) => [String(r[nameKey] ?? r.name ?? r.key), numberOf(r.count ?? r.value) ?? 0]));
-  }
-  if (isPlainObject(raw)) {
-    return Object.fromEntries(Object.entries(raw).map(([k, v]) => [k, numberOf(v) ?? 0]));
-  }
-  return null;
-}
-
-function queuesOf(stats) {
-  const raw = stats?.queues;
-  const rows = [];
-  if (Array.isArray(raw)) {
-    for (const q of raw) if (isPlainObject(q)) rows.push({ name: String(q.name ?? q.queue ?? "queue"), ...q });
-  } else if (isPlainObject(raw)) {
-    for (const [name, q] of Object.entries(raw)) rows.push(isPlainObject(q) ? { ...q, name } : { name, visible: numberOf(q) });
-  }
-  return rows.map((q) => ({
-    name: q.name,
-    visible: numberOf(q.visible ?? q.ApproximateNumberOfMessages ?? q.messages) ?? 0,
-    in_flight: numberOf(q.in_flight ?? q.inflight ?? q.ApproximateNumberOfMessagesNotVisible) ?? 0,
-    delayed: numberOf(q.delayed ?? q.ApproximateNumberOfMessagesDelayed) ?? 0,
-    dead: /dlq|dead/i.test(q.name) || q.dead_letter === true || q.is_dlq === true,
-  }));
-}
-
+/** The last hour's finishes per minute, one point per minute up to now (missing ones 0). */
 function throughputOf(stats) {
-  const raw = stats?.throughput;
-  const list = Array.isArray(raw) ? raw : isPlainObject(raw) ? asList(raw, "minutes", "points") : [];
   const byMinute = new Map();
-  for (const point of list) {
-    if (!isPlainObject(point)) continue;
-    const date = toDate(point.minute ?? point.time ?? point.t);
-    if (!date) continue;
-    const minute = Math.floor(date.getTime() / 60000);
-    const prev = byMinute.get(minute) || { succeeded: 0, failed: 0, cancelled: 0 };
-    byMinute.set(minute, {
-      succeeded: prev.succeeded + (numberOf(point.succeeded ?? point.success ?? point.SUCCESS) ?? 0),
-      failed: prev.failed + (numberOf(point.failed ?? point.FAILED) ?? 0),
-      cancelled: prev.cancelled + (numberOf(point.cancelled ?? point.CANCELLED) ?? 0),
-    });
+  for (const point of stats.throughput) {
+    const date = toDate(point.minute);
+    if (date) byMinute.set(Math.floor(date.getTime() / 60000), point);
   }
   const now = Math.floor(Date.now() / 60000);
   const points = [];
   for (let m = now - CHART_MINUTES + 1; m <= now; m += 1) {
-    points.push({ minute: new Date(m * 60000), ...(byMinute.get(m) || { succeeded: 0, failed: 0, cancelled: 0 }) });
+    const point = byMinute.get(m);
+    points.push({
+      minute: new Date(m * 60000),
+      succeeded: point?.succeeded ?? 0,
+      failed: point?.failed ?? 0,
+      cancelled: point?.cancelled ?? 0,
+    });
   }
-  return { points, given: list.length > 0 };
+  return points;
 }
 
 function chart(points) {
@@ -87,14 +47,14 @@ function chart(points) {
   const totalFailed = points.reduce((s, p) => s + p.failed, 0);
   const totalCancelled = points.reduce((s, p) => s + p.cancelled, 0);
   const busiest = Math.max(0, ...points.map((p) => p.succeeded + p.failed + p.cancelled));
-  const label = `Tasks finished over the last hour: ${formatNumber(totalOk)} succeeded, ${formatNumber(totalFailed)} failed, ${formatNumber(totalCancelled)} cancelled; busiest minute ${formatNumber(busiest)}.`;
+  const label = `Runs finished over the last hour: ${formatNumber(totalOk)} succeeded, ${formatNumber(totalFailed)} failed, ${formatNumber(totalCancelled)} cancelled; busiest minute ${formatNumber(busiest)}.`;
   const bars = points.map((p, i) => {
     const x = pad.left + i * slot + 1;
     const okHeight = (p.succeeded / max) * plotHeight;
     const failHeight = (p.failed / max) * plotHeight;
     const cancelHeight = (p.cancelled / max) * plotHeight;
     const base = height - pad.bottom;
-    const time = p.minute.toLocaleTimeString(undefined, { hour: "2-digit", minute: "2-digit" });
+    const time = formatClock(p.minute, { seconds: false });
     return svg(
       "g",
       { class: "bar" },
@@ -129,12 +89,12 @@ function chart(points) {
       el("span", { class: "legend legend-ok" }, `${formatNumber(totalOk)} succeeded`),
       el("span", { class: "legend legend-failed" }, `${formatNumber(totalFailed)} failed`),
       el("span", { class: "legend legend-cancelled" }, `${formatNumber(totalCancelled)} cancelled`),
-      el("span", { class: "muted" }, "last 60 minutes"),
+      el("span", { class: "muted" }, "runs per minute, last 60 minutes"),
     ),
   );
 }
 
-export function createDashboard({ onOpenTask } = {}) {
+export function createDashboard({ onOpenTask, onFilterStatus, currentStatus } = {}) {
   const section = document.getElementById("dashboard");
   const host = document.getElementById("dashboard-body");
   const refreshButton = document.getElementById("dashboard-refresh");
@@ -149,6 +109,7 @@ export function createDashboard({ onOpenTask } = {}) {
   let loadingStats = false;
   let lastLoad = 0;
   let followUps = [];
+  let lastStats = null;
 
   /**
    * The counts follow the tasks through the table's stream, in batches gathered for up to
@@ -164,32 +125,46 @@ export function createDashboard({ onOpenTask } = {}) {
   }
 
   function renderStats(stats) {
+    lastStats = stats;
     clear(host);
-    const byStatus = countsOf(stats, "by_status", "status");
-    const byType = countsOf(stats, "by_type", "type");
-    const queues = queuesOf(stats);
-    const { points, given } = throughputOf(stats);
+    const byStatus = stats.counts.by_status;
+    const byType = stats.counts.by_type;
+    const queues = Object.entries(stats.queues).map(([name, q]) => ({ name, ...q }));
+    const points = throughputOf(stats);
+    const active = currentStatus?.() || "";
 
-    if (byStatus) {
-      const names = [...STATUSES, ...Object.keys(byStatus).filter((k) => !STATUSES.includes(k))];
-      host.append(
-        el(
-          "ul",
-          { class: "stat-cards", "aria-label": "Tasks by status" },
-          names.map((name) =>
+    const names = [...STATUSES, ...Object.keys(byStatus).filter((k) => !STATUSES.includes(k))];
+    host.append(
+      el("h3", { class: "visually-hidden" }, "Tasks by current status"),
+      el(
+        "ul",
+        { class: "stat-cards", "aria-label": "Tasks by current status; choose one to list only those" },
+        names.map((name) =>
+          el(
+            "li",
+            null,
             el(
-              "li",
-              { class: `stat-card stat-${name.toLowerCase()}`, testid: `stat-status-${name}`, dataset: { count: byStatus[name] ?? 0 } },
+              "button",
+              {
+                type: "button",
+                class: `stat-card stat-${name.toLowerCase()}`,
+                testid: `stat-status-${name}`,
+                dataset: { count: byStatus[name] ?? 0 },
+                "aria-pressed": active === name ? "true" : "false",
+                title: active === name ? "Show tasks of every status" : `List only ${name.toLowerCase()} tasks`,
+                onclick: () => onFilterStatus?.(active === name ? "" : name),
+              },
               el("span", { class: "stat-value" }, formatNumber(byStatus[name] ?? 0)),
               el("span", { class: "stat-label" }, humanize(name.toLowerCase())),
             ),
           ),
         ),
-      );
-    }
+      ),
+      el("p", { class: "muted small stat-note" }, "Each task counts once, by its current status."),
+    );
 
     const panels = [];
-    if (byType && Object.keys(byType).length) {
+    if (Object.keys(byType).length) {
       panels.push(
         el(
           "div",
@@ -217,24 +192,28 @@ export function createDashboard({ onOpenTask } = {}) {
           { class: "dash-panel" },
           el("h3", null, "Queues"),
           el(
-            "table",
-            { class: "grid-table compact", testid: "stats-queues" },
+            "div",
+            { class: "table-scroll" },
             el(
-              "thead",
-              null,
-              el("tr", null, el("th", { scope: "col" }, "Queue"), el("th", { scope: "col", class: "num" }, "Waiting"), el("th", { scope: "col", class: "num" }, "In flight"), el("th", { scope: "col", class: "num" }, "Delayed")),
-            ),
-            el(
-              "tbody",
-              null,
-              queues.map((q) =>
-                el(
-                  "tr",
-                  { testid: "queue-row", dataset: { queue: q.name }, class: q.dead && q.visible > 0 ? "row-alert" : null },
-                  el("td", null, q.name, q.dead ? el("span", { class: "chip chip-dlq" }, "DLQ") : null),
-                  el("td", { class: "num" }, formatNumber(q.visible)),
-                  el("td", { class: "num" }, formatNumber(q.in_flight)),
-                  el("td", { class: "num" }, formatNumber(q.delayed)),
+              "table",
+              { class: "grid-table compact", testid: "stats-queues" },
+              el(
+                "thead",
+                null,
+                el("tr", null, el("th", { scope: "col" }, "Queue"), el("th", { scope: "col", class: "num" }, "Waiting"), el("th", { scope: "col", class: "num" }, "In flight"), el("th", { scope: "col", class: "num" }, "Delayed")),
+              ),
+              el(
+                "tbody",
+                null,
+                queues.map((q) =>
+                  el(
+                    "tr",
+                    { testid: "queue-row", dataset: { queue: q.name }, class: q.dead_letter && q.visible > 0 ? "row-alert" : null },
+                    el("td", null, q.name, q.dead_letter ? el("span", { class: "chip chip-dlq" }, "DLQ") : null),
+                    el("td", { class: "num" }, formatNumber(q.visible)),
+                    el("td", { class: "num" }, formatNumber(q.in_flight)),
+                    el("td", { class: "num" }, formatNumber(q.delayed)),
+                  ),
                 ),
               ),
             ),
@@ -242,11 +221,16 @@ export function createDashboard({ onOpenTask } = {}) {
         ),
       );
     }
-    if (given || stats?.throughput) {
-      panels.push(el("div", { class: "dash-panel dash-chart" }, el("h3", null, "Throughput"), chart(points)));
-    }
-    if (panels.length) host.append(el("div", { class: "dash-panels" }, panels));
-    if (!byStatus && !panels.length) host.append(el("p", { class: "muted" }, "No statistics yet."));
+    panels.push(
+      el(
+        "div",
+        { class: "dash-panel dash-chart" },
+        el("h3", null, "Runs finished per minute"),
+        chart(points),
+        el("p", { class: "muted small" }, "Counts runs, not tasks: a task retried after it finished counts once per finish."),
+      ),
+    );
+    host.append(el("div", { class: "dash-panels" }, panels));
   }
 
   async function loadStats() {
@@ -260,8 +244,8 @@ export function createDashboard({ onOpenTask } = {}) {
     try {
       const stats = await api.stats();
       section.hidden = false;
-      renderStats(stats || {});
-      updated.textContent = `Updated ${new Date().toLocaleTimeString()}`;
+      renderStats(stats);
+      updated.textContent = `Updated ${formatClock(new Date())}`;
     } catch (err) {
       if (err instanceof ApiError && (err.status === 404 || err.status === 501)) {
         statsAvailable = false;
@@ -301,28 +285,25 @@ export function createDashboard({ onOpenTask } = {}) {
           el(
             "tbody",
             null,
-            items.map((m) => {
-              const when = m.dead_at || m.sent_at || m.received_at || m.time;
-              let reason = m.reason ?? m.body ?? "";
-              if (typeof reason !== "string") reason = JSON.stringify(reason);
-              return el(
+            items.map((m) =>
+              el(
                 "tr",
-                { testid: "dead-letter-row", dataset: { id: m.id ?? m.message_id, taskId: m.task_id } },
+                { testid: "dead-letter-row", dataset: { id: m.id, taskId: m.task_id } },
                 el(
                   "td",
                   null,
-                  m.task_id && onOpenTask
+                  onOpenTask
                     ? el("button", { type: "button", class: "link-button mono", onclick: () => onOpenTask(m.task_id) }, shortId(m.task_id))
-                    : el("span", { class: "mono" }, shortId(m.task_id) || "—"),
-                  m.task_type ? el("span", { class: "muted small" }, ` ${m.task_type}`) : null,
+                    : el("span", { class: "mono" }, shortId(m.task_id)),
+                  el("span", { class: "muted small" }, ` ${m.task_type}`),
                 ),
-                el("td", null, m.queue ?? "—"),
-                el("td", { title: formatDateTime(when) }, when ? relativeTime(when) : "—"),
-                el("td", { class: "num" }, m.receive_count != null ? formatNumber(m.receive_count) : "—"),
-                el("td", { class: "dlq-body" }, el("span", { title: reason }, reason.length > 160 ? `${reason.slice(0, 160)}…` : reason || "—")),
+                el("td", null, m.queue),
+                el("td", { title: formatDateTime(m.dead_at) }, relativeTime(m.dead_at)),
+                el("td", { class: "num" }, formatNumber(m.receive_count)),
+                el("td", { class: "dlq-body" }, el("span", { title: m.reason }, m.reason.length > 160 ? `${m.reason.slice(0, 160)}…` : m.reason || "—")),
                 el("td", null, m.task_status ? statusBadge(m.task_status) : "—"),
-              );
-            }),
+              ),
+            ),
           ),
         ),
       ),
@@ -334,7 +315,7 @@ export function createDashboard({ onOpenTask } = {}) {
     try {
       const data = await api.deadLetters();
       dlqSection.hidden = false;
-      renderDeadLetters(asList(data, "messages", "dead_letters"));
+      renderDeadLetters(data.items);
     } catch (err) {
       if (err instanceof ApiError && (err.status === 404 || err.status === 501)) {
         dlqAvailable = false;
@@ -356,8 +337,8 @@ export function createDashboard({ onOpenTask } = {}) {
     redriveButton.disabled = true;
     try {
       const answer = await api.redrive();
-      const count = numberOf(answer?.redriven ?? answer?.moved ?? answer?.count);
-      const message = count != null ? `Redrove ${formatNumber(count)} message${count === 1 ? "" : "s"}.` : "Redrive started.";
+      const count = answer.redriven;
+      const message = `Redrove ${formatNumber(count)} task${count === 1 ? "" : "s"}${answer.skipped ? `; ${formatNumber(answer.skipped)} were handled already` : ""}.`;
       toast(message, "success");
       announce(message);
     } catch (err) {
@@ -373,7 +354,15 @@ export function createDashboard({ onOpenTask } = {}) {
   dlqRefresh.addEventListener("click", loadDeadLetters);
   redriveButton.addEventListener("click", redrive);
 
+  document.addEventListener("timezonechange", () => {
+    if (lastStats) renderStats(lastStats);
+  });
+
   return {
+    /** Redraws the tiles (which one is pressed follows the list's status filter). */
+    redraw: () => {
+      if (lastStats) renderStats(lastStats);
+    },
     load() {
       followUp();
       return Promise.all([loadStats(), loadDeadLetters()]);

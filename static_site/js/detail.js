@@ -1,13 +1,15 @@
-// The detail panel of one task: params, timings, attempts, events, the result drawn for its
-// type, the error, and the Cancel / Resume / Restart actions behind a confirmation dialog.
+// The detail panel of one task: params, timings, its timeline of attempts, events, the result
+// drawn for its type (with units), partial failures, the error, and the Cancel / Resume /
+// Restart actions behind a confirmation dialog. The open task is a history entry.
 
 import { api, ApiError } from "./api.js";
+import { navigate, onNavigate } from "./nav.js";
+import { eventText, timelineView } from "./timeline.js";
 import {
-  el, clear, statusBadge, progressBar, formatDateTime, relativeTime, formatDuration, formatValue,
-  formatNumber, kvTable, objectsTable, valueView, isPlainObject, shortId, toast, announce,
-  confirmDialog, safeUrl, ACTIVE_STATUSES, toDate,
+  el, clear, statusBadge, progressBar, failedItemsBadge, formatDateTime, relativeTime, formatDuration,
+  formatValue, formatNumber, formatUnits, kvTable, objectsTable, valueView, isPlainObject, shortId, toast,
+  announce, confirmDialog, safeUrl, unitOf, zoneName, ACTIVE_STATUSES, toDate,
 } from "./util.js";
-import { writeUrlParams } from "./list.js";
 
 const IMAGE_RE = /\.(png|jpe?g|webp|gif|avif|bmp)$/i;
 const RETRYABLE = new Set(["FAILED", "CANCELLED"]);
@@ -34,39 +36,87 @@ function columnStats(columns) {
   return objectsTable(rows, { testid: "column-stats", class: "sticky-first" });
 }
 
-function dataProcessingResult(result) {
-  const { columns, column_stats: columnStatsField, stats, ...rest } = result;
-  const table = columnStats(columns) || columnStats(columnStatsField) || columnStats(stats);
-  const parts = [];
-  if (table) parts.push(el("h4", null, "Column statistics"), table);
-  const others = table ? rest : result;
-  if (Object.keys(others).length) parts.push(el("h4", null, "Summary"), kvTable(others));
-  return parts;
+// The unit of each number in a type's result summary: rules as data, read by summaryTable.
+const RESULT_UNITS = {
+  DATA_PROCESSING: { bytes: "bytes", rows: "rows", columns: "columns", columns_ignored: "columns", ragged_rows: "rows" },
+  EMAIL: { recipients: "recipients", sent: "recipients", failed: "recipients" },
+  IMAGE_PROCESSING: {
+    images: "images", processed: "images", failed: "images", input_bytes: "bytes", output_bytes: "bytes",
+    width: "px", height: "px",
+  },
+};
+
+/** A key/value table of a result summary, numbers with their unit ("4.8 MB", "2,000 rows"). */
+function summaryTable(type, summary) {
+  const units = RESULT_UNITS[type] || {};
+  const shown = Object.fromEntries(
+    Object.entries(summary).map(([key, value]) => {
+      const unit = units[key];
+      if (typeof value !== "number" || !unit) return [key, value];
+      return [key, unit === "px" ? `${formatNumber(value)} px` : formatUnits(value, unit)];
+    }),
+  );
+  return kvTable(shown, 0, { testid: "result-summary" });
 }
 
-function emailResult(result) {
-  const { sent, failed, failures, errors, ...rest } = result;
-  const failureList = [failures, errors, failed].find((v) => Array.isArray(v)) || [];
-  const sentCount = Array.isArray(sent) ? sent.length : sent;
-  const failedCount = typeof failed === "number" ? failed : failureList.length;
-  const parts = [
-    el(
-      "div",
-      { class: "summary-tiles", testid: "email-summary" },
-      el("div", { class: "tile tile-success" }, el("span", { class: "tile-value" }, formatNumber(Number(sentCount) || 0)), el("span", { class: "tile-label" }, "sent")),
-      el("div", { class: ["tile", failedCount ? "tile-failed" : null] }, el("span", { class: "tile-value" }, formatNumber(Number(failedCount) || 0)), el("span", { class: "tile-label" }, "failed")),
+function countTiles(testid, tiles) {
+  return el(
+    "div",
+    { class: "summary-tiles", testid },
+    tiles.map(([count, label, kind]) =>
+      el("div", { class: ["tile", count && kind ? `tile-${kind}` : null] },
+        el("span", { class: "tile-value" }, formatNumber(Number(count) || 0)), el("span", { class: "tile-label" }, label)),
     ),
-  ];
-  if (failureList.length) {
-    const rows = failureList.map((f) => (isPlainObject(f) ? f : { recipient: f }));
-    parts.push(el("h4", null, "Failures"), objectsTable(rows, { testid: "email-failures" }));
-  }
-  if (Object.keys(rest).length) parts.push(kvTable(rest));
+  );
+}
+
+function dataProcessingResult(result) {
+  const { column_stats: columns, top_columns: top, ...rest } = result;
+  const table = columnStats(columns) || columnStats(top);
+  const parts = [];
+  if (table) parts.push(el("h4", null, top && !columns ? "Column statistics (the 10 fullest columns)" : "Column statistics"), table);
+  if (Object.keys(rest).length) parts.push(el("h4", null, "Summary"), summaryTable("DATA_PROCESSING", rest));
   return parts;
 }
 
-function imageResult(result) {
-  return Object.keys(result).length ? [kvTable(result)] : [];
+function failuresTable(failures, testid) {
+  if (!Array.isArray(failures) || !failures.length) return [];
+  const rows = failures.map((f) => (isPlainObject(f) ? f : { item: f }));
+  return [el("h4", null, "Failures"), objectsTable(rows, { testid })];
+}
+
+/** A type that works item by item: tiles of done and failed items, the failures, the rest. */
+function itemsResult(type, prefix, doneKey, doneLabel, items = (r) => failuresTable(r.failures, `${prefix}-failures`)) {
+  return (result) => {
+    // The items view shows failures and the recipients' CSV: not again in the summary.
+    const { [doneKey]: done, failed, failures, recipients_csv: csv, ...rest } = result;
+    return [
+      countTiles(`${prefix}-summary`, [[done, doneLabel, "success"], [failed, "failed", "failed"]]),
+      ...items(result),
+      Object.keys(rest).length ? summaryTable(type, rest) : null,
+    ];
+  };
+}
+
+/** The key of an s3://bucket/key location. */
+function keyOf(location) {
+  const match = /^s3:\/\/[^/]+\/(.+)$/.exec(String(location || ""));
+  return match ? match[1] : null;
+}
+
+/** The result's location: a download link when the API offers one for its key. */
+function locationView(task) {
+  if (!task.result_location) return null;
+  const key = keyOf(task.result_location);
+  const link = (task.downloads || []).find((d) => d.key === key && safeUrl(d.url));
+  return el(
+    "p",
+    { class: "muted small", testid: "result-location" },
+    "Full result: ",
+    link
+      ? el("a", { href: link.url, target: "_blank", rel: "noopener noreferrer", download: fileName(key), testid: "result-location-link" }, fileName(key))
+      : el("code", null, task.result_location),
+  );
 }
 
 function downloadsView(downloads) {
@@ -107,20 +157,120 @@ function downloadsView(downloads) {
   );
 }
 
+// ---------------------------------------------------------------- EMAIL: each recipient
+
+const RECIPIENT_ROWS = 100; // shown in the page; the CSV download has them all
+const RECIPIENT_BYTES = 64 * 1024; // read of the CSV for those rows (a Range request)
+const recipientPreviews = new Map(); // csv download URL -> Promise<{rows, more}>
+
+/** RFC 4180 records of `text` (quoted fields, "" for a quote inside one). */
+export function parseCsv(text) {
+  const records = [];
+  let record = [];
+  let field = "";
+  let quoted = false;
+  for (let i = 0; i < text.length; i += 1) {
+    const c = text[i];
+    if (quoted) {
+      if (c === '"' && text[i + 1] === '"') {
+        field += '"';
+        i += 1;
+      } else if (c === '"') quoted = false;
+      else field += c;
+    } else if (c === '"') quoted = true;
+    else if (c === ",") {
+      record.push(field);
+      field = "";
+    } else if (c === "\n" || c === "\r") {
+      if (c === "\r" && text[i + 1] === "\n") i += 1;
+      record.push(field);
+      records.push(record);
+      record = [];
+      field = "";
+    } else field += c;
+  }
+  if (field || record.length) records.push([...record, field]);
+  return records;
+}
+
+/** The first RECIPIENT_ROWS recipients from the start of the CSV (a partial last line is
+ * dropped); {rows: [{index, email, status, code, reason}], more}. */
+function recipientPreview(url) {
+  if (!recipientPreviews.has(url)) {
+    const loading = fetch(url, { headers: { Range: `bytes=0-${RECIPIENT_BYTES - 1}` } }).then(async (response) => {
+      if (!response.ok) throw new Error(`${response.status}`);
+      let text = await response.text();
+      const partial = response.status === 206 && text.length >= RECIPIENT_BYTES - 4;
+      if (partial) text = text.slice(0, text.lastIndexOf("\n") + 1);
+      const [header, ...records] = parseCsv(text).filter((r) => r.length > 1);
+      const rows = records.slice(0, RECIPIENT_ROWS).map((r) =>
+        Object.fromEntries((header || []).map((name, i) => [name, r[i] ?? ""])));
+      return { rows, more: partial || records.length > RECIPIENT_ROWS };
+    });
+    loading.catch(() => recipientPreviews.delete(url));
+    recipientPreviews.set(url, loading);
+  }
+  return recipientPreviews.get(url);
+}
+
+/** Each recipient's outcome (from the downloadable CSV), with the download itself. */
+function recipientsView(task, result) {
+  const key = result.recipients_csv;
+  const link = (task.downloads || []).find((d) => d.key === key && safeUrl(d.url));
+  if (!link) return [...failuresTable(result.failures, "email-failures")];
+  const host = el("div", { class: "recipients", testid: "email-recipients" }, el("p", { class: "muted small" }, "Loading recipients…"));
+  recipientPreview(link.url).then(
+    ({ rows, more }) => {
+      const table = objectsTable(
+        rows.map((r) => ({ index: Number(r.index) || r.index, email: r.email, status: r.status, code: r.code, reason: r.reason })),
+        { testid: "email-recipient-table" },
+      );
+      const note = more ? [el("p", { class: "muted small" }, `The first ${formatNumber(rows.length)} recipients; the CSV has them all.`)] : [];
+      host.replaceChildren(table, ...note);
+    },
+    () => host.replaceChildren(...failuresTable(result.failures, "email-failures")),
+  );
+  return [
+    el("h4", null, "Recipients"),
+    el(
+      "p",
+      { class: "small" },
+      el("a", { href: link.url, download: fileName(key), testid: "email-csv-link" }, `Download every recipient's outcome (${fileName(key)})`),
+    ),
+    host,
+  ];
+}
+
+const RESULT_VIEWS = {
+  DATA_PROCESSING: () => dataProcessingResult,
+  EMAIL: (task) => itemsResult("EMAIL", "email", "sent", "sent", (r) => recipientsView(task, r)),
+  IMAGE_PROCESSING: () => itemsResult("IMAGE_PROCESSING", "image", "processed", "processed"),
+};
+
 function resultView(task) {
   const result = task.result;
   if (result == null) return null;
   let body;
   if (!isPlainObject(result)) body = [valueView(result)];
-  else if (/DATA/i.test(task.type)) body = dataProcessingResult(result);
-  else if (/EMAIL|MAIL/i.test(task.type)) body = emailResult(result);
-  else if (/IMAGE/i.test(task.type)) body = imageResult(result);
-  else body = [kvTable(result)];
+  else body = (RESULT_VIEWS[task.type]?.(task) || ((r) => [kvTable(r)]))(result);
+  body = body.filter(Boolean);
   if (!body.length) return null;
-  return section("Result", "detail-result", ...body, task.result_location ? el("p", { class: "muted small" }, "Full result: ", el("code", null, task.result_location)) : null);
+  return section("Result", "detail-result", ...body, locationView(task));
 }
 
-function eventsView(events) {
+/** Some items failed in a SUCCESS, or all of them in a FAILED: said in words at the top. */
+function partialView(task) {
+  const failed = Number(task.failed_items) || 0;
+  if (!failed) return null;
+  const unit = unitOf(task.type) || "items";
+  const total = Number(task.units_total) || 0;
+  const text = task.status === "FAILED"
+    ? `All ${formatUnits(failed, unit)} failed: nothing was done. The result below lists why.`
+    : `${formatUnits(failed, unit)}${total ? ` of ${formatNumber(total)}` : ""} failed; the others succeeded. The result below lists the failures.`;
+  return el("p", { class: "warning-box", role: "note", testid: "partial-failure" }, text);
+}
+
+function eventsView(events, unit) {
   const list = (events || []).slice().sort((a, b) => (toDate(a.time)?.getTime() ?? 0) - (toDate(b.time)?.getTime() ?? 0));
   return section(
     "Event log",
@@ -133,9 +283,9 @@ function eventsView(events) {
             el(
               "li",
               { class: `event event-${String(e.level || "INFO").toLowerCase()}`, testid: "event" },
-              el("time", { datetime: e.time, title: formatDateTime(e.time) }, formatDateTime(e.time)),
+              el("time", { datetime: e.time }, formatDateTime(e.time)),
               el("span", { class: `level level-${String(e.level || "INFO").toLowerCase()}` }, e.level || "INFO"),
-              el("span", { class: "event-message" }, e.message),
+              el("span", { class: "event-message" }, eventText(e.message, unit)),
             ),
           ),
         )
@@ -152,7 +302,7 @@ function timingsView(task) {
     ["Updated", task.updated_at],
   ].filter(([, v]) => v);
   return section(
-    "Timings",
+    `Timings (${zoneName()})`,
     "detail-timings",
     el(
       "table",
@@ -227,17 +377,25 @@ export function createDetailPanel({ onChanged, onClosed }) {
       el(
         "div",
         { class: "detail-head" },
-        el("div", { class: "detail-status", testid: "detail-status" }, statusBadge(t.status), t.cancel_requested && ACTIVE_STATUSES.has(t.status) ? el("span", { class: "chip" }, "cancel requested") : null),
+        el(
+          "div",
+          { class: "detail-status", testid: "detail-status" },
+          statusBadge(t.status),
+          t.cancel_requested && ACTIVE_STATUSES.has(t.status) ? el("span", { class: "chip" }, "cancel requested") : null,
+          failedItemsBadge(t),
+        ),
         el("p", { class: "detail-id" }, "ID ", el("code", { testid: "detail-id", class: "mono" }, t.id)),
         progressBar(t, "Task progress"),
       ),
       actions(t),
+      partialView(t),
       errorNode,
       resultView(t),
       downloadsView(t.downloads),
       section("Parameters", "detail-params", isPlainObject(t.params) && Object.keys(t.params).length ? kvTable(t.params) : el("p", { class: "muted" }, "No parameters.")),
       timingsView(t),
-      eventsView(t.events),
+      section("Timeline", "detail-timeline", timelineView(t)),
+      eventsView(t.events, unitOf(t.type)),
     ];
     body.append(...parts.filter(Boolean));
   }
@@ -263,7 +421,7 @@ export function createDetailPanel({ onChanged, onClosed }) {
     return mine === generation && currentId === id ? data : null;
   }
 
-  async function open(id, known = null) {
+  async function open(id, known = null, { fromHistory = false } = {}) {
     if (!id) return;
     if (!panel.hidden && currentId === id && task) {
       title.focus();
@@ -274,7 +432,7 @@ export function createDetailPanel({ onChanged, onClosed }) {
     task = null;
     panel.hidden = false;
     document.body.classList.add("detail-open");
-    writeUrlParams({ task: id });
+    if (!fromHistory) navigate({ task: id });
     title.textContent = `Task ${shortId(id)}`;
     if (known && known.events) {
       task = known;
@@ -294,7 +452,7 @@ export function createDetailPanel({ onChanged, onClosed }) {
     }
   }
 
-  function close() {
+  function close({ fromHistory = false } = {}) {
     if (panel.hidden) return;
     const closedId = currentId;
     panel.hidden = true;
@@ -302,7 +460,7 @@ export function createDetailPanel({ onChanged, onClosed }) {
     currentId = null;
     task = null;
     generation += 1;
-    writeUrlParams({ task: null });
+    if (!fromHistory) navigate({ task: "" });
     onClosed?.();
     if (opener && document.contains(opener) && opener !== document.body) opener.focus();
     else {
@@ -398,7 +556,12 @@ export function createDetailPanel({ onChanged, onClosed }) {
     title.focus();
   }
 
-  closeButton.addEventListener("click", close);
+  closeButton.addEventListener("click", () => close());
+  onNavigate((state) => {
+    if (state.task && state.task !== currentId) open(state.task, null, { fromHistory: true });
+    else if (!state.task) close({ fromHistory: true });
+  });
+  document.addEventListener("timezonechange", () => render());
   panel.addEventListener("keydown", (event) => {
     if (event.key === "Escape" && !document.querySelector("dialog[open]")) {
       event.preventDefault();
@@ -411,6 +574,7 @@ export function createDetailPanel({ onChanged, onClosed }) {
     close,
     refresh,
     isActive: () => !panel.hidden && Boolean(task) && ACTIVE_STATUSES.has(task.status),
+    redraw: () => render(),
     currentId: () => currentId,
   };
 }

@@ -1,23 +1,30 @@
 // The submit form: a type selector from GET /task-types and, for the chosen type, fields built
-// from its JSON Schema (as pydantic writes it), with client-side validation that mirrors the
-// schema, file uploads through presigned URLs, and server 422 errors shown beside the field.
+// from its JSON Schema (as pydantic writes it) and the form hints the type declares in it:
+// `x-sources` (an explicit choice of input), `x-upload` (a file picker for a field, accepting
+// only the declared content types), `x-advanced` (folded away). Client-side validation mirrors
+// the schema; every error, the client's or the server's (matched by its `loc`), is shown
+// beside its field.
 
-import { api, asList, putFile, ApiError } from "./api.js";
-import { el, clear, humanize, toast, announce, uuid, formatBytes, isPlainObject } from "./util.js";
+import { api, putFile, ApiError } from "./api.js";
+import {
+  el, clear, humanize, toast, announce, uuid, formatBytes, isPlainObject, fromInputValue, zoneName,
+} from "./util.js";
 
-const UPLOAD_TYPES = {
-  csv: "text/csv",
-  png: "image/png",
-  jpg: "image/jpeg",
-  jpeg: "image/jpeg",
-  webp: "image/webp",
-  gif: "image/gif",
+// File name extensions of each content type POST /uploads takes, for the file picker's filter
+// and for files the browser gives no type.
+const EXTENSIONS = {
+  "text/csv": ["csv"],
+  "image/png": ["png"],
+  "image/jpeg": ["jpg", "jpeg"],
+  "image/webp": ["webp"],
+  "image/gif": ["gif"],
 };
-const ALLOWED_CONTENT_TYPES = new Set(Object.values(UPLOAD_TYPES));
+const TYPE_NAMES = { "text/csv": "CSV", "image/png": "PNG", "image/jpeg": "JPEG", "image/webp": "WebP", "image/gif": "GIF" };
 const MAX_UPLOAD_BYTES = 100 * 1024 * 1024;
-const IMAGE_ACCEPT = "image/png,image/jpeg,image/webp,image/gif,.png,.jpg,.jpeg,.webp,.gif";
-const CSV_ACCEPT = ".csv,text/csv";
-const META_FIELDS = { priority: "priority", run_at: "run_at", max_attempts: "max_attempts", type: "type", delay_seconds: "run_at" };
+const META_FIELDS = { priority: "priority", run_at: "run_at", max_attempts: "max_attempts", delay_seconds: "run_at" };
+// A run time further ahead than this is accepted, with a warning: is the year right?
+const FAR_AHEAD_DAYS = 30;
+const DAY_MS = 24 * 3600 * 1000;
 const EMAIL_RE = /^[^@\s]+@[^@\s]+\.[^@\s]+$/;
 
 // ------------------------------------------------------------------ schema -> field descriptors
@@ -75,22 +82,14 @@ function kindOf(schema) {
   return "json";
 }
 
-function uploadHint(name, schema, typeName) {
-  const hint = schema["x-upload"] || schema.x_upload;
-  if (isPlainObject(hint)) return { multiple: Boolean(hint.multiple), accept: hint.accept || "" };
-  if (hint === true) return { multiple: false, accept: "" };
-  if (kindOf(schema) !== "string") return null;
-  const imageType = /IMAGE/i.test(typeName);
-  if (schema.format === "s3-prefix" || /(^|_)prefix$/.test(name)) {
-    return { multiple: true, accept: imageType ? IMAGE_ACCEPT : "" };
-  }
-  if (schema.format === "s3-key" || /^(input|source|file|csv)(_\w+)?_key$|^input_key$/.test(name)) {
-    return { multiple: false, accept: imageType ? IMAGE_ACCEPT : CSV_ACCEPT };
-  }
-  return null;
+/** The field's x-upload hint: {accept: [content types], target: "key" | "prefix"}, or null. */
+function uploadHint(schema) {
+  const hint = schema["x-upload"];
+  if (!isPlainObject(hint) || !Array.isArray(hint.accept)) return null;
+  return { accept: hint.accept.filter((t) => EXTENSIONS[t]), multiple: hint.target === "prefix" };
 }
 
-export function describeFields(paramsSchema, typeName = "") {
+export function describeFields(paramsSchema) {
   const root = isPlainObject(paramsSchema) ? paramsSchema : {};
   const top = resolveRef(root, root);
   const required = new Set(Array.isArray(top.required) ? top.required : []);
@@ -119,7 +118,8 @@ export function describeFields(paramsSchema, typeName = "") {
       enumValues: Array.isArray(schema.enum) ? schema.enum : "const" in schema ? [schema.const] : null,
       default: hasDefault ? ("default" in rawResolved ? rawResolved.default : schema.default) : undefined,
       examples: rawResolved.examples || schema.examples,
-      upload: uploadHint(name, schema, typeName),
+      upload: uploadHint(schema),
+      advanced: schema["x-advanced"] === true,
     };
   });
 }
@@ -231,6 +231,27 @@ function optionLabel(value) {
   return /^\s*$/.test(text) ? JSON.stringify(text) : text;
 }
 
+// A field's error shown on blur can push the Submit button down between the press and the
+// release of a click on it, and the click is lost. So while a pointer is down, errors from
+// blur wait until the click is over.
+let pointerDown = false;
+const waiting = [];
+document.addEventListener("pointerdown", () => {
+  pointerDown = true;
+}, true);
+for (const type of ["pointerup", "pointercancel"]) {
+  document.addEventListener(type, () => {
+    pointerDown = false;
+    // After the click that this release makes: a task queued now runs once it is dispatched.
+    setTimeout(() => waiting.splice(0).forEach((show) => show()), 0);
+  }, true);
+}
+
+function afterClick(show) {
+  if (pointerDown) waiting.push(show);
+  else show();
+}
+
 /** Builds one field; returns {node, read(), setError(msg), focus(), setValue(v)}. */
 function buildField(field, { onUploadState }) {
   const id = `param-${field.name}`;
@@ -280,7 +301,7 @@ function buildField(field, { onUploadState }) {
     });
     input.value = defaultText(field);
   } else {
-    const long = !field.upload && (/(^|_)(body|message|html|text|content|template_text)$/.test(field.name) || (s.maxLength ?? 0) >= 2000);
+    const long = !field.upload && (s.maxLength ?? 0) >= 2000;
     const type = s.format === "email" ? "email" : s.format === "uri" ? "url" : "text";
     input = long ? el("textarea", { ...common, rows: "5" }) : el("input", { ...common, type, autocomplete: "off" });
     if (s.maxLength != null) input.setAttribute("maxlength", String(s.maxLength + 1)); // let validation explain
@@ -350,7 +371,8 @@ function buildField(field, { onUploadState }) {
     const result = read();
     if (result.invalid) return result.invalid;
     if (!result.present || (field.kind === "array" && result.value.length === 0)) {
-      return field.required && !field.nullable && field.default === undefined ? "Required" : null;
+      const needed = field.mustGive || (field.required && !field.nullable && field.default === undefined);
+      return needed ? "Required" : null;
     }
     const v = result.value;
     if (field.kind === "array") {
@@ -377,21 +399,38 @@ function buildField(field, { onUploadState }) {
   }
 
   input.addEventListener("blur", () => {
-    if (input.value !== "" || wrapper.classList.contains("has-error")) setError(validate());
+    if (input.value !== "" || wrapper.classList.contains("has-error")) afterClick(() => setError(validate()));
   });
   input.addEventListener("input", () => {
     if (wrapper.classList.contains("has-error")) setError(validate());
   });
 
-  return { field, node: wrapper, input, read, validate, setError, focus: () => input.focus() };
+  /** Required by the chosen input source (a field the schema itself leaves optional). */
+  function setRequired(required) {
+    field.required = required;
+    field.mustGive = required;
+    labelNode.replaceChildren(
+      field.label,
+      required ? el("span", { class: "req", "aria-hidden": "true" }, " *") : el("span", { class: "optional" }, " (optional)"),
+    );
+    if (required) input.setAttribute("aria-required", "true");
+    else input.removeAttribute("aria-required");
+  }
+
+  return { field, node: wrapper, input, read, validate, setError, setRequired, focus: () => input.focus() };
 }
 
 // ------------------------------------------------------------------ uploads
 
-function contentTypeOf(file) {
-  if (ALLOWED_CONTENT_TYPES.has(file.type)) return file.type;
+/** The file's content type if `accept` lists it (by the browser's type or the extension). */
+function contentTypeOf(file, accept) {
+  if (accept.includes(file.type)) return file.type;
   const ext = (file.name.split(".").pop() || "").toLowerCase();
-  return UPLOAD_TYPES[ext] || null;
+  return accept.find((type) => EXTENSIONS[type].includes(ext)) || null;
+}
+
+function acceptAttribute(accept) {
+  return [...accept, ...accept.flatMap((type) => EXTENSIONS[type].map((ext) => `.${ext}`))].join(",");
 }
 
 /** The API accepts `^[A-Za-z0-9][A-Za-z0-9._ -]*$`, at most 200 characters. */
@@ -421,20 +460,9 @@ function commonPrefix(keys) {
   return prefix;
 }
 
-let prefixSupported = true;
-
-async function requestTicket(file, contentType, prefix) {
+function requestTicket(file, contentType, prefix) {
   const body = { filename: safeFilename(file.name), content_type: contentType, size: file.size };
-  if (prefix && prefixSupported) {
-    try {
-      return await api.createUpload({ ...body, prefix });
-    } catch (err) {
-      // An API without a `prefix` field refuses it; fall back to plain uploads from now on.
-      if (!(err instanceof ApiError && err.status === 422)) throw err;
-      prefixSupported = false;
-    }
-  }
-  return api.createUpload(body);
+  return api.createUpload(prefix ? { ...body, prefix } : body);
 }
 
 function buildUpload(field, target, onUploadState) {
@@ -444,7 +472,7 @@ function buildUpload(field, target, onUploadState) {
     id: fileId,
     class: "file-input",
     testid: `upload-${field.name}`,
-    accept: field.upload.accept || null,
+    accept: acceptAttribute(field.upload.accept),
     multiple: field.upload.multiple,
   });
   const bar = el("progress", { max: "100", value: "0", class: "upload-progress", testid: `upload-progress-${field.name}`, hidden: true });
@@ -458,10 +486,14 @@ function buildUpload(field, target, onUploadState) {
   fileInput.addEventListener("change", async () => {
     const files = [...fileInput.files];
     if (!files.length) return;
+    const names = field.upload.accept.map((t) => TYPE_NAMES[t]);
     for (const file of files) {
-      const type = contentTypeOf(file);
+      const type = contentTypeOf(file, field.upload.accept);
       if (!type) {
-        status.textContent = `${file.name}: unsupported file type (CSV, PNG, JPEG, WebP or GIF).`;
+        status.textContent = `${file.name} is not a ${names.length > 1 ? `${names.slice(0, -1).join(", ")} or ${names.at(-1)}` : names[0]} file.`;
+        status.classList.add("upload-refused");
+        fileInput.value = "";
+        announce(status.textContent);
         return;
       }
       if (file.size > MAX_UPLOAD_BYTES) {
@@ -473,6 +505,7 @@ function buildUpload(field, target, onUploadState) {
         return;
       }
     }
+    status.classList.remove("upload-refused");
     const total = files.reduce((sum, f) => sum + f.size, 0);
     const loaded = new Array(files.length).fill(0);
     const update = () => {
@@ -488,7 +521,7 @@ function buildUpload(field, target, onUploadState) {
       const keys = [];
       let prefix = null;
       for (let i = 0; i < files.length; i += 1) {
-        const ticket = await requestTicket(files[i], contentTypeOf(files[i]), prefix);
+        const ticket = await requestTicket(files[i], contentTypeOf(files[i], field.upload.accept), prefix);
         if (!ticket || !ticket.url || !ticket.key) throw new Error("The server did not return an upload URL.");
         if (i === 0) prefix = ticket.prefix || dirOf(ticket.key);
         keys.push(ticket.key);
@@ -519,6 +552,19 @@ function buildUpload(field, target, onUploadState) {
 
 // ------------------------------------------------------------------ the submit form
 
+/** The x-sources of a params schema: [{name, label, fields}] (empty when the type has none). */
+function sourcesOf(schema) {
+  const raw = isPlainObject(schema) ? schema["x-sources"] : null;
+  if (!Array.isArray(raw)) return [];
+  return raw.filter((s) => isPlainObject(s) && s.name && Array.isArray(s.fields));
+}
+
+/** The source offered first: the first one that needs no upload (it works at once). */
+function defaultSource(sources, widgets) {
+  const needsUpload = (source) => source.fields.some((name) => widgets.find((w) => w.field.name === name)?.field.upload);
+  return (sources.find((source) => !needsUpload(source)) || sources[0])?.name || "";
+}
+
 /**
  * Wires the static submit form in index.html. `onSubmitted(task)` is called after a 2xx.
  * Returns {load(): Promise<types>} so app.js can share the type list with the filters.
@@ -526,11 +572,14 @@ function buildUpload(field, target, onUploadState) {
 export function setupSubmitForm({ onSubmitted, onTypes }) {
   const form = document.getElementById("submit-form");
   const select = document.getElementById("type-select");
+  const typeError = document.getElementById("type-error");
   const description = document.getElementById("type-description");
   const fieldsHost = document.getElementById("param-fields");
   const button = document.getElementById("submit-button");
   const formError = document.getElementById("form-error");
   const state = document.getElementById("submit-state");
+  const runAtHelp = document.getElementById("run-at-help");
+  const runAtWarning = document.getElementById("run-at-warning");
   const meta = {
     priority: document.getElementById("priority"),
     run_at: document.getElementById("run-at"),
@@ -544,6 +593,10 @@ export function setupSubmitForm({ onSubmitted, onTypes }) {
 
   let types = [];
   let widgets = [];
+  let sources = [];
+  let source = ""; // the chosen source's name
+  let paramsError = null; // where errors about the params as a whole go
+  let advancedBox = null;
   let uploading = new Set();
   let submitting = false;
   let lastAttempt = null; // {fingerprint, key}: an identical resubmission reuses its key
@@ -568,6 +621,18 @@ export function setupSubmitForm({ onSubmitted, onTypes }) {
     else meta[name].removeAttribute("aria-invalid");
   }
 
+  function setTypeError(message) {
+    typeError.textContent = message || "";
+    typeError.hidden = !message;
+  }
+
+  function setParamsError(message) {
+    if (!paramsError) return false;
+    paramsError.textContent = message || "";
+    paramsError.hidden = !message;
+    return true;
+  }
+
   function setFormError(messages) {
     clear(formError);
     const list = (Array.isArray(messages) ? messages : [messages]).filter(Boolean);
@@ -579,13 +644,74 @@ export function setupSubmitForm({ onSubmitted, onTypes }) {
   function clearErrors() {
     for (const w of widgets) w.setError(null);
     for (const name of Object.keys(meta)) setMetaError(name, null);
+    setTypeError(null);
+    setParamsError(null);
     setFormError(null);
+  }
+
+  /** The widgets whose values are sent: the chosen source's and those of no source. */
+  function activeWidgets() {
+    const inSources = new Set(sources.flatMap((s) => s.fields));
+    const chosen = new Set(sources.find((s) => s.name === source)?.fields || []);
+    return widgets.filter((w) => !inSources.has(w.field.name) || chosen.has(w.field.name));
+  }
+
+  function chooseSource(name) {
+    source = name;
+    const chosen = new Set(sources.find((s) => s.name === name)?.fields || []);
+    for (const s of sources) {
+      for (const fieldName of s.fields) {
+        const widget = widgets.find((w) => w.field.name === fieldName);
+        if (!widget) continue;
+        widget.node.hidden = !chosen.has(fieldName);
+        // Within the chosen source a field without a default must be given.
+        widget.setRequired(chosen.has(fieldName) && widget.field.default == null);
+        widget.setError(null);
+      }
+    }
+    setParamsError(null);
+    lastAttempt = null;
+  }
+
+  function sourceChoice(typeName) {
+    const errorNode = el("p", { class: "field-error", id: "error-params", testid: "error-params", hidden: true, role: "alert" });
+    const fieldset = el(
+      "fieldset",
+      { class: "source-choice", testid: "source-choice", "aria-describedby": "error-params" },
+      el("legend", null, "Input"),
+      el(
+        "div",
+        { class: "segmented", role: "radiogroup", "aria-label": "Input" },
+        sources.map((s) =>
+          el(
+            "label",
+            { class: "segment" },
+            el("input", {
+              type: "radio",
+              name: `source-${typeName}`,
+              value: s.name,
+              testid: `source-${s.name}`,
+              checked: s.name === source,
+              onchange: () => chooseSource(s.name),
+            }),
+            el("span", null, s.label),
+          ),
+        ),
+      ),
+      errorNode,
+    );
+    paramsError = errorNode;
+    return fieldset;
   }
 
   function renderFields() {
     const type = types.find((t) => t.name === select.value);
     clear(fieldsHost);
     widgets = [];
+    sources = [];
+    source = "";
+    paramsError = null;
+    advancedBox = null;
     uploading = new Set();
     clearErrors();
     description.textContent = type?.description || "";
@@ -598,24 +724,74 @@ export function setupSubmitForm({ onSubmitted, onTypes }) {
     } catch {
       /* storage may be unavailable */
     }
-    const fields = describeFields(type.params_schema || {}, type.name);
+    const schema = type.params_schema || {};
+    const fields = describeFields(schema);
     if (!fields.length) fieldsHost.append(el("p", { class: "muted" }, "This type takes no parameters."));
     widgets = fields.map((f) => buildField(f, { onUploadState }));
-    fieldsHost.append(...widgets.map((w) => w.node));
+    sources = sourcesOf(schema);
+    const inSources = new Set(sources.flatMap((s) => s.fields));
+    const byName = new Map(widgets.map((w) => [w.field.name, w]));
+    if (sources.length) {
+      source = defaultSource(sources, widgets);
+      fieldsHost.append(sourceChoice(type.name));
+      for (const s of sources) for (const name of s.fields) if (byName.has(name)) fieldsHost.append(byName.get(name).node);
+      chooseSource(source);
+    } else {
+      const errorNode = el("p", { class: "field-error", id: "error-params", testid: "error-params", hidden: true, role: "alert" });
+      fieldsHost.append(errorNode);
+      paramsError = errorNode;
+    }
+    const plain = widgets.filter((w) => !inSources.has(w.field.name) && !w.field.advanced);
+    const advanced = widgets.filter((w) => !inSources.has(w.field.name) && w.field.advanced);
+    fieldsHost.append(...plain.map((w) => w.node));
+    if (advanced.length) {
+      advancedBox = el(
+        "details",
+        { class: "advanced", testid: "advanced-options" },
+        el("summary", null, `Advanced options (${advanced.length})`),
+        advanced.map((w) => w.node),
+      );
+      fieldsHost.append(advancedBox);
+    }
     lastAttempt = null;
     updateButton();
   }
 
+  /** Shows an error at a widget; one inside the folded advanced options unfolds them. */
+  function showAt(widget, message) {
+    widget.setError(message);
+    if (message && advancedBox && advancedBox.contains(widget.node)) advancedBox.open = true;
+  }
+
+  function runAtProblem() {
+    const text = meta.run_at.value;
+    if (!text) return { date: null };
+    const date = fromInputValue(text);
+    if (!date) return { error: "Not a valid date and time" };
+    const ahead = date.getTime() - Date.now();
+    if (ahead <= 0) return { date, warning: "This time has passed: the task will run at once." };
+    if (ahead > FAR_AHEAD_DAYS * DAY_MS) {
+      const days = Math.round(ahead / DAY_MS);
+      return { date, warning: `That is ${days.toLocaleString()} days from now. Is the date right?` };
+    }
+    return { date };
+  }
+
+  function showRunAt() {
+    const { error, warning } = runAtProblem();
+    setMetaError("run_at", error || null);
+    runAtWarning.textContent = warning || "";
+    runAtWarning.hidden = !warning;
+    return !error;
+  }
+
+  function describeZone() {
+    runAtHelp.textContent = `In ${zoneName()} time; empty runs now.`;
+    showRunAt();
+  }
+
   function validateMeta() {
-    let ok = true;
-    const runAt = meta.run_at.value;
-    if (runAt) {
-      const date = new Date(runAt);
-      if (Number.isNaN(date.getTime())) {
-        setMetaError("run_at", "Not a valid date and time");
-        ok = false;
-      } else setMetaError("run_at", null);
-    } else setMetaError("run_at", null);
+    let ok = showRunAt();
     const attempts = meta.max_attempts.value.trim();
     if (attempts) {
       const n = Number(attempts);
@@ -629,36 +805,50 @@ export function setupSubmitForm({ onSubmitted, onTypes }) {
 
   function buildBody() {
     const params = {};
-    for (const w of widgets) {
+    for (const w of activeWidgets()) {
       const { present, value } = w.read();
       if (present) params[w.field.name] = value;
     }
     const body = { type: select.value, params, priority: meta.priority.value || "normal" };
-    if (meta.run_at.value) body.run_at = new Date(meta.run_at.value).toISOString();
+    const { date } = runAtProblem();
+    if (date) body.run_at = date.toISOString();
     if (meta.max_attempts.value.trim()) body.max_attempts = Number(meta.max_attempts.value);
     return body;
   }
 
-  /** Puts each 422 detail beside its field: loc ["body","params","rows"] or ["params","rows"]. */
+  /**
+   * Puts each 422 detail beside what it is about, by its loc: ["body", "params", field, ...]
+   * at the field, ["body", "params"] (a rule across fields) at the input choice,
+   * ["body", "run_at"] at the scheduling field, ["body", "type"] at the type.
+   */
   function showServerErrors(details, fallback) {
     const general = [];
     let first = null;
-    const items = Array.isArray(details) ? details : details ? [details] : [];
+    const items = Array.isArray(details) ? details : [];
     for (const item of items) {
       const loc = Array.isArray(item?.loc) ? [...item.loc] : [];
-      const msg = String(item?.msg || item?.message || fallback || "Invalid value").replace(/^Value error, /, "");
+      const msg = String(item?.msg || fallback || "Invalid value").replace(/^Value error, /, "");
       if (loc[0] === "body") loc.shift();
       if (loc[0] === "params" && loc.length > 1) {
         const widget = widgets.find((w) => w.field.name === String(loc[1]));
         if (widget) {
           const rest = loc.slice(2);
           const where = rest.length ? `${rest.map((p) => (typeof p === "number" ? `item ${p + 1}` : p)).join(" › ")}: ` : "";
-          widget.setError(`${where}${msg}`);
+          showAt(widget, `${where}${msg}`);
           first = first || widget.input;
           continue;
         }
       }
-      if (loc.length && META_FIELDS[loc[0]] && META_FIELDS[loc[0]] !== "type") {
+      if (loc.length === 1 && loc[0] === "params" && setParamsError(msg)) {
+        first = first || paramsError;
+        continue;
+      }
+      if (loc.length === 1 && loc[0] === "type") {
+        setTypeError(msg);
+        first = first || select;
+        continue;
+      }
+      if (loc.length && META_FIELDS[loc[0]]) {
         const name = META_FIELDS[loc[0]];
         setMetaError(name, msg);
         first = first || meta[name];
@@ -668,7 +858,8 @@ export function setupSubmitForm({ onSubmitted, onTypes }) {
     }
     if (!items.length && fallback) general.push(fallback);
     setFormError(general);
-    (first || (general.length ? formError : null))?.focus?.();
+    if (first === paramsError) paramsError.closest("fieldset")?.querySelector("input:checked")?.focus();
+    else (first || (general.length ? formError : null))?.focus?.();
   }
 
   async function submit(event) {
@@ -676,13 +867,17 @@ export function setupSubmitForm({ onSubmitted, onTypes }) {
     if (submitting || uploading.size) return;
     clearErrors();
     let firstInvalid = null;
-    for (const w of widgets) {
+    let invalid = 0;
+    for (const w of activeWidgets()) {
       const problem = w.validate();
-      w.setError(problem);
+      showAt(w, problem);
+      if (problem) invalid += 1;
       if (problem && !firstInvalid) firstInvalid = w;
     }
     const metaOk = validateMeta();
-    if (firstInvalid || !metaOk) {
+    if (!metaOk) invalid += 1;
+    if (invalid) {
+      setFormError(`${invalid} field${invalid === 1 ? " needs" : "s need"} attention: see the message${invalid === 1 ? "" : "s"} beside ${invalid === 1 ? "it" : "them"}.`);
       if (firstInvalid) firstInvalid.focus();
       else form.querySelector("[aria-invalid=true]")?.focus();
       announce("The form has errors. Please correct the highlighted fields.");
@@ -697,10 +892,9 @@ export function setupSubmitForm({ onSubmitted, onTypes }) {
     try {
       const task = await api.submitTask(body, lastAttempt.key);
       lastAttempt = null;
-      const id = task?.id || task?.task_id;
-      toast(`Task ${id ? id.slice(0, 8) : ""} submitted (${body.type}).`, "success");
+      toast(`Task ${task.id.slice(0, 8)} submitted (${body.type}).`, "success");
       announce(`Task submitted: ${body.type}`);
-      state.textContent = id ? `Last submitted: ${id}` : "";
+      state.textContent = `Last submitted: ${task.id}`;
       onSubmitted?.(task);
     } catch (err) {
       if (err instanceof ApiError && err.status === 422) {
@@ -721,15 +915,18 @@ export function setupSubmitForm({ onSubmitted, onTypes }) {
 
   form.addEventListener("submit", submit);
   select.addEventListener("change", renderFields);
-  meta.run_at.addEventListener("change", validateMeta);
-  meta.max_attempts.addEventListener("blur", validateMeta);
+  meta.run_at.addEventListener("input", showRunAt);
+  meta.run_at.addEventListener("change", showRunAt);
+  meta.max_attempts.addEventListener("blur", () => afterClick(validateMeta));
+  document.addEventListener("timezonechange", describeZone);
+  describeZone();
 
   async function load() {
     select.disabled = true;
     clear(select).append(el("option", { value: "" }, "Loading types…"));
     setFormError(null);
     try {
-      types = asList(await api.taskTypes(), "task_types", "types").filter((t) => t && t.name);
+      types = (await api.taskTypes()) || [];
     } catch (err) {
       clear(select).append(el("option", { value: "" }, "Types unavailable"));
       clear(fieldsHost).append(

@@ -1,47 +1,37 @@
-// The task list: filters kept in the URL, pages with "Load more", cheap refreshes that the
-// poller drives, and announcements when a visible task changes status.
+// The task list: filters kept in the URL (each change a history entry), pages with "Load
+// more", cheap refreshes that the poller drives, announcements when a visible task changes
+// status, a look-up by id or short id, and a selection of tasks to cancel or retry at once.
 
 import { api, ApiError } from "./api.js";
+import { FILTER_KEYS, navigate, onNavigate, readState } from "./nav.js";
 import {
-  el, clear, statusBadge, progressBar, relativeTime, formatDateTime, formatDuration, shortId,
-  announce, ACTIVE_STATUSES, STATUSES, toDate,
+  el, clear, statusBadge, progressBar, failedItemsBadge, relativeTime, formatDateTime, formatDuration,
+  shortId, announce, toast, confirmDialog, timeZone, ACTIVE_STATUSES, STATUSES, toDate,
 } from "./util.js";
 
 const PAGE_SIZE = 20;
 const MAX_LIMIT = 100;
 const MAX_SINGLE_REFRESHES = 10;
-const FILTER_KEYS = ["status", "type", "created_after", "created_before"];
+const MAX_BULK = 50; // POST /tasks/bulk takes at most this many ids
+const RETRYABLE = new Set(["FAILED", "CANCELLED"]);
 // The list is read from an index that DynamoDB updates asynchronously: a task submitted just
 // before a list request may still be missing from its answer.
 const INDEX_LAG_MS = 5000;
+const FULL_ID = /^[0-9a-f]{32}$/;
+const ID_PREFIX = /^[0-9a-f]{8,31}$/;
 
 /** Filters from the query string: status, type, created_after / created_before (YYYY-MM-DD). */
 export function readFilters(search = window.location.search) {
-  const params = new URLSearchParams(search);
-  const filters = {};
-  for (const key of FILTER_KEYS) filters[key] = params.get(key) || "";
-  if (filters.status && !STATUSES.includes(filters.status.toUpperCase())) filters.status = "";
-  filters.status = filters.status.toUpperCase();
-  return filters;
+  const state = readState(search);
+  return Object.fromEntries(FILTER_KEYS.map((key) => [key, state[key]]));
 }
 
-/** Replaces only our keys in the query string, keeping the rest (e.g. the open task). */
-export function writeUrlParams(values) {
-  const url = new URL(window.location.href);
-  for (const [key, value] of Object.entries(values)) {
-    if (value) url.searchParams.set(key, value);
-    else url.searchParams.delete(key);
-  }
-  const next = `${url.pathname}${url.search}${url.hash}`;
-  if (next !== `${window.location.pathname}${window.location.search}${window.location.hash}`) {
-    window.history.replaceState(window.history.state, "", next);
-  }
-}
-
+/** The start of a day ("YYYY-MM-DD") in the zone the page shows times in, as ISO 8601. */
 function dayStart(dateText, offsetDays = 0) {
   const match = /^(\d{4})-(\d{2})-(\d{2})$/.exec(dateText || "");
   if (!match) return null;
-  const date = new Date(Number(match[1]), Number(match[2]) - 1, Number(match[3]) + offsetDays);
+  const [year, month, day] = [Number(match[1]), Number(match[2]) - 1, Number(match[3]) + offsetDays];
+  const date = timeZone() === "UTC" ? new Date(Date.UTC(year, month, day)) : new Date(year, month, day);
   return date.toISOString();
 }
 
@@ -56,7 +46,10 @@ function toQuery(filters) {
 }
 
 function signature(task) {
-  return [task.status, task.progress, task.units_done, task.units_total, task.updated_at, task.cancel_requested, task.attempts].join("|");
+  return [
+    task.status, task.progress, task.units_done, task.units_total, task.updated_at, task.cancel_requested,
+    task.attempts, task.failed_items,
+  ].join("|");
 }
 
 function byNewest(a, b) {
@@ -81,6 +74,12 @@ export function createTaskList({ onOpen, onChange }) {
   const lookupError = document.getElementById("lookup-error");
   const refreshButton = document.getElementById("list-refresh");
   const countNode = document.getElementById("list-count");
+  const bulkBar = document.getElementById("bulk-bar");
+  const bulkCount = document.getElementById("bulk-count");
+  const bulkCancel = document.getElementById("bulk-cancel");
+  const bulkRetry = document.getElementById("bulk-retry");
+  const bulkClear = document.getElementById("bulk-clear");
+  const selectAll = document.getElementById("select-all");
 
   let filters = readFilters();
   let items = [];
@@ -90,6 +89,8 @@ export function createTaskList({ onOpen, onChange }) {
   let error = null;
   let generation = 0; // a newer load makes older answers stale
   let selectedId = null;
+  let bulkBusy = false;
+  const checked = new Set(); // ids ticked for a bulk action
   const rows = new Map(); // id -> {node, sig}
   // Tasks added by upsert (a submit, a look-up) with the time they were added: a list answer
   // requested before that time (or just after: INDEX_LAG_MS) may lack them, so load() and
@@ -128,6 +129,19 @@ export function createTaskList({ onOpen, onChange }) {
 
   function buildRow(task) {
     const created = toDate(task.created_at);
+    const label = `${task.type} ${shortId(task.id)}`;
+    const box = el("input", {
+      type: "checkbox",
+      class: "task-check",
+      testid: "task-select",
+      "aria-label": `Select ${label}`,
+      checked: checked.has(task.id),
+      onchange: (event) => {
+        if (event.target.checked) checked.add(task.id);
+        else checked.delete(task.id);
+        renderBulk();
+      },
+    });
     const button = el(
       "button",
       { type: "button", class: "task-open", testid: "task-open", dataset: { taskId: task.id }, onclick: () => onOpen(task.id) },
@@ -136,9 +150,10 @@ export function createTaskList({ onOpen, onChange }) {
         "span",
         { class: "cell cell-type" },
         el("span", { class: "task-type", testid: "task-type" }, task.type),
-        el("span", { class: "task-id mono", title: task.id }, shortId(task.id)),
+        el("span", { class: "task-id mono", title: task.id, testid: "task-short-id" }, shortId(task.id)),
         task.priority === "high" ? el("span", { class: "chip chip-high" }, "high") : null,
         task.cancel_requested && ACTIVE_STATUSES.has(task.status) ? el("span", { class: "chip" }, "cancelling") : null,
+        failedItemsBadge(task),
       ),
       el("span", { class: "cell cell-progress" }, progressBar(task, `Progress of task ${shortId(task.id)}`)),
       el(
@@ -153,15 +168,88 @@ export function createTaskList({ onOpen, onChange }) {
         { class: "cell cell-duration" },
         el("span", { class: "cell-label" }, "Duration "),
         task.status === "PENDING" && task.run_at && toDate(task.run_at) > new Date()
-          ? `starts ${relativeTime(task.run_at)}`
+          ? el("span", { title: formatDateTime(task.run_at) }, `starts ${relativeTime(task.run_at)}`)
           : formatDuration(task.duration_seconds),
       ),
     );
     return el(
       "li",
       { class: "task-row", testid: "task-row", dataset: { taskId: task.id, status: task.status }, "aria-current": task.id === selectedId ? "true" : null },
+      box,
       button,
     );
+  }
+
+  // ---------------------------------------------------------------- selection and bulk actions
+
+  function selectedTasks() {
+    return items.filter((t) => checked.has(t.id));
+  }
+
+  function renderBulk() {
+    for (const id of [...checked]) if (!items.some((t) => t.id === id)) checked.delete(id);
+    const chosen = selectedTasks();
+    bulkBar.hidden = chosen.length === 0;
+    bulkCount.textContent = `${chosen.length} selected`;
+    bulkCancel.disabled = bulkBusy || !chosen.some((t) => ACTIVE_STATUSES.has(t.status) && !t.cancel_requested);
+    bulkRetry.disabled = bulkBusy || !chosen.some((t) => RETRYABLE.has(t.status));
+    selectAll.checked = items.length > 0 && chosen.length === items.length;
+    selectAll.indeterminate = chosen.length > 0 && chosen.length < items.length;
+    selectAll.disabled = items.length === 0;
+    for (const box of listNode.querySelectorAll(".task-check")) {
+      const id = box.closest(".task-row")?.dataset.taskId;
+      box.checked = checked.has(id);
+    }
+  }
+
+  async function bulk(action) {
+    const eligible = selectedTasks().filter((t) =>
+      action === "cancel" ? ACTIVE_STATUSES.has(t.status) && !t.cancel_requested : RETRYABLE.has(t.status),
+    );
+    const skipped = checked.size - eligible.length;
+    if (!eligible.length) return;
+    if (eligible.length > MAX_BULK) {
+      toast(`Select at most ${MAX_BULK} tasks at a time.`, "error");
+      return;
+    }
+    const verb = action === "cancel" ? "Cancel" : "Retry";
+    const ok = await confirmDialog({
+      title: `${verb} ${eligible.length} task${eligible.length === 1 ? "" : "s"}?`,
+      message: action === "cancel"
+        ? "Pending tasks will not run; running ones stop at their next checkpoint."
+          + (skipped ? ` ${skipped} selected task${skipped === 1 ? " is" : "s are"} finished already and stay as they are.` : "")
+        : "They are queued again and continue from their last checkpoint."
+          + (skipped ? ` ${skipped} selected task${skipped === 1 ? " is" : "s are"} not failed or cancelled and stay as they are.` : ""),
+      confirmLabel: `${verb} ${eligible.length}`,
+      danger: action === "cancel",
+    });
+    if (!ok) return;
+    bulkBusy = true;
+    renderBulk();
+    try {
+      const answer = await api.bulk(action, eligible.map((t) => t.id));
+      const results = answer?.results || [];
+      const done = results.filter((r) => r.ok);
+      const failed = results.filter((r) => !r.ok);
+      for (const r of done) {
+        const known = items.find((t) => t.id === r.id);
+        if (known) upsert({ ...known, status: r.status, cancel_requested: action === "cancel" && r.status === "RUNNING" ? true : known.cancel_requested });
+        checked.delete(r.id);
+      }
+      const past = action === "cancel" ? "cancelled or stopping" : "queued again";
+      let message = `${done.length} task${done.length === 1 ? "" : "s"} ${past}.`;
+      if (failed.length) {
+        message += ` ${failed.length} not: ${failed.map((r) => `${shortId(r.id)} (${r.error?.message || "refused"})`).join("; ")}.`;
+      }
+      toast(message, failed.length ? "error" : "success", failed.length ? 0 : 5000);
+      announce(message);
+    } catch (err) {
+      toast(`${verb} failed: ${err.message}`, "error");
+    } finally {
+      bulkBusy = false;
+      renderBulk();
+      onChange?.();
+    }
   }
 
   function renderState() {
@@ -213,6 +301,7 @@ export function createTaskList({ onOpen, onChange }) {
     for (const id of rows.keys()) if (!ids.has(id)) rows.delete(id);
     const same = nodes.length === listNode.children.length && nodes.every((n, i) => listNode.children[i] === n);
     if (!same) listNode.replaceChildren(...nodes);
+    renderBulk();
     if (focusedId && !listNode.contains(document.activeElement)) {
       listNode.querySelector(`.task-open[data-task-id="${CSS.escape(focusedId)}"]`)?.focus();
     }
@@ -363,30 +452,34 @@ export function createTaskList({ onOpen, onChange }) {
 
   // ---------------------------------------------------------------- filters and look-up
 
-  function applyFilters() {
-    const next = {
-      status: fStatus.value,
-      type: fType.value,
-      created_after: fAfter.value,
-      created_before: fBefore.value,
-    };
+  function sameFilters(a, b) {
+    return FILTER_KEYS.every((key) => (a[key] || "") === (b[key] || ""));
+  }
+
+  /** Shows the list for `next` filters; a history entry unless `fromHistory`. */
+  function setFilters(next, { fromHistory = false } = {}) {
     if (next.created_after && next.created_before && next.created_after > next.created_before) {
       filterError.textContent = "The start date is after the end date.";
       filterError.hidden = false;
       return;
     }
     filterError.hidden = true;
-    filters = next;
-    writeUrlParams(filters);
-    load();
+    const changed = !sameFilters(filters, next);
+    filters = { ...next };
+    syncInputs();
+    if (!fromHistory) navigate(filters);
+    if (changed) {
+      checked.clear();
+      load();
+    }
+  }
+
+  function applyFilters() {
+    setFilters({ status: fStatus.value, type: fType.value, created_after: fAfter.value, created_before: fBefore.value });
   }
 
   function clearFilters() {
-    filters = { status: "", type: "", created_after: "", created_before: "" };
-    syncInputs();
-    filterError.hidden = true;
-    writeUrlParams(filters);
-    load();
+    setFilters({ status: "", type: "", created_after: "", created_before: "" });
   }
 
   filtersForm.addEventListener("change", applyFilters);
@@ -399,37 +492,62 @@ export function createTaskList({ onOpen, onChange }) {
   refreshButton.addEventListener("click", () => {
     load();
   });
-
-  lookupForm.addEventListener("submit", async (event) => {
-    event.preventDefault();
-    const id = lookupInput.value.trim();
-    lookupError.hidden = true;
-    lookupInput.removeAttribute("aria-invalid");
-    if (!id) {
-      lookupError.textContent = "Enter a task id.";
-      lookupError.hidden = false;
-      lookupInput.setAttribute("aria-invalid", "true");
-      lookupInput.focus();
-      return;
-    }
-    try {
-      const task = await api.getTask(id);
-      upsert(task);
-      onOpen(task.id || id, task);
-    } catch (err) {
-      lookupError.textContent = err instanceof ApiError && (err.status === 404 || err.status === 422 || err.status === 400)
-        ? `No task with id ${id}.`
-        : `Look-up failed: ${err.message}`;
-      lookupError.hidden = false;
-      lookupInput.setAttribute("aria-invalid", "true");
-      lookupInput.focus();
-    }
+  selectAll.addEventListener("change", () => {
+    if (selectAll.checked) for (const t of items) checked.add(t.id);
+    else checked.clear();
+    renderBulk();
+  });
+  bulkCancel.addEventListener("click", () => bulk("cancel"));
+  bulkRetry.addEventListener("click", () => bulk("retry"));
+  bulkClear.addEventListener("click", () => {
+    checked.clear();
+    renderBulk();
   });
 
-  window.addEventListener("popstate", () => {
-    filters = readFilters();
-    syncInputs();
-    load();
+  function lookupFailed(message) {
+    lookupError.textContent = message;
+    lookupError.hidden = false;
+    lookupInput.setAttribute("aria-invalid", "true");
+    lookupInput.focus();
+  }
+
+  /** A full id opens its task; a short id (8 or more of its first characters) finds it. */
+  async function lookup(event) {
+    event.preventDefault();
+    const id = lookupInput.value.trim().toLowerCase();
+    lookupError.hidden = true;
+    lookupInput.removeAttribute("aria-invalid");
+    if (!id) return lookupFailed("Enter a task id, or the first 8 characters of one.");
+    if (!FULL_ID.test(id) && !ID_PREFIX.test(id)) {
+      return lookupFailed("A task id is 32 characters 0-9 and a-f; give at least its first 8.");
+    }
+    try {
+      let task;
+      if (FULL_ID.test(id)) {
+        task = await api.getTask(id);
+      } else {
+        const page = await api.listTasks({ id_prefix: id, limit: 2 });
+        const found = page?.items || [];
+        if (found.length > 1) return lookupFailed(`More than one task starts with ${id}: give more characters.`);
+        [task] = found;
+      }
+      if (!task) return lookupFailed(`No task with an id starting ${id}.`);
+      upsert(task);
+      onOpen(task.id, task);
+    } catch (err) {
+      lookupFailed(err instanceof ApiError && err.status === 404 ? `No task with id ${id}.` : `Look-up failed: ${err.message}`);
+    }
+  }
+  lookupForm.addEventListener("submit", lookup);
+
+  onNavigate((state) => {
+    const next = Object.fromEntries(FILTER_KEYS.map((key) => [key, state[key]]));
+    if (!sameFilters(filters, next)) setFilters(next, { fromHistory: true });
+  });
+
+  document.addEventListener("timezonechange", () => {
+    rows.clear();
+    render();
   });
 
   // Relative times age; refresh their text without refetching.
@@ -446,6 +564,14 @@ export function createTaskList({ onOpen, onChange }) {
     upsert,
     setTypes,
     setSelected,
+    /** The overview's tiles: show tasks of this status ("" for all), as a history entry. */
+    filterStatus: (status) => setFilters({ ...filters, status }),
+    status: () => filters.status,
+    /** Redraws the rows (progress units known once the types are loaded). */
+    redraw: () => {
+      rows.clear();
+      render();
+    },
     hasActive: () => items.some((t) => ACTIVE_STATUSES.has(t.status)),
     items: () => items,
   };

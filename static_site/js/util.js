@@ -132,11 +132,70 @@ export function relativeTime(value, now = Date.now()) {
   return "—";
 }
 
-const DATE_TIME = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "medium" });
+// ------------------------------------------------------------------ time zone: local or UTC
 
+const ZONE_KEY = "taskqueue.timeZone";
+let zone = "local";
+try {
+  zone = localStorage.getItem(ZONE_KEY) === "UTC" ? "UTC" : "local";
+} catch {
+  /* storage may be unavailable */
+}
+const formatters = new Map();
+
+/** "local" or "UTC": the zone every time on the page is shown in. */
+export function timeZone() {
+  return zone;
+}
+
+/** The name of the zone times are shown in: "UTC" or the browser's, e.g. "Europe/Oslo". */
+export function zoneName(which = zone) {
+  return which === "UTC" ? "UTC" : Intl.DateTimeFormat().resolvedOptions().timeZone || "local time";
+}
+
+/** Switches the zone; listeners of the document's "timezonechange" event redraw. */
+export function setTimeZone(next) {
+  zone = next === "UTC" ? "UTC" : "local";
+  try {
+    localStorage.setItem(ZONE_KEY, zone);
+  } catch {
+    /* storage may be unavailable */
+  }
+  document.dispatchEvent(new CustomEvent("timezonechange", { detail: zone }));
+}
+
+function formatter(options) {
+  const key = `${zone}|${JSON.stringify(options)}`;
+  if (!formatters.has(key)) {
+    formatters.set(key, new Intl.DateTimeFormat(undefined, { ...options, timeZone: zone === "UTC" ? "UTC" : undefined }));
+  }
+  return formatters.get(key);
+}
+
+/** Date and time with the zone's short name ("UTC", "GMT+2"), in the chosen zone. */
 export function formatDateTime(value) {
   const date = toDate(value);
-  return date ? DATE_TIME.format(date) : "—";
+  return date ? formatter({ dateStyle: "medium", timeStyle: "long" }).format(date) : "—";
+}
+
+/** The time of day with seconds ("14:03:07"), in the chosen zone. */
+export function formatClock(value, { seconds = true } = {}) {
+  const date = toDate(value);
+  if (!date) return "—";
+  return formatter({ hour: "2-digit", minute: "2-digit", second: seconds ? "2-digit" : undefined }).format(date);
+}
+
+/** The wall-clock parts of `date` in the chosen zone, as a datetime-local input holds them. */
+export function toInputValue(date) {
+  const d = zone === "UTC" ? new Date(date.getTime()) : new Date(date.getTime() - date.getTimezoneOffset() * 60000);
+  return d.toISOString().slice(0, 16);
+}
+
+/** A datetime-local input's "YYYY-MM-DDTHH:MM" read in the chosen zone; null if invalid. */
+export function fromInputValue(text) {
+  if (!/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?$/.test(text || "")) return null;
+  const date = new Date(zone === "UTC" ? `${text}Z` : text);
+  return Number.isNaN(date.getTime()) ? null : date;
 }
 
 /** 0.4 -> "0.4 s", 75 -> "1 min 15 s", 7300 -> "2 h 1 min". */
@@ -169,7 +228,7 @@ export function formatCount(value) {
 
 export function formatBytes(bytes) {
   if (!Number.isFinite(bytes)) return "—";
-  const units = ["B", "KB", "MB", "GB"];
+  const units = ["B", "KB", "MB", "GB", "TB"];
   let size = bytes;
   let unit = 0;
   while (size >= 1024 && unit < units.length - 1) {
@@ -177,6 +236,38 @@ export function formatBytes(bytes) {
     unit += 1;
   }
   return `${unit ? size.toFixed(1) : size} ${units[unit]}`;
+}
+
+// ------------------------------------------------------------------ units of progress
+
+const unitsByType = new Map();
+
+/** Remembers each type's progress_unit (GET /task-types) for unitOf. */
+export function setTaskTypes(types) {
+  for (const t of types) unitsByType.set(t.name, t.progress_unit);
+}
+
+/** What units_done / units_total of a task of this type count; "" while unknown. */
+export function unitOf(typeName) {
+  return unitsByType.get(typeName) || "";
+}
+
+function singular(unit) {
+  return unit.endsWith("s") ? unit.slice(0, -1) : unit;
+}
+
+/** A count in its unit: bytes as "4.8 MB", anything else as "12 recipients" / "1 image". */
+export function formatUnits(count, unit) {
+  if (unit === "bytes") return formatBytes(count);
+  const number = formatCount(count);
+  if (!unit) return number;
+  return `${number} ${count === 1 ? singular(unit) : unit}`;
+}
+
+/** "1.2 MB / 4.8 MB", "3 / 12 recipients": done and total, the unit said once. */
+export function formatProgress(done, total, unit) {
+  if (unit === "bytes") return `${formatBytes(done)} / ${formatBytes(total)}`;
+  return `${formatCount(done)} / ${formatUnits(total, unit)}`;
 }
 
 /** A scalar as display text; objects as compact JSON. */
@@ -224,10 +315,10 @@ export function progressBar(task, label) {
   const pct = Math.max(0, Math.min(100, Number(task.progress) || 0));
   const done = task.units_done ?? 0;
   const total = task.units_total ?? 0;
+  const unit = unitOf(task.type);
   const status = String(task.status || "").toLowerCase();
-  // Units can be bytes (CSV chunks): large counts are shown compact so the text stays short.
-  const units = total ? `${formatCount(done)} / ${formatCount(total)}` : `${pct}%`;
-  const exact = total ? `${formatNumber(done)} / ${formatNumber(total)} (${pct}%)` : `${pct}%`;
+  const units = total ? formatProgress(done, total, unit) : `${pct}%`;
+  const exact = total ? `${formatNumber(done)} of ${formatNumber(total)} ${unit} (${pct}%)` : `${pct}%`;
   return el(
     "span",
     { class: "progress-wrap" },
@@ -248,6 +339,17 @@ export function progressBar(task, label) {
     ),
     el("span", { class: "progress-text", testid: "progress-text", title: exact }, units),
   );
+}
+
+/** A warning chip when some items (recipients, images) of the task failed; else null. */
+export function failedItemsBadge(task) {
+  const failed = Number(task.failed_items) || 0;
+  if (!failed) return null;
+  const unit = unitOf(task.type) || "items";
+  const total = Number(task.units_total) || 0;
+  const all = task.status === "FAILED" && total && failed >= total;
+  const text = all ? `all ${formatUnits(failed, unit)} failed` : `${formatUnits(failed, unit)} failed`;
+  return el("span", { class: "chip chip-warning", testid: "failed-items-badge", dataset: { failed } }, text);
 }
 
 /** A table of key/value rows; nested objects become nested tables, arrays of objects tables. */

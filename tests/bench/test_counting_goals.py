@@ -57,14 +57,15 @@ def test_ten_chunk_task_makes_chunks_plus_four_requests(cost_result: cost.CostRe
 def test_write_units_per_task_do_not_grow(cost_result: cost.CostResult) -> None:
     # The figures of docs/benchmarks.md are ceilings: more writes is a regression.
     by_chunks = {c.chunks: c for c in cost_result.noop}
+    # (one index write more than before the by_owner_id index: a short id finds its task)
     assert by_chunks[1].wru_table + by_chunks[1].wru_index <= 23
-    assert by_chunks[10].wru_table + by_chunks[10].wru_index <= 31
+    assert by_chunks[10].wru_table + by_chunks[10].wru_index <= 32
     # the task item stays under 1 KB: one unit per checkpoint
     assert by_chunks[10].wru_by_step["checkpoints"] == 9
     # the worker reads nothing: the claim is a conditional write that returns the task
     assert by_chunks[1].rru == by_chunks[10].rru == 0
     # checkpoints never write an index: index writes do not depend on the chunk count
-    assert by_chunks[1].wru_index == by_chunks[10].wru_index == by_chunks[100].wru_index == 12
+    assert by_chunks[1].wru_index == by_chunks[10].wru_index == by_chunks[100].wru_index == 13
     # counted in full stream batches, the counters cost a fraction of a unit per task
     assert by_chunks[10].counters_at_load.wru < 0.5
 

@@ -239,6 +239,20 @@ def test_cancel_of_a_running_task_asks_it_to_stop_at_its_next_checkpoint(
     assert client.get(task).status is TaskStatus.CANCELLED
 
 
+def test_bulk_cancels_each_task_on_its_own_with_one_result_each(client: Client) -> None:
+    pending = client.submit("DATA_PROCESSING", {"rows": 10})
+    finished = client.submit("DATA_PROCESSING", {"rows": 10})
+    finished.cancel()
+
+    answer = client.bulk("cancel", [pending, finished.id])
+
+    assert [(r.id, r.ok, r.status) for r in answer.results] == [
+        (pending.id, True, TaskStatus.CANCELLED),
+        (finished.id, False, None),
+    ]
+    assert answer.results[1].error is not None and answer.results[1].error.code == "conflict"
+
+
 def test_retry_resumes_a_cancelled_task_which_then_succeeds(client: Client, world: World) -> None:
     task = client.submit("IMAGE_PROCESSING", IMAGES)
     step(world)

@@ -1,11 +1,13 @@
-"""Launching Debian's Chromium with Playwright (never a downloaded browser), and a page that
-records everything that must not happen: console errors, uncaught exceptions, dialogs.
+"""Launching Debian's Chromium with Playwright (never a downloaded browser), a page that
+records everything that must not happen (console errors, uncaught exceptions, dialogs), axe-core
+run in a page, and the steps the browser tests share (open the app, submit the form, ...).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +21,7 @@ if TYPE_CHECKING:
         BrowserContext,
         ConsoleMessage,
         Dialog,
+        Locator,
         Page,
         Playwright,
     )
@@ -54,10 +57,16 @@ class WatchedPage:
     console_errors: list[str] = field(default_factory=list)
     page_errors: list[str] = field(default_factory=list)
     dialogs: list[str] = field(default_factory=list)
+    expected: list[str] = field(default_factory=list)
+
+    def allow(self, text: str) -> None:
+        """A console error containing `text` is expected (Chromium logs every 4xx answer)."""
+        self.expected.append(text)
 
     def problems(self) -> list[str]:
+        unexpected = [t for t in self.console_errors if not any(e in t for e in self.expected)]
         return (
-            [f"console error: {text}" for text in self.console_errors]
+            [f"console error: {text}" for text in unexpected]
             + [f"uncaught exception: {text}" for text in self.page_errors]
             + [f"dialog opened: {text}" for text in self.dialogs]
         )
@@ -67,7 +76,8 @@ class WatchedPage:
 
 
 def watched_page(browser: Browser, base_url: str, **context_options: object) -> WatchedPage:
-    context = browser.new_context(viewport=VIEWPORT, base_url=base_url, **context_options)  # type: ignore[arg-type]
+    options = {"viewport": VIEWPORT, **context_options}
+    context = browser.new_context(base_url=base_url, **options)  # type: ignore[arg-type]
     context.set_default_timeout(20_000)
     page = context.new_page()
     watched = WatchedPage(context, page)
@@ -113,3 +123,100 @@ def act_as(page: Page, stack: Stack, user: str) -> dict[str, str]:
 
     page.route("**/*", add_token)
     return headers
+
+
+AXE = Path(__file__).resolve().parent / "vendor" / "axe-core" / "axe.min.js"
+
+
+def axe_violations(page: Page) -> list[str]:
+    """axe-core's WCAG 2.x A and AA violations on the page as it is now, one line each
+    (rule, impact, the first elements). The page's context needs `bypass_csp=True`: the
+    site's Content-Security-Policy refuses the injected script, as it should."""
+    if not page.evaluate("() => Boolean(window.axe)"):
+        page.add_script_tag(path=str(AXE))
+    found = page.evaluate(
+        """async () => {
+            const result = await window.axe.run(document, {
+                runOnly: {type: "tag", values: ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]},
+            });
+            return result.violations.map((v) => `${v.id} (${v.impact}): ${v.help} at `
+                + v.nodes.slice(0, 3).map((n) => n.target.join(" ")).join(", "));
+        }"""
+    )
+    return list(found)
+
+
+# ------------------------------------------------------------------------------- page steps
+
+TASK_TIMEOUT_MS = 30_000
+EXPECT_TIMEOUT_MS = 10_000
+
+
+def expect(target: Any) -> Any:
+    from playwright.sync_api import expect as playwright_expect
+
+    return playwright_expect(target)
+
+
+def open_app(page: Page, path: str = "/") -> None:
+    page.goto(path)
+    expect(page.get_by_test_id("type-select")).to_be_enabled()
+
+
+def choose_type(page: Page, name: str, source: str | None = None) -> None:
+    """Chooses the task type and, when given, its input source ("upload", "generate", ...)."""
+    page.get_by_test_id("type-select").select_option(name)
+    expect(page.get_by_test_id("type-select")).to_have_value(name)
+    if source:
+        page.get_by_test_id(f"source-{source}").check()
+
+
+def submit_form(page: Page) -> str:
+    """Clicks Submit, waits for the success toast; returns the new task's id."""
+    state = page.get_by_test_id("submit-state")
+    before = state.text_content() or ""
+    page.get_by_test_id("submit-button").click()
+    expect(state).not_to_have_text(before)
+    expect(state).to_have_text(re.compile(r"Last submitted: \S+"))
+    expect(page.get_by_test_id("toast").filter(has_text="submitted").last).to_be_visible()
+    return (state.text_content() or "").split(":", 1)[1].strip()
+
+
+def task_row(page: Page, task_id: str) -> Locator:
+    return page.locator(f'[data-testid="task-row"][data-task-id="{task_id}"]')
+
+
+def wait_for_row(page: Page, task_id: str, status: str) -> Locator:
+    row = task_row(page, task_id)
+    expect(row).to_have_attribute("data-status", status, timeout=TASK_TIMEOUT_MS)
+    return row
+
+
+def wait_until_done(page: Page, task_id: str) -> Locator:
+    """Waits for SUCCESS with the row's progress bar at 100% (units done = units total)."""
+    row = wait_for_row(page, task_id, "SUCCESS")
+    bar = row.get_by_test_id("progress-bar")
+    expect(bar).to_have_attribute("aria-valuenow", "100")
+    expect(bar).to_have_attribute("data-progress", "100")
+    expect(row.get_by_test_id("status-badge")).to_have_text("Success")
+    done, _, total = (row.get_by_test_id("progress-text").text_content() or "").partition(" / ")
+    assert total and total.split(" ")[0] == done.split(" ")[0], f"done/total: {done!r} / {total!r}"
+    return row
+
+
+def open_detail(page: Page, task_id: str, status: str | None = None) -> Locator:
+    task_row(page, task_id).get_by_test_id("task-open").click()
+    panel = page.get_by_test_id("detail-panel")
+    expect(panel).to_be_visible()
+    expect(panel).to_have_attribute("data-task-id", task_id)
+    if status:
+        expect(panel).to_have_attribute("data-status", status, timeout=TASK_TIMEOUT_MS)
+    return panel
+
+
+def confirm(page: Page, expected_title: str) -> None:
+    dialog = page.get_by_test_id("confirm-dialog")
+    expect(dialog).to_be_visible()
+    expect(dialog).to_contain_text(expected_title)
+    page.get_by_test_id("confirm-ok").click()
+    expect(dialog).to_be_hidden()

@@ -1,6 +1,7 @@
 """Fixtures of the end-to-end tests: ONE local stack (`python -m devstack dev` as a subprocess on
-free ports) for the whole session, shared by test_devstack.py, test_browser.py and
-test_live.py; and the browser fixtures (Debian's Chromium through Playwright) of the last two.
+free ports) for the whole session, shared by test_devstack.py, the browser tests and
+test_live.py; and the browser fixtures (Debian's Chromium through Playwright): one Chromium per
+module, a fresh context per test.
 
 Tests that need a stack of their own (the shutdown test) call `start_stack` themselves.
 """
@@ -12,13 +13,12 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.e2e.browser_support import WatchedPage, find_chromium, launch, watched_page
+from tests.e2e.browser_support import EXPECT_TIMEOUT_MS, WatchedPage, find_chromium, launch
+from tests.e2e.browser_support import watched_page as new_watched_page
 from tests.e2e.devstack_process import Stack, StackError, start_stack, stop_stack
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page
-
-EXPECT_TIMEOUT_MS = 10_000
 
 
 @pytest.fixture(scope="session")
@@ -71,9 +71,17 @@ def browser(chromium_executable: str) -> Iterator[Browser]:
 
 
 @pytest.fixture
-def watched(browser: Browser, stack: Stack) -> Iterator[WatchedPage]:
+def context_options() -> dict[str, object]:
+    """Options of the test's browser context (override in a test module or parametrize)."""
+    return {}
+
+
+@pytest.fixture
+def watched(
+    browser: Browser, stack: Stack, context_options: dict[str, object]
+) -> Iterator[WatchedPage]:
     """A fresh context and page on the stack; fails the test on console errors or dialogs."""
-    current = watched_page(browser, stack.url)
+    current = new_watched_page(browser, stack.url, **context_options)
     yield current
     problems = current.problems()
     current.close()

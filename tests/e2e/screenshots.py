@@ -1,5 +1,6 @@
-"""Full-page screenshots of the page for the README: the task list with tasks in every state,
-and an open detail panel (a DATA_PROCESSING result with its column statistics).
+"""Full-page screenshots of the page for the README: the task list with tasks in every state
+(two of them selected), an open detail panel (a DATA_PROCESSING result with its column
+statistics and timeline), the page on a phone, and the detail panel in dark mode.
 
     .venv/bin/python -m tests.e2e.screenshots            # writes docs/screenshots/*.png
     .venv/bin/python -m tests.e2e.screenshots --out /tmp/shots
@@ -15,6 +16,8 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -32,7 +35,7 @@ from tests.e2e.devstack_process import (
 )
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Browser
+    from playwright.sync_api import Browser, Page
 
 DEFAULT_OUT = ROOT / "docs" / "screenshots"
 TIMEOUT_MS = 30_000
@@ -103,17 +106,20 @@ def stack_delete(stack: Stack, task_id: str, headers: dict[str, str]) -> None:
 
 
 def take_screenshots(browser: Browser, stack: Stack, out: Path) -> tuple[list[str], list[Path]]:
-    """Seeds a fresh user's tasks, saves list.png and detail.png into `out`.
-
-    Returns the page's problems (console errors, exceptions, dialogs) and the two files.
+    """Seeds a fresh user's tasks, saves list.png, detail.png, phone.png and dark.png into
+    `out`. Returns the pages' problems (console errors, exceptions, dialogs) and the files.
     """
     from playwright.sync_api import expect
 
     out.mkdir(parents=True, exist_ok=True)
-    watched = watched_page(browser, stack.url, color_scheme="light", reduced_motion="reduce")
+    watched = watched_page(
+        browser, stack.url, color_scheme="light", reduced_motion="reduce", timezone_id="UTC"
+    )
     page = watched.page
-    headers = act_as(page, stack, f"demo-{uuid.uuid4().hex[:8]}")
+    user = f"demo-{uuid.uuid4().hex[:8]}"
+    headers = act_as(page, stack, user)
     tasks = seed_tasks(stack, headers)
+    problems: list[str] = []
     try:
         page.goto("/")
         rows = page.get_by_test_id("task-row")
@@ -121,6 +127,11 @@ def take_screenshots(browser: Browser, stack: Stack, out: Path) -> tuple[list[st
         expect(page.get_by_test_id("stat-status-RUNNING")).to_have_attribute("data-count", "1")
         running = page.locator(f'li.task-row[data-task-id="{tasks["running"]["id"]}"]')
         expect(running).to_have_attribute("data-status", "RUNNING")
+        for name in ("failed", "cancelled"):
+            page.locator(f'li.task-row[data-task-id="{tasks[name]["id"]}"] .task-check').check()
+        expect(page.get_by_test_id("bulk-count")).to_have_text("2 selected")
+        page.mouse.move(0, 0)
+        page.evaluate("document.activeElement.blur(); window.scrollTo(0, 0)")  # sticky top bar
         page.wait_for_timeout(300)  # fonts and the chart settle
         list_png = out / "list.png"
         page.screenshot(path=str(list_png), full_page=True, animations="disabled")
@@ -141,12 +152,64 @@ def take_screenshots(browser: Browser, stack: Stack, out: Path) -> tuple[list[st
         page.wait_for_timeout(300)
         detail_png = out / "detail.png"
         page.screenshot(path=str(detail_png), full_page=True, animations="disabled")
+        phone_png = shoot_phone(browser, stack, user, out, problems)
+        dark_png = shoot_dark(browser, stack, user, tasks, out, problems)
     finally:
         stack_delete(stack, tasks["running"]["id"], headers)
-        problems = watched.problems()
+        problems += watched.problems()
         watched.close()
     wait_for(stack, tasks["running"]["id"], "CANCELLED", headers=headers)
-    return problems, [list_png, detail_png]
+    return problems, [list_png, detail_png, phone_png, dark_png]
+
+
+@contextmanager
+def user_page(
+    browser: Browser, stack: Stack, user: str, problems: list[str], **options: Any
+) -> Iterator[Page]:
+    """A page of its own (context options as given) acting as `user`; its problems are added
+    to `problems` when it closes."""
+    watched = watched_page(
+        browser, stack.url, reduced_motion="reduce", timezone_id="UTC", **options
+    )
+    act_as(watched.page, stack, user)
+    try:
+        yield watched.page
+    finally:
+        problems += watched.problems()
+        watched.close()
+
+
+def shoot_phone(browser: Browser, stack: Stack, user: str, out: Path, problems: list[str]) -> Path:
+    """The page at 390 px: the form first, then the list, the overview below them."""
+    from playwright.sync_api import expect
+
+    path = out / "phone.png"
+    with user_page(browser, stack, user, problems, viewport={"width": 390, "height": 844}) as page:
+        page.goto("/")
+        expect(page.get_by_test_id("task-row").first).to_be_visible(timeout=TIMEOUT_MS)
+        expect(page.get_by_test_id("stat-status-RUNNING")).to_be_visible()
+        page.wait_for_timeout(300)
+        page.screenshot(path=str(path), full_page=True, animations="disabled")
+    return path
+
+
+def shoot_dark(
+    browser: Browser, stack: Stack, user: str, tasks: dict[str, Any], out: Path, problems: list[str]
+) -> Path:
+    """The system's dark mode: the EMAIL task open, its tiles and timeline."""
+    from playwright.sync_api import expect
+
+    path = out / "dark.png"
+    with user_page(browser, stack, user, problems, color_scheme="dark") as page:
+        page.goto(f"/?task={tasks['email']['id']}")
+        expect(page.get_by_test_id("task-row")).to_have_count(len(tasks), timeout=TIMEOUT_MS)
+        expect(page.get_by_test_id("stat-status-SUCCESS")).to_be_visible()
+        panel = page.get_by_test_id("detail-panel")
+        expect(panel).to_have_attribute("data-status", "SUCCESS", timeout=TIMEOUT_MS)
+        expect(panel.get_by_test_id("timeline")).to_be_visible()
+        page.wait_for_timeout(300)
+        page.screenshot(path=str(path), full_page=False, animations="disabled")
+    return path
 
 
 def main(argv: list[str] | None = None) -> int:

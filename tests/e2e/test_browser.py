@@ -1,5 +1,5 @@
 """The page in a real browser: Playwright driving Debian's Chromium (headless) against the shared
-local stack (the `stack` fixture of tests/e2e/conftest.py).
+local stack (the `stack` fixture of tests/e2e/conftest.py): the form, the results, the actions.
 
 Every test gets a fresh browser context; the test fails when the page logged a console error,
 threw an uncaught exception or opened a dialog (alert/confirm/prompt). Tests that need a list
@@ -9,14 +9,29 @@ verifying), added by a route to the page's requests to the stack.
 
 from __future__ import annotations
 
+import io
+import json
 import re
 import uuid
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 import pytest
+import requests
 
-from tests.e2e.browser_support import WatchedPage, act_as
+from tests.e2e.browser_support import (
+    TASK_TIMEOUT_MS,
+    WatchedPage,
+    act_as,
+    choose_type,
+    confirm,
+    expect,
+    open_app,
+    open_detail,
+    submit_form,
+    wait_for_row,
+    wait_until_done,
+)
 from tests.e2e.devstack_process import (
     Stack,
     put_upload,
@@ -26,98 +41,30 @@ from tests.e2e.devstack_process import (
 )
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Browser, Locator, Page
+    from playwright.sync_api import Page
 
 pytestmark = pytest.mark.e2e
 
 CSV = "city,temperature,rain\nOslo,4.5,12\nRome,17.25,3\nLima,19,0\nNuuk,-6.5,7\n"
 XSS = "<img src=x onerror=alert(1)>"
-TASK_TIMEOUT_MS = 30_000
 FAR_FUTURE = "2099-01-01T00:00:00Z"
-
-
-# ------------------------------------------------------------------------------- helpers
-
-
-def expect(target: Any) -> Any:
-    from playwright.sync_api import expect as playwright_expect
-
-    return playwright_expect(target)
-
-
-def open_app(page: Page, path: str = "/") -> None:
-    page.goto(path)
-    expect(page.get_by_test_id("type-select")).to_be_enabled()
-
-
-def choose_type(page: Page, name: str) -> None:
-    page.get_by_test_id("type-select").select_option(name)
-    expect(page.get_by_test_id("type-select")).to_have_value(name)
-
-
-def submit_form(page: Page) -> str:
-    """Clicks Submit, waits for the success toast; returns the new task's id."""
-    state = page.get_by_test_id("submit-state")
-    before = state.text_content() or ""
-    page.get_by_test_id("submit-button").click()
-    expect(state).not_to_have_text(before)
-    expect(state).to_have_text(re.compile(r"Last submitted: \S+"))
-    expect(page.get_by_test_id("toast").filter(has_text="submitted").last).to_be_visible()
-    return (state.text_content() or "").split(":", 1)[1].strip()
-
-
-def task_row(page: Page, task_id: str) -> Locator:
-    return page.locator(f'[data-testid="task-row"][data-task-id="{task_id}"]')
-
-
-def wait_for_row(page: Page, task_id: str, status: str) -> Locator:
-    row = task_row(page, task_id)
-    expect(row).to_have_attribute("data-status", status, timeout=TASK_TIMEOUT_MS)
-    return row
-
-
-def wait_until_done(page: Page, task_id: str) -> Locator:
-    """Waits for SUCCESS with the row's progress bar at 100% (units done = units total)."""
-    row = wait_for_row(page, task_id, "SUCCESS")
-    bar = row.get_by_test_id("progress-bar")
-    expect(bar).to_have_attribute("aria-valuenow", "100")
-    expect(bar).to_have_attribute("data-progress", "100")
-    expect(row.get_by_test_id("status-badge")).to_have_text("Success")
-    done, _, total = (row.get_by_test_id("progress-text").text_content() or "").partition(" / ")
-    assert total and done == total, f"units done/total: {done!r} / {total!r}"
-    return row
-
-
-def open_detail(page: Page, task_id: str, status: str | None = None) -> Locator:
-    task_row(page, task_id).get_by_test_id("task-open").click()
-    panel = page.get_by_test_id("detail-panel")
-    expect(panel).to_be_visible()
-    expect(panel).to_have_attribute("data-task-id", task_id)
-    if status:
-        expect(panel).to_have_attribute("data-status", status, timeout=TASK_TIMEOUT_MS)
-    return panel
-
-
-def confirm(page: Page, expected_title: str) -> None:
-    dialog = page.get_by_test_id("confirm-dialog")
-    expect(dialog).to_be_visible()
-    expect(dialog).to_contain_text(expected_title)
-    page.get_by_test_id("confirm-ok").click()
-    expect(dialog).to_be_hidden()
 
 
 # ------------------------------------------------------------------------------- submit
 
 
-def test_data_processing_through_the_form_shows_column_stats(page: Page) -> None:
+def test_data_processing_through_the_form_shows_column_stats_with_units(page: Page) -> None:
     open_app(page)
-    choose_type(page, "DATA_PROCESSING")
+    choose_type(page, "DATA_PROCESSING", "generate")
     page.get_by_test_id("field-rows").fill("2000")
     page.get_by_test_id("field-columns").fill("4")
 
     task_id = submit_form(page)
     row = wait_until_done(page, task_id)
-    expect(row.get_by_test_id("progress-text")).not_to_have_text("0 / 0")
+    # Progress in bytes, as KB/MB, not a bare count.
+    expect(row.get_by_test_id("progress-text")).to_have_text(
+        re.compile(r"^\d+(\.\d)? KB / \d+(\.\d)? KB$")
+    )
     panel = open_detail(page, task_id, "SUCCESS")
 
     result = panel.get_by_test_id("detail-result")
@@ -125,10 +72,22 @@ def test_data_processing_through_the_form_shows_column_stats(page: Page) -> None
     # One row per generated column, with a header row of statistic names.
     expect(result.locator("[data-testid=column-stats] tbody tr")).to_have_count(4)
     expect(result.locator("[data-testid=column-stats] thead")).to_contain_text("Mean")
-    expect(result).to_contain_text("2,000")
+    summary = result.get_by_test_id("result-summary")
+    expect(summary.get_by_role("row", name="Rows 2,000 rows", exact=True)).to_be_visible()
+    expect(summary.get_by_role("row", name="Columns 4 columns", exact=True)).to_be_visible()
+    expect(summary.get_by_role("row", name=re.compile(r"^Bytes \d+\.\d KB$"))).to_be_visible()
     expect(panel.get_by_test_id("progress-bar")).to_have_attribute("aria-valuenow", "100")
     expect(panel.get_by_test_id("download-link")).to_have_count(1)
     expect(panel.get_by_test_id("download-link")).to_have_text("result.json")
+    # The result's location is a link to the same download, not an s3:// text.
+    location = panel.get_by_test_id("result-location-link")
+    expect(location).to_have_text("result.json")
+    assert (location.get_attribute("href") or "").startswith("http")
+    assert "/result.json" in (location.get_attribute("href") or "")
+    # The progress event line is shown in its unit too.
+    expect(panel.get_by_test_id("event").filter(has_text="% done")).to_contain_text(
+        re.compile(r"% done \(\d+(\.\d)? KB / \d+(\.\d)? KB\)")
+    )
     expect(panel.get_by_test_id("cancel-button")).to_be_disabled()
     expect(panel.get_by_test_id("resume-button")).to_be_disabled()
     expect(panel.get_by_test_id("event")).not_to_have_count(0)
@@ -138,18 +97,29 @@ def test_email_subject_with_markup_is_shown_as_text_and_runs_nothing(
     page: Page, watched: WatchedPage
 ) -> None:
     open_app(page)
-    choose_type(page, "EMAIL")
+    choose_type(page, "EMAIL", "generate")
     page.get_by_test_id("field-recipient_count").fill("3")
     page.get_by_test_id("field-subject").fill(XSS)
     page.get_by_test_id("field-body").fill("Hello {name}, you are number {index}.")
 
     task_id = submit_form(page)
-    wait_until_done(page, task_id)
+    row = wait_until_done(page, task_id)
+    expect(row.get_by_test_id("progress-text")).to_have_text("3 / 3 recipients")
     panel = open_detail(page, task_id, "SUCCESS")
 
     summary = panel.get_by_test_id("email-summary")
     expect(summary).to_contain_text("3sent")
     expect(summary).to_contain_text("0failed")
+    # Each recipient's outcome, read from the downloadable CSV, which is offered as a link.
+    recipients = panel.get_by_test_id("email-recipient-table").locator("tbody tr")
+    expect(recipients).to_have_count(3)
+    expect(panel.get_by_test_id("email-recipients")).not_to_contain_text("null")
+    for index in range(3):
+        expect(recipients.nth(index)).to_contain_text(f"user{index + 1}@example.com")
+        expect(recipients.nth(index)).to_contain_text("sent")
+    csv_link = panel.get_by_test_id("email-csv-link")
+    expect(csv_link).to_contain_text("recipients.csv")
+    assert (csv_link.get_attribute("href") or "").startswith("http")
     params = panel.get_by_test_id("detail-params")
     expect(params.get_by_text(XSS, exact=True)).to_be_visible()
     # Rendered as text: no element was made from it, no handler ran, no dialog opened.
@@ -160,14 +130,16 @@ def test_email_subject_with_markup_is_shown_as_text_and_runs_nothing(
 
 def test_image_processing_shows_thumbnails_and_download_links(page: Page) -> None:
     open_app(page)
-    choose_type(page, "IMAGE_PROCESSING")
+    choose_type(page, "IMAGE_PROCESSING", "generate")
     page.get_by_test_id("field-generate_count").fill("2")
     page.get_by_test_id("field-width").fill("64")
     page.get_by_test_id("field-height").fill("64")
 
     task_id = submit_form(page)
-    wait_until_done(page, task_id)
+    row = wait_until_done(page, task_id)
+    expect(row.get_by_test_id("progress-text")).to_have_text("2 / 2 images")
     panel = open_detail(page, task_id, "SUCCESS")
+    expect(panel.get_by_test_id("image-summary")).to_contain_text("2processed")
 
     downloads = panel.get_by_test_id("detail-downloads")
     thumbnails = downloads.get_by_test_id("thumbnail")
@@ -190,7 +162,8 @@ def test_image_processing_shows_thumbnails_and_download_links(page: Page) -> Non
 
 def test_uploaded_csv_is_processed(page: Page) -> None:
     open_app(page)
-    choose_type(page, "DATA_PROCESSING")
+    choose_type(page, "DATA_PROCESSING", "upload")
+    expect(page.get_by_test_id("field-rows")).to_be_hidden()
 
     page.get_by_test_id("upload-input_key").set_input_files(
         files=[{"name": "weather.csv", "mimeType": "text/csv", "buffer": CSV.encode()}]
@@ -217,7 +190,7 @@ def test_uploaded_csv_is_processed(page: Page) -> None:
 
 def test_running_task_is_cancelled_after_confirmation(page: Page) -> None:
     open_app(page)
-    choose_type(page, "DATA_PROCESSING")
+    choose_type(page, "DATA_PROCESSING", "generate")
     page.get_by_test_id("field-rows").fill("5000000")
 
     task_id = submit_form(page)
@@ -251,7 +224,7 @@ def test_failed_task_is_resumed(page: Page, stack: Stack) -> None:
     ticket = upload_ticket(stack, f"late-{uuid.uuid4().hex[:8]}.csv", CSV.encode(), "text/csv")
     assert ticket["key"].startswith("uploads/dev-user/")
     open_app(page)
-    choose_type(page, "DATA_PROCESSING")
+    choose_type(page, "DATA_PROCESSING", "upload")
     page.get_by_test_id("field-input_key").fill(ticket["key"])
     page.get_by_test_id("submit-max-attempts").fill("1")
 
@@ -272,96 +245,201 @@ def test_failed_task_is_resumed(page: Page, stack: Stack) -> None:
     expect(panel.get_by_test_id("column-stats")).to_be_visible()
     expect(panel.get_by_test_id("detail-error")).to_have_count(0)
     wait_until_done(page, task_id)
+    # The timeline: the first run's wait and failed attempt, the resume, the second attempt.
+    timeline = panel.get_by_test_id("timeline-row")
+    expect(timeline).to_have_count(4)
+    expect(timeline.nth(0)).to_have_attribute("data-kind", "queued")
+    expect(timeline.nth(1)).to_have_attribute("data-outcome", "failed")
+    expect(timeline.nth(1).get_by_test_id("timeline-label")).to_have_text("Attempt 1 of 1")
+    expect(timeline.nth(2).get_by_test_id("timeline-label")).to_have_text("Queued again (resume)")
+    expect(timeline.nth(3)).to_have_attribute("data-outcome", "finished")
 
 
-# ------------------------------------------------------------------------------- list
+# ------------------------------------------------------------------------------- the form
 
 
-def test_filters_and_load_more_survive_reload(page: Page, stack: Stack) -> None:
-    user = f"e2e-list-{uuid.uuid4().hex[:8]}"
-    headers = act_as(page, stack, user)
-    email = {"recipient_count": 1, "subject": "Hi {name}", "body": "Hello."}
-    done = [submit(stack, "EMAIL", email, headers) for _ in range(2)]
-    for task in done:
-        wait_for(stack, task["id"], "SUCCESS", headers=headers)
-    # Scheduled far ahead: they stay PENDING and cost the workers nothing.
-    for _ in range(2):
-        submit(stack, "EMAIL", email, headers, run_at=FAR_FUTURE)
-    for seed in range(21):
-        submit(stack, "DATA_PROCESSING", {"rows": 10, "seed": seed}, headers, run_at=FAR_FUTURE)
+def test_input_source_is_an_explicit_choice_and_only_its_fields_are_sent(page: Page) -> None:
+    open_app(page)
+    choose_type(page, "EMAIL")
+    # Given: the first source that needs no upload is chosen; the other's fields are hidden.
+    expect(page.get_by_test_id("source-list")).to_be_checked()
+    expect(page.get_by_test_id("field-recipients")).to_be_visible()
+    expect(page.get_by_test_id("field-recipient_count")).to_be_hidden()
+    expect(page.locator('label[for="param-recipients"] .req')).to_have_count(1)
+    # Advanced fields are folded away.
+    advanced = page.get_by_test_id("advanced-options")
+    expect(advanced).not_to_have_attribute("open", "")
+    expect(page.get_by_test_id("field-batch_size")).to_be_hidden()
+    page.get_by_test_id("field-recipients").fill("ada@example.com")
+
+    # When the other source is chosen and the form is sent
+    page.get_by_test_id("source-generate").check()
+    expect(page.get_by_test_id("field-recipients")).to_be_hidden()
+    page.get_by_test_id("field-recipient_count").fill("2")
+    page.get_by_test_id("field-subject").fill("Hi {name}")
+    page.get_by_test_id("field-body").fill("Hello.")
+    with page.expect_request(lambda r: r.method == "POST" and r.url.endswith("/tasks")) as sent:
+        task_id = submit_form(page)
+
+    # Then only the chosen source's field went out, not the hidden recipients list
+    params = json.loads(sent.value.post_data or "{}")["params"]
+    assert "recipients" not in params and params["recipient_count"] == 2
+    assert params["subject"] == "Hi {name}" and isinstance(params["batch_size"], int)
+    wait_until_done(page, task_id)
+
+
+def test_an_empty_source_field_is_required_at_the_field_and_nothing_is_sent(page: Page) -> None:
+    open_app(page)
+    choose_type(page, "DATA_PROCESSING", "generate")
+    posts: list[str] = []
+    page.on("request", lambda r: posts.append(r.url) if r.method == "POST" else None)
+
+    page.get_by_test_id("submit-button").click()
+
+    expect(page.get_by_test_id("error-rows")).to_have_text("Required")
+    expect(page.get_by_test_id("field-rows")).to_have_attribute("aria-invalid", "true")
+    expect(page.get_by_test_id("form-error")).to_have_text(
+        "1 field needs attention: see the message beside it."
+    )
+    expect(page.get_by_test_id("field-rows")).to_be_focused()
+    assert posts == []
+
+
+def test_a_server_error_is_shown_at_its_field(page: Page, watched: WatchedPage) -> None:
+    watched.allow("status of 422")
+    open_app(page)
+    choose_type(page, "EMAIL", "generate")
+    page.get_by_test_id("field-recipient_count").fill("2")
+    page.get_by_test_id("field-subject").fill("Hi {nickname}")
+    page.get_by_test_id("field-body").fill("Hello.")
+
+    page.get_by_test_id("submit-button").click()
+
+    # The API's 422 names params.subject: the message sits under the subject, not at the bottom.
+    error = page.get_by_test_id("error-subject")
+    expect(error).to_contain_text("unknown field {nickname}")
+    expect(page.get_by_test_id("field-subject")).to_be_focused()
+    expect(page.get_by_test_id("form-error")).to_be_hidden()
+
+
+def test_a_click_on_submit_is_not_lost_when_a_blur_error_moves_the_button(page: Page) -> None:
+    open_app(page)
+    choose_type(page, "IMAGE_PROCESSING", "generate")
+    page.get_by_test_id("field-generate_count").fill("2")
+    # An invalid value whose error appears when the field loses focus, above the button.
+    page.get_by_test_id("submit-max-attempts").fill("12")
+    button = page.get_by_test_id("submit-button")
+    button.scroll_into_view_if_needed()
+    top = "(b) => b.getBoundingClientRect().top + window.scrollY"
+    before = button.evaluate(top)
+
+    # One click: the press takes the focus away from the field (blur), the release follows
+    button.click()
+
+    # The click reached the form: it checked every field and said what needs attention
+    expect(page.get_by_test_id("form-error")).to_have_text(
+        "1 field needs attention: see the message beside it."
+    )
+    expect(page.get_by_test_id("error-max_attempts")).to_have_text("A whole number from 1 to 10")
+    assert button.evaluate(top) > before, "the errors did move the button"
+
+
+def test_run_times_in_the_past_or_far_ahead_are_warned_about(page: Page) -> None:
+    open_app(page)
+    run_at = page.get_by_test_id("submit-run-at")
+    warning = page.get_by_test_id("warning-run_at")
+    expect(warning).to_be_hidden()
+    expect(page.get_by_test_id("run-at-help")).to_have_text(
+        re.compile(r"^In \S+ time; empty runs now\.$")
+    )
+
+    run_at.fill("2020-01-01T09:00")  # whichever the zone, long gone
+    expect(warning).to_have_text("This time has passed: the task will run at once.")
+    soon = (datetime.now(UTC) + timedelta(hours=2)).strftime("%Y-%m-%dT%H:%M")
+    run_at.fill(soon)
+    expect(warning).to_be_hidden()
+    run_at.fill("2099-01-01T09:00")
+    expect(warning).to_contain_text("days from now. Is the date right?")
+    run_at.fill("")
+    expect(warning).to_be_hidden()
+
+
+def test_file_pickers_accept_only_their_content_types(page: Page) -> None:
+    open_app(page)
+    choose_type(page, "IMAGE_PROCESSING", "upload")
+    picker = page.get_by_test_id("upload-input_prefix")
+    accept = picker.get_attribute("accept") or ""
+    assert "image/png" in accept and ".jpg" in accept and "csv" not in accept
+
+    picker.set_input_files(
+        files=[{"name": "weather.csv", "mimeType": "text/csv", "buffer": CSV.encode()}]
+    )
+
+    expect(page.get_by_test_id("upload-status-input_prefix")).to_have_text(
+        "weather.csv is not a PNG, JPEG, WebP or GIF file."
+    )
+    expect(page.get_by_test_id("field-input_prefix")).to_have_value("")
+    choose_type(page, "DATA_PROCESSING", "upload")
+    csv_accept = page.get_by_test_id("upload-input_key").get_attribute("accept") or ""
+    assert csv_accept == "text/csv,.csv"
+
+
+# ------------------------------------------------------------------------------- results
+
+
+def upload_images(stack: Stack, headers: dict[str, str], files: dict[str, bytes]) -> str:
+    """Uploads the files side by side; returns their folder (an IMAGE_PROCESSING input)."""
+    prefix = None
+    for name, content in files.items():
+        body = {"filename": name, "content_type": "image/png", "size": len(content)}
+        answer = requests.post(
+            f"{stack.url}/uploads",
+            json={**body, **({"prefix": prefix} if prefix else {})},
+            headers=headers,
+            timeout=10,
+        )
+        assert answer.status_code == 201, answer.text
+        prefix = answer.json()["prefix"]
+        put_upload(answer.json(), content)
+    assert prefix
+    return str(prefix)
+
+
+def png() -> bytes:
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("RGB", (40, 30), (200, 60, 20)).save(out, format="PNG")
+    return out.getvalue()
+
+
+def test_partial_and_total_failures_show_as_such_in_the_list_and_the_detail(
+    page: Page, stack: Stack
+) -> None:
+    headers = act_as(page, stack, f"e2e-partial-{uuid.uuid4().hex[:8]}")
+    broken = b"this is not an image"
+    some = upload_images(stack, headers, {"good.png": png(), "broken.png": broken})
+    partial = submit(stack, "IMAGE_PROCESSING", {"input_prefix": some}, headers)
+    none = upload_images(stack, headers, {"broken.png": broken})
+    failed = submit(stack, "IMAGE_PROCESSING", {"input_prefix": none}, headers, max_attempts=1)
+    wait_for(stack, partial["id"], "SUCCESS", headers=headers)
+    wait_for(stack, failed["id"], "FAILED", headers=headers)
 
     open_app(page)
-    rows = page.get_by_test_id("task-row")
-    expect(rows).to_have_count(20)
-    expect(page.get_by_test_id("stat-status-PENDING")).to_have_attribute("data-count", "23")
-    expect(page.get_by_test_id("stat-status-SUCCESS")).to_have_attribute("data-count", "2")
-    expect(page.get_by_test_id("throughput-chart")).to_be_visible()
-    load_more = page.get_by_test_id("load-more")
-    expect(load_more).to_be_visible()
-    load_more.click()
-    expect(rows).to_have_count(25)
-    expect(load_more).to_be_hidden()
-    expect(page.get_by_test_id("list-count")).to_have_text("25 tasks")
 
-    page.get_by_test_id("filter-status").select_option("SUCCESS")
-    expect(page).to_have_url(re.compile(r"[?&]status=SUCCESS(&|$)"))
-    expect(rows).to_have_count(2)
-    expect(page.locator('[data-testid="task-row"][data-status="SUCCESS"]')).to_have_count(2)
-
-    page.get_by_test_id("filter-status").select_option("PENDING")
-    page.get_by_test_id("filter-type").select_option("EMAIL")
-    expect(page).to_have_url(re.compile(r"[?&]type=EMAIL(&|$)"))
-    expect(page).to_have_url(re.compile(r"[?&]status=PENDING(&|$)"))
-    expect(rows).to_have_count(2)
-
-    page.reload()
-    expect(page.get_by_test_id("filter-status")).to_have_value("PENDING")
-    expect(page.get_by_test_id("filter-type")).to_have_value("EMAIL")
-    expect(rows).to_have_count(2)
-    for index in range(2):
-        expect(rows.nth(index)).to_have_attribute("data-status", "PENDING")
-        expect(rows.nth(index).get_by_test_id("task-type")).to_have_text("EMAIL")
-
-    page.get_by_test_id("filter-type").select_option("DATA_PROCESSING")
-    expect(rows).to_have_count(20)
-    expect(load_more).to_be_visible()
-    load_more.click()
-    expect(rows).to_have_count(21)
-
-    page.get_by_test_id("filter-clear").click()
-    expect(page).not_to_have_url(re.compile(r"status=|type="))
-    expect(rows).to_have_count(20)
-
-
-def test_lookup_by_id_opens_the_task(page: Page, stack: Stack) -> None:
-    user = f"e2e-lookup-{uuid.uuid4().hex[:8]}"
-    headers = act_as(page, stack, user)
-    task = submit(stack, "EMAIL", {"recipient_count": 1, "subject": "s", "body": "b"}, headers)
-    wait_for(stack, task["id"], "SUCCESS", headers=headers)
-
-    open_app(page, "/?status=FAILED")
-    expect(page.get_by_test_id("list-empty")).to_be_visible()
-    page.get_by_test_id("lookup-id").fill(task["id"])
-    page.get_by_test_id("lookup-button").click()
-
-    panel = page.get_by_test_id("detail-panel")
-    expect(panel).to_have_attribute("data-task-id", task["id"])
-    expect(panel).to_have_attribute("data-status", "SUCCESS")
-    expect(page).to_have_url(re.compile(rf"[?&]task={task['id']}"))
-    page.reload()  # the open task is in the URL too
-    expect(page.get_by_test_id("detail-panel")).to_have_attribute("data-task-id", task["id"])
-
-
-# ------------------------------------------------------------------------------- screenshots
-
-
-def test_screenshots_of_list_and_detail(browser: Browser, stack: Stack, tmp_path: Path) -> None:
-    """The scenario of `python -m tests.e2e.screenshots`, into a temporary directory."""
-    from tests.e2e.screenshots import take_screenshots
-
-    problems, files = take_screenshots(browser, stack, tmp_path)
-
-    assert problems == []
-    for path in files:
-        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", path
-        assert path.stat().st_size > 20_000, path
+    # Some failed: a SUCCESS with a warning, not a plain green success
+    row = wait_for_row(page, partial["id"], "SUCCESS")
+    expect(row.get_by_test_id("failed-items-badge")).to_have_text("1 image failed")
+    panel = open_detail(page, partial["id"], "SUCCESS")
+    expect(panel.get_by_test_id("failed-items-badge")).to_have_text("1 image failed")
+    expect(panel.get_by_test_id("partial-failure")).to_have_text(
+        "1 image of 2 failed; the others succeeded. The result below lists the failures."
+    )
+    expect(panel.get_by_test_id("image-failures")).to_contain_text("broken.png")
+    # All failed: FAILED, its error says so, the result (why each failed) is kept
+    page.get_by_test_id("detail-close").click()
+    row = wait_for_row(page, failed["id"], "FAILED")
+    expect(row.get_by_test_id("failed-items-badge")).to_have_text("all 1 image failed")
+    panel = open_detail(page, failed["id"], "FAILED")
+    expect(panel.get_by_test_id("detail-error")).to_contain_text("all_items_failed")
+    expect(panel.get_by_test_id("image-failures")).to_contain_text("broken.png")

@@ -22,9 +22,8 @@ import boto3
 import pytest
 import requests
 
-from tests.e2e.browser_support import act_as
+from tests.e2e.browser_support import act_as, expect, open_app, task_row
 from tests.e2e.devstack_process import Stack, bearer_for, submit, wait_for
-from tests.e2e.test_browser import expect, open_app, task_row
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page, Request, WebSocketRoute
@@ -68,16 +67,45 @@ def live_status(page: Page) -> Any:
     return page.get_by_test_id("live-status")
 
 
+def is_list_read(request: Request) -> bool:
+    return request.method == "GET" and re.search(r"/tasks(\?|$)", request.url) is not None
+
+
 def list_reads(page: Page) -> list[str]:
     """GET /tasks requests of the page from now on: the list read, not pushed."""
     reads: list[str] = []
 
     def note(request: Request) -> None:
-        if request.method == "GET" and re.search(r"/tasks(\?|$)", request.url):
+        if is_list_read(request):
             reads.append(request.url)
 
     page.on("request", note)
     return reads
+
+
+def open_live(page: Page) -> list[str]:
+    """Opens the page and waits until it is live and settled: no list read in flight and none
+    started for longer than the page's catch-up delay (every connect reads the list again,
+    debounced by 300 ms, so that read can start after "Live" shows). Returns the list reads
+    from then on."""
+    started: list[float] = []
+    finished: list[float] = []
+    page.on("request", lambda r: started.append(time.monotonic()) if is_list_read(r) else None)
+    for event in ("requestfinished", "requestfailed"):
+        page.on(event, lambda r: finished.append(time.monotonic()) if is_list_read(r) else None)
+    open_app(page)
+    expect(live_status(page)).to_have_text("Live")
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        quiet = time.monotonic() - max(started + finished, default=0.0)
+        if started and len(finished) == len(started) and quiet > 0.8:
+            break
+        page.wait_for_timeout(50)
+    else:
+        raise AssertionError(
+            f"the page's list reads did not settle: {len(started)} started, {len(finished)} done"
+        )
+    return list_reads(page)
 
 
 def user_of_test() -> str:
@@ -92,10 +120,8 @@ def test_a_task_submitted_from_outside_appears_in_the_open_page_within_two_secon
 ) -> None:
     user = user_of_test()
     headers = act_as(page, stack, user)
-    open_app(page)
-    expect(live_status(page)).to_have_text("Live")
+    reads = open_live(page)
     expect(page.get_by_test_id("list-empty")).to_be_visible()
-    reads = list_reads(page)
 
     latencies = []
     for _ in range(3):
@@ -112,10 +138,8 @@ def test_a_task_submitted_from_outside_appears_in_the_open_page_within_two_secon
 def test_the_progress_bar_moves_without_a_reload(page: Page, stack: Stack) -> None:
     user = user_of_test()
     headers = act_as(page, stack, user)
-    open_app(page)
-    expect(live_status(page)).to_have_text("Live")
+    reads = open_live(page)
     page.evaluate("window.sameDocument = true")
-    reads = list_reads(page)
 
     task = submit(stack, "DATA_PROCESSING", SEVERAL_CHUNKS, headers)
     bar = task_row(page, task["id"]).get_by_test_id("progress-bar")
@@ -140,9 +164,7 @@ def test_the_progress_bar_moves_without_a_reload(page: Page, stack: Stack) -> No
 def test_the_open_task_and_the_dashboard_follow_pushed_changes(page: Page, stack: Stack) -> None:
     user = user_of_test()
     headers = act_as(page, stack, user)
-    open_app(page)
-    expect(live_status(page)).to_have_text("Live")
-    reads = list_reads(page)
+    reads = open_live(page)
 
     task = submit(stack, "DATA_PROCESSING", SEVERAL_CHUNKS, headers)
     row = task_row(page, task["id"])

@@ -13,7 +13,7 @@ from botocore.exceptions import ClientError
 from devstack.moto_patches import serialize_dynamodb_requests, undo_log_transactions
 from taskqueue import wiring
 from taskqueue.errors import EnqueueFailed, QuotaExceeded
-from taskqueue.models import SubmitTaskRequest, TaskStatus, UploadRequest, utcnow
+from taskqueue.models import BulkRequest, SubmitTaskRequest, TaskStatus, UploadRequest, utcnow
 from taskqueue.quotas import Quota, retry_after
 from taskqueue.service import TaskService
 from taskqueue.task_types import REGISTRY
@@ -223,3 +223,22 @@ def test_over_quota_the_api_answers_429_with_retry_after_and_the_error_shape(
             "details": {"quota": "active_tasks", "limit": 0, "retry_after": 30},
         }
     }
+
+
+def test_a_bulk_retry_over_the_active_quota_admits_exactly_what_fits(
+    world: World, service: TaskService
+) -> None:
+    # Given three cancelled tasks and an owner allowed 2 unfinished tasks, 1 of them taken
+    world.store.quotas.set_limits(OWNER, {Quota.ACTIVE_TASKS: 2})
+    cancelled = [service.submit(OWNER, counting())[0].task_id for _ in range(2)]
+    for task_id in cancelled:
+        service.cancel(OWNER, task_id)
+    world.counters.drain()
+    service.submit(OWNER, counting())
+    # When all of them are retried in one bulk request
+    result = service.bulk(OWNER, BulkRequest.model_validate({"action": "retry", "ids": cancelled}))
+    # Then exactly one is admitted; the other is refused on its own, and nothing drifted
+    outcomes = [(item.ok, item.error.code if item.error else None) for item in result.results]
+    assert outcomes == [(True, None), (False, "quota_exceeded")]
+    assert used(world, Quota.ACTIVE_TASKS) == 2
+    assert world.task(cancelled[1]).status == TaskStatus.CANCELLED

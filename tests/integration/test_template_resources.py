@@ -12,11 +12,12 @@ import pytest
 from devstack.resources import LocalResources, event_sources, function_environment
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-INDEXES = {  # docs/architecture.md, "Indexes"
-    "by_owner": "gsi1pk",
-    "by_owner_type": "gsi2pk",
-    "by_owner_status": "gsi3pk",
-    "by_owner_status_type": "gsi4pk",
+INDEXES = {  # docs/architecture.md, "Indexes": name -> (partition key, sort key)
+    "by_owner": ("gsi1pk", "ck"),
+    "by_owner_type": ("gsi2pk", "ck"),
+    "by_owner_status": ("gsi3pk", "ck"),
+    "by_owner_status_type": ("gsi4pk", "ck"),
+    "by_owner_id": ("idpk", "pk"),
 }
 QUEUE_TO_DLQ = {
     "TaskQueue": "TaskDeadLetterQueue",
@@ -28,6 +29,7 @@ API_ROUTES = {  # DESIGN.md, "API"
     ("get", "/tasks/{id}"),
     ("delete", "/tasks/{id}"),
     ("post", "/tasks/{id}/retry"),
+    ("post", "/tasks/bulk"),
     ("get", "/task-types"),
     ("get", "/stats"),
     ("post", "/uploads"),
@@ -63,17 +65,17 @@ def _queue_attributes(url: str) -> dict[Any, str]:
     ]
 
 
-def test_table_has_exactly_the_four_keys_only_indexes(aws: LocalResources) -> None:
+def test_table_has_exactly_the_five_keys_only_indexes(aws: LocalResources) -> None:
     table = boto3.client("dynamodb").describe_table(TableName=aws.tables["TasksTable"])["Table"]
 
     indexes = {index["IndexName"]: index for index in table["GlobalSecondaryIndexes"]}
 
     assert set(indexes) == set(INDEXES)
-    for name, partition_key in INDEXES.items():
+    for name, (partition_key, sort_key) in INDEXES.items():
         assert indexes[name]["Projection"] == {"ProjectionType": "KEYS_ONLY"}
         assert indexes[name]["KeySchema"] == [
             {"AttributeName": partition_key, "KeyType": "HASH"},
-            {"AttributeName": "ck", "KeyType": "RANGE"},
+            {"AttributeName": sort_key, "KeyType": "RANGE"},
         ]
     assert table["KeySchema"] == [
         {"AttributeName": "pk", "KeyType": "HASH"},

@@ -101,6 +101,7 @@ class ChunkSum:
     ledger: Ledger
     name: str = "CHUNKSUM"
     description: str = "a chunked sum whose exact result is known (reliability tests)"
+    progress_unit: str = "chunks"
     params_model: type[BaseModel] = ChunkSumParams
     during_chunk: Callable[[str, int], None] | None = None
 

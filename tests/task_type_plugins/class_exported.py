@@ -8,6 +8,7 @@ from taskqueue.models import ChunkState, TaskResult
 class Stamp:
     name = "STAMP"
     description = "a class, not an instance: start() would miss its self"
+    progress_unit = "stamps"
     params_model = BaseModel
 
     def start(self, params: object, ctx: object) -> ChunkState:

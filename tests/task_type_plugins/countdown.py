@@ -16,6 +16,7 @@ class CountdownParams(BaseModel):
 
 class Countdown:
     description = "counts down to zero, one number a chunk"
+    progress_unit = "numbers"
     params_model = CountdownParams
 
     def __init__(self, name: str) -> None:

@@ -105,3 +105,66 @@ def test_the_build_command_puts_the_found_python_first_on_path() -> None:
     assert env == {"PATH": "/opt/py/bin:/usr/bin", "HOME": "/h"}
     assert container_argv[-1] == "--use-container"
     assert container_env == {"PATH": "/usr/bin"}
+
+
+# ------------------------------------------------------------------------------- sizes
+
+BUILT_TEMPLATE = """\
+Globals:
+  Function:
+    Layers:
+      - !Ref CoreLayer
+Resources:
+  CoreLayer:
+    Type: AWS::Serverless::LayerVersion
+    Properties:
+      ContentUri: CoreLayer
+  ApiFunction:
+    Type: AWS::Serverless::Function
+    Properties:
+      CodeUri: ApiFunction
+      Layers:
+        - !If [HasTaskTypeLayer, !Ref TaskTypeLayerArn, !Ref AWS::NoValue]
+  WorkerFunction:
+    Type: AWS::Serverless::Function
+    Properties:
+      CodeUri: WorkerFunction
+"""
+
+
+def built(tmp_path: Path, files: dict[str, int]) -> Path:
+    """A build directory like sam build's: the template and files of the given sizes."""
+    (tmp_path / "template.yaml").write_text(BUILT_TEMPLATE)
+    for name, size in files.items():
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"x" * size)
+    return tmp_path
+
+
+def test_each_function_counts_its_code_and_the_shared_layer(tmp_path: Path) -> None:
+    build_dir = built(
+        tmp_path,
+        {
+            "CoreLayer/python/duckdb/lib.so": 7_000,
+            "CoreLayer/python/taskqueue/engine.py": 300,
+            "ApiFunction/app.py": 20,
+            "WorkerFunction/app.py": 10,
+            "WorkerFunction/more/util.py": 5,
+        },
+    )
+
+    sizes = build.deployment_sizes(build_dir)
+
+    assert sizes == {"ApiFunction": 7_320, "WorkerFunction": 7_315}
+
+
+def test_a_function_over_lambdas_unzipped_limit_fails_the_build(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert build.check_sizes({"ApiFunction": 100, "WorkerFunction": 200}, limit=200) == 0
+    assert build.check_sizes({"ApiFunction": 100, "WorkerFunction": 201}, limit=200) == 1
+    assert (
+        "WorkerFunction: 0.0 MB unzipped with its layers (limit 0 MB) OVER"
+        in capsys.readouterr().err
+    )

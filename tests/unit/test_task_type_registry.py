@@ -158,6 +158,7 @@ WRONG_MODULES: list[tuple[tuple[str, ...], type[Exception], str]] = [
         TaskTypeRegistryError,
         f"task type module '{PLUGINS}.malformed' {LISTED}: a HalfDone object is not a task "
         "type: name must be a str of A-Z, 0-9 and _, starting with a letter, at most 64; "
+        "progress_unit must be a str of a-z, at most 32: bytes or a plural noun; "
         "params_model must be a pydantic BaseModel subclass; run_chunk must be a method "
         "run_chunk(params, state, ctx) -> ChunkState",
     ),

@@ -27,6 +27,9 @@ from taskqueue_client._version import __version__
 from taskqueue_client._wire import decode, to_json
 from taskqueue_client.errors import TaskFailed, WaitTimeout
 from taskqueue_client.models import (
+    BulkAction,
+    BulkRequest,
+    BulkResult,
     DeadLetterPage,
     OutputLink,
     Priority,
@@ -76,6 +79,8 @@ ROUTES: dict[str, Route] = {
     "cancel": Route("DELETE", "/tasks/{task_id}", TaskView, repeatable=False),
     # The API answers a repeated retry with the task until a worker claims it.
     "retry": Route("POST", "/tasks/{task_id}/retry", TaskView),
+    # Each task's result says whether it applied; a repeat answers 409s for those that did.
+    "bulk": Route("POST", "/tasks/bulk", BulkResult, repeatable=False),
     "task_types": Route("GET", "/task-types", TaskTypeInfo),
     "stats": Route("GET", "/stats", Stats),
     "dead_letters": Route("GET", "/dead-letters", DeadLetterPage),
@@ -401,6 +406,14 @@ class Client:
     def dead_letters(self) -> DeadLetterPage:
         """Your tasks whose messages reached a dead-letter queue."""
         return self._model(DeadLetterPage, "dead_letters")
+
+    def bulk(
+        self, action: str, tasks: Iterable[Task | str], *, restart: bool = False
+    ) -> BulkResult:
+        """Cancel or retry ("cancel" / "retry") up to 50 tasks, each on its own: one result per
+        task, in order, saying whether it applied and, if not, why."""
+        body = BulkRequest(action=BulkAction(action), ids=[_id(t) for t in tasks], restart=restart)
+        return self._model(BulkResult, "bulk", json=to_json(body))
 
     def redrive(self) -> RedriveResult:
         """Send your dead letters back to their queues."""

@@ -13,6 +13,11 @@ from enum import StrEnum
 from typing import Any, Literal
 
 
+class BulkAction(StrEnum):
+    CANCEL = "cancel"
+    RETRY = "retry"
+
+
 class Priority(StrEnum):
     NORMAL = "normal"
     HIGH = "high"
@@ -24,6 +29,36 @@ class TaskStatus(StrEnum):
     SUCCESS = "SUCCESS"
     FAILED = "FAILED"
     CANCELLED = "CANCELLED"
+
+
+@dataclass(frozen=True, kw_only=True)
+class BulkItemResult:
+    id: str
+    # The action was applied to this task
+    ok: bool
+    # The task's status after it; None if unknown
+    status: TaskStatus | None
+    # Why not, when ok is false
+    error: ErrorBody | None
+    # Fields the API has that this client was generated without.
+    extra: dict[str, Any] = field(default_factory=dict, repr=False)
+
+
+@dataclass(frozen=True, kw_only=True)
+class BulkRequest:
+    action: BulkAction
+    # Task ids, each once
+    ids: list[str]
+    # For retry: start over instead of resuming
+    restart: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class BulkResult:
+    # One per id, in the order given
+    results: list[BulkItemResult]
+    # Fields the API has that this client was generated without.
+    extra: dict[str, Any] = field(default_factory=dict, repr=False)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -72,6 +107,20 @@ class OutputLink:
 
 
 @dataclass(frozen=True, kw_only=True)
+class QueueDepth:
+    # Messages waiting to be received
+    visible: int
+    # Received, not yet deleted
+    in_flight: int
+    # Not visible yet (scheduled, backoff)
+    delayed: int
+    # A dead-letter queue: its messages failed
+    dead_letter: bool
+    # Fields the API has that this client was generated without.
+    extra: dict[str, Any] = field(default_factory=dict, repr=False)
+
+
+@dataclass(frozen=True, kw_only=True)
 class RedriveResult:
     redriven: int
     skipped: int
@@ -87,8 +136,13 @@ class RetryTaskRequest:
 
 @dataclass(frozen=True, kw_only=True)
 class Stats:
+    # The caller's tasks by their current status: a task run twice counts once
     counts: StatusCounts
-    queues: dict[str, dict[str, int]]
+    # Every queue's depth: for operators (Cognito group admin) only, empty for anyone else (the
+    # queues hold every owner's work)
+    queues: dict[str, QueueDepth]
+    # Runs finished per minute over the last hour, oldest first: a task that finished, was
+    # retried and finished again counts in both minutes
     throughput: list[ThroughputPoint]
     # Fields the API has that this client was generated without.
     extra: dict[str, Any] = field(default_factory=dict, repr=False)
@@ -148,6 +202,11 @@ class TaskPage:
 class TaskTypeInfo:
     name: str
     description: str
+    # What units_done and units_total count: bytes (shown as KB, MB), or a plural noun such as
+    # rows, recipients or images
+    progress_unit: str
+    # JSON Schema of the params; x-upload, x-sources and x-advanced say how the page's form
+    # offers them
     params_schema: dict[str, Any]
     # Fields the API has that this client was generated without.
     extra: dict[str, Any] = field(default_factory=dict, repr=False)
@@ -222,12 +281,17 @@ class TaskDetail(TaskView):
 
 
 __all__ = [
+    "BulkAction",
+    "BulkItemResult",
+    "BulkRequest",
+    "BulkResult",
     "DeadLetterPage",
     "DeadLetterView",
     "ErrorBody",
     "ErrorResponse",
     "OutputLink",
     "Priority",
+    "QueueDepth",
     "RedriveResult",
     "RetryTaskRequest",
     "Stats",

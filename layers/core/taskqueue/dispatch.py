@@ -6,7 +6,7 @@ import hashlib
 from typing import TYPE_CHECKING, Any
 
 from taskqueue.aws import client as aws_client
-from taskqueue.models import TaskMessage
+from taskqueue.models import QueueDepth, TaskMessage
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
@@ -92,7 +92,10 @@ class Dispatcher:
         attributes = {str(name): value for name, value in response.get("Attributes", {}).items()}
         return {label: int(attributes.get(name, 0)) for name, label in DEPTH_ATTRIBUTES.items()}
 
-    def depths(self) -> dict[str, dict[str, int]]:
-        named = {f"tasks-{name}": url for name, url in self.queues.items() if url}
-        named.update({f"dlq-{name}": url for name, url in self.dead_letter_queues.items()})
-        return {name: self.depth(url) for name, url in named.items()}
+    def depths(self) -> dict[str, QueueDepth]:
+        named = {(f"tasks-{name}", False): url for name, url in self.queues.items() if url}
+        named.update({(f"dlq-{name}", True): url for name, url in self.dead_letter_queues.items()})
+        return {
+            name: QueueDepth(**self.depth(url), dead_letter=dead)
+            for (name, dead), url in named.items()
+        }

@@ -7,7 +7,15 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    ValidationError,
+    model_validator,
+)
 
 MAX_DELAY_SECONDS = 365 * 24 * 3600
 
@@ -17,6 +25,14 @@ class Model(BaseModel):
     only the models its first request needs, not every response and request of the API."""
 
     model_config = ConfigDict(defer_build=True)
+
+
+def validation_details(exc: ValidationError, prefix: tuple[str, ...]) -> list[dict[str, Any]]:
+    """A model's validation errors as the API's error details, located under `prefix`."""
+    return [
+        {"loc": [*prefix, *error["loc"]], "msg": error["msg"], "type": error["type"]}
+        for error in exc.errors(include_url=False, include_context=False, include_input=False)
+    ]
 
 
 class TaskStatus(StrEnum):
@@ -194,6 +210,15 @@ class RetryTaskRequest(Model):
     restart: bool = Field(default=False, description="Start over instead of resuming")
 
 
+TaskIdPrefix = Annotated[
+    str,
+    Field(
+        pattern=r"^[0-9a-f]{8,32}$",
+        description="The first 8 or more characters of a task id (the short id the page shows)",
+    ),
+]
+
+
 class ListTasksQuery(Model):
     model_config = ConfigDict(extra="forbid")
 
@@ -201,8 +226,44 @@ class ListTasksQuery(Model):
     type: Annotated[str, Field(min_length=1, max_length=64)] | None = None
     created_after: IsoDateTime | None = None
     created_before: IsoDateTime | None = None
+    id_prefix: TaskIdPrefix | None = None
     limit: Annotated[int, Field(ge=1, le=100)] = 20
     cursor: Annotated[str, Field(max_length=4096)] | None = None
+
+    @model_validator(mode="after")
+    def _prefix_alone(self) -> ListTasksQuery:
+        others = (self.status, self.type, self.created_after, self.created_before, self.cursor)
+        if self.id_prefix is not None and any(v is not None for v in others):
+            raise ValueError("id_prefix finds tasks by id alone: give it without other filters")
+        return self
+
+
+MAX_BULK_TASKS = 50
+
+
+class BulkAction(StrEnum):
+    CANCEL = "cancel"
+    RETRY = "retry"
+
+
+class BulkRequest(Model):
+    model_config = ConfigDict(extra="forbid")
+
+    action: BulkAction
+    ids: Annotated[
+        list[Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")]],
+        Field(min_length=1, max_length=MAX_BULK_TASKS),
+    ] = Field(description="Task ids, each once")
+    # Strict: 0 or "no" is not a boolean here (every task of the request would be affected).
+    restart: StrictBool = Field(
+        default=False, description="For retry: start over instead of resuming"
+    )
+
+    @model_validator(mode="after")
+    def _each_once(self) -> BulkRequest:
+        if len(set(self.ids)) != len(self.ids):
+            raise ValueError("each task id may appear once")
+        return self
 
 
 class UploadRequest(Model):
@@ -323,10 +384,28 @@ class TaskPage(Model):
     next_cursor: str | None
 
 
+# A task type's progress unit: lower-case letters (the registry checks a plugin's at load).
+PROGRESS_UNIT_PATTERN = r"^[a-z]+$"
+MAX_PROGRESS_UNIT_CHARS = 32
+ProgressUnit = Annotated[
+    str,
+    Field(
+        pattern=PROGRESS_UNIT_PATTERN,
+        max_length=MAX_PROGRESS_UNIT_CHARS,
+        description="What units_done and units_total count: bytes (shown as KB, MB), or a "
+        "plural noun such as rows, recipients or images",
+    ),
+]
+
+
 class TaskTypeInfo(Model):
     name: str
     description: str
-    params_schema: dict[str, Any]
+    progress_unit: ProgressUnit
+    params_schema: dict[str, Any] = Field(
+        description="JSON Schema of the params; x-upload, x-sources and x-advanced say how the "
+        "page's form offers them"
+    )
 
 
 class UploadTicket(Model):
@@ -361,11 +440,25 @@ class ThroughputPoint(Model):
     cancelled: int = 0
 
 
+class QueueDepth(Model):
+    visible: int = Field(description="Messages waiting to be received")
+    in_flight: int = Field(description="Received, not yet deleted")
+    delayed: int = Field(description="Not visible yet (scheduled, backoff)")
+    dead_letter: bool = Field(description="A dead-letter queue: its messages failed")
+
+
 class Stats(Model):
-    counts: StatusCounts
-    # Every queue's depth: for operators (Cognito group admin) only, empty for anyone else.
-    queues: dict[str, dict[str, int]]
-    throughput: list[ThroughputPoint]
+    counts: StatusCounts = Field(
+        description="The caller's tasks by their current status: a task run twice counts once"
+    )
+    queues: dict[str, QueueDepth] = Field(
+        description="Every queue's depth: for operators (Cognito group admin) only, empty "
+        "for anyone else (the queues hold every owner's work)"
+    )
+    throughput: list[ThroughputPoint] = Field(
+        description="Runs finished per minute over the last hour, oldest first: a task that "
+        "finished, was retried and finished again counts in both minutes"
+    )
 
 
 class DeadLetter(Model):
@@ -386,6 +479,17 @@ class DeadLetterView(DeadLetter):
 
 class DeadLetterPage(Model):
     items: list[DeadLetterView]
+
+
+class BulkItemResult(Model):
+    id: str
+    ok: bool = Field(description="The action was applied to this task")
+    status: TaskStatus | None = Field(description="The task's status after it; None if unknown")
+    error: ErrorBody | None = Field(description="Why not, when ok is false")
+
+
+class BulkResult(Model):
+    results: list[BulkItemResult] = Field(description="One per id, in the order given")
 
 
 class RedriveResult(Model):

@@ -19,6 +19,7 @@ from taskqueue.errors import (
     EnqueueFailed,
     InvalidRequest,
     InvalidTransition,
+    QuotaExceeded,
     TaskNotFound,
     TaskQueueError,
     TransitionConflict,
@@ -26,8 +27,13 @@ from taskqueue.errors import (
 from taskqueue.files import Files
 from taskqueue.lifecycle import Action, decide
 from taskqueue.models import (
+    BulkAction,
+    BulkItemResult,
+    BulkRequest,
+    BulkResult,
     DeadLetterPage,
     DeadLetterView,
+    ErrorBody,
     ListTasksQuery,
     RedriveResult,
     Stats,
@@ -46,6 +52,7 @@ from taskqueue.models import (
     UploadTicket,
     format_time,
     utcnow,
+    validation_details,
 )
 from taskqueue.quotas import Quota
 from taskqueue.store import DeadMessage, Store
@@ -53,13 +60,6 @@ from taskqueue.task_types import REGISTRY
 from taskqueue.task_types.base import ADMIT, Submitter, TaskType
 
 TRIES = 5  # decisions on a fresh read when the task keeps moving under a user's request
-
-
-def validation_details(exc: ValidationError, prefix: tuple[str, ...]) -> list[dict[str, Any]]:
-    return [
-        {"loc": [*prefix, *error["loc"]], "msg": error["msg"], "type": error["type"]}
-        for error in exc.errors(include_url=False, include_context=False, include_input=False)
-    ]
 
 
 @dataclass
@@ -180,6 +180,9 @@ class TaskService:
         return TaskDetail(**view.model_dump(), events=events, downloads=downloads)
 
     def list_tasks(self, owner: str, query: ListTasksQuery) -> TaskPage:
+        if query.id_prefix is not None:
+            found = self.store.listing.find_by_id_prefix(owner, query.id_prefix, query.limit)
+            return TaskPage(items=[TaskView.of(t) for t in found], next_cursor=None)
         if query.type is not None:
             self.task_type(query.type)
         if (
@@ -230,11 +233,30 @@ class TaskService:
         self.enqueue(retried)
         return retried
 
+    def bulk(self, owner: str, request: BulkRequest) -> BulkResult:
+        """Cancel or retry each task on its own: one task's refusal (409, 404) is its result
+        and does not stop the others."""
+        results = []
+        for task_id in request.ids:
+            try:
+                if request.action == BulkAction.CANCEL:
+                    task = self.cancel(owner, task_id)
+                else:
+                    task = self.retry(owner, task_id, request.restart)
+            except (InvalidTransition, TaskNotFound, QuotaExceeded) as exc:
+                # Over the active-tasks quota, a retry is refused alone: the others stand.
+                error = ErrorBody(code=exc.code, message=exc.message)
+                results.append(BulkItemResult(id=task_id, ok=False, status=None, error=error))
+                continue
+            results.append(BulkItemResult(id=task_id, ok=True, status=task.status, error=None))
+        return BulkResult(results=results)
+
     def task_types(self) -> list[TaskTypeInfo]:
         return [
             TaskTypeInfo(
                 name=t.name,
                 description=t.description,
+                progress_unit=t.progress_unit,
                 params_schema=t.params_model.model_json_schema(),
             )
             for t in sorted(self.registry.values(), key=lambda t: t.name)

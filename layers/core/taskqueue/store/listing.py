@@ -14,7 +14,17 @@ from typing import Any
 
 from taskqueue.errors import InvalidRequest
 from taskqueue.models import Task, TaskStatus, format_time
-from taskqueue.store.items import INDEXES, SORT_KEY_PATTERN, index_partition, task_key
+from taskqueue.store.items import (
+    ID_INDEX,
+    ID_PREFIX_LENGTH,
+    INDEXES,
+    SORT_KEY_PATTERN,
+    TASK_PREFIX,
+    id_index_key,
+    index_partition,
+    task_key,
+    task_pk,
+)
 from taskqueue.store.table import Table
 from taskqueue.store.tasks import TaskStore
 
@@ -118,6 +128,27 @@ class TaskListing:
                     state[shard_name] = None
             next_cursor = encode_cursor(fingerprint, state)
         return ListPage(visible, next_cursor)
+
+    def find_by_id_prefix(self, owner: str, prefix: str, limit: int) -> list[Task]:
+        """The owner's tasks whose id starts with `prefix` (at least ID_PREFIX_LENGTH
+        characters), newest first: one Query of a near-unique partition, then the items."""
+        if len(prefix) < ID_PREFIX_LENGTH:
+            raise ValueError(f"an id prefix has at least {ID_PREFIX_LENGTH} characters")
+        response = self.table.client.query(
+            TableName=self.table.name,
+            IndexName=ID_INDEX,
+            KeyConditionExpression="idpk = :p AND begins_with(pk, :task)",
+            ExpressionAttributeValues={
+                ":p": {"S": id_index_key(owner, prefix)},
+                ":task": {"S": task_pk(prefix)},
+            },
+            # Other owners' tasks may share the key: read past them (a handful at most).
+            Limit=limit + 10,
+        )
+        ids = [item["pk"]["S"].removeprefix(TASK_PREFIX) for item in response.get("Items", [])]
+        now = self.table.now()
+        found = [t for t in self.tasks.batch_get(ids) if self.tasks.visible(t, owner, now)]
+        return sorted(found, key=lambda t: t.created_at, reverse=True)[:limit]
 
     def _read_shard(
         self,

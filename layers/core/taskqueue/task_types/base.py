@@ -67,6 +67,8 @@ def _client(service: str) -> Any:
 class TaskType(Protocol):
     name: str
     description: str
+    # What units_done / units_total count, as the page shows them: "bytes" or a plural noun.
+    progress_unit: str
     params_model: type[BaseModel]
 
     def start(self, params: Any, ctx: TaskContext) -> ChunkState: ...

@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from taskqueue.errors import InvalidInput
+from taskqueue.form_hints import ADVANCED, Source, sources, upload
 from taskqueue.models import ChunkState, TaskResult
 from taskqueue.task_types import _s3
 from taskqueue.task_types.base import TaskContext
@@ -64,7 +65,14 @@ PINNED_CHUNK_MIN = 64 * KIB
 class DataProcessingParams(BaseModel):
     """Analyse an uploaded CSV (`input_key`) or a generated one (`rows`, `columns`, `seed`)."""
 
-    model_config = ConfigDict(extra="forbid", title="DATA_PROCESSING parameters")
+    model_config = ConfigDict(
+        extra="forbid",
+        title="DATA_PROCESSING parameters",
+        json_schema_extra=sources(
+            Source("upload", "Upload a CSV file", ("input_key",)),
+            Source("generate", "Generate test data", ("rows", "columns", "seed")),
+        ),
+    )
 
     input_key: Annotated[str, Field(min_length=1, max_length=1024)] | None = Field(
         default=None,
@@ -72,6 +80,7 @@ class DataProcessingParams(BaseModel):
         "UTF-8 text (a byte order mark is skipped); a record may be up to 16 MiB. "
         "Give this or rows.",
         examples=["uploads/alice/sales.csv"],
+        json_schema_extra=upload("text/csv"),
     )
     rows: Annotated[int, Field(ge=1, le=5_000_000)] | None = Field(
         default=None,
@@ -95,6 +104,7 @@ class DataProcessingParams(BaseModel):
         default=None,
         description="Bytes read per chunk (64 KiB to 64 MiB); a chunk ends on a record "
         "boundary. Leave it out to size each chunk to take about 3 seconds.",
+        json_schema_extra=ADVANCED,
     )
     delimiter: Literal[",", ";", "\t", "|"] = Field(
         default=",", description="Field delimiter of the CSV."
@@ -184,6 +194,7 @@ class DataProcessing:
         "true and false counts; text: distinct values, top values and lengths; empty cells, "
         "and invalid cells (those that do not fit the column's type)."
     )
+    progress_unit = "bytes"
     params_model: type[BaseModel] = DataProcessingParams
 
     def __init__(

@@ -25,6 +25,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, model_validator
 
 from taskqueue.errors import InvalidRequest, TransientError, aws_error_code
+from taskqueue.form_hints import ADVANCED, Source, error_at, sources
 from taskqueue.models import ChunkState, TaskResult, utcnow
 from taskqueue.task_types import _s3
 from taskqueue.task_types.base import Submitter, TaskContext
@@ -58,7 +59,14 @@ FieldValue = Annotated[str, Field(max_length=500)]
 class EmailParams(BaseModel):
     """Recipients (a list, or a generated count) and the subject and body templates."""
 
-    model_config = ConfigDict(extra="forbid", title="EMAIL parameters")
+    model_config = ConfigDict(
+        extra="forbid",
+        title="EMAIL parameters",
+        json_schema_extra=sources(
+            Source("list", "List recipients", ("recipients",)),
+            Source("generate", "Generate test recipients", ("recipient_count",)),
+        ),
+    )
 
     recipients: Annotated[list[EmailStr], Field(min_length=1, max_length=1000)] | None = Field(
         default=None,
@@ -98,18 +106,21 @@ class EmailParams(BaseModel):
         '{"ada@example.com": {"name": "Ada", "plan": "pro"}}. A field missing for a '
         "recipient renders as an empty string; name defaults to the address's local part; "
         "email and index cannot be replaced.",
+        json_schema_extra=ADVANCED,
     )
     batch_size: int = Field(
         default=MAX_BULK_DESTINATIONS,
         ge=1,
         le=MAX_BULK_DESTINATIONS,
         description="Emails per chunk, sent in one SES call (at most 50).",
+        json_schema_extra=ADVANCED,
     )
     rate_per_second: float = Field(
         default=10.0,
         ge=0.1,
         le=50.0,
         description="Maximum emails per second; the service's own ceiling applies if lower.",
+        json_schema_extra=ADVANCED,
     )
 
     @model_validator(mode="after")
@@ -122,8 +133,13 @@ class EmailParams(BaseModel):
                 raise ValueError(f"fields of {address}: {', '.join(reserved)} cannot be replaced")
         allowed = set(BUILTIN_FIELDS).union(*(extra.keys() for extra in self.fields.values()))
         lengths = self._longest_values(allowed)
-        check_template("subject", self.subject, allowed, lengths, NUMERIC_FIELDS, MAX_SUBJECT_CHARS)
-        check_template("body", self.body, allowed, lengths, NUMERIC_FIELDS, MAX_BODY_CHARS)
+        limits = {"subject": MAX_SUBJECT_CHARS, "body": MAX_BODY_CHARS}
+        for name, limit in limits.items():
+            try:
+                check_template(name, getattr(self, name), allowed, lengths, NUMERIC_FIELDS, limit)
+            except ValueError as exc:
+                # At the field, not the model: the API's error `loc` then names it.
+                raise error_at("EmailParams", name, str(exc), getattr(self, name)) from None
         return self
 
     def _longest_values(self, allowed: set[str]) -> dict[str, int]:
@@ -302,6 +318,7 @@ class Email:
         "Send a templated plain-text email to each recipient through Amazon SES, 50 per call; "
         "each recipient's outcome is kept in a downloadable CSV."
     )
+    progress_unit = "recipients"
     params_model: type[BaseModel] = EmailParams
 
     def __init__(

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, cast
 from pydantic import BaseModel
 
 from taskqueue.errors import TaskTypeNameClash, TaskTypeRegistryError
+from taskqueue.models import MAX_PROGRESS_UNIT_CHARS, PROGRESS_UNIT_PATTERN
 from taskqueue.task_types.base import TaskType
 
 if TYPE_CHECKING:
@@ -48,6 +49,14 @@ def _is_name(value: Any) -> bool:
     return isinstance(value, str) and TYPE_NAME.fullmatch(value) is not None
 
 
+def _is_progress_unit(value: Any) -> bool:
+    return (
+        isinstance(value, str)
+        and len(value) <= MAX_PROGRESS_UNIT_CHARS
+        and re.match(PROGRESS_UNIT_PATTERN, value) is not None
+    )
+
+
 def _is_params_model(value: Any) -> bool:
     return isinstance(value, type) and issubclass(value, BaseModel)
 
@@ -56,6 +65,7 @@ def _is_params_model(value: Any) -> bool:
 CONTRACT: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
     ("name", _is_name, "a str of A-Z, 0-9 and _, starting with a letter, at most 64"),
     ("description", lambda v: isinstance(v, str) and bool(v.strip()), "a non-empty str"),
+    ("progress_unit", _is_progress_unit, "a str of a-z, at most 32: bytes or a plural noun"),
     ("params_model", _is_params_model, "a pydantic BaseModel subclass"),
     ("start", callable, "a method start(params, ctx) -> ChunkState"),
     ("run_chunk", callable, "a method run_chunk(params, state, ctx) -> ChunkState"),
