@@ -141,12 +141,12 @@ def current_verified_email() -> str | None:
 
 def current_is_admin() -> bool:
     """Whether the caller is in the operators' Cognito group `admin` (HTTP API hands the
-    list claim over as "[admin other]")."""
+    list claim over as "[admin other]"; a JSON list's text is read the same way)."""
     authorizer = app.current_event.request_context.authorizer
     claims = (authorizer.jwt_claim if authorizer else None) or {}
     groups = claims.get("cognito:groups") or []
     if isinstance(groups, str):
-        groups = groups.strip("[]").replace(",", " ").split()
+        groups = groups.strip("[]").replace(",", " ").replace('"', " ").split()
     return ADMIN_GROUP in groups
 
 
