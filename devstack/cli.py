@@ -52,6 +52,11 @@ def parser() -> argparse.ArgumentParser:
         help="handler logs at the template's LOG_LEVEL and metrics as EMF lines",
     )
     dev.add_argument(
+        "--admin",
+        action="store_true",
+        help="the local user is an operator (Cognito group admin): /stats shows queue depths",
+    )
+    dev.add_argument(
         "--parameter",
         action="append",
         default=[],
@@ -105,6 +110,7 @@ def run_dev(args: argparse.Namespace) -> int:
         moto_port=args.moto_port,
         workers=args.workers,
         verbose=args.verbose,
+        dev_admin=args.admin,
         parameters=dict(args.parameter),
     )
     stack = DevStack(options)

@@ -40,6 +40,7 @@ from taskqueue.errors import (
     InvalidRequest,
     InvalidTransition,
     PayloadTooLarge,
+    QuotaExceeded,
     TaskNotFound,
     TaskQueueError,
     Unauthorized,
@@ -74,6 +75,7 @@ STATUS_OF: dict[type[TaskQueueError], int] = {
     Unauthorized: 401,
     PayloadTooLarge: 413,
     EnqueueFailed: 503,
+    QuotaExceeded: 429,
 }
 
 app = APIGatewayHttpResolver(
@@ -85,6 +87,7 @@ app = APIGatewayHttpResolver(
     ),
 )
 JWT: list[dict[str, list[str]]] = [{"jwt": []}]
+ADMIN_GROUP = "admin"  # the Cognito group of operators: global queue depths in /stats
 ERROR_TEXT = {
     400: "malformed request (JSON, cursor)",
     401: "no identity: a JWT is required",
@@ -93,6 +96,7 @@ ERROR_TEXT = {
     413: "request body too large",
     415: "the body must be application/json",
     422: "validation failed; details list each field",
+    429: "over one of the caller's quotas; Retry-After says when to try again",
     503: "the task queue is unavailable; try again",
 }
 
@@ -125,16 +129,48 @@ def current_owner() -> str:
     raise Unauthorized("authentication required")
 
 
-def json_response(status: int, payload: Any) -> Response[Any]:
-    return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=payload)
+def current_verified_email() -> str | None:
+    """The caller's own address, only when the identity provider says it is verified."""
+    authorizer = app.current_event.request_context.authorizer
+    claims = (authorizer.jwt_claim if authorizer else None) or {}
+    email, verified = claims.get("email"), claims.get("email_verified")
+    # HTTP API hands claims over as strings: "true", not true.
+    if email and str(verified).lower() == "true":
+        return str(email)
+    return None
 
 
-def error_response(status: int, code: str, message: str, details: Any = None) -> Response[Any]:
+def current_is_admin() -> bool:
+    """Whether the caller is in the operators' Cognito group `admin` (HTTP API hands the
+    list claim over as "[admin other]"; a JSON list's text is read the same way)."""
+    authorizer = app.current_event.request_context.authorizer
+    claims = (authorizer.jwt_claim if authorizer else None) or {}
+    groups = claims.get("cognito:groups") or []
+    if isinstance(groups, str):
+        groups = groups.strip("[]").replace(",", " ").replace('"', " ").split()
+    return ADMIN_GROUP in groups
+
+
+def json_response(
+    status: int, payload: Any, headers: dict[str, str] | None = None
+) -> Response[Any]:
+    return Response(
+        status_code=status,
+        content_type=content_types.APPLICATION_JSON,
+        body=payload,
+        headers=headers,
+    )
+
+
+def error_response(
+    status: int, code: str, message: str, details: Any = None, headers: dict[str, str] | None = None
+) -> Response[Any]:
     return json_response(
         status,
         ErrorResponse.model_validate(
             {"error": {"code": code, "message": message, "details": details}}
         ),
+        headers,
     )
 
 
@@ -180,7 +216,8 @@ def handle_domain_error(exc: TaskQueueError) -> Response[Any]:
     status = next((s for cls, s in STATUS_OF.items() if isinstance(exc, cls)), 400)
     if isinstance(exc, InvalidRequest) and isinstance(exc.details, list):
         status = 422
-    return error_response(status, exc.code, exc.message, exc.details)
+    headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, QuotaExceeded) else None
+    return error_response(status, exc.code, exc.message, exc.details, headers)
 
 
 @app.exception_handler([ValueError, RecursionError])
@@ -226,7 +263,13 @@ def handle_not_found(exc: Exception) -> Response[Any]:
     "/tasks",
     security=JWT,
     responses=responses(
-        {201: "created", 200: "idempotent replay: the task of this key"}, 400, 409, 413, 415, 503
+        {201: "created", 200: "idempotent replay: the task of this key"},
+        400,
+        409,
+        413,
+        415,
+        429,
+        503,
     ),
 )
 def submit_task(
@@ -236,7 +279,9 @@ def submit_task(
         Header(alias="idempotency-key", max_length=128, pattern=r"^[A-Za-z0-9_.:-]+$"),
     ] = None,
 ) -> Response[TaskView]:
-    task, created = wiring.service().submit(current_owner(), body, idempotency_key)
+    task, created = wiring.service().submit(
+        current_owner(), body, idempotency_key, verified_email=current_verified_email()
+    )
     if created:
         metrics.add_metric(name="TasksSubmitted", unit="Count", value=1)
     return json_response(201 if created else 200, TaskView.of(task))
@@ -317,7 +362,7 @@ def cancel_task(task_id: Annotated[str, Path(max_length=64)]) -> Response[TaskVi
 @app.post(
     "/tasks/<task_id>/retry",
     security=JWT,
-    responses=responses({200: "queued again"}, 400, 404, 409, 413, 415, 503),
+    responses=responses({200: "queued again"}, 400, 404, 409, 413, 415, 429, 503),
 )
 def retry_task(
     task_id: Annotated[str, Path(max_length=64)],
@@ -327,9 +372,13 @@ def retry_task(
     return TaskView.of(wiring.service().retry(current_owner(), task_id, restart))
 
 
-@app.get("/stats", security=JWT, responses=responses({200: "counts, queues, throughput"}))
+@app.get(
+    "/stats",
+    security=JWT,
+    responses=responses({200: "your counts and throughput; queue depths for operators only"}),
+)
 def get_stats() -> Stats:
-    return wiring.service().stats(current_owner())
+    return wiring.service().stats(current_owner(), operator=current_is_admin())
 
 
 @app.get("/dead-letters", security=JWT, responses=responses({200: "the caller's dead letters"}))
@@ -353,7 +402,7 @@ def list_task_types() -> list[TaskTypeInfo]:
 @app.post(
     "/uploads",
     security=JWT,
-    responses=responses({201: "a presigned PUT URL under your own prefix"}, 400, 413, 415),
+    responses=responses({201: "a presigned PUT URL under your own prefix"}, 400, 413, 415, 429),
 )
 def create_upload(body: UploadRequest) -> Response[UploadTicket]:
     return json_response(201, wiring.service().upload(current_owner(), body))

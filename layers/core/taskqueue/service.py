@@ -21,6 +21,7 @@ from taskqueue.errors import (
     InvalidInput,
     InvalidRequest,
     InvalidTransition,
+    QuotaExceeded,
     TaskNotFound,
     TaskQueueError,
     TransitionConflict,
@@ -60,9 +61,10 @@ from taskqueue.models import (
     validation_details,
 )
 from taskqueue.observability import logger
+from taskqueue.quotas import Quota
 from taskqueue.store import DeadMessage, Store
 from taskqueue.task_types import REGISTRY, _s3
-from taskqueue.task_types.base import TaskType, Upload
+from taskqueue.task_types.base import ADMIT, Submitter, TaskType, Upload
 
 MAX_PARAMS_BYTES = 256 * 1024  # a task's params as stored (compact JSON)
 TRIES = 5  # decisions on a fresh read when the task keeps moving under a user's request
@@ -93,9 +95,15 @@ class TaskService:
         return task_type
 
     def submit(
-        self, owner: str, request: SubmitTaskRequest, idempotency_key: str | None = None
+        self,
+        owner: str,
+        request: SubmitTaskRequest,
+        idempotency_key: str | None = None,
+        *,
+        verified_email: str | None = None,
     ) -> tuple[Task, bool]:
-        """Validate, write the task, then enqueue it. Returns the task and whether it is new."""
+        """Validate, admit, write the task with its quota takes, then enqueue it. Returns the
+        task and whether it is new. `verified_email`: the caller's own, verified, address."""
         task_type = self.task_type(request.type)
         try:
             params = task_type.params_model.model_validate(request.params)
@@ -119,6 +127,13 @@ class TaskService:
                 ],
             )
         self._check_uploads(owner, request.type, task_type, params)
+        amounts = {Quota.ACTIVE_TASKS: 1, Quota.SUBMITS_PER_MINUTE: 1}
+        admit = getattr(task_type, ADMIT, None)
+        if admit is not None:
+            submitter = Submitter(owner, verified_email, self.settings.email_allowed_recipients)
+            for name, amount in admit(params, submitter).items():
+                amounts[Quota(name)] = amounts.get(Quota(name), 0) + amount
+        limits = self.store.quotas.limits(owner, self.settings.quota_defaults)
         now = utcnow()
         run_at = request.run_at
         if run_at is not None and run_at > now + timedelta(seconds=MAX_DELAY_SECONDS):
@@ -154,7 +169,9 @@ class TaskService:
         request_hash = hashlib.sha256(
             request.model_dump_json(exclude={"run_at", "delay_seconds"}).encode()
         ).hexdigest()
-        stored, created = self.store.tasks.create(task, idempotency_key, request_hash)
+        stored, created = self.store.tasks.create(
+            task, idempotency_key, request_hash, quota=(amounts, limits)
+        )
         if created:
             self.enqueue(stored)
         elif stored.awaiting_first_claim:
@@ -331,13 +348,16 @@ class TaskService:
             self.enqueue_if_lost(task)
             return task
         transition = decide(task, Action.RETRY, utcnow())
+        limits = self.store.quotas.limits(owner, self.settings.quota_defaults)
         if task.parts_total and not restart:
             # Resume: only the parts that did not succeed run again (restart plans anew).
             for part in self.store.parts.get(task):
                 if part.status in (TaskStatus.FAILED, TaskStatus.CANCELLED):
                     self.store.parts.reset(part, task, None)
         try:
-            retried = self.store.tasks.retry(task, transition, restart)
+            retried = self.store.tasks.retry(
+                task, transition, restart, active_limit=limits[Quota.ACTIVE_TASKS]
+            )
         except TransitionConflict as exc:
             raise InvalidTransition(f"task {task_id} changed state; try again") from exc
         self.enqueue(retried)
@@ -353,7 +373,8 @@ class TaskService:
                     task = self.cancel(owner, task_id)
                 else:
                     task = self.retry(owner, task_id, request.restart)
-            except (InvalidTransition, TaskNotFound) as exc:
+            except (InvalidTransition, TaskNotFound, QuotaExceeded) as exc:
+                # Over the active-tasks quota, a retry is refused alone: the others stand.
                 error = ErrorBody(code=exc.code, message=exc.message)
                 results.append(BulkItemResult(id=task_id, ok=False, status=None, error=error))
                 continue
@@ -371,8 +392,9 @@ class TaskService:
             for t in sorted(self.registry.values(), key=lambda t: t.name)
         ]
 
-    def stats(self, owner: str) -> Stats:
-        """The caller's counts, every queue's depth and finishes per minute over the last hour."""
+    def stats(self, owner: str, operator: bool = False) -> Stats:
+        """The caller's own counts and finishes per minute over the last hour; every queue's
+        depth only for an operator (the queues hold every owner's work)."""
         raw = self.store.counters.stats(owner)
         by_status = {status.value: 0 for status in TaskStatus}
         by_type: dict[str, int] = dict.fromkeys(self.registry, 0)
@@ -403,7 +425,7 @@ class TaskService:
                     if any(types.values())
                 },
             ),
-            queues=self.dispatcher.depths(),
+            queues=self.dispatcher.depths() if operator else {},
             throughput=throughput,
         )
 
@@ -477,7 +499,14 @@ class TaskService:
         return False
 
     def upload(self, owner: str, request: UploadRequest) -> UploadTicket:
-        return self.files.upload_ticket(owner, request)
+        """A ticket bound to the declared size, which the owner's daily bytes quota takes
+        first (S3 refuses a PUT of any other length)."""
+        limits = self.store.quotas.limits(owner, self.settings.quota_defaults)
+        ticket = self.files.upload_ticket(owner, request)
+        self.store.quotas.take(
+            owner, {Quota.UPLOAD_BYTES_PER_DAY: request.size}, limits, self.store.table.now()
+        )
+        return ticket
 
     def health(self) -> dict[str, Any]:
         checks: dict[str, Any] = {}

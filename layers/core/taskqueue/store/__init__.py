@@ -2,7 +2,8 @@
 
 `Store` gathers the parts over one `Table`: `tasks` (create, read, every lifecycle move),
 `listing` (the sharded list and its cursor), `counters` (stream batches in, stats out),
-`dead_letters` and `connections` (the owners' open WebSocket pages). Each returns domain models and turns a failed condition into a domain error.
+`dead_letters`, `connections` (the owners' open WebSocket pages) and `quotas` (per-owner
+counters and limits). Each returns domain models and turns a failed condition into a domain error.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from taskqueue.store.counters import CounterStore, OwnerStats
 from taskqueue.store.dead_letters import DeadLetter, DeadLetterStore, DeadMessage
 from taskqueue.store.listing import ListPage, TaskListing
 from taskqueue.store.parts import PartStore
+from taskqueue.store.quotas import QuotaStore
 from taskqueue.store.table import Table
 from taskqueue.store.tasks import TaskStore
 
@@ -27,12 +29,22 @@ if TYPE_CHECKING:
 class Store:
     # Slots: setting an attribute the store does not have (`store.clock`; the clock is the
     # table's) fails instead of passing silently.
-    __slots__ = ("connections", "counters", "dead_letters", "listing", "parts", "table", "tasks")
+    __slots__ = (
+        "connections",
+        "counters",
+        "dead_letters",
+        "listing",
+        "parts",
+        "quotas",
+        "table",
+        "tasks",
+    )
 
     def __init__(self, table: Table) -> None:
         self.table = table
         self.dead_letters = DeadLetterStore(table)
-        self.tasks = TaskStore(table, self.dead_letters)
+        self.quotas = QuotaStore(table)
+        self.tasks = TaskStore(table, self.dead_letters, self.quotas)
         self.listing = TaskListing(table, self.tasks)
         self.parts = PartStore(table, self.tasks)
         self.counters = CounterStore(table)
@@ -61,6 +73,7 @@ __all__ = [
     "ListPage",
     "OwnerStats",
     "PartStore",
+    "QuotaStore",
     "Store",
     "Table",
     "TaskListing",
