@@ -46,10 +46,6 @@ QUIET_ENV = {
     "POWERTOOLS_TRACE_DISABLED": "true",
     "POWERTOOLS_LOG_LEVEL": "WARNING",
     "LOG_LEVEL": "WARNING",
-    # The loads submit thousands of tasks a minute as one owner: quotas high enough not to
-    # refuse them (the counters are still taken and released, so their cost is measured).
-    "QUOTA_ACTIVE_TASKS": "10000000",
-    "QUOTA_SUBMITS_PER_MINUTE": "1000000",
 }
 
 

@@ -121,12 +121,7 @@ export async function request(method, path, { query, body, headers = {}, signal 
     // API Gateway's own answers (the JWT authorizer's 401, a 503) are not ours: only the
     // status is certain then.
     const err = project(data, CONTRACT.error)?.error || {};
-    let message = (typeof err.message === "string" && err.message) || `${response.status} ${response.statusText || "error"}`;
-    if (response.status === 429) {
-      // Over a quota: say so plainly, and when it admits again (the body carries Retry-After).
-      const wait = Number(err.details?.retry_after ?? response.headers.get("Retry-After"));
-      message = `Over your quota - ${message}.` + (wait > 0 ? ` Try again in ${wait} s.` : "");
-    }
+    const message = (typeof err.message === "string" && err.message) || `${response.status} ${response.statusText || "error"}`;
     const error = new ApiError(response.status, err.code || `http_${response.status}`, message, err.details ?? null);
     if (response.status === 401 && unauthorizedHandler) unauthorizedHandler(error);
     throw error;

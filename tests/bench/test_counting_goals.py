@@ -41,12 +41,10 @@ def test_ten_chunk_task_orchestration_is_25x_cheaper_than_step_functions(
 def test_ten_chunk_task_makes_chunks_plus_four_requests(cost_result: cost.CostResult) -> None:
     # Given a 10-chunk task run through the API and worker handlers
     ten = cost_result.goal()
-    # Then: submit (the owner's quota limits read, the task and its quota takes in one
-    # transaction, send, enqueued mark), claim, 9 checkpoints, finish: each later status
-    # change one write of the task item, and no read before the claim
+    # Then: submit (put, send, enqueued mark), claim, 9 checkpoints, finish: each status
+    # change one write of the task item, no transaction, and no read before the claim
     assert dict(ten.requests["api"]) == {
-        "dynamodb.GetItem": 1,
-        "dynamodb.TransactWriteItems": 1,
+        "dynamodb.PutItem": 1,
         "sqs.SendMessage": 1,
         "dynamodb.UpdateItem": 1,
     }
@@ -59,21 +57,17 @@ def test_ten_chunk_task_makes_chunks_plus_four_requests(cost_result: cost.CostRe
 def test_write_units_per_task_do_not_grow(cost_result: cost.CostResult) -> None:
     # The figures of docs/benchmarks.md are ceilings: more writes is a regression.
     by_chunks = {c.chunks: c for c in cost_result.noop}
-    # (one index write more than before the by_owner_id index: a short id finds its task;
-    # 8 more for the per-owner quotas: the submit's transaction with the active-tasks and
-    # submits-per-minute counters, 6, and the release in the counters' transaction, 2)
-    assert by_chunks[1].wru_table + by_chunks[1].wru_index <= 30
-    assert by_chunks[10].wru_table + by_chunks[10].wru_index <= 39
+    # (one index write more than before the by_owner_id index: a short id finds its task)
+    assert by_chunks[1].wru_table + by_chunks[1].wru_index <= 23
+    assert by_chunks[10].wru_table + by_chunks[10].wru_index <= 32
     # the task item stays under 1 KB: one unit per checkpoint
     assert by_chunks[10].wru_by_step["checkpoints"] == 9
-    # the worker reads nothing: the claim is a conditional write that returns the task; the
-    # submit reads the owner's quota limits, eventually consistent (half a unit)
-    assert by_chunks[1].rru == by_chunks[10].rru == 0.5
+    # the worker reads nothing: the claim is a conditional write that returns the task
+    assert by_chunks[1].rru == by_chunks[10].rru == 0
     # checkpoints never write an index: index writes do not depend on the chunk count
     assert by_chunks[1].wru_index == by_chunks[10].wru_index == by_chunks[100].wru_index == 13
-    # counted in full stream batches, the counters cost a fraction of a unit per task (0.1
-    # of it, at this size, the owner's active-tasks quota item: 2 units per batch and owner)
-    assert by_chunks[10].counters_at_load.wru <= 0.5
+    # counted in full stream batches, the counters cost a fraction of a unit per task
+    assert by_chunks[10].counters_at_load.wru < 0.5
 
 
 def test_data_processing_reads_its_input_once_per_chunk(cost_result: cost.CostResult) -> None:

@@ -543,7 +543,7 @@ def test_an_operator_sees_every_queues_depth_in_stats(counters: CounterStream) -
     event["requestContext"]["authorizer"]["jwt"]["claims"]["cognito:groups"] = "[admin]"
     queues = call_api(event).body["queues"]
     assert queues["tasks-normal"]["visible"] == 2
-    assert set(queues) == {"tasks-normal", "tasks-high", "dlq-normal", "dlq-high"}
+    assert set(queues) == {"tasks-normal", "tasks-high", "tasks-parts", "dlq-normal", "dlq-high"}
     event["requestContext"]["authorizer"]["jwt"]["claims"]["cognito:groups"] = '["ops", "admin"]'
     assert set(call_api(event).body["queues"]) == set(queues)  # a JSON list's text too
     # A group that merely contains the word is not the operators' group

@@ -42,7 +42,7 @@ def test_an_outside_address_is_refused_with_422_naming_it(api_env: dict[str, str
     (detail,) = response.body["error"]["details"]
     assert detail["loc"] == ["body", "params", "recipients", 1]
     assert detail["type"] == "recipient_not_allowed"
-    # Nothing was written: no task, no quota taken
+    # Nothing was written: no task
     listed = call_api(http_event("GET", "/tasks", sub=OWNER))
     assert listed.body["items"] == []
 

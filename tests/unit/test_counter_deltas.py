@@ -37,21 +37,12 @@ def test_a_finish_counts_on_its_day_and_its_minute() -> None:
         ("ACTIVE", "RUNNING#EMAIL"): -1,
         ("DAY#2026-11-24", "SUCCESS#EMAIL"): 1,
         ("MIN#2026-11-24T10:15", "SUCCESS"): 1,
-        ("QUOTA_ACTIVE", "used"): -1,  # the finish releases its owner's active-tasks slot
     }
-
-
-def test_a_pending_task_cancelled_or_failed_releases_its_active_slot_once() -> None:
-    for status in ("CANCELLED", "FAILED"):
-        gone = image(status, "2026-11-24T10:15:30.000001Z")
-        change = change_of("e5", "104", KEYS, image("PENDING"), gone)
-        assert change.deltas[("QUOTA_ACTIVE", "used")] == -1
 
 
 def test_a_retry_takes_the_task_off_the_day_it_failed() -> None:
     failed = image("FAILED", "2026-11-20T08:00:00.000000Z")
     change = change_of("e4", "103", KEYS, failed, image("PENDING"))
-    # The retry took its active-tasks slot back in its own write: the stream takes none.
     assert change.deltas == {("DAY#2026-11-20", "FAILED#EMAIL"): -1, ("ACTIVE", "PENDING#EMAIL"): 1}
 
 
@@ -98,8 +89,6 @@ def test_a_whole_task_in_one_batch_leaves_active_as_it_was() -> None:
     assert batch.items == {
         counter_key("alice", "DAY#2026-11-24", shard): {"SUCCESS#EMAIL": 1},
         counter_key("alice", "MIN#2026-11-24T10:15", shard): {"SUCCESS": 1},
-        # Its submit took the slot in its own write; its finish gives it back.
-        ("QUOTA#alice", "ACTIVE"): {"used": -1},
     }
 
 

@@ -13,8 +13,6 @@ from typing import Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, BeforeValidator, Field
 
-from taskqueue.quotas import Quota
-
 # A dotted module path, as `import` takes it.
 ModuleName = Annotated[
     str, Field(max_length=200, pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
@@ -84,11 +82,6 @@ class Settings(Telemetry):
     ] = ()
     # How long one record of a worker batch may run while others of the batch wait.
     worker_quantum_seconds: Annotated[float, Field(ge=1, le=900)] = 10.0
-    # Each owner's quotas unless the operator's LIMITS item for the owner says otherwise.
-    quota_active_tasks: Annotated[int, Field(ge=0, le=10_000_000)] = 1_000
-    quota_submits_per_minute: Annotated[int, Field(ge=0, le=1_000_000)] = 600
-    quota_email_recipients_per_day: Annotated[int, Field(ge=0, le=10_000_000)] = 10_000
-    quota_upload_bytes_per_day: Annotated[int, Field(ge=0, le=10**15)] = 10 * 1024**3
     # Local stack only: requests without JWT claims act as this user.
     dev_auth_user: str | None = None
     # Push over WebSocket: the API's management endpoint (https://<api>.execute-api.../<stage>),
@@ -114,10 +107,6 @@ class Settings(Telemetry):
             "high": self.high_priority_queue_url,
             "parts": self.parts_queue_url,
         }
-
-    @property
-    def quota_defaults(self) -> dict[Quota, int]:
-        return {quota: int(getattr(self, f"quota_{quota.value}")) for quota in Quota}
 
     @property
     def dead_letter_queues(self) -> dict[str, str]:

@@ -18,8 +18,6 @@ from typing import Any
 from taskqueue.models import TaskStatus, parse_optional_time
 from taskqueue.store.items import (
     ACTIVE_BUCKET,
-    QUOTA_ACTIVE,
-    QUOTA_USED,
     STATS_SHARDS,
     CounterKey,
     counter_key,
@@ -85,10 +83,6 @@ def change_of(event_id: str, sequence: str, keys: dict[str, Any], old: Any, new:
             deltas[(bucket, name)] = deltas.get((bucket, name), 0) + 1
             if new_status.is_terminal and finished_at is not None:
                 deltas[(minute_bucket(finished_at), str(new_status))] = 1
-            if new_status.is_terminal and old_status is not None and not old_status.is_terminal:
-                # The finish releases the owner's active-tasks quota slot, here and only
-                # here (once per stream record); a submit or retry takes it in its own write.
-                deltas[(QUOTA_ACTIVE, QUOTA_USED)] = -1
     return Change(event_id=event_id, sequence=int(sequence), owner=owner, deltas=deltas)
 
 

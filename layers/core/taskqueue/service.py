@@ -21,7 +21,6 @@ from taskqueue.errors import (
     InvalidInput,
     InvalidRequest,
     InvalidTransition,
-    QuotaExceeded,
     TaskNotFound,
     TaskQueueError,
     TransitionConflict,
@@ -61,7 +60,6 @@ from taskqueue.models import (
     validation_details,
 )
 from taskqueue.observability import logger
-from taskqueue.quotas import Quota
 from taskqueue.store import DeadMessage, Store
 from taskqueue.task_types import REGISTRY, _s3
 from taskqueue.task_types.base import ADMIT, Submitter, TaskType, Upload
@@ -102,8 +100,8 @@ class TaskService:
         *,
         verified_email: str | None = None,
     ) -> tuple[Task, bool]:
-        """Validate, admit, write the task with its quota takes, then enqueue it. Returns the
-        task and whether it is new. `verified_email`: the caller's own, verified, address."""
+        """Validate, admit, write the task, then enqueue it. Returns the task and whether it
+        is new. `verified_email`: the caller's own, verified, address."""
         task_type = self.task_type(request.type)
         try:
             params = task_type.params_model.model_validate(request.params)
@@ -127,13 +125,9 @@ class TaskService:
                 ],
             )
         self._check_uploads(owner, request.type, task_type, params)
-        amounts = {Quota.ACTIVE_TASKS: 1, Quota.SUBMITS_PER_MINUTE: 1}
         admit = getattr(task_type, ADMIT, None)
         if admit is not None:
-            submitter = Submitter(owner, verified_email, self.settings.email_allowed_recipients)
-            for name, amount in admit(params, submitter).items():
-                amounts[Quota(name)] = amounts.get(Quota(name), 0) + amount
-        limits = self.store.quotas.limits(owner, self.settings.quota_defaults)
+            admit(params, Submitter(owner, verified_email, self.settings.email_allowed_recipients))
         now = utcnow()
         run_at = request.run_at
         if run_at is not None and run_at > now + timedelta(seconds=MAX_DELAY_SECONDS):
@@ -169,9 +163,7 @@ class TaskService:
         request_hash = hashlib.sha256(
             request.model_dump_json(exclude={"run_at", "delay_seconds"}).encode()
         ).hexdigest()
-        stored, created = self.store.tasks.create(
-            task, idempotency_key, request_hash, quota=(amounts, limits)
-        )
+        stored, created = self.store.tasks.create(task, idempotency_key, request_hash)
         if created:
             self.enqueue(stored)
         elif stored.awaiting_first_claim:
@@ -348,16 +340,13 @@ class TaskService:
             self.enqueue_if_lost(task)
             return task
         transition = decide(task, Action.RETRY, utcnow())
-        limits = self.store.quotas.limits(owner, self.settings.quota_defaults)
         if task.parts_total and not restart:
             # Resume: only the parts that did not succeed run again (restart plans anew).
             for part in self.store.parts.get(task):
                 if part.status in (TaskStatus.FAILED, TaskStatus.CANCELLED):
                     self.store.parts.reset(part, task, None)
         try:
-            retried = self.store.tasks.retry(
-                task, transition, restart, active_limit=limits[Quota.ACTIVE_TASKS]
-            )
+            retried = self.store.tasks.retry(task, transition, restart)
         except TransitionConflict as exc:
             raise InvalidTransition(f"task {task_id} changed state; try again") from exc
         self.enqueue(retried)
@@ -373,8 +362,7 @@ class TaskService:
                     task = self.cancel(owner, task_id)
                 else:
                     task = self.retry(owner, task_id, request.restart)
-            except (InvalidTransition, TaskNotFound, QuotaExceeded) as exc:
-                # Over the active-tasks quota, a retry is refused alone: the others stand.
+            except (InvalidTransition, TaskNotFound) as exc:
                 error = ErrorBody(code=exc.code, message=exc.message)
                 results.append(BulkItemResult(id=task_id, ok=False, status=None, error=error))
                 continue
@@ -499,14 +487,7 @@ class TaskService:
         return False
 
     def upload(self, owner: str, request: UploadRequest) -> UploadTicket:
-        """A ticket bound to the declared size, which the owner's daily bytes quota takes
-        first (S3 refuses a PUT of any other length)."""
-        limits = self.store.quotas.limits(owner, self.settings.quota_defaults)
-        ticket = self.files.upload_ticket(owner, request)
-        self.store.quotas.take(
-            owner, {Quota.UPLOAD_BYTES_PER_DAY: request.size}, limits, self.store.table.now()
-        )
-        return ticket
+        return self.files.upload_ticket(owner, request)
 
     def health(self) -> dict[str, Any]:
         checks: dict[str, Any] = {}

@@ -2,8 +2,8 @@
 
 `Store` gathers the parts over one `Table`: `tasks` (create, read, every lifecycle move),
 `listing` (the sharded list and its cursor), `counters` (stream batches in, stats out),
-`dead_letters`, `connections` (the owners' open WebSocket pages) and `quotas` (per-owner
-counters and limits). Each returns domain models and turns a failed condition into a domain error.
+`dead_letters`, `parts` (the parts of parallel tasks) and `connections` (the owners' open
+WebSocket pages). Each returns domain models and turns a failed condition into a domain error.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from taskqueue.store.counters import CounterStore, OwnerStats
 from taskqueue.store.dead_letters import DeadLetter, DeadLetterStore, DeadMessage
 from taskqueue.store.listing import ListPage, TaskListing
 from taskqueue.store.parts import PartStore
-from taskqueue.store.quotas import QuotaStore
 from taskqueue.store.table import Table
 from taskqueue.store.tasks import TaskStore
 
@@ -29,22 +28,12 @@ if TYPE_CHECKING:
 class Store:
     # Slots: setting an attribute the store does not have (`store.clock`; the clock is the
     # table's) fails instead of passing silently.
-    __slots__ = (
-        "connections",
-        "counters",
-        "dead_letters",
-        "listing",
-        "parts",
-        "quotas",
-        "table",
-        "tasks",
-    )
+    __slots__ = ("connections", "counters", "dead_letters", "listing", "parts", "table", "tasks")
 
     def __init__(self, table: Table) -> None:
         self.table = table
         self.dead_letters = DeadLetterStore(table)
-        self.quotas = QuotaStore(table)
-        self.tasks = TaskStore(table, self.dead_letters, self.quotas)
+        self.tasks = TaskStore(table, self.dead_letters)
         self.listing = TaskListing(table, self.tasks)
         self.parts = PartStore(table, self.tasks)
         self.counters = CounterStore(table)
@@ -73,7 +62,6 @@ __all__ = [
     "ListPage",
     "OwnerStats",
     "PartStore",
-    "QuotaStore",
     "Store",
     "Table",
     "TaskListing",

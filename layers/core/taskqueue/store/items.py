@@ -67,10 +67,6 @@ CounterKey = tuple[str, str]  # (pk, sk) of a counter item
 ACTIVE_BUCKET = "ACTIVE"
 DAY = "DAY#"
 MINUTE = "MIN#"
-# The stream's bucket for the active-tasks quota counter (`QUOTA#<owner>`, `ACTIVE`, `used`).
-QUOTA_ACTIVE = "QUOTA_ACTIVE"
-QUOTA_USED = "used"
-QUOTA_LIMITS = "LIMITS"
 
 
 def task_pk(task_id: str) -> str:
@@ -96,11 +92,6 @@ def idempotency_key(owner: str, key: str) -> dict[str, str]:
     return {"pk": f"{IDEMPOTENCY}#{owner}#{key}", "sk": IDEMPOTENCY}
 
 
-def quota_pk(owner: str) -> str:
-    """The partition of an owner's quota counters and of the operator's LIMITS override."""
-    return f"QUOTA#{owner}"
-
-
 def dead_letter_pk(owner: str) -> str:
     return f"DEAD#{owner}"
 
@@ -120,8 +111,6 @@ def counted_key(marker: str) -> dict[str, Any]:
 
 
 def counter_key(owner: str, bucket: str, shard: int) -> CounterKey:
-    if bucket == QUOTA_ACTIVE:
-        return (quota_pk(owner), ACTIVE_BUCKET)  # the quota's exact counter: never sharded
     if bucket.startswith(MINUTE):
         return (f"TPUT#{owner}#{shard % THROUGHPUT_SHARDS}", bucket)
     return (f"STATS#{owner}#{shard}", bucket)

@@ -21,7 +21,6 @@ from taskqueue.models import (
     format_time,
     new_generation,
 )
-from taskqueue.quotas import Quota
 from taskqueue.store.dead_letters import DeadLetterStore, DeadMessage
 from taskqueue.store.expressions import Update
 from taskqueue.store.items import (
@@ -36,7 +35,6 @@ from taskqueue.store.items import (
     unsent_keys,
     unsent_partition,
 )
-from taskqueue.store.quotas import QuotaStore
 from taskqueue.store.table import Table, is_condition_failure
 from taskqueue.store.transitions import TransitionWriter
 
@@ -44,42 +42,22 @@ from taskqueue.store.transitions import TransitionWriter
 class TaskStore:
     """Tasks, their events and idempotency records in one DynamoDB table."""
 
-    def __init__(self, table: Table, dead_letters: DeadLetterStore, quotas: QuotaStore) -> None:
+    def __init__(self, table: Table, dead_letters: DeadLetterStore) -> None:
         self.table = table
         self.writer = TransitionWriter(table)
         self.dead_letters = dead_letters
-        self.quotas = quotas
 
     # ------------------------------------------------------------------ create & read
 
     def create(
-        self,
-        task: Task,
-        idempotency_key: str | None = None,
-        request_hash: str = "",
-        quota: tuple[Mapping[Quota, int], Mapping[Quota, int]] | None = None,
+        self, task: Task, idempotency_key: str | None = None, request_hash: str = ""
     ) -> tuple[Task, bool]:
         """Write a new task (and its idempotency record, atomically with it).
 
         Returns the task and whether it was created now; with an idempotency key already
-        used by this owner, returns the task created the first time instead (taking nothing).
-        `quota` (amounts, limits) is taken in the same transaction: QuotaExceeded, and nothing
-        written, when one of them would pass its limit.
+        used by this owner, returns the task created the first time instead.
         """
-        takes: list[dict[str, Any]] = []
-        if quota is not None:
-            amounts, limits = quota
-            takes = self.quotas.take_writes(task.owner, amounts, limits, task.created_at)
-        try:
-            earlier = self.writer.create(task, idempotency_key, request_hash, takes)
-        except ClientError as exc:
-            refused = (
-                self.quotas.refused(exc, takes, 2 if idempotency_key else 1) if takes else None
-            )
-            if refused is None:
-                raise
-            assert quota is not None
-            raise self.quotas.exceeded(refused, quota[1][refused], task.created_at) from exc
+        earlier = self.writer.create(task, idempotency_key, request_hash)
         if earlier is None:
             return task, True
         return self.get(earlier, task.owner), False
@@ -362,14 +340,8 @@ class TaskStore:
         assert written is not None
         return written
 
-    def retry(
-        self, task: Task, transition: Transition, restart: bool, active_limit: int | None = None
-    ) -> Task:
-        """FAILED or CANCELLED -> PENDING, resuming from the checkpoint unless restarting.
-
-        With `active_limit`, the task takes its slot of the owner's active-tasks quota back in
-        the same transaction (the stream released it when the task finished).
-        """
+    def retry(self, task: Task, transition: Transition, restart: bool) -> Task:
+        """FAILED or CANCELLED -> PENDING, resuming from the checkpoint unless restarting."""
         time = format_time(self.table.now())
         # A new message generation (older messages no longer hop nor fail it), and the
         # awaiting-enqueue keys until its send is marked.
@@ -397,27 +369,11 @@ class TaskStore:
             # A parallel task plans its parts anew.
             update.remove("parts_total", "parts_in", "parts_failed")
         mode = "restart" if restart else "resume"
-        now = self.table.now()
-        takes: list[dict[str, Any]] = []
-        if active_limit is not None:
-            limits = {Quota.ACTIVE_TASKS: active_limit}
-            takes = self.quotas.take_writes(task.owner, {Quota.ACTIVE_TASKS: 1}, limits, now)
-        try:
-            written = self.writer.execute(
-                transition,
-                task.task_id,
-                task.owner,
-                task.task_type,
-                update,
-                fields={"mode": mode},
-                also=takes,
-            )
-        except ClientError as exc:
-            if not takes or self.quotas.refused(exc, takes, 1) is None:
-                raise
-            assert active_limit is not None
-            raise self.quotas.exceeded(Quota.ACTIVE_TASKS, active_limit, now) from exc
-        return written or self.get(task.task_id)  # a transaction returns no item
+        written = self.writer.execute(
+            transition, task.task_id, task.owner, task.task_type, update, fields={"mode": mode}
+        )
+        assert written is not None
+        return written
 
     def fail(
         self,

@@ -165,35 +165,19 @@ class TransitionWriter:
 
     # ------------------------------------------------------------------ submit
 
-    def create(
-        self,
-        task: Task,
-        idempotency_key_: str | None,
-        request_hash: str,
-        also: Iterable[dict[str, Any]] = (),
-    ) -> str | None:
+    def create(self, task: Task, idempotency_key_: str | None, request_hash: str) -> str | None:
         """Write a new task (and its idempotency record, atomically with it): None, or the id
         of the task an earlier request with this owner's idempotency key created (and then
-        nothing is written). `also` (quota takes) go last in the same transaction; a refusal
-        of one of them raises the transaction's ClientError."""
+        nothing is written)."""
         now = task.created_at
         line = event_line(format_time(now), SUBMIT.event or "", SUBMIT.level)
         status = SUBMIT.target or TaskStatus.PENDING
         item = TaskItem.new(task, self.table.shard_count, status=status, log=[line]).dynamodb()
-        put = {
-            "Put": {
-                "TableName": self.table.name,
-                "Item": item,
-                "ConditionExpression": "attribute_not_exists(pk)",
-            }
-        }
-        extra = list(also)
         if not idempotency_key_:
-            # The counters follow from the stream (taskqueue.counters).
-            if extra:
-                self.table.client.transact_write_items(TransactItems=[put, *extra])  # type: ignore[list-item]
-            else:
-                self.table.client.put_item(**put["Put"])  # type: ignore[arg-type]
+            # One write: the counters follow from the stream (taskqueue.counters).
+            self.table.client.put_item(
+                TableName=self.table.name, Item=item, ConditionExpression="attribute_not_exists(pk)"
+            )
             return None
         key = idempotency_key(task.owner, idempotency_key_)
         record = serialize(
@@ -213,8 +197,13 @@ class TransitionWriter:
                     "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
                 }
             },
-            put,
-            *extra,
+            {
+                "Put": {
+                    "TableName": self.table.name,
+                    "Item": item,
+                    "ConditionExpression": "attribute_not_exists(pk)",
+                }
+            },
         ]
         old = self.table.transact_new(writes, serialize(key))
         if old is None:

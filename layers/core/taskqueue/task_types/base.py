@@ -141,7 +141,7 @@ def splits(task_type: TaskType) -> Splits | None:
     return task_type if hasattr(task_type, "plan") else None  # type: ignore[return-value]
 
 
-# A type may also define `admit(params, submitter) -> Mapping[str, int]`: raise InvalidRequest
-# to refuse a submit, and return the amounts it takes from the owner's quotas by name
-# (`taskqueue.quotas.Quota`). Optional, so that plugins written before it keep working.
+# A type may also define `admit(params, submitter) -> None`: raise InvalidRequest to refuse a
+# submit (what the submitter may not ask for). Optional, so that plugins written before it
+# keep working.
 ADMIT = "admit"

@@ -331,9 +331,9 @@ class Email:
         self.clock = clock
         self.pacer = pacer or SesPacer()
 
-    def admit(self, params: EmailParams, submitter: Submitter) -> dict[str, int]:
+    def admit(self, params: EmailParams, submitter: Submitter) -> None:
         """Refuse a recipient the submitter may not mail (an open relay gets SES accounts
-        paused); every recipient counts against the owner's daily quota."""
+        paused)."""
         for index, address in enumerate(params.recipients or ()):
             if not may_email(address, submitter):
                 raise InvalidRequest(
@@ -347,7 +347,6 @@ class Email:
                         }
                     ],
                 )
-        return {"email_recipients_per_day": params.total}
 
     def start(self, params: EmailParams, ctx: TaskContext) -> ChunkState:
         params = EmailParams.model_validate(params)
