@@ -67,6 +67,11 @@ def parser() -> argparse.ArgumentParser:
         help="handler logs at the template's LOG_LEVEL and metrics as EMF lines",
     )
     dev.add_argument(
+        "--admin",
+        action="store_true",
+        help="the local user is an operator (Cognito group admin): /stats shows queue depths",
+    )
+    dev.add_argument(
         "--parameter",
         action="append",
         default=[],
@@ -132,6 +137,7 @@ def run_dev(args: argparse.Namespace) -> int:
         verbose=args.verbose,
         separate_processes=not args.in_process,
         schedule_every=args.schedule_every,
+        dev_admin=args.admin,
         parameters=dict(args.parameter),
     )
     stack = DevStack(options)

@@ -131,10 +131,13 @@ def find_route(
 # ------------------------------------------------------------------------------- events
 
 
-def dev_claims(user: str) -> dict[str, str]:
-    """Claims of an ID token for the local user (Cognito's names)."""
+def dev_claims(user: str, admin: bool = False) -> dict[str, str]:
+    """Claims of an ID token for the local user (Cognito's names; `admin`: in the operators'
+    group, written as HTTP API hands a list claim over)."""
     now = int(time.time())
+    groups = {"cognito:groups": "[admin]"} if admin else {}
     return {
+        **groups,
         "sub": user,
         "email": f"{user}@example.com",
         "email_verified": "true",
@@ -291,10 +294,13 @@ def call_api(
     body: bytes,
     source_ip: str = "127.0.0.1",
     protocol: str = "HTTP/1.1",
+    *,
+    dev_admin: bool = False,
 ) -> HttpAnswer:
     """One API request through its function, as API Gateway would route and answer it (the
     gateway's port and the in-process harness both come here). Without ``dev_user`` an
-    authorized route needs a bearer token, as the HTTP API's JWT authorizer does."""
+    authorized route needs a bearer token, as the HTTP API's JWT authorizer does;
+    ``dev_admin``: the local user is an operator."""
     path = urlsplit(target).path
     route, params = find_route(routes, method, path)
     if route is None:
@@ -302,7 +308,9 @@ def call_api(
     claims = None
     if route.authorized and method != "OPTIONS":
         authorization = next((v for k, v in headers if k.lower() == "authorization"), None)
-        claims = bearer_claims(authorization) or (dev_claims(dev_user) if dev_user else None)
+        claims = bearer_claims(authorization) or (
+            dev_claims(dev_user, dev_admin) if dev_user else None
+        )
         if claims is None:
             return api_error(401, "Unauthorized")
     event = http_api_event(
@@ -337,6 +345,7 @@ class Gateway:
         host: str = "127.0.0.1",
         port: int = 8000,
         dev_user: str = "dev-user",
+        dev_admin: bool = False,
         static_root: Path = STATIC_ROOT,
         config_js: str = 'window.TASKQUEUE_CONFIG = {"apiBaseUrl": ""};\n',
         websocket: LocalWebSocketApi | None = None,
@@ -345,6 +354,7 @@ class Gateway:
         self.websocket = websocket
         self.invoke = invoke
         self.dev_user = dev_user
+        self.dev_admin = dev_admin
         self.static_root = static_root.resolve()
         self.config_js = config_js
         self.api_segments = {route.first_segment for route in routes}
@@ -401,6 +411,7 @@ class Gateway:
             body,
             source_ip,
             protocol,
+            dev_admin=self.dev_admin,
         )
 
     def static_file(self, method: str, path: str) -> HttpAnswer:

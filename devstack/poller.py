@@ -5,6 +5,15 @@ As on AWS: batches of up to ``BatchSize`` gathered for up to
 reported as failed are deleted (the others reappear after the visibility timeout, and
 SQS - moto here - moves them to the dead-letter queue after ``maxReceiveCount``); a handler
 error leaves the whole batch on the queue. Several batches run at once (``workers``).
+
+Fair queues, as SQS's documentation describes them ("How Amazon SQS fair queues work"): a
+message's tenant is its ``MessageGroupId`` (a message without one is a tenant of its own). A
+tenant is noisy when its share of the messages in flight is over 10 % with at least
+``NOISY_IN_FLIGHT`` of its own in flight, or its share of the recent processing time is over
+10 %. While one is, messages of quiet tenants are delivered first; among noisy tenants, the
+one with the fewest messages in flight first; nothing is dropped. To choose like SQS, which
+sees its whole backlog, the poller holds up to ``PREFETCH`` received messages back (invisible
+for ``HOLD_SECONDS``) and gives each the queue's own visibility timeout when it delivers it.
 """
 
 from __future__ import annotations
@@ -16,8 +25,9 @@ import queue
 import threading
 import time
 import traceback
+from collections import Counter, deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from devstack.runtime import LocalFunction, say
@@ -31,6 +41,85 @@ POLL_WAIT_SECONDS = 1
 WINDOW_POLL_INTERVAL = 0.1
 
 BatchReporter = Callable[[str, list[dict[str, Any]], set[str], float], None]
+
+# Fair queues: SQS's thresholds (its documentation), and how much of the backlog is seen.
+NOISY_SHARE = 0.10
+NOISY_IN_FLIGHT = 30
+RECENT_SECONDS = 60.0  # the window of "recent" processing time
+PREFETCH = 1000
+HOLD_SECONDS = 12 * 3600
+
+
+def tenant(message: MessageTypeDef) -> str:
+    """A message's tenant: its group, or (without one) the message itself."""
+    attributes = message.get("Attributes", {})
+    return str(attributes.get("MessageGroupId") or f"message:{message['MessageId']}")
+
+
+@dataclass
+class FairQueue:
+    """One queue's messages in flight and recent processing time, by tenant; picks batches."""
+
+    clock: Callable[[], float] = time.monotonic
+    in_flight: Counter[str] = field(default_factory=Counter)
+    recent: deque[tuple[float, str, float]] = field(default_factory=deque)
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def noisy(self) -> set[str]:
+        """Tenants over either share (call with `lock` held)."""
+        cutoff = self.clock() - RECENT_SECONDS
+        while self.recent and self.recent[0][0] < cutoff:
+            self.recent.popleft()
+        busy: dict[str, float] = {}
+        for _, name, seconds in self.recent:
+            busy[name] = busy.get(name, 0.0) + seconds
+        total_busy = sum(busy.values())
+        total_flying = sum(self.in_flight.values())
+        noisy = {
+            name
+            for name, flying in self.in_flight.items()
+            if flying >= NOISY_IN_FLIGHT and flying > NOISY_SHARE * total_flying
+        }
+        if total_busy > 0:
+            noisy |= {name for name, seconds in busy.items() if seconds > NOISY_SHARE * total_busy}
+        return noisy
+
+    def pick(self, backlog: list[MessageTypeDef], count: int) -> list[MessageTypeDef]:
+        """Take up to `count` messages out of `backlog` (oldest first), quiet tenants' first
+        while a tenant is noisy; they count as in flight until `done`."""
+        chosen: list[MessageTypeDef] = []
+        with self.lock:
+            noisy = self.noisy()
+            flying = Counter(self.in_flight)
+            for _ in range(min(count, len(backlog))):
+                if noisy:
+                    # Quiet tenants first (in arrival order), then the noisy tenant with the
+                    # fewest messages in flight.
+                    def rank(index: int) -> tuple[bool, int, int]:
+                        name = tenant(backlog[index])
+                        is_noisy = name in noisy
+                        return (is_noisy, flying[name] if is_noisy else 0, index)
+
+                    best = min(range(len(backlog)), key=rank)
+                else:
+                    best = 0
+                message = backlog.pop(best)
+                flying[tenant(message)] += 1
+                chosen.append(message)
+            for message in chosen:
+                self.in_flight[tenant(message)] += 1
+        return chosen
+
+    def done(self, messages: list[MessageTypeDef], seconds: float) -> None:
+        """A batch came back from the function after `seconds`: shared among its tenants."""
+        now = self.clock()
+        with self.lock:
+            for message in messages:
+                name = tenant(message)
+                self.in_flight[name] -= 1
+                if self.in_flight[name] <= 0:
+                    del self.in_flight[name]
+                self.recent.append((now, name, seconds / max(1, len(messages))))
 
 
 @dataclass(frozen=True)
@@ -142,6 +231,11 @@ class SqsPoller:
         }
         self._batches: queue.Queue[tuple[QueueSource, list[MessageTypeDef]] | None] = queue.Queue()
         self._threads: list[threading.Thread] = []
+        # Per queue: the received messages not yet delivered (only its receiver thread
+        # touches them), the fair-queue bookkeeping, and the queue's visibility timeout.
+        self._backlog: dict[str, list[MessageTypeDef]] = {s.queue: [] for s in sources}
+        self._fair = {source.queue: FairQueue() for source in sources}
+        self._visibility: dict[str, int] = {}
 
     def concurrency(self, source: QueueSource) -> int:
         """Batches of this mapping that run at once."""
@@ -173,6 +267,12 @@ class SqsPoller:
         deadline = time.monotonic() + timeout
         for thread in self._threads:
             thread.join(max(0.0, deadline - time.monotonic()))
+        for source in self.sources:  # held back, never delivered: visible again at once
+            held, self._backlog[source.queue] = self._backlog[source.queue], []
+            try:
+                self._set_visibility(source, held, 0)
+            except Exception as exc:  # moto already gone
+                say(f"poller {source.queue}: could not release held messages: {exc}")
 
     @property
     def alive_threads(self) -> list[str]:
@@ -199,30 +299,63 @@ class SqsPoller:
                 slots.release()
 
     def _gather(self, source: QueueSource) -> list[MessageTypeDef]:
-        """One batch: up to BatchSize messages, waiting up to the batching window for more."""
-        messages = self._receive_some(source, source.batch_size, POLL_WAIT_SECONDS)
-        if not messages:
+        """One batch: up to BatchSize messages, waiting up to the batching window for more,
+        chosen from the held-back backlog as a fair queue chooses."""
+        backlog = self._backlog[source.queue]
+        self._prefetch(source, 0 if backlog else POLL_WAIT_SECONDS)
+        if not backlog:
             return []
         deadline = time.monotonic() + source.window_seconds
-        while len(messages) < source.batch_size and not self._stop.is_set():
+        while len(backlog) < source.batch_size and not self._stop.is_set():
             left = deadline - time.monotonic()
             if left <= 0:
                 break
-            more = self._receive_some(source, source.batch_size - len(messages), 0)
-            messages.extend(more)
-            if not more:
+            if not self._prefetch(source, 0):
                 self._stop.wait(min(WINDOW_POLL_INTERVAL, left))
-        return messages
+        chosen = self._fair[source.queue].pick(backlog, source.batch_size)
+        # Delivered now: the queue's own visibility timeout runs from here.
+        self._set_visibility(source, chosen, self._visibility_timeout(source))
+        return chosen
 
-    def _receive_some(self, source: QueueSource, count: int, wait: int) -> list[MessageTypeDef]:
-        response = self.sqs.receive_message(
-            QueueUrl=source.url,
-            MaxNumberOfMessages=min(10, count),
-            WaitTimeSeconds=wait,
-            MessageSystemAttributeNames=["All"],
-            MessageAttributeNames=["All"],
-        )
-        return list(response.get("Messages", []))
+    def _prefetch(self, source: QueueSource, wait: int) -> int:
+        """Receive into the backlog (up to PREFETCH) until the queue has no more visible."""
+        backlog = self._backlog[source.queue]
+        added = 0
+        while len(backlog) < PREFETCH and not self._stop.is_set():
+            response = self.sqs.receive_message(
+                QueueUrl=source.url,
+                MaxNumberOfMessages=min(10, PREFETCH - len(backlog)),
+                WaitTimeSeconds=wait if not added else 0,
+                VisibilityTimeout=HOLD_SECONDS,
+                MessageSystemAttributeNames=["All"],
+                MessageAttributeNames=["All"],
+            )
+            messages = list(response.get("Messages", []))
+            if not messages:
+                break
+            backlog.extend(messages)
+            added += len(messages)
+        return added
+
+    def _visibility_timeout(self, source: QueueSource) -> int:
+        if source.queue not in self._visibility:
+            attributes = self.sqs.get_queue_attributes(
+                QueueUrl=source.url, AttributeNames=["VisibilityTimeout"]
+            )["Attributes"]
+            self._visibility[source.queue] = int(attributes["VisibilityTimeout"])
+        return self._visibility[source.queue]
+
+    def _set_visibility(
+        self, source: QueueSource, messages: list[MessageTypeDef], seconds: int
+    ) -> None:
+        for start in range(0, len(messages), 10):
+            entries = [
+                {"Id": str(index), "ReceiptHandle": message["ReceiptHandle"]}
+                for index, message in enumerate(messages[start : start + 10])
+            ]
+            for entry in entries:
+                entry["VisibilityTimeout"] = seconds  # type: ignore[assignment]
+            self.sqs.change_message_visibility_batch(QueueUrl=source.url, Entries=entries)  # type: ignore[arg-type]
 
     # --------------------------------------------------------------------- invoking
 
@@ -239,9 +372,17 @@ class SqsPoller:
                 self._slots[source.queue].release()
 
     def _invoke(self, source: QueueSource, messages: list[MessageTypeDef]) -> None:
+        started = time.monotonic()
+        try:
+            self._invoke_batch(source, messages, started)
+        finally:
+            self._fair[source.queue].done(messages, time.monotonic() - started)
+
+    def _invoke_batch(
+        self, source: QueueSource, messages: list[MessageTypeDef], started: float
+    ) -> None:
         records = [sqs_record(message, source) for message in messages]
         ids = [record["messageId"] for record in records]
-        started = time.monotonic()
         try:
             response = self.function.invoke({"Records": records})
         except Exception:

@@ -439,8 +439,13 @@ _NO_VALUE = object()
 
 # Locally, parameters a real deploy must set (no default, or one that names an AWS resource):
 # moto's SES accepts any sender once verified, and the local page is served by the gateway
-# that also answers the API, so any origin may call it.
-LOCAL_PARAMETERS = {"EmailSender": "noreply@example.com", "AllowedOrigin": "*"}
+# that also answers the API, so any origin may call it. moto's SES delivers nothing, so EMAIL
+# may go to example.com, the domain of the tests' and examples' addresses.
+LOCAL_PARAMETERS = {
+    "EmailSender": "noreply@example.com",
+    "AllowedOrigin": "*",
+    "EmailAllowedRecipients": "example.com",
+}
 
 
 def _parameter_values(template: Template, overrides: Mapping[str, str] | None) -> dict[str, str]:

@@ -61,6 +61,7 @@ class StackOptions:
     # Seconds between invocations of every scheduled function, instead of its rate().
     schedule_every: float | None = None
     dev_user: str = DEV_USER
+    dev_admin: bool = False  # the local user is in the operators' group (admin views)
     parameters: dict[str, str] = field(default_factory=dict)  # template parameter overrides
 
 
@@ -212,6 +213,7 @@ class DevStack:
             host=self.options.host,
             port=self.options.port,
             dev_user=self.options.dev_user,
+            dev_admin=self.options.dev_admin,
             config_js=local_config(api),
             websocket=self.websocket,
         )

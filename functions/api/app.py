@@ -85,6 +85,7 @@ app = APIGatewayHttpResolver(
     ),
 )
 JWT: list[dict[str, list[str]]] = [{"jwt": []}]
+ADMIN_GROUP = "admin"  # the Cognito group of operators: global queue depths in /stats
 ERROR_TEXT = {
     400: "malformed request (JSON, cursor)",
     401: "no identity: a JWT is required",
@@ -123,6 +124,28 @@ def current_owner() -> str:
     if dev_user:
         return dev_user
     raise Unauthorized("authentication required")
+
+
+def current_verified_email() -> str | None:
+    """The caller's own address, only when the identity provider says it is verified."""
+    authorizer = app.current_event.request_context.authorizer
+    claims = (authorizer.jwt_claim if authorizer else None) or {}
+    email, verified = claims.get("email"), claims.get("email_verified")
+    # HTTP API hands claims over as strings: "true", not true.
+    if email and str(verified).lower() == "true":
+        return str(email)
+    return None
+
+
+def current_is_admin() -> bool:
+    """Whether the caller is in the operators' Cognito group `admin` (HTTP API hands the
+    list claim over as "[admin other]"; a JSON list's text is read the same way)."""
+    authorizer = app.current_event.request_context.authorizer
+    claims = (authorizer.jwt_claim if authorizer else None) or {}
+    groups = claims.get("cognito:groups") or []
+    if isinstance(groups, str):
+        groups = groups.strip("[]").replace(",", " ").replace('"', " ").split()
+    return ADMIN_GROUP in groups
 
 
 def json_response(status: int, payload: Any) -> Response[Any]:
@@ -236,7 +259,9 @@ def submit_task(
         Header(alias="idempotency-key", max_length=128, pattern=r"^[A-Za-z0-9_.:-]+$"),
     ] = None,
 ) -> Response[TaskView]:
-    task, created = wiring.service().submit(current_owner(), body, idempotency_key)
+    task, created = wiring.service().submit(
+        current_owner(), body, idempotency_key, verified_email=current_verified_email()
+    )
     if created:
         metrics.add_metric(name="TasksSubmitted", unit="Count", value=1)
     return json_response(201 if created else 200, TaskView.of(task))
@@ -327,9 +352,13 @@ def retry_task(
     return TaskView.of(wiring.service().retry(current_owner(), task_id, restart))
 
 
-@app.get("/stats", security=JWT, responses=responses({200: "counts, queues, throughput"}))
+@app.get(
+    "/stats",
+    security=JWT,
+    responses=responses({200: "your counts and throughput; queue depths for operators only"}),
+)
 def get_stats() -> Stats:
-    return wiring.service().stats(current_owner())
+    return wiring.service().stats(current_owner(), operator=current_is_admin())
 
 
 @app.get("/dead-letters", security=JWT, responses=responses({200: "the caller's dead letters"}))

@@ -24,24 +24,19 @@ processor = BatchProcessor(
 )
 
 
-def fair_share(lambda_context: LambdaContext) -> Callable[[], int]:
-    """This record's time: an equal share of what is left for the records not yet run.
-
-    A long task then hands over (checkpoint + continuation message) after its share instead
-    of keeping the small tasks of its batch waiting until it finishes.
-    """
+def time_slice(lambda_context: LambdaContext) -> Callable[[], int]:
+    """This record's time: one quantum while records of its batch wait behind it, else the
+    rest of the invocation (see Engine.time_slice)."""
     handled = len(processor.success_messages) + len(processor.fail_messages)
-    records_left = max(1, len(processor.records) - handled)
-    remaining = lambda_context.get_remaining_time_in_millis()
-    keep_for_others = remaining - remaining // records_left
-    return lambda: lambda_context.get_remaining_time_in_millis() - keep_for_others
+    others_waiting = len(processor.records) - handled > 1
+    return wiring.engine().time_slice(lambda_context.get_remaining_time_in_millis, others_waiting)
 
 
 @tracer.capture_method
 def record_handler(record: SqsRecordModel, lambda_context: LambdaContext) -> str:
     """A malformed body raises, so the record is a batch item failure and reaches the DLQ."""
     message = parse_message(record.body)
-    outcome = wiring.engine().process(message, fair_share(lambda_context), record.messageId)
+    outcome = wiring.engine().process(message, time_slice(lambda_context), record.messageId)
     logger.info("task message processed", task_id=message.task_id, outcome=outcome.value)
     return outcome.value
 

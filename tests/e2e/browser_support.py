@@ -97,13 +97,13 @@ def watched_page(browser: Browser, base_url: str, **context_options: object) -> 
     return watched
 
 
-def act_as(page: Page, stack: Stack, user: str) -> dict[str, str]:
+def act_as(page: Page, stack: Stack, user: str, groups: tuple[str, ...] = ()) -> dict[str, str]:
     """Makes the page's requests to the stack carry a bearer token for `user`, so a test sees
     only its own tasks; requests elsewhere (presigned S3 URLs) are left alone. The page's
     WebSocket (which cannot carry headers) gets the token as its `token` query parameter,
     through the WebSocket URL of config.js. Returns the headers, for the same user's requests
     with `requests`."""
-    headers = bearer_for(user)
+    headers = bearer_for(user, groups)
     token = headers["Authorization"].split()[-1]
 
     def add_token(route: Any) -> None:

@@ -31,6 +31,20 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     assert stop_stack(running) == 0, running.output()
 
 
+@pytest.fixture(scope="module")
+def single_worker_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """A stack of a module's own whose mappings run one batch at a time, so that a backlog
+    builds up (test_priorities.py, test_fairness.py)."""
+    try:
+        running = start_stack(
+            tmp_path_factory.mktemp("single-worker") / "devstack.log", "--workers", "1"
+        )
+    except StackError as error:
+        pytest.fail(str(error), pytrace=False)
+    yield running
+    assert stop_stack(running) == 0, running.output()
+
+
 @pytest.fixture(scope="session")
 def chromium_executable() -> str:
     executable = find_chromium()

@@ -156,9 +156,13 @@ def cpu_seconds(stack: Stack) -> float:
 # ------------------------------------------------------------------------------- HTTP
 
 
-def bearer_for(user: str) -> dict[str, str]:
-    """Headers that make the devstack act as `user` (it decodes the JWT without verifying)."""
-    payload = base64.urlsafe_b64encode(json.dumps({"sub": user}).encode()).decode().rstrip("=")
+def bearer_for(user: str, groups: tuple[str, ...] = ()) -> dict[str, str]:
+    """Headers that make the devstack act as `user`, in Cognito `groups` (it decodes the JWT
+    without verifying)."""
+    claims: dict[str, object] = {"sub": user}
+    if groups:
+        claims["cognito:groups"] = list(groups)
+    payload = base64.urlsafe_b64encode(json.dumps(claims).encode()).decode().rstrip("=")
     return {"Authorization": f"Bearer x.{payload}.x"}
 
 

@@ -3,29 +3,15 @@ start first, because each queue has its own event source mapping and concurrency
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import datetime
 
 import pytest
 
-from tests.e2e.devstack_process import Stack, StackError, start_stack, stop_stack, submit, wait_for
+from tests.e2e.devstack_process import Stack, submit, wait_for
 
 pytestmark = pytest.mark.e2e
 
 BACKLOG = 10  # one batch on the normal queue
-
-
-@pytest.fixture(scope="module")
-def single_worker_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """A stack of its own whose mappings run one batch at a time, so a backlog builds up."""
-    try:
-        running = start_stack(
-            tmp_path_factory.mktemp("priorities") / "devstack.log", "--workers", "1"
-        )
-    except StackError as error:
-        pytest.fail(str(error), pytrace=False)
-    yield running
-    assert stop_stack(running) == 0, running.output()
 
 
 def started(stack: Stack, task_id: str) -> datetime:

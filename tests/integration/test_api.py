@@ -533,7 +533,22 @@ def test_stats_count_the_callers_tasks_exactly(counters: CounterStream) -> None:
         "CANCELLED": {"EMAIL": 1},
     }
     assert sum(point["cancelled"] for point in response.body["throughput"]) == 1
-    assert response.body["queues"]["tasks-normal"]["visible"] == 3
+    assert response.body["queues"] == {}  # the queues' depths are for operators only
+
+
+def test_an_operator_sees_every_queues_depth_in_stats(counters: CounterStream) -> None:
+    submit(EMAIL)
+    submit(DATA)
+    event = http_event("GET", "/stats")
+    event["requestContext"]["authorizer"]["jwt"]["claims"]["cognito:groups"] = "[admin]"
+    queues = call_api(event).body["queues"]
+    assert queues["tasks-normal"]["visible"] == 2
+    assert set(queues) == {"tasks-normal", "tasks-high", "tasks-parts", "dlq-normal", "dlq-high"}
+    event["requestContext"]["authorizer"]["jwt"]["claims"]["cognito:groups"] = '["ops", "admin"]'
+    assert set(call_api(event).body["queues"]) == set(queues)  # a JSON list's text too
+    # A group that merely contains the word is not the operators' group
+    event["requestContext"]["authorizer"]["jwt"]["claims"]["cognito:groups"] = "[admins]"
+    assert call_api(event).body["queues"] == {}
 
 
 def test_dead_letters_are_empty_without_failures(api: dict[str, str]) -> None:

@@ -212,7 +212,7 @@ def test_an_unverified_sender_fails_every_recipient_so_the_task_fails(aws: Aws) 
 
 def test_state_and_summary_stay_small_when_thousands_fail(aws: Aws) -> None:
     params = EmailParams(recipient_count=2000, subject="s" * 200, body="b")
-    everyone = frozenset(f"user{n}@example.com" for n in range(1, 2001))
+    everyone = frozenset(f"success+{n}@simulator.amazonses.com" for n in range(1, 2001))
 
     result, states = drive(email(), params, aws.ctx(sesv2=Counting(aws.sesv2, everyone)), False)
 
@@ -316,7 +316,7 @@ def stubbed(aws: Aws) -> Iterator[tuple[Stubber, Any]]:
 
 
 OK = {"Status": "SUCCESS", "MessageId": "m"}
-ADDRESSES = [f"user{n}@example.com" for n in range(1, 4)]
+ADDRESSES = [f"success+{n}@simulator.amazonses.com" for n in range(1, 4)]
 
 
 def test_throttled_destinations_are_resent_in_the_chunk_and_never_recorded_failed(
@@ -401,7 +401,7 @@ def test_a_call_refused_for_everyone_in_it_records_each_of_them(
     assert (state.data["sent"], state.data["failed"]) == (0, 3)
     assert state.data["failures"][0] == {
         "index": 1,
-        "email": "user1@example.com",
+        "email": "success+1@simulator.amazonses.com",
         "code": "MessageRejected",
         "message": "Email address is not verified.",
     }

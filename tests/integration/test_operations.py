@@ -82,14 +82,13 @@ def test_stats_route_shows_counts_queues_and_an_hour_of_throughput(
         "CANCELLED": 0,
     }
     assert body["counts"]["by_type"]["COUNTING"] == 2
-    assert set(body["queues"]) == {
-        "tasks-normal",
-        "tasks-high",
-        "tasks-parts",
-        "dlq-normal",
-        "dlq-high",
-    }
-    assert body["queues"]["tasks-normal"]["visible"] == 1
+    # The queues hold every owner's work: their depths are for operators only
+    assert body["queues"] == {}
+    operator = http_event("GET", "/stats", sub=OWNER)
+    operator["requestContext"]["authorizer"]["jwt"]["claims"]["cognito:groups"] = "[admin ops]"
+    queues = call_api(operator).body["queues"]
+    assert set(queues) == {"tasks-normal", "tasks-high", "tasks-parts", "dlq-normal", "dlq-high"}
+    assert queues["tasks-normal"]["visible"] == 1
     assert len(body["throughput"]) == 60
     assert sum(point["succeeded"] for point in body["throughput"]) == 1
     other = call_api(http_event("GET", "/stats", sub="someone-else")).body

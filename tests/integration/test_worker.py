@@ -663,27 +663,38 @@ def test_handover_between_invocations_is_fenced_by_lease(world: World, hinted: b
     assert [i for _, i in world.counting.executions] == [0, 1, 2]
 
 
-def test_long_task_hands_over_after_its_share_so_small_tasks_in_its_batch_run(
+def test_a_small_task_behind_a_long_one_in_its_batch_starts_within_one_quantum(
     world: World,
 ) -> None:
-    # Given one batch with a long task first and a short task behind it
+    # Given one batch with a long task first and a short task behind it, a quantum of 5 s,
+    # and chunks that each take one second of the worker's (fake) clock
     long_task = world.submit({"chunks": 500})
     short_task = world.submit({"chunks": 2})
     batch = world.pipeline().receive()
     assert len(batch) == 2
-    # And an invocation whose clock moves a second each time it is read
-    clock = itertools.count()
+    engine = wiring.engine()
+    engine.quantum_seconds = 5
+    now = [0.0]
+    engine.monotonic = lambda: now[0]
+    started: dict[str, float] = {}
 
-    def new_invocation() -> Callable[[], int]:
-        return lambda: 20_000 - 1000 * next(clock)
+    def one_second(task_id: str, index: int) -> None:
+        started.setdefault(task_id, now[0])
+        now[0] += 1
 
-    world.pipeline(new_invocation).invoke(batch)
-    # Then the long task handed over after its share, and the short one finished
+    world.counting.after_chunk = one_second
+    # When the batch runs in an invocation with all the time in the world
+    world.pipeline().invoke(batch)
+    # Then the long task handed over within its quantum: after 4 chunks of 1 s, as a fifth
+    # needs 1.5 x its measured 1 s and only 1 s of the slice was left; the short one started
+    # at 4 s and finished in the same invocation
+    assert started[short_task] == 4.0
     assert world.task(short_task).status == TaskStatus.SUCCESS
     long_state = world.task(long_task)
     assert long_state.status == TaskStatus.RUNNING
-    assert 0 < long_state.units_done < 20
-    # And the long task carries on from its checkpoint in the next invocation
+    assert long_state.units_done == 4
+    # And the long task carries on from its checkpoint: alone in its batch, it keeps the
+    # rest of the invocation
     world.pipeline().run()
     assert world.task(long_task).status == TaskStatus.SUCCESS
     assert world.task(long_task).result == {"sum": sum(range(500)), "seen": list(range(500))}
@@ -758,6 +769,15 @@ def test_a_first_chunk_needs_the_floor_left_and_the_mean_follows_recent_chunks(
     state = world.task(task_id).state
     assert state is not None
     assert state.chunk_ms == 5500  # 2000 -> 4000 -> 5000 -> 5500 (ms)
+
+
+def test_the_last_record_of_a_batch_is_not_sliced(world: World) -> None:
+    engine = wiring.engine()
+    engine.quantum_seconds = 5
+    engine.monotonic = lambda: 0.0
+    assert engine.time_slice(lambda: 200_000, others_waiting=False)() == 200_000
+    sliced = engine.time_slice(lambda: 200_000, others_waiting=True)
+    assert sliced() == 5_000 + engine.safety_margin_ms
 
 
 # ------------------------------------------------------------------ the claim: one write

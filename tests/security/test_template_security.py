@@ -20,7 +20,7 @@ from typing import Any
 import boto3
 import pytest
 
-from devstack.resources import TEMPLATE_PATH
+from devstack.resources import TEMPLATE_PATH, LocalResources, template_resolver
 from tests.helpers import (
     CounterStream,
     FakeLambdaContext,
@@ -545,6 +545,127 @@ def test_api_stage_has_throttling_limits(transformed_template: Template) -> None
         settings = stage["Properties"].get("DefaultRouteSettings", {})
         assert settings.get("ThrottlingBurstLimit", 0) > 0, name
         assert settings.get("ThrottlingRateLimit", 0) > 0, name
+
+
+# Routes that write or fan out, with tighter limits than the stage's default.
+THROTTLED_ROUTES = {
+    "POST /tasks",
+    "POST /tasks/{id}/retry",
+    "POST /uploads",
+    "POST /dead-letters/redrive",
+}
+
+
+def http_api_stage(template: Template) -> dict[str, Any]:
+    (stage,) = [
+        stage
+        for stage in resources_of(template, "AWS::ApiGatewayV2::Stage").values()
+        if stage["Properties"]["ApiId"] == {"Ref": "HttpApi"}
+    ]
+    return stage
+
+
+def test_writing_routes_have_their_own_tighter_throttling(transformed_template: Template) -> None:
+    stage = http_api_stage(transformed_template)
+    default = stage["Properties"]["DefaultRouteSettings"]
+    routes = stage["Properties"]["RouteSettings"]
+    assert set(routes) == THROTTLED_ROUTES
+    paths = {
+        f"{m.upper()} {p}"
+        for p, ops in http_api_body(transformed_template)["paths"].items()
+        for m in ops
+        if m != "x-amazon-apigateway-any-method"
+    }
+    assert paths >= THROTTLED_ROUTES  # each names a real route
+    for route, settings in routes.items():
+        assert 0 < settings["ThrottlingRateLimit"] < default["ThrottlingRateLimit"], route
+        assert 0 < settings["ThrottlingBurstLimit"] < default["ThrottlingBurstLimit"], route
+
+
+def test_the_api_writes_json_access_logs_to_a_log_group_with_retention(
+    transformed_template: Template,
+) -> None:
+    stage = http_api_stage(transformed_template)
+    settings = stage["Properties"]["AccessLogSettings"]
+    assert settings["DestinationArn"] == {"Fn::GetAtt": ["ApiAccessLogGroup", "Arn"]}
+    fields = json.loads(settings["Format"])
+    assert {"requestId", "ip", "routeKey", "status", "sub"} <= set(fields)
+    group = resources_of(transformed_template, "AWS::Logs::LogGroup")["ApiAccessLogGroup"]
+    assert group["Properties"]["RetentionInDays"]
+
+
+def test_the_worker_cannot_take_the_accounts_whole_concurrency(
+    transformed_template: Template,
+) -> None:
+    """Each SQS event source of the worker is capped, so the API always has concurrency left
+    (the account's default is 1,000): together they take at most 300 of it."""
+    mappings = resources_of(transformed_template, "AWS::Lambda::EventSourceMapping")
+    workers = [
+        m["Properties"]
+        for m in mappings.values()
+        if m["Properties"]["FunctionName"] == {"Ref": "WorkerFunction"}
+    ]
+    # normal, high, parts and the two isolation queues
+    caps = [p["ScalingConfig"]["MaximumConcurrency"] for p in workers if "ScalingConfig" in p]
+    assert len(workers) == len(caps) == 5
+    assert sum(caps) <= 300
+
+
+def user_pool(template: Template, **parameters: str) -> dict[str, Any]:
+    """The UserPool's properties as CloudFormation resolves them with these parameters."""
+    declared = template["Parameters"].items()
+    defaults = {name: str(spec["Default"]) for name, spec in declared if "Default" in spec}
+    resources = LocalResources(prefix="t", parameters={**defaults, **parameters})
+    resolver = template_resolver(template, resources)
+    pool = resources_of(template, "AWS::Cognito::UserPool")["UserPool"]["Properties"]
+    resolved: dict[str, Any] = resolver.resolve(pool)
+    return resolved
+
+
+def test_self_sign_up_is_off_unless_the_operator_opens_it(transformed_template: Template) -> None:
+    default = user_pool(transformed_template, AllowSelfSignUp="false")
+    assert default["AdminCreateUserConfig"] == {"AllowAdminCreateUserOnly": True}
+    opened = user_pool(transformed_template, AllowSelfSignUp="true")
+    assert opened["AdminCreateUserConfig"] == {"AllowAdminCreateUserOnly": False}
+    assert transformed_template["Parameters"]["AllowSelfSignUp"]["Default"] == "false"
+
+
+def test_mfa_and_threat_protection_are_parameters(transformed_template: Template) -> None:
+    off = user_pool(transformed_template, MfaConfiguration="OFF", ThreatProtection="OFF")
+    assert off["MfaConfiguration"] == "OFF"
+    assert "EnabledMfas" not in off and "UserPoolAddOns" not in off
+    on = user_pool(transformed_template, MfaConfiguration="ON", ThreatProtection="ENFORCED")
+    assert on["MfaConfiguration"] == "ON" and on["EnabledMfas"] == ["SOFTWARE_TOKEN_MFA"]
+    assert on["UserPoolAddOns"] == {"AdvancedSecurityMode": "ENFORCED"}
+    assert on["UserPoolTier"] == "PLUS"  # threat protection is a Plus-plan feature
+
+
+def test_the_operators_group_is_the_one_the_api_checks(transformed_template: Template) -> None:
+    groups = resources_of(transformed_template, "AWS::Cognito::UserPoolGroup")
+    assert [g["Properties"]["GroupName"] for g in groups.values()] == ["admin"]
+    api = (Path(TEMPLATE_PATH).parent / "functions/api/app.py").read_text()
+    assert 'ADMIN_GROUP = "admin"' in api
+
+
+def test_no_client_signs_in_with_a_plain_password(transformed_template: Template) -> None:
+    clients = resources_of(transformed_template, "AWS::Cognito::UserPoolClient")
+    for name, client in clients.items():
+        flows = client["Properties"]["ExplicitAuthFlows"]
+        assert "ALLOW_USER_PASSWORD_AUTH" not in flows, name
+        assert "ALLOW_ADMIN_USER_PASSWORD_AUTH" not in flows, name
+        assert client["Properties"]["AllowedOAuthFlows"] == ["code"], name
+    # Neither the page nor the CLI calls a password flow.
+    root = Path(TEMPLATE_PATH).parent
+    sources = [
+        *root.glob("static_site/**/*.js"),
+        *root.glob("static_site/**/*.html"),
+        *root.glob("client/src/**/*.py"),
+    ]
+    assert sources
+    for source in sources:
+        text = source.read_text(errors="replace")
+        assert "USER_PASSWORD_AUTH" not in text and "InitiateAuth" not in text, source
+        assert "initiate_auth" not in text, source
 
 
 def test_the_authorizer_is_a_cognito_jwt_authorizer(transformed_template: Template) -> None:

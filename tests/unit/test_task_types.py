@@ -155,13 +155,13 @@ def test_templates_fill_builtin_and_per_recipient_fields() -> None:
     assert render(params.body, params.values(1)) == "002 bob@example.com  {literal}"
 
 
-def test_generated_recipients_are_numbered_from_one() -> None:
+def test_generated_recipients_are_simulator_addresses_numbered_from_one() -> None:
     params = EmailParams(recipient_count=3, subject="s", body="b")
 
     assert [params.recipient(i) for i in range(params.total)] == [
-        "user1@example.com",
-        "user2@example.com",
-        "user3@example.com",
+        "success+1@simulator.amazonses.com",
+        "success+2@simulator.amazonses.com",
+        "success+3@simulator.amazonses.com",
     ]
 
 

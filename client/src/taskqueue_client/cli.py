@@ -440,15 +440,16 @@ def cmd_stats(cli: Cli) -> int:
         )
     counts.add_row("[bold]all[/]", *(str(stats.counts.by_status.get(s.value, 0)) for s in statuses))
     cli.out.print(counts)
-    queues = Table(title="queues", box=None, header_style="bold", title_justify="left")
-    names = ["visible", "in_flight", "delayed"]
-    queues.add_column("QUEUE")
-    for name in names:
-        queues.add_column(name.upper(), justify="right")
-    for queue, depths in sorted(stats.queues.items()):
-        label = f"{queue} (dead letters)" if depths.dead_letter else queue
-        queues.add_row(escape(label), *(str(getattr(depths, name)) for name in names))
-    cli.out.print(queues)
+    if stats.queues:  # the queues' depths come to operators (Cognito group admin) only
+        queues = Table(title="queues", box=None, header_style="bold", title_justify="left")
+        names = ["visible", "in_flight", "delayed"]
+        queues.add_column("QUEUE")
+        for name in names:
+            queues.add_column(name.upper(), justify="right")
+        for queue, depths in sorted(stats.queues.items()):
+            label = f"{queue} (dead letters)" if depths.dead_letter else queue
+            queues.add_row(escape(label), *(str(getattr(depths, name)) for name in names))
+        cli.out.print(queues)
     hour = stats.throughput
     cli.out.print(
         f"last hour: {sum(p.succeeded for p in hour)} succeeded, "

@@ -193,6 +193,8 @@ class RetryTaskRequest:
 class Stats:
     # The caller's tasks by their current status: a task run twice counts once
     counts: StatusCounts
+    # Every queue's depth: for operators (Cognito group admin) only, empty for anyone else (the
+    # queues hold every owner's work)
     queues: dict[str, QueueDepth]
     # Runs finished per minute over the last hour, oldest first: a task that finished, was
     # retried and finished again counts in both minutes

@@ -73,6 +73,15 @@ class Settings(Telemetry):
     aws_lambda_function_memory_size: Annotated[int, Field(ge=128, le=10_240)] = 1024
     max_body_bytes: Annotated[int, Field(ge=1024)] = 256 * 1024
     cors_allow_origin: str = "*"
+    # Who EMAIL may send to besides the simulator and the sender's own verified address:
+    # domains ("example.org") and addresses ("ops@example.org"), comma-separated.
+    email_allowed_recipients: Annotated[
+        tuple[Annotated[str, Field(min_length=3, max_length=254)], ...],
+        BeforeValidator(comma_list),
+        Field(max_length=200),
+    ] = ()
+    # How long one record of a worker batch may run while others of the batch wait.
+    worker_quantum_seconds: Annotated[float, Field(ge=1, le=900)] = 10.0
     # Local stack only: requests without JWT claims act as this user.
     dev_auth_user: str | None = None
     # Push over WebSocket: the API's management endpoint (https://<api>.execute-api.../<stage>),

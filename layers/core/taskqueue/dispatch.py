@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import TYPE_CHECKING, Any
 
 from taskqueue.aws import client as aws_client
@@ -11,11 +12,19 @@ if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
 
 MAX_DELAY_SECONDS = 900  # SQS's ceiling on DelaySeconds
+MAX_GROUP_ID = 128
 DEPTH_ATTRIBUTES = {
     "ApproximateNumberOfMessages": "visible",
     "ApproximateNumberOfMessagesNotVisible": "in_flight",
     "ApproximateNumberOfMessagesDelayed": "delayed",
 }
+
+
+def message_group(owner: str) -> str:
+    """An owner as a message group id (SQS takes at most 128 characters)."""
+    if len(owner) <= MAX_GROUP_ID:
+        return owner
+    return hashlib.sha256(owner.encode()).hexdigest()
 
 
 def parse_message(body: Any) -> TaskMessage:
@@ -63,9 +72,16 @@ class Dispatcher:
             message = TaskMessage(task_id=message)
         body = message.model_dump_json(exclude_defaults=True)
         delay = max(0, min(MAX_DELAY_SECONDS, int(delay_seconds)))
-        response = self.client.send_message(
-            QueueUrl=self.queue_url(priority), MessageBody=body, DelaySeconds=delay
-        )
+        request: dict[str, Any] = {
+            "QueueUrl": self.queue_url(priority),
+            "MessageBody": body,
+            "DelaySeconds": delay,
+        }
+        if message.owner:
+            # The tenant of SQS fair queues: one owner's backlog does not hold up the others'
+            # tasks (standard queues take a group id for that and stay unordered).
+            request["MessageGroupId"] = message_group(message.owner)
+        response = self.client.send_message(**request)
         return response["MessageId"]
 
     def depth(self, queue_url: str) -> dict[str, int]:

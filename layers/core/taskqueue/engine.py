@@ -93,10 +93,28 @@ class Engine:
     clock: Callable[[], datetime] = utcnow
     rng: random.Random = field(default_factory=random.Random)
     sleep: Callable[[float], None] = time.sleep
-    monotonic: Callable[[], float] = time.monotonic
+    monotonic: Callable[[], float] = time.monotonic  # chunk timing and time slices
     max_parallel: int = 64
+    # A record's time slice while other records of its batch wait (WORKER_QUANTUM_SECONDS).
+    quantum_seconds: float = 10.0
     fanout: FanOut = field(init=False)
     chains: Chains = field(init=False)
+
+    def time_slice(self, remaining_ms: RemainingMillis, others_waiting: bool) -> RemainingMillis:
+        """A record's budget: the invocation's time left, cut to one quantum from now while
+        other records of the batch wait behind it.
+
+        When the slice is spent the task checkpoints and continues through its continuation
+        message (as when the invocation runs out), so a small task behind a long one starts
+        within a quantum plus one chunk, not after the long task's whole run. The last record
+        of a batch keeps the rest of the invocation: nobody waits behind it.
+        """
+        if not others_waiting:
+            return remaining_ms
+        end = self.monotonic() + self.quantum_seconds
+        # `_run` keeps safety_margin_ms in hand: the slice ends at `end`, not a margin before.
+        margin = self.safety_margin_ms
+        return lambda: min(remaining_ms(), int((end - self.monotonic()) * 1000) + margin)
 
     def __post_init__(self) -> None:
         self.fanout = FanOut(self.store, self.dispatcher, self.max_parallel)

@@ -640,7 +640,10 @@ class Stats(Model):
     counts: StatusCounts = Field(
         description="The caller's tasks by their current status: a task run twice counts once"
     )
-    queues: dict[str, QueueDepth]
+    queues: dict[str, QueueDepth] = Field(
+        description="Every queue's depth: for operators (Cognito group admin) only, empty "
+        "for anyone else (the queues hold every owner's work)"
+    )
     throughput: list[ThroughputPoint] = Field(
         description="Runs finished per minute over the last hour, oldest first: a task that "
         "finished, was retried and finished again counts in both minutes"

@@ -64,7 +64,7 @@ from taskqueue.models import (
 from taskqueue.observability import logger
 from taskqueue.store import DeadMessage, Store
 from taskqueue.task_types import REGISTRY, _s3
-from taskqueue.task_types.base import TaskType, Upload
+from taskqueue.task_types.base import ADMIT, Submitter, TaskType, Upload
 
 MAX_PARAMS_BYTES = 256 * 1024  # a task's params as stored (compact JSON)
 TRIES = 5  # decisions on a fresh read when the task keeps moving under a user's request
@@ -97,9 +97,15 @@ class TaskService:
         return task_type
 
     def submit(
-        self, owner: str, request: SubmitTaskRequest, idempotency_key: str | None = None
+        self,
+        owner: str,
+        request: SubmitTaskRequest,
+        idempotency_key: str | None = None,
+        *,
+        verified_email: str | None = None,
     ) -> tuple[Task, bool]:
-        """Validate, write the task, then enqueue it. Returns the task and whether it is new."""
+        """Validate, admit, write the task, then enqueue it. Returns the task and whether it
+        is new. `verified_email`: the caller's own, verified, address."""
         task_type = self.task_type(request.type)
         params = self._params(request.type, task_type, request.params, ("body", "params"))
         stored_params = params.model_dump(mode="json")
@@ -123,6 +129,9 @@ class TaskService:
                 ],
             )
         self._check_uploads(owner, request.type, task_type, params)
+        admit = getattr(task_type, ADMIT, None)
+        if admit is not None:
+            admit(params, Submitter(owner, verified_email, self.settings.email_allowed_recipients))
         now = utcnow()
         run_at = request.run_at
         if run_at is not None and run_at > now + timedelta(seconds=MAX_DELAY_SECONDS):
@@ -431,8 +440,9 @@ class TaskService:
             for t in sorted(self.registry.values(), key=lambda t: t.name)
         ]
 
-    def stats(self, owner: str) -> Stats:
-        """The caller's counts, every queue's depth and finishes per minute over the last hour."""
+    def stats(self, owner: str, operator: bool = False) -> Stats:
+        """The caller's own counts and finishes per minute over the last hour; every queue's
+        depth only for an operator (the queues hold every owner's work)."""
         raw = self.store.counters.stats(owner)
         by_status = {status.value: 0 for status in TaskStatus}
         by_type: dict[str, int] = dict.fromkeys(self.registry, 0)
@@ -463,7 +473,7 @@ class TaskService:
                     if any(types.values())
                 },
             ),
-            queues=self.dispatcher.depths(),
+            queues=self.dispatcher.depths() if operator else {},
             throughput=throughput,
         )
 

@@ -118,6 +118,7 @@ def new_engine(settings: Settings) -> Engine:
         context_factory=task_context_factory(settings),
         registry=new_registry(settings),
         max_parallel=settings.max_parallel_parts,
+        quantum_seconds=settings.worker_quantum_seconds,
     )
 
 

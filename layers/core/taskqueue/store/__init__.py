@@ -2,7 +2,8 @@
 
 `Store` gathers the parts over one `Table`: `tasks` (create, read, every lifecycle move),
 `listing` (the sharded list and its cursor), `counters` (stream batches in, stats out),
-`dead_letters` and `connections` (the owners' open WebSocket pages). Each returns domain models and turns a failed condition into a domain error.
+`dead_letters`, `parts` (the parts of parallel tasks) and `connections` (the owners' open
+WebSocket pages). Each returns domain models and turns a failed condition into a domain error.
 """
 
 from __future__ import annotations

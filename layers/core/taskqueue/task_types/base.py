@@ -75,6 +75,16 @@ def guarded(call: Callable[[], T]) -> T:
         raise TaskTypeFailure(exc) from exc
 
 
+@dataclass(frozen=True)
+class Submitter:
+    """Who submits a task, as a type's optional admission check (`admit`) sees them."""
+
+    owner: str
+    verified_email: str | None = None  # the sign-in's own address, when verified
+    # The operator's allow-list of EMAIL recipients: domains and whole addresses.
+    allowed_recipients: tuple[str, ...] = ()
+
+
 def _client(service: str) -> Any:
     from taskqueue.aws import client
 
@@ -131,3 +141,9 @@ class Splits(Protocol):
 def splits(task_type: TaskType) -> Splits | None:
     """The type as one that splits into parts, or None when it runs whole only."""
     return task_type if hasattr(task_type, "plan") else None  # type: ignore[return-value]
+
+
+# A type may also define `admit(params, submitter) -> None`: raise InvalidRequest to refuse a
+# submit (what the submitter may not ask for). Optional, so that plugins written before it
+# keep working.
+ADMIT = "admit"

@@ -24,11 +24,11 @@ from typing import Annotated, Any
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, model_validator
 
-from taskqueue.errors import TransientError, aws_error_code
+from taskqueue.errors import InvalidRequest, TransientError, aws_error_code
 from taskqueue.form_hints import ADVANCED, Source, error_at, sources
 from taskqueue.models import ChunkState, TaskResult, utcnow
 from taskqueue.task_types import _s3
-from taskqueue.task_types.base import TaskContext
+from taskqueue.task_types.base import Submitter, TaskContext
 from taskqueue.task_types.email_template import check_template, render
 
 BUILTIN_FIELDS = ("name", "email", "index")
@@ -48,6 +48,9 @@ MAX_ADDRESS = 254
 # Retries inside a chunk, for throttling and 5xx: short, so billed idle stays under 1 s.
 IN_CHUNK_RETRY_DELAYS = (0.1, 0.3)
 INLINE_TEMPLATE = {"Subject": "{{subject}}", "Text": "{{body}}"}
+# SES's mailbox simulator: accepted and counted like real mail, delivered to nobody, and never
+# a bounce against the sender's reputation. Generated recipients and anyone may use it.
+SIMULATOR_DOMAIN = "simulator.amazonses.com"
 
 FieldName = Annotated[str, Field(min_length=1, max_length=32, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
 FieldValue = Annotated[str, Field(max_length=500)]
@@ -67,13 +70,16 @@ class EmailParams(BaseModel):
 
     recipients: Annotated[list[EmailStr], Field(min_length=1, max_length=1000)] | None = Field(
         default=None,
-        description="Email addresses to send to (at most 1000). Give this or recipient_count.",
+        description="Email addresses to send to (at most 1000): your own verified address, "
+        "the operator's allowed domains and addresses, or the SES mailbox simulator. "
+        "Give this or recipient_count.",
         examples=[["ada@example.com", "grace@example.com"]],
     )
     recipient_count: Annotated[int, Field(ge=1, le=10_000)] | None = Field(
         default=None,
-        description="Send to generated addresses user1@example.com .. userN@example.com "
-        "(1 to 10000). Give this or recipients.",
+        description="Send to generated addresses of the SES mailbox simulator, "
+        f"success+1@{SIMULATOR_DOMAIN} .. success+N@{SIMULATOR_DOMAIN} (1 to 10000), "
+        "which deliver to nobody. Give this or recipients.",
         examples=[25],
     )
     subject: str = Field(
@@ -162,7 +168,7 @@ class EmailParams(BaseModel):
         """The address of recipient `index` (0-based)."""
         if self.recipients is not None:
             return self.recipients[index]
-        return f"user{index + 1}@example.com"
+        return f"success+{index + 1}@{SIMULATOR_DOMAIN}"
 
     def values(self, index: int) -> dict[str, Any]:
         """Template fields of recipient `index`: built-ins, overridden by its own fields."""
@@ -324,6 +330,23 @@ class Email:
         self.sleep = sleep
         self.clock = clock
         self.pacer = pacer or SesPacer()
+
+    def admit(self, params: EmailParams, submitter: Submitter) -> None:
+        """Refuse a recipient the submitter may not mail (an open relay gets SES accounts
+        paused)."""
+        for index, address in enumerate(params.recipients or ()):
+            if not may_email(address, submitter):
+                raise InvalidRequest(
+                    f"recipient {address} is not allowed",
+                    [
+                        {
+                            "loc": ["body", "params", "recipients", index],
+                            "msg": f"{address} is neither your own verified address nor on "
+                            "the operator's allow-list",
+                            "type": "recipient_not_allowed",
+                        }
+                    ],
+                )
 
     def start(self, params: EmailParams, ctx: TaskContext) -> ChunkState:
         params = EmailParams.model_validate(params)
@@ -489,6 +512,19 @@ class Email:
         for key, _ in _s3.iter_keys(ctx.s3, ctx.bucket, prefix):
             rows = sorted(self._read_part(ctx, key), key=lambda row: row.index)
             yield from (vars(row) for row in rows)
+
+
+def may_email(address: str, submitter: Submitter) -> bool:
+    """The simulator, the submitter's own verified address, or the operator's allow-list
+    (a whole address, or its domain exactly; case does not matter in either)."""
+    address = address.lower()
+    domain = address.rsplit("@", 1)[-1]
+    if domain == SIMULATOR_DOMAIN:
+        return True
+    if submitter.verified_email and address == submitter.verified_email.lower():
+        return True
+    allowed = {entry.lower() for entry in submitter.allowed_recipients}
+    return address in allowed or domain in allowed
 
 
 def _tally(before: Mapping[str, Any], rows: Iterable[Outcome]) -> dict[str, Any]:
