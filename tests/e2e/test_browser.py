@@ -180,7 +180,9 @@ def test_email_subject_with_markup_is_shown_as_text_and_runs_nothing(
     expect(recipients).to_have_count(3)
     expect(panel.get_by_test_id("email-recipients")).not_to_contain_text("null")
     for index in range(3):
-        expect(recipients.nth(index)).to_contain_text(f"user{index + 1}@example.com")
+        expect(recipients.nth(index)).to_contain_text(
+            f"success+{index + 1}@simulator.amazonses.com"
+        )
         expect(recipients.nth(index)).to_contain_text("sent")
     csv_link = panel.get_by_test_id("email-csv-link")
     expect(csv_link).to_contain_text("recipients.csv")
