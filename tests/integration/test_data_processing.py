@@ -247,6 +247,19 @@ def test_a_byte_that_is_not_utf8_fails_naming_it_in_any_chunk_and_any_column_mod
         analysed(body, 64 * 1024, specialise_after=8)
 
 
+def test_a_byte_that_is_not_utf8_past_the_header_of_a_crlf_file_fails_naming_it() -> None:
+    # Given a CRLF file whose columns have specialised, with a row in a late chunk that has
+    # two cells more than the header, the last one holding a Latin-1 byte
+    rows = _typed_rows(3000)
+    rows[2500] += [b"more", b"caf\xe9"]
+    body = b"".join(b",".join(row) + b"\r\n" for row in rows)
+    where = body.index(b"\xe9")
+
+    # When the task reads it in 64 KiB chunks, Then it fails naming the byte's offset
+    with pytest.raises(UnreadableInput, match=rf"byte {where} \(0xE9\) is not valid UTF-8"):
+        analysed(body, 64 * 1024, specialise_after=8)
+
+
 def test_a_missing_input_is_input_not_found() -> None:
     s3 = LocalS3()
     params = DataProcessingParams(input_key=f"uploads/{OWNER}/none.csv")

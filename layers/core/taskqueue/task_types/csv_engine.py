@@ -9,11 +9,14 @@ every aggregate (no table of cells is built). What a column's tests are depends 
 (column_plan): all the candidates in full mode, only its type's in a specialised one.
 
 Exactness is kept by construction rather than hoped for:
-- DuckDB parses only runs that follow RFC 4180 (csv_records checks them) with "\n" line
-  ends (CRLF is rewritten where no quoted cell holds a "\r"), read with fixed options (no
-  sniffing): there its reader and the csv module agree. Its reader misreads other and mixed
-  line ends (with new_line '\r\n' it returned no rows for valid input), so anything else is
-  parsed by the csv module and handed over re-quoted (canonical_csv).
+- DuckDB parses only runs that follow RFC 4180 (csv_records checks them), read as they are
+  with fixed options (no sniffing) in non-strict mode: there its reader and the csv module
+  agree on every line end ("\n", "\r\n", "\r", mixed, inside quotes or not; tests/unit
+  compare them on thousands of random runs). Strict mode refuses a "\r" before "\n", which
+  cost a rewrite of every CRLF chunk. Anything else is parsed by the csv module and handed
+  over re-quoted (canonical_csv).
+- Non-strict mode drops the cells of a row past the columns read, unchecked: where a row has
+  more cells than the header, Python checks that the chunk is UTF-8 (require_text).
 - Cells are stripped of exactly the characters Python's str.strip() removes, wherever the
   first or last character may be one of them. A typed mode tests the cell as read first and
   strips only the cells that fail (DuckDB's casts ignore the ASCII spaces str.strip() removes).
@@ -58,7 +61,12 @@ from taskqueue.task_types.column_stats import (
     parse_number,
     values_fit,
 )
-from taskqueue.task_types.csv_records import MAX_RECORD_BYTES, canonical_csv, csv_records
+from taskqueue.task_types.csv_records import (
+    MAX_RECORD_BYTES,
+    canonical_csv,
+    csv_records,
+    require_text,
+)
 
 if TYPE_CHECKING:
     import duckdb
@@ -147,11 +155,12 @@ def tally_records(
         import duckdb
 
         try:
-            return _tally(engine_body, width, delimiter, plans)
+            return _tally(engine_body, width, delimiter, plans, offset)
         except duckdb.Error:
             pass
     records, _ = csv_records(body, True, delimiter, offset=offset)
-    return _tally(canonical_csv(records, width, delimiter), width, delimiter, plans)
+    # The csv module has decoded these records: the re-quoted text is UTF-8.
+    return _tally(canonical_csv(records, width, delimiter), width, delimiter, plans, None)
 
 
 def reads_every_cell(width: int, plans: list[ColumnPlan] | None) -> bool:
@@ -160,7 +169,10 @@ def reads_every_cell(width: int, plans: list[ColumnPlan] | None) -> bool:
     return width <= MAX_TRACKED_COLUMNS and all(plan.mode != SKIP for plan in plans or ())
 
 
-def _tally(body: bytes, width: int, delimiter: str, plans: list[ColumnPlan]) -> Tally:
+def _tally(
+    body: bytes, width: int, delimiter: str, plans: list[ColumnPlan], offset: int | None
+) -> Tally:
+    """`offset`: where body starts in the file, or None for text known to be UTF-8."""
     con = connection()
     query = _Query(width, delimiter, underscores=b"_" in body)
     for index, plan in enumerate(plans):
@@ -168,6 +180,9 @@ def _tally(body: bytes, width: int, delimiter: str, plans: list[ColumnPlan]) -> 
     with _temp_csv(body) as path:
         query.params["path"] = path
         found = query.run(con)
+        if found.pop("long") and offset is not None:
+            # The reader checked no cell past the header's width + 1 (it dropped them).
+            require_text(body, offset)
         rows = int(found.pop("rows") or 0)
         ragged = int(found.pop("ragged") or 0)
         columns = [
@@ -191,6 +206,8 @@ class _Query:
         self.aggregates: dict[str, str] = {
             "rows": "count(*)",
             "ragged": f"count_if(c{width - 1} IS NULL OR c{width} IS NOT NULL)",
+            # Rows that may have had cells past c{width}, which the reader drops unread.
+            "long": f"count(c{width})",
         }
         self.params: dict[str, Any] = {"delim": delimiter, "ws": PY_WHITESPACE}
         # "_" is refused in numbers (float() reads "1_000"); a chunk without one needs no test.
@@ -211,9 +228,11 @@ class _Query:
     def source(self) -> str:
         # One column more than the header counts rows that are too long; null_padding marks
         # missing cells NULL, and nullstr NUL (refused in input) keeps every empty cell ''.
+        # Not strict: strict mode refuses "\r\n" and "\r" line ends (new_line '\n' is then
+        # any of them), and the quoting was checked before (csv_records.engine_form).
         names = ", ".join(f"'c{i}': 'VARCHAR'" for i in range(self.width + 1))
         sql = f"""read_csv($path, columns = {{{names}}}, header = false, auto_detect = false,
-            delim = $delim, quote = '"', escape = '"', strict_mode = true, null_padding = true,
+            delim = $delim, quote = '"', escape = '"', strict_mode = false, null_padding = true,
             parallel = false, nullstr = '\\0', new_line = '\\n',
             max_line_size = {MAX_RECORD_BYTES + 1024})"""
         for level in self.levels:
