@@ -83,11 +83,7 @@ def _rfc4180(delimiter: str) -> re.Pattern[bytes]:
     # Possessive quantifiers keep it linear; the quoted cell is unrolled (text, then ""-text
     # pairs), the fastest form for the re module.
     return re.compile(
-        rb'(?:[^"]++|(?<![^'
-        + d
-        + rb'\r\n])"[^"]*+(?:""[^"]*+)*+"(?![^'
-        + d
-        + rb"\r\n]))*+"
+        rb'(?:[^"]++|(?<![^' + d + rb'\r\n])"[^"]*+(?:""[^"]*+)*+"(?![^' + d + rb"\r\n]))*+"
     )
 
 
@@ -97,7 +93,7 @@ def follows_rfc4180(data: bytes, end: int, delimiter: str) -> bool:
 
 
 def engine_form(data: bytes, delimiter: str) -> tuple[bool, bytes | None]:
-    """(whether data follows RFC 4180, data as DuckDB may read it or None).
+    """(whether data follows RFC 4180, data as DuckDB may read it or None: data itself).
 
     DuckDB reads a run that follows RFC 4180 as it is, whatever its line ends ("\\n",
     "\\r\\n", "\\r" or a mix; csv_engine reads it in non-strict mode, where its reader and

@@ -762,7 +762,8 @@ def read_piece(
         new_end = min(end + max(want, end - start), size)
         buffer += _s3.read_range(ctx.s3, ctx.bucket, key, end, new_end - 1)
         end = new_end
-    body = buffer[body_from : body_from + cut]
+    # The engine form is these bytes as they are (csv_records.engine_form): no second copy.
+    body = buffer[body_from : body_from + cut] if engine_body is None else engine_body
     if engine_body is None and len(body) > CSV_MODULE_BYTES:
         # The csv module reads this stretch: keep it to a size whose Python objects (~10x
         # the bytes) fit in the worker's memory; the rest is the next chunk's.
