@@ -13,6 +13,8 @@ from typing import Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, BeforeValidator, Field
 
+from taskqueue.quotas import Quota
+
 # A dotted module path, as `import` takes it.
 ModuleName = Annotated[
     str, Field(max_length=200, pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
@@ -80,6 +82,10 @@ class Settings(Telemetry):
         BeforeValidator(comma_list),
         Field(max_length=200),
     ] = ()
+    # Each owner's quotas (0: no limit) unless the operator set the owner's own (on the
+    # owner's quota items in the table, no deploy): tasks not yet finished, submits a minute.
+    quota_active_tasks: Annotated[int, Field(ge=0, le=10_000_000)] = 1_000
+    quota_submits_per_minute: Annotated[int, Field(ge=0, le=10_000_000)] = 600
     # How long one record of a worker batch may run while others of the batch wait.
     worker_quantum_seconds: Annotated[float, Field(ge=1, le=900)] = 10.0
     # Local stack only: requests without JWT claims act as this user.
@@ -98,6 +104,10 @@ class Settings(Telemetry):
     max_parallel_parts: Annotated[int, Field(ge=1, le=1000)] = 64
     # Local stack only: "path", because bucket host names do not resolve on a laptop.
     s3_addressing_style: Literal["auto", "path", "virtual"] | None = None
+
+    @property
+    def quota_defaults(self) -> dict[Quota, int]:
+        return {quota: int(getattr(self, f"quota_{quota.value}")) for quota in Quota}
 
     @property
     def task_queues(self) -> dict[str, str]:

@@ -22,6 +22,7 @@ from taskqueue.errors import (
     InvalidInput,
     InvalidRequest,
     InvalidTransition,
+    QuotaExceeded,
     TaskNotFound,
     TaskQueueError,
     TransitionConflict,
@@ -62,6 +63,7 @@ from taskqueue.models import (
     validation_details,
 )
 from taskqueue.observability import logger
+from taskqueue.quotas import Quota
 from taskqueue.store import DeadMessage, Store
 from taskqueue.task_types import REGISTRY, _s3
 from taskqueue.task_types.base import ADMIT, Submitter, TaskType, Upload
@@ -132,7 +134,7 @@ class TaskService:
         admit = getattr(task_type, ADMIT, None)
         if admit is not None:
             admit(params, Submitter(owner, verified_email, self.settings.email_allowed_recipients))
-        now = utcnow()
+        now = self.store.table.now()
         run_at = request.run_at
         if run_at is not None and run_at > now + timedelta(seconds=MAX_DELAY_SECONDS):
             # The cap of delay_seconds: a task scheduled further out would outlive its records.
@@ -150,8 +152,11 @@ class TaskService:
             run_at = now + timedelta(seconds=request.delay_seconds)
         if run_at is not None and run_at <= now:
             run_at = None
+        task_id = uuid.uuid4().hex
+        amounts = {Quota.ACTIVE_TASKS: 1, Quota.SUBMITS_PER_MINUTE: 1}
+        taken = self.store.quotas.take(owner, task_id, amounts, self.settings.quota_defaults)
         task = Task(
-            task_id=uuid.uuid4().hex,
+            task_id=task_id,
             owner=owner,
             task_type=task_type.name,
             params=stored_params,
@@ -163,6 +168,7 @@ class TaskService:
             updated_at=now,
             run_at=run_at,
             generation=new_generation(),
+            quota_shard=taken.shard,
         )
         if steps:
             task = task.model_copy(
@@ -176,7 +182,13 @@ class TaskService:
         request_hash = hashlib.sha256(
             request.model_dump_json(exclude={"run_at", "delay_seconds"}).encode()
         ).hexdigest()
-        stored, created = self.store.tasks.create(task, idempotency_key, request_hash)
+        try:
+            stored, created = self.store.tasks.create(task, idempotency_key, request_hash)
+        except BaseException:
+            self.store.quotas.give_back(owner, taken.shard, amounts)
+            raise
+        if not created:  # the task of an earlier call with this key: it holds its own slot
+            self.store.quotas.give_back(owner, taken.shard, amounts)
         if created:
             self.enqueue(stored)
         elif stored.awaiting_first_claim:
@@ -405,10 +417,17 @@ class TaskService:
             for part in self.store.parts.get(task):
                 if part.status in (TaskStatus.FAILED, TaskStatus.CANCELLED):
                     self.store.parts.reset(part, task, None)
+        # Not finished again: it takes a slot of the owner's quota anew.
+        amounts = {Quota.ACTIVE_TASKS: 1}
+        taken = self.store.quotas.take(owner, task_id, amounts, self.settings.quota_defaults)
         try:
-            retried = self.store.tasks.retry(task, transition, restart)
+            retried = self.store.tasks.retry(task, transition, restart, taken.shard)
         except TransitionConflict as exc:
+            self.store.quotas.give_back(owner, taken.shard, amounts)
             raise InvalidTransition(f"task {task_id} changed state; try again") from exc
+        except BaseException:
+            self.store.quotas.give_back(owner, taken.shard, amounts)
+            raise
         self.enqueue(retried)
         return retried
 
@@ -422,7 +441,7 @@ class TaskService:
                     task = self.cancel(owner, task_id)
                 else:
                     task = self.retry(owner, task_id, request.restart)
-            except (InvalidTransition, TaskNotFound) as exc:
+            except (InvalidTransition, TaskNotFound, QuotaExceeded) as exc:
                 error = ErrorBody(code=exc.code, message=exc.message)
                 results.append(BulkItemResult(id=task_id, ok=False, status=None, error=error))
                 continue

@@ -375,8 +375,11 @@ class TaskStore:
         assert written is not None
         return written
 
-    def retry(self, task: Task, transition: Transition, restart: bool) -> Task:
-        """FAILED or CANCELLED -> PENDING, resuming from the checkpoint unless restarting."""
+    def retry(
+        self, task: Task, transition: Transition, restart: bool, quota_shard: int | None = None
+    ) -> Task:
+        """FAILED or CANCELLED -> PENDING, resuming from the checkpoint unless restarting;
+        `quota_shard`: the owner's quota shard the retry took its slot from."""
         time = format_time(self.table.now())
         # A new message generation (older messages no longer hop nor fail it), and the
         # awaiting-enqueue keys until its send is marked.
@@ -398,6 +401,8 @@ class TaskStore:
             "started_at",
             "enqueued_at",
         )
+        if quota_shard is not None:
+            update.set(quota_shard=quota_shard)
         if restart:
             update.set(units_done=0, progress=0)
             update.remove("state", "result", "result_location", "outputs", "failed_items")
