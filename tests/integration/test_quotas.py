@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+
 import pytest
 
 from taskqueue import wiring
@@ -35,6 +36,7 @@ class Clock:
 def service(world: World) -> Iterator[TaskService]:
     service = wiring.service()
     service.registry = {**service.registry, "COUNTING": world.counting}
+    service.settings = service.settings.model_copy(update={"quotas_enabled": True})
     yield service
 
 
@@ -188,7 +190,9 @@ def test_the_operator_raises_one_owners_quota_without_a_deploy(
     service: TaskService, world: World
 ) -> None:
     # Given the default quota of 2 tasks for every owner, both owners at it
-    service.settings = service.settings.model_copy(update={"quota_active_tasks": 2})
+    service.settings = service.settings.model_copy(
+        update={"quota_active_tasks": 2, "quotas_enabled": True}
+    )
     for owner in (OWNER, OTHER):
         submit(service, owner)
         submit(service, owner)
@@ -216,3 +220,15 @@ def test_an_owner_far_below_the_limit_uses_every_shard(service: TaskService) -> 
     ]
     assert len(used) >= 12
     assert sum(used) == 64
+
+
+def test_with_quotas_off_a_submit_takes_nothing(service: TaskService, world: World) -> None:
+    # Given quotas off (the default) and an owner whose operator limit is one task
+    service.settings = service.settings.model_copy(update={"quotas_enabled": False})
+    service.store.quotas.set_limits(OWNER, {Quota.ACTIVE_TASKS: 1})
+    # When they submit three tasks
+    ids = [submit(service) for _ in range(3)]
+    # Then all are admitted, none holds a slot, and the counters give none back
+    assert [service.store.tasks.get(i).quota_shard for i in ids] == [None, None, None]
+    finish_and_count(world)
+    assert active(service) == 0

@@ -82,8 +82,10 @@ class Settings(Telemetry):
         BeforeValidator(comma_list),
         Field(max_length=200),
     ] = ()
-    # Each owner's quotas (0: no limit) unless the operator set the owner's own (on the
-    # owner's quota items in the table, no deploy): tasks not yet finished, submits a minute.
+    # Per-owner quotas: each owner's limits (0: no limit) unless the operator set the
+    # owner's own (on the owner's quota items in the table, no deploy): tasks not yet
+    # finished, submits a minute. Off, a submit takes nothing (and costs no write).
+    quotas_enabled: bool = False
     quota_active_tasks: Annotated[int, Field(ge=0, le=10_000_000)] = 1_000
     quota_submits_per_minute: Annotated[int, Field(ge=0, le=10_000_000)] = 600
     # How long one record of a worker batch may run while others of the batch wait.

@@ -154,7 +154,7 @@ class TaskService:
             run_at = None
         task_id = uuid.uuid4().hex
         amounts = {Quota.ACTIVE_TASKS: 1, Quota.SUBMITS_PER_MINUTE: 1}
-        taken = self.store.quotas.take(owner, task_id, amounts, self.settings.quota_defaults)
+        quota_shard = self._take_quota(owner, task_id, amounts)
         task = Task(
             task_id=task_id,
             owner=owner,
@@ -168,7 +168,7 @@ class TaskService:
             updated_at=now,
             run_at=run_at,
             generation=new_generation(),
-            quota_shard=taken.shard,
+            quota_shard=quota_shard,
         )
         if steps:
             task = task.model_copy(
@@ -185,15 +185,27 @@ class TaskService:
         try:
             stored, created = self.store.tasks.create(task, idempotency_key, request_hash)
         except BaseException:
-            self.store.quotas.give_back(owner, taken.shard, amounts)
+            self._give_back(owner, quota_shard, amounts)
             raise
         if not created:  # the task of an earlier call with this key: it holds its own slot
-            self.store.quotas.give_back(owner, taken.shard, amounts)
+            self._give_back(owner, quota_shard, amounts)
         if created:
             self.enqueue(stored)
         elif stored.awaiting_first_claim:
             self.enqueue_if_lost(stored)
         return stored, created
+
+    def _take_quota(self, owner: str, task_id: str, amounts: Mapping[Quota, int]) -> int | None:
+        """The owner's quota shard that gave `amounts` to the task (QuotaExceeded: none
+        would); None when quotas are off."""
+        if not self.settings.quotas_enabled:
+            return None
+        defaults = self.settings.quota_defaults
+        return self.store.quotas.take(owner, task_id, amounts, defaults).shard
+
+    def _give_back(self, owner: str, shard: int | None, amounts: Mapping[Quota, int]) -> None:
+        if shard is not None:
+            self.store.quotas.give_back(owner, shard, amounts)
 
     def _params(
         self, type_name: str, task_type: TaskType, params: dict[str, Any], loc: tuple[str, ...]
@@ -419,14 +431,14 @@ class TaskService:
                     self.store.parts.reset(part, task, None)
         # Not finished again: it takes a slot of the owner's quota anew.
         amounts = {Quota.ACTIVE_TASKS: 1}
-        taken = self.store.quotas.take(owner, task_id, amounts, self.settings.quota_defaults)
+        quota_shard = self._take_quota(owner, task_id, amounts)
         try:
-            retried = self.store.tasks.retry(task, transition, restart, taken.shard)
+            retried = self.store.tasks.retry(task, transition, restart, quota_shard)
         except TransitionConflict as exc:
-            self.store.quotas.give_back(owner, taken.shard, amounts)
+            self._give_back(owner, quota_shard, amounts)
             raise InvalidTransition(f"task {task_id} changed state; try again") from exc
         except BaseException:
-            self.store.quotas.give_back(owner, taken.shard, amounts)
+            self._give_back(owner, quota_shard, amounts)
             raise
         self.enqueue(retried)
         return retried
