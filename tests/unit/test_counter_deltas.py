@@ -131,7 +131,7 @@ DONE_AT = "2026-11-24T10:15:30.000001Z"
 
 def held(status: str, finished_at: str | None = None, **extra: Any) -> dict[str, Any]:
     """The image of a task holding a slot of its owner's quota shard 7."""
-    return {**image(status, finished_at), "quota_shard": 7, **extra}
+    return {**image(status, finished_at), "qs": 7, **extra}
 
 
 @pytest.mark.parametrize("ending", ["SUCCESS", "FAILED", "CANCELLED"])

@@ -85,7 +85,7 @@ def change_of(event_id: str, sequence: str, keys: dict[str, Any], old: Any, new:
             deltas[(bucket, name)] = deltas.get((bucket, name), 0) + 1
             if new_status.is_terminal and finished_at is not None:
                 deltas[(minute_bucket(finished_at), str(new_status))] = 1
-            quota_shard = new.get("quota_shard")
+            quota_shard = new.get("qs")
             leaves_active = old_status is None or not old_status.is_terminal
             # A chain's step that succeeded hands its slot to the next step, which gives it
             # back when the chain ends.

@@ -299,7 +299,8 @@ class TaskItem(Model):
     unsent_pk: str | None = None
     unsent_at: str | None = None
     # The owner's quota shard the task took its slot from: the counters give it back there.
-    quota_shard: int | None = None
+    # A short name: a task item near 1 KB costs one write unit per checkpoint, two past it.
+    qs: int | None = None
     # Lines "<time> <LEVEL> <message>"; maps with those three fields on older items. The
     # newest only: older lines move to EVENT# items (store/event_log.py), `log_moved` of them.
     log: list[str | dict[str, Any]] = []
@@ -343,7 +344,7 @@ class TaskItem(Model):
             previous_result=task.previous_result,
             unsent_pk=unsent_partition(shard_of(task.task_id, UNSENT_SHARDS)),
             unsent_at=created,
-            quota_shard=task.quota_shard,
+            qs=task.quota_shard,
             log=log,
         )
 
@@ -421,7 +422,7 @@ class TaskItem(Model):
             else [],
             chain_previous=self.chain_previous,
             previous_result=self.previous_result,
-            quota_shard=self.quota_shard,
+            quota_shard=self.qs,
         )
 
     def events(self) -> list[TaskEvent]:

@@ -402,7 +402,7 @@ class TaskStore:
             "enqueued_at",
         )
         if quota_shard is not None:
-            update.set(quota_shard=quota_shard)
+            update.set(qs=quota_shard)
         if restart:
             update.set(units_done=0, progress=0)
             update.remove("state", "result", "result_location", "outputs", "failed_items")
