@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
@@ -232,3 +233,49 @@ def test_with_quotas_off_a_submit_takes_nothing(service: TaskService, world: Wor
     assert [service.store.tasks.get(i).quota_shard for i in ids] == [None, None, None]
     finish_and_count(world)
     assert active(service) == 0
+
+
+def email(*recipients: str) -> SubmitTaskRequest:
+    params = {"recipients": list(recipients), "subject": "s", "body": "b"}
+    return SubmitTaskRequest.model_validate({"type": "EMAIL", "params": params})
+
+
+def test_email_recipients_a_day_count_the_listed_recipients_until_the_next_day(
+    service: TaskService, world: World, clock: Clock
+) -> None:
+    # Given an owner allowed 3 EMAIL recipients a day, 2 of them used at 12:00:30
+    service.settings = service.settings.model_copy(
+        update={"email_allowed_recipients": ("example.org",)}
+    )
+    service.store.quotas.set_limits(OWNER, {Quota.EMAIL_RECIPIENTS_PER_DAY: 3})
+    service.submit(OWNER, email("a@example.org", "b@example.org"))
+    # When an EMAIL to 2 more is submitted: refused until midnight, its task slot given back
+    with pytest.raises(QuotaExceeded) as refused:
+        service.submit(OWNER, email("c@example.org", "d@example.org"))
+    assert (refused.value.quota, refused.value.retry_after) == ("email_recipients_per_day", 43170)
+    usage = service.store.quotas.usage(OWNER)
+    assert (usage[Quota.ACTIVE_TASKS], usage[Quota.SUBMITS_PER_MINUTE]) == (1, 1)
+    assert usage[Quota.EMAIL_RECIPIENTS_PER_DAY] == 2
+    # Then one more recipient fits today, and the next day counts anew
+    service.submit(OWNER, email("c@example.org"))
+    clock.now = NOON + timedelta(days=1)
+    service.submit(OWNER, email("c@example.org", "d@example.org", "e@example.org"))
+    assert service.store.quotas.usage(OWNER)[Quota.EMAIL_RECIPIENTS_PER_DAY] == 3
+
+
+def test_uploads_count_their_declared_bytes_a_day(
+    service: TaskService, world: World, clock: Clock
+) -> None:
+    # Given an owner allowed 1,000 bytes of uploads a day
+    service.store.quotas.set_limits(OWNER, {Quota.UPLOAD_BYTES_PER_DAY: 1000})
+    body = {"filename": "a.csv", "content_type": "text/csv", "size": 600}
+    first = call_api(http_event("POST", "/uploads", body=body, sub=OWNER))
+    # When a second upload of 600 bytes is asked for the same day
+    second = call_api(http_event("POST", "/uploads", body=body, sub=OWNER))
+    # Then the first got its URL (signed for exactly 600 bytes), the second a 429
+    assert first.status == 201
+    query = parse_qs(urlsplit(first.body["url"]).query)
+    assert "content-length" in query["X-Amz-SignedHeaders"][0].split(";")
+    assert second.status == 429
+    assert second.body["error"]["details"]["quota"] == "upload_bytes_per_day"
+    assert service.store.quotas.usage(OWNER)[Quota.UPLOAD_BYTES_PER_DAY] == 600

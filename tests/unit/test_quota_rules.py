@@ -8,6 +8,7 @@ import pytest
 
 from taskqueue.quotas import (
     QUOTA_SHARDS,
+    WHOLE_SHARD,
     Quota,
     counter_attribute,
     effective_limits,
@@ -61,3 +62,12 @@ def test_the_operators_limit_replaces_the_default_for_that_quota_only() -> None:
     defaults = {Quota.ACTIVE_TASKS: 1000, Quota.SUBMITS_PER_MINUTE: 600}
     limits = effective_limits(defaults, {Quota.ACTIVE_TASKS: 5, Quota.SUBMITS_PER_MINUTE: None})
     assert limits == {Quota.ACTIVE_TASKS: 5, Quota.SUBMITS_PER_MINUTE: 600}
+
+
+def test_a_quota_counted_in_amounts_has_its_whole_limit_on_one_item() -> None:
+    # a 1,000-recipient EMAIL must fit a limit of 10,000 whatever the task's shard
+    shares = [share(10_000, s, Quota.EMAIL_RECIPIENTS_PER_DAY) for s in range(QUOTA_SHARDS + 1)]
+    assert shares == [0] * QUOTA_SHARDS + [10_000]
+    assert shard_order(3, [Quota.UPLOAD_BYTES_PER_DAY]) == [WHOLE_SHARD]
+    with pytest.raises(ValueError):
+        shard_order(3, [Quota.ACTIVE_TASKS, Quota.EMAIL_RECIPIENTS_PER_DAY])

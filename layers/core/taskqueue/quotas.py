@@ -10,13 +10,17 @@ gives a finished task's slot back (`taskqueue.counters`). See docs/operations.md
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Literal
 
 QUOTA_SHARDS = 16
+# The owner's item of the quotas taken in amounts (recipients, bytes): one item, not shares,
+# so that a 1,000-recipient EMAIL fits; the submits a minute bound how often it is written.
+WHOLE_SHARD = QUOTA_SHARDS
+QUOTA_ITEMS = QUOTA_SHARDS + 1
 Window = Literal["none", "minute", "day"]
 # A full quota of tasks not yet finished frees up as tasks finish: a hint, not a promise.
 ACTIVE_RETRY_SECONDS = 5
@@ -27,6 +31,8 @@ STALE_PERIODS = 3
 class Quota(StrEnum):
     ACTIVE_TASKS = "active_tasks"
     SUBMITS_PER_MINUTE = "submits_per_minute"
+    EMAIL_RECIPIENTS_PER_DAY = "email_recipients_per_day"
+    UPLOAD_BYTES_PER_DAY = "upload_bytes_per_day"
 
 
 @dataclass(frozen=True)
@@ -35,6 +41,7 @@ class QuotaRule:
     window: Window
     attribute: str  # the counter's attribute on a shard item, before its window's name
     counts: str  # what the limit counts, as the 429's message says it
+    sharded: bool = True  # False: the whole limit on the owner's WHOLE_SHARD item
 
 
 RULES: dict[Quota, QuotaRule] = {
@@ -42,6 +49,10 @@ RULES: dict[Quota, QuotaRule] = {
     for rule in (
         QuotaRule(Quota.ACTIVE_TASKS, "none", "active", "tasks not yet finished"),
         QuotaRule(Quota.SUBMITS_PER_MINUTE, "minute", "m:", "task submits a minute"),
+        QuotaRule(
+            Quota.EMAIL_RECIPIENTS_PER_DAY, "day", "e:", "EMAIL recipients a day", sharded=False
+        ),
+        QuotaRule(Quota.UPLOAD_BYTES_PER_DAY, "day", "b:", "bytes uploaded a day", sharded=False),
     )
 }
 ACTIVE_ATTRIBUTE = RULES[Quota.ACTIVE_TASKS].attribute
@@ -100,14 +111,25 @@ def retry_after(quota: Quota, now: datetime) -> int:
     return max(1, int((end - now).total_seconds() + 0.999))
 
 
-def share(limit: int, shard: int) -> int:
-    """Shard `shard`'s part of `limit`: the shares of all shards add up to the limit, so a
-    limit below QUOTA_SHARDS leaves some shards none (a limit of 1 lives on shard 0 alone)."""
+def share(limit: int, shard: int, quota: Quota = Quota.ACTIVE_TASKS) -> int:
+    """Shard `shard`'s part of `quota`'s `limit`: the shares of all shards add up to the
+    limit, so a limit below QUOTA_SHARDS leaves some shards none (a limit of 1 lives on shard
+    0 alone). An unsharded quota's whole limit is on WHOLE_SHARD."""
+    if not RULES[quota].sharded:
+        return limit if shard == WHOLE_SHARD else 0
+    if shard >= QUOTA_SHARDS:
+        return 0
     return limit // QUOTA_SHARDS + (1 if shard < limit % QUOTA_SHARDS else 0)
 
 
-def shard_order(first: int) -> list[int]:
-    """The shards a take tries: the task's own, then the others in turn."""
+def shard_order(first: int, quotas: Iterable[Quota] = (Quota.ACTIVE_TASKS,)) -> list[int]:
+    """The shards a take of `quotas` tries: the task's own, then the others in turn; the
+    owner's WHOLE_SHARD item for the unsharded quotas (a take is of one kind or the other)."""
+    kinds = {RULES[quota].sharded for quota in quotas}
+    if len(kinds) != 1:
+        raise ValueError("a take is of sharded quotas or of unsharded ones, not both")
+    if kinds == {False}:
+        return [WHOLE_SHARD]
     return [(first + n) % QUOTA_SHARDS for n in range(QUOTA_SHARDS)]
 
 

@@ -21,6 +21,7 @@ from taskqueue.errors import QuotaExceeded
 from taskqueue.quotas import (
     ACTIVE_ATTRIBUTE,
     LIMIT_PREFIX,
+    QUOTA_ITEMS,
     QUOTA_SHARDS,
     RULES,
     Quota,
@@ -45,6 +46,8 @@ MAX_KNOWN_OWNERS = 10_000
 @dataclass(frozen=True)
 class Taken:
     shard: int  # the owner's shard the amounts were taken from
+    amounts: dict[Quota, int]
+    at: datetime  # by the store's clock: the windows they were counted in
 
 
 class QuotaStore:
@@ -64,17 +67,15 @@ class QuotaStore:
         first; raises QuotaExceeded when every shard's share refuses. A limit of 0 is none."""
         now = self.table.now()
         refused: dict[Quota, int] = {}
-        for shard in shard_order(shard_of(task_id, QUOTA_SHARDS)):
+        for shard in shard_order(shard_of(task_id, QUOTA_SHARDS), amounts):
             while True:
                 overrides = self.known.get(owner, {})
                 limits = effective_limits(defaults, overrides)
-                if any(
-                    limits[q] and amount > share(limits[q], shard) for q, amount in amounts.items()
-                ):
-                    full = next(
-                        q for q, a in amounts.items() if limits[q] and a > share(limits[q], shard)
-                    )
-                    refused[full] = refused.get(full, 0) + 1
+                over = [
+                    q for q, a in amounts.items() if limits[q] and a > share(limits[q], shard, q)
+                ]
+                if over:
+                    refused[over[0]] = refused.get(over[0], 0) + 1
                     break
                 request = self._take_request(owner, shard, amounts, limits, overrides, now)
                 try:
@@ -92,7 +93,7 @@ class QuotaStore:
                     break
                 counts = deserialize(response.get("Attributes") or {})
                 self._clear_stale(owner, shard, counts, now)
-                return Taken(shard=shard)
+                return Taken(shard=shard, amounts=dict(amounts), at=now)
         quota = max(refused, key=lambda q: (refused[q], q == Quota.ACTIVE_TASKS))
         limit = effective_limits(defaults, self.known.get(owner, {}))[quota]
         raise QuotaExceeded(
@@ -102,18 +103,18 @@ class QuotaStore:
             retry_after=max(retry_after(q, now) for q in refused),
         )
 
-    def give_back(self, owner: str, shard: int, amounts: Mapping[Quota, int]) -> None:
+    def give_back(self, owner: str, taken: Taken) -> None:
         """Return what a take took for a task that was not created after all (an idempotent
-        repeat, or a failed write). Windowed amounts of a period already over stay counted."""
-        now = self.table.now()
+        repeat, a refusal of its other take, a failed write), to the windows it was counted
+        in (a window already over takes it and is removed soon after)."""
         names, values, adds = {}, {}, []
-        for i, (quota, amount) in enumerate(amounts.items()):
-            names[f"#u{i}"] = counter_attribute(quota, now)
+        for i, (quota, amount) in enumerate(taken.amounts.items()):
+            names[f"#u{i}"] = counter_attribute(quota, taken.at)
             values[f":u{i}"] = {"N": str(-amount)}
             adds.append(f"#u{i} :u{i}")
         self.table.client.update_item(
             TableName=self.table.name,
-            Key=quota_key(owner, shard),
+            Key=quota_key(owner, taken.shard),
             UpdateExpression="ADD " + ", ".join(adds),
             ExpressionAttributeNames=names,
             ExpressionAttributeValues=values,
@@ -138,7 +139,7 @@ class QuotaStore:
             )
             if part
         )
-        for shard in range(QUOTA_SHARDS):
+        for shard in range(QUOTA_ITEMS):
             request: dict[str, Any] = {
                 "TableName": self.table.name,
                 "Key": quota_key(owner, shard),
@@ -150,10 +151,10 @@ class QuotaStore:
             self.table.client.update_item(**request)
 
     def usage(self, owner: str) -> dict[Quota, int]:
-        """What the owner uses of each quota now, summed over the shards (16 reads)."""
+        """What the owner uses of each quota now, summed over the owner's items (17 reads)."""
         now = self.table.now()
         used = dict.fromkeys(Quota, 0)
-        for shard in range(QUOTA_SHARDS):
+        for shard in range(QUOTA_ITEMS):
             item = deserialize(self.table.get_item(quota_key(owner, shard)) or {})
             for quota in Quota:
                 used[quota] += int(item.get(counter_attribute(quota, now), 0))
@@ -195,7 +196,7 @@ class QuotaStore:
             values[f":u{i}"] = {"N": str(amount)}
             adds.append(f"#u{i} :u{i}")
             if limits[quota]:
-                values[f":r{i}"] = {"N": str(share(limits[quota], shard) - amount)}
+                values[f":r{i}"] = {"N": str(share(limits[quota], shard, quota) - amount)}
                 conditions.append(f"(attribute_not_exists(#u{i}) OR #u{i} <= :r{i})")
             for n, stale in enumerate(stale_attributes(quota, now)):
                 names[f"#s{i}_{n}"] = stale
@@ -225,7 +226,7 @@ class QuotaStore:
         """Which quota's share refused a take, from the item as the refusal found it."""
         for quota, amount in amounts.items():
             used = int(item.get(counter_attribute(quota, now), 0))
-            if limits[quota] and used + amount > share(limits[quota], shard):
+            if limits[quota] and used + amount > share(limits[quota], shard, quota):
                 return quota
         return Quota.ACTIVE_TASKS  # the item moved on since: count it as full
 
