@@ -402,7 +402,7 @@ def list_task_types() -> list[TaskTypeInfo]:
 @app.post(
     "/uploads",
     security=JWT,
-    responses=responses({201: "a presigned PUT URL under your own prefix"}, 400, 413, 415),
+    responses=responses({201: "a presigned PUT URL under your own prefix"}, 400, 413, 415, 429),
 )
 def create_upload(body: UploadRequest) -> Response[UploadTicket]:
     return json_response(201, wiring.service().upload(current_owner(), body))
