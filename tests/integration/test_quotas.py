@@ -279,3 +279,20 @@ def test_uploads_count_their_declared_bytes_a_day(
     assert second.status == 429
     assert second.body["error"]["details"]["quota"] == "upload_bytes_per_day"
     assert service.store.quotas.usage(OWNER)[Quota.UPLOAD_BYTES_PER_DAY] == 600
+
+
+def test_a_repeated_submit_answers_its_task_even_at_the_limit(
+    service: TaskService, world: World
+) -> None:
+    # Given an owner allowed one task, admitted for a submit with an Idempotency-Key
+    service.store.quotas.set_limits(OWNER, {Quota.ACTIVE_TASKS: 1})
+    request = SubmitTaskRequest.model_validate({"type": "COUNTING", "params": {"chunks": 1}})
+    first, created = service.submit(OWNER, request, "key-1")
+    assert created
+    # When the client repeats it (a lost answer), and then submits something new
+    again, created_again = service.submit(OWNER, request, "key-1")
+    # Then the repeat answers the same task, taking nothing, and the new one is refused
+    assert (again.task_id, created_again) == (first.task_id, False)
+    assert active(service) == 1
+    assert service.store.quotas.usage(OWNER)[Quota.SUBMITS_PER_MINUTE] == 1
+    assert refusal(service).quota == "active_tasks"

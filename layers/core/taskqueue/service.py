@@ -154,13 +154,27 @@ class TaskService:
         if run_at is not None and run_at <= now:
             run_at = None
         task_id = uuid.uuid4().hex
+        request_hash = hashlib.sha256(
+            request.model_dump_json(exclude={"run_at", "delay_seconds"}).encode()
+        ).hexdigest()
         usage = self._quota_usage(task_type, params)
         for step in steps:
             for quota, amount in self._quota_usage(self.registry[step.type], step.params).items():
                 usage[quota] = usage.get(quota, 0) + amount
-        taken = self._take_quotas(
-            owner, task_id, {Quota.ACTIVE_TASKS: 1, Quota.SUBMITS_PER_MINUTE: 1}, usage
-        )
+        try:
+            taken = self._take_quotas(
+                owner, task_id, {Quota.ACTIVE_TASKS: 1, Quota.SUBMITS_PER_MINUTE: 1}, usage
+            )
+        except QuotaExceeded:
+            # A repeat of a submit that was admitted answers its task, over quota or not.
+            earlier = idempotency_key and self.store.tasks.created_with_key(
+                owner, idempotency_key, request_hash
+            )
+            if not earlier:
+                raise
+            if earlier.awaiting_first_claim:
+                self.enqueue_if_lost(earlier)
+            return earlier, False
         task = Task(
             task_id=task_id,
             owner=owner,
@@ -185,9 +199,6 @@ class TaskService:
                     "chain_next": steps,
                 }
             )
-        request_hash = hashlib.sha256(
-            request.model_dump_json(exclude={"run_at", "delay_seconds"}).encode()
-        ).hexdigest()
         try:
             stored, created = self.store.tasks.create(task, idempotency_key, request_hash)
         except BaseException:
@@ -455,14 +466,14 @@ class TaskService:
             self.enqueue_if_lost(task)
             return task
         transition = decide(task, Action.RETRY, self.store.table.now())
-        if task.parts_total and not restart:
-            # Resume: only the parts that did not succeed run again (restart plans anew).
-            for part in self.store.parts.get(task):
-                if part.status in (TaskStatus.FAILED, TaskStatus.CANCELLED):
-                    self.store.parts.reset(part, task, None)
         # Not finished again: it takes a slot of the owner's quota anew.
         taken = self._take_quotas(owner, task_id, {Quota.ACTIVE_TASKS: 1})
         try:
+            if task.parts_total and not restart:
+                # Resume: only the parts that did not succeed run again (restart plans anew).
+                for part in self.store.parts.get(task):
+                    if part.status in (TaskStatus.FAILED, TaskStatus.CANCELLED):
+                        self.store.parts.reset(part, task, None)
             retried = self.store.tasks.retry(
                 task, transition, restart, taken[0].shard if taken else None
             )

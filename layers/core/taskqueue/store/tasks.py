@@ -62,6 +62,11 @@ class TaskStore:
             return task, True
         return self.get(earlier, task.owner), False
 
+    def created_with_key(self, owner: str, key: str, request_hash: str) -> Task | None:
+        """The task an earlier submit with this owner's idempotency key created, if any."""
+        earlier = self.writer.created_with_key(owner, key, request_hash)
+        return None if earlier is None else self.get(earlier, owner)
+
     def create_once(self, task: Task) -> tuple[Task, bool]:
         """Write a task whose id is derived (a chain's next step), unless it exists: the task
         and whether it was created now, or the one an earlier, identical hand-off wrote."""
