@@ -40,6 +40,7 @@ from taskqueue.errors import (
     InvalidRequest,
     InvalidTransition,
     PayloadTooLarge,
+    QuotaExceeded,
     TaskNotFound,
     TaskQueueError,
     Unauthorized,
@@ -74,6 +75,7 @@ STATUS_OF: dict[type[TaskQueueError], int] = {
     Unauthorized: 401,
     PayloadTooLarge: 413,
     EnqueueFailed: 503,
+    QuotaExceeded: 429,
 }
 
 app = APIGatewayHttpResolver(
@@ -94,6 +96,7 @@ ERROR_TEXT = {
     413: "request body too large",
     415: "the body must be application/json",
     422: "validation failed; details list each field",
+    429: "over one of the caller's quotas; Retry-After says when to try again",
     503: "the task queue is unavailable; try again",
 }
 
@@ -148,16 +151,26 @@ def current_is_admin() -> bool:
     return ADMIN_GROUP in groups
 
 
-def json_response(status: int, payload: Any) -> Response[Any]:
-    return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=payload)
+def json_response(
+    status: int, payload: Any, headers: dict[str, str] | None = None
+) -> Response[Any]:
+    return Response(
+        status_code=status,
+        content_type=content_types.APPLICATION_JSON,
+        body=payload,
+        headers=headers,
+    )
 
 
-def error_response(status: int, code: str, message: str, details: Any = None) -> Response[Any]:
+def error_response(
+    status: int, code: str, message: str, details: Any = None, headers: dict[str, str] | None = None
+) -> Response[Any]:
     return json_response(
         status,
         ErrorResponse.model_validate(
             {"error": {"code": code, "message": message, "details": details}}
         ),
+        headers,
     )
 
 
@@ -203,7 +216,8 @@ def handle_domain_error(exc: TaskQueueError) -> Response[Any]:
     status = next((s for cls, s in STATUS_OF.items() if isinstance(exc, cls)), 400)
     if isinstance(exc, InvalidRequest) and isinstance(exc.details, list):
         status = 422
-    return error_response(status, exc.code, exc.message, exc.details)
+    headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, QuotaExceeded) else None
+    return error_response(status, exc.code, exc.message, exc.details, headers)
 
 
 @app.exception_handler([ValueError, RecursionError])
@@ -249,7 +263,13 @@ def handle_not_found(exc: Exception) -> Response[Any]:
     "/tasks",
     security=JWT,
     responses=responses(
-        {201: "created", 200: "idempotent replay: the task of this key"}, 400, 409, 413, 415, 503
+        {201: "created", 200: "idempotent replay: the task of this key"},
+        400,
+        409,
+        413,
+        415,
+        429,
+        503,
     ),
 )
 def submit_task(
@@ -342,7 +362,7 @@ def cancel_task(task_id: Annotated[str, Path(max_length=64)]) -> Response[TaskVi
 @app.post(
     "/tasks/<task_id>/retry",
     security=JWT,
-    responses=responses({200: "queued again"}, 400, 404, 409, 413, 415, 503),
+    responses=responses({200: "queued again"}, 400, 404, 409, 413, 415, 429, 503),
 )
 def retry_task(
     task_id: Annotated[str, Path(max_length=64)],
@@ -382,7 +402,7 @@ def list_task_types() -> list[TaskTypeInfo]:
 @app.post(
     "/uploads",
     security=JWT,
-    responses=responses({201: "a presigned PUT URL under your own prefix"}, 400, 413, 415),
+    responses=responses({201: "a presigned PUT URL under your own prefix"}, 400, 413, 415, 429),
 )
 def create_upload(body: UploadRequest) -> Response[UploadTicket]:
     return json_response(201, wiring.service().upload(current_owner(), body))

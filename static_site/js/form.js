@@ -902,6 +902,13 @@ export function setupSubmitForm({ onSubmitted, onTypes }) {
         announce("The server rejected some fields.");
       } else if (err instanceof ApiError && err.status === 401) {
         setFormError("Your session has expired. Sign in again.");
+      } else if (err instanceof ApiError && err.status === 429) {
+        // Over one of the owner's quotas: say which, and when to try again.
+        const wait = Number(err.details?.retry_after);
+        const text = `Not submitted: ${err.message}.${wait > 0 ? ` Try again in ${wait} s.` : ""}`;
+        setFormError(text);
+        toast(text, "error");
+        announce(text);
       } else {
         setFormError(err.message || "Submitting failed.");
         toast(err.message || "Submitting failed.", "error");

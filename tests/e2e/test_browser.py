@@ -15,7 +15,7 @@ import re
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import requests
@@ -388,6 +388,40 @@ def test_a_server_error_is_shown_at_its_field(page: Page, watched: WatchedPage) 
     expect(error).to_contain_text("unknown field {nickname}")
     expect(page.get_by_test_id("field-subject")).to_be_focused()
     expect(page.get_by_test_id("form-error")).to_be_hidden()
+
+
+def test_a_submit_over_quota_says_which_quota_and_when_to_try_again(
+    page: Page, watched: WatchedPage
+) -> None:
+    watched.allow("status of 429")
+    # Given an API that answers the submit with its 429 (the local stack runs quotas off;
+    # the API side of it is tests/integration/test_quotas.py): the body and header as sent
+    refusal = {
+        "error": {
+            "code": "quota_exceeded",
+            "message": "quota exceeded: at most 2 tasks not yet finished",
+            "details": {"quota": "active_tasks", "limit": 2, "retry_after": 5},
+        }
+    }
+
+    def over_quota(route: Any) -> None:
+        if route.request.method != "POST":
+            route.continue_()
+            return
+        route.fulfill(status=429, headers={"Retry-After": "5"}, json=refusal)
+
+    page.route("**/tasks", over_quota)
+    open_app(page)
+    choose_type(page, "EMAIL", "generate")
+    page.get_by_test_id("field-recipient_count").fill("2")
+    page.get_by_test_id("field-subject").fill("Hi")
+    page.get_by_test_id("field-body").fill("Hello.")
+    # When it is submitted
+    page.get_by_test_id("submit-button").click()
+    # Then the form says plainly which quota refused it and when to try again
+    expect(page.get_by_test_id("form-error")).to_have_text(
+        "Not submitted: quota exceeded: at most 2 tasks not yet finished. Try again in 5 s."
+    )
 
 
 def test_a_click_on_submit_is_not_lost_when_a_blur_error_moves_the_button(page: Page) -> None:

@@ -122,3 +122,56 @@ def test_a_batchs_counter_partition_is_fixed_by_its_first_record() -> None:
     assert shard_for("event-1") == shard_for("event-1")
     assert len({shard_for(f"event-{i}") for i in range(400)}) == STATS_SHARDS
     assert counter_key("o", "MIN#2026-11-24T10:15", 37) == ("TPUT#o#5", "MIN#2026-11-24T10:15")
+
+
+# ------------------------------------------------------------------ quota slots given back
+
+DONE_AT = "2026-11-24T10:15:30.000001Z"
+
+
+def held(status: str, finished_at: str | None = None, **extra: Any) -> dict[str, Any]:
+    """The image of a task holding a slot of its owner's quota shard 7."""
+    return {**image(status, finished_at), "qs": 7, **extra}
+
+
+@pytest.mark.parametrize("ending", ["SUCCESS", "FAILED", "CANCELLED"])
+def test_a_task_that_ends_gives_its_slot_back_to_its_quota_shard(ending: str) -> None:
+    change = change_of("e9", "109", KEYS, held("RUNNING"), held(ending, DONE_AT))
+    assert change.deltas[("QUOTA#7", "active")] == -1
+    assert counter_key("alice", "QUOTA#7", shard_for("e9")) == ("QUOTA#alice#7", "USED")
+
+
+def test_a_cancelled_pending_task_gives_its_slot_back() -> None:
+    change = change_of("e9", "109", KEYS, held("PENDING"), held("CANCELLED", DONE_AT))
+    assert change.deltas[("QUOTA#7", "active")] == -1
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        (held("PENDING"), held("RUNNING")),  # a claim: still not finished
+        (held("FAILED", DONE_AT), held("PENDING")),  # a retry takes its slot at the API
+        (image("RUNNING"), image("SUCCESS", DONE_AT)),  # took none (quotas off)
+        # a chain's step hands its slot to the next step, which gives it back at the end
+        (
+            held("RUNNING", chain_next='[{"type":"EMAIL"}]'),
+            held("SUCCESS", DONE_AT, chain_next='[{"type":"EMAIL"}]'),
+        ),
+    ],
+)
+def test_no_slot_comes_back_while_the_work_goes_on(old: Any, new: Any) -> None:
+    change = change_of("e9", "109", KEYS, old, new)
+    assert not any(bucket.startswith("QUOTA#") for bucket, _ in change.deltas)
+
+
+def test_a_failed_chain_step_gives_the_chains_slot_back() -> None:
+    step = held("FAILED", DONE_AT, chain_next='[{"type":"EMAIL"}]')
+    change = change_of("e9", "109", KEYS, held("RUNNING"), step)
+    assert change.deltas[("QUOTA#7", "active")] == -1
+
+
+def test_a_part_of_a_parallel_task_gives_nothing_back() -> None:
+    # parts take no slot: the parent holds the one its submit took
+    part = {"pk": "TASK#" + "a" * 32 + ".3", "sk": "META"}
+    change = change_of("e9", "109", part, held("RUNNING"), held("SUCCESS", DONE_AT))
+    assert change.deltas == {}

@@ -65,6 +65,8 @@ def successor(task: Task, result_location: str | None, now: datetime) -> Task | 
         chain_next=rest,
         chain_previous=task.task_id,
         previous_result=result_location,
+        # The chain holds one slot of its owner's quota: the step before hands over its own.
+        quota_shard=task.quota_shard,
     )
 
 

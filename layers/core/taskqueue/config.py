@@ -13,6 +13,8 @@ from typing import Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, BeforeValidator, Field
 
+from taskqueue.quotas import Quota
+
 # A dotted module path, as `import` takes it.
 ModuleName = Annotated[
     str, Field(max_length=200, pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
@@ -80,6 +82,16 @@ class Settings(Telemetry):
         BeforeValidator(comma_list),
         Field(max_length=200),
     ] = ()
+    # Per-owner quotas: each owner's limits (0: no limit) unless the operator set the
+    # owner's own (on the owner's quota items in the table, no deploy).
+    # Off, a submit takes nothing (and costs no write).
+    quotas_enabled: bool = False
+    quota_active_tasks: Annotated[int, Field(ge=0, le=10_000_000)] = 1_000
+    quota_submits_per_minute: Annotated[int, Field(ge=0, le=10_000_000)] = 600
+    # Listed EMAIL recipients a day, and bytes of uploads a day (as declared: the presigned
+    # PUT is signed for exactly that length).
+    quota_email_recipients_per_day: Annotated[int, Field(ge=0, le=10_000_000)] = 10_000
+    quota_upload_bytes_per_day: Annotated[int, Field(ge=0, le=10**15)] = 10 * 1024**3
     # How long one record of a worker batch may run while others of the batch wait.
     worker_quantum_seconds: Annotated[float, Field(ge=1, le=900)] = 10.0
     # Local stack only: requests without JWT claims act as this user.
@@ -98,6 +110,10 @@ class Settings(Telemetry):
     max_parallel_parts: Annotated[int, Field(ge=1, le=1000)] = 64
     # Local stack only: "path", because bucket host names do not resolve on a laptop.
     s3_addressing_style: Literal["auto", "path", "virtual"] | None = None
+
+    @property
+    def quota_defaults(self) -> dict[Quota, int]:
+        return {quota: int(getattr(self, f"quota_{quota.value}")) for quota in Quota}
 
     @property
     def task_queues(self) -> dict[str, str]:

@@ -16,8 +16,10 @@ from datetime import datetime
 from typing import Any
 
 from taskqueue.models import TaskStatus, parse_optional_time
+from taskqueue.quotas import ACTIVE_ATTRIBUTE
 from taskqueue.store.items import (
     ACTIVE_BUCKET,
+    QUOTA_PREFIX,
     STATS_SHARDS,
     CounterKey,
     counter_key,
@@ -83,6 +85,19 @@ def change_of(event_id: str, sequence: str, keys: dict[str, Any], old: Any, new:
             deltas[(bucket, name)] = deltas.get((bucket, name), 0) + 1
             if new_status.is_terminal and finished_at is not None:
                 deltas[(minute_bucket(finished_at), str(new_status))] = 1
+            quota_shard = new.get("qs")
+            leaves_active = old_status is None or not old_status.is_terminal
+            # A chain's step that succeeded hands its slot to the next step, which gives it
+            # back when the chain ends.
+            hands_over = new_status == TaskStatus.SUCCESS and bool(new.get("chain_next"))
+            if (
+                new_status.is_terminal
+                and leaves_active
+                and not hands_over
+                and quota_shard is not None
+            ):
+                # Its slot back to the shard it was taken from (a retry takes one anew).
+                deltas[(f"{QUOTA_PREFIX}{int(quota_shard)}", ACTIVE_ATTRIBUTE)] = -1
     return Change(event_id=event_id, sequence=int(sequence), owner=owner, deltas=deltas)
 
 

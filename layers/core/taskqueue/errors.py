@@ -60,6 +60,19 @@ class EnqueueFailed(TaskQueueError):
     code = "unavailable"
 
 
+class QuotaExceeded(TaskQueueError):
+    """One of the owner's quotas would be exceeded (a 429): `quota` names it, `retry_after`
+    is the number of seconds after which it may admit again."""
+
+    code = "quota_exceeded"
+
+    def __init__(self, message: str, *, quota: str, limit: int, retry_after: int) -> None:
+        super().__init__(message, {"quota": quota, "limit": limit, "retry_after": retry_after})
+        self.quota = quota
+        self.limit = limit
+        self.retry_after = retry_after
+
+
 class TooManyConnections(TaskQueueError):
     """The owner has as many open WebSocket connections as one owner may have."""
 

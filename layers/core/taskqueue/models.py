@@ -240,6 +240,9 @@ class Task(Model):
     chain_next: list[ChainStep] = Field(default_factory=list)
     chain_previous: str | None = None
     previous_result: str | None = None
+    # The owner's quota shard holding this task's slot while it is not finished (None: it
+    # took none: a part, a chain's later step, or a task from before quotas).
+    quota_shard: int | None = None
 
     @property
     def part(self) -> tuple[str, int] | None:

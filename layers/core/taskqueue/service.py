@@ -22,6 +22,7 @@ from taskqueue.errors import (
     InvalidInput,
     InvalidRequest,
     InvalidTransition,
+    QuotaExceeded,
     TaskNotFound,
     TaskQueueError,
     TransitionConflict,
@@ -62,9 +63,11 @@ from taskqueue.models import (
     validation_details,
 )
 from taskqueue.observability import logger
+from taskqueue.quotas import Quota
 from taskqueue.store import DeadMessage, Store
+from taskqueue.store.quotas import Taken
 from taskqueue.task_types import REGISTRY, _s3
-from taskqueue.task_types.base import ADMIT, Submitter, TaskType, Upload
+from taskqueue.task_types.base import ADMIT, QUOTA_USAGE, Submitter, TaskType, Upload
 
 MAX_PARAMS_BYTES = 256 * 1024  # a task's params as stored (compact JSON)
 TRIES = 5  # decisions on a fresh read when the task keeps moving under a user's request
@@ -132,7 +135,7 @@ class TaskService:
         admit = getattr(task_type, ADMIT, None)
         if admit is not None:
             admit(params, Submitter(owner, verified_email, self.settings.email_allowed_recipients))
-        now = utcnow()
+        now = self.store.table.now()
         run_at = request.run_at
         if run_at is not None and run_at > now + timedelta(seconds=MAX_DELAY_SECONDS):
             # The cap of delay_seconds: a task scheduled further out would outlive its records.
@@ -150,8 +153,30 @@ class TaskService:
             run_at = now + timedelta(seconds=request.delay_seconds)
         if run_at is not None and run_at <= now:
             run_at = None
+        task_id = uuid.uuid4().hex
+        request_hash = hashlib.sha256(
+            request.model_dump_json(exclude={"run_at", "delay_seconds"}).encode()
+        ).hexdigest()
+        usage = self._quota_usage(task_type, params)
+        for step in steps:
+            for quota, amount in self._quota_usage(self.registry[step.type], step.params).items():
+                usage[quota] = usage.get(quota, 0) + amount
+        try:
+            taken = self._take_quotas(
+                owner, task_id, {Quota.ACTIVE_TASKS: 1, Quota.SUBMITS_PER_MINUTE: 1}, usage
+            )
+        except QuotaExceeded:
+            # A repeat of a submit that was admitted answers its task, over quota or not.
+            earlier = idempotency_key and self.store.tasks.created_with_key(
+                owner, idempotency_key, request_hash
+            )
+            if not earlier:
+                raise
+            if earlier.awaiting_first_claim:
+                self.enqueue_if_lost(earlier)
+            return earlier, False
         task = Task(
-            task_id=uuid.uuid4().hex,
+            task_id=task_id,
             owner=owner,
             task_type=task_type.name,
             params=stored_params,
@@ -163,6 +188,7 @@ class TaskService:
             updated_at=now,
             run_at=run_at,
             generation=new_generation(),
+            quota_shard=taken[0].shard if taken else None,
         )
         if steps:
             task = task.model_copy(
@@ -173,15 +199,55 @@ class TaskService:
                     "chain_next": steps,
                 }
             )
-        request_hash = hashlib.sha256(
-            request.model_dump_json(exclude={"run_at", "delay_seconds"}).encode()
-        ).hexdigest()
-        stored, created = self.store.tasks.create(task, idempotency_key, request_hash)
+        try:
+            stored, created = self.store.tasks.create(task, idempotency_key, request_hash)
+        except BaseException:
+            self._give_back(owner, taken)
+            raise
+        if not created:  # the task of an earlier call with this key: it holds its own slot
+            self._give_back(owner, taken)
         if created:
             self.enqueue(stored)
         elif stored.awaiting_first_claim:
             self.enqueue_if_lost(stored)
         return stored, created
+
+    def _take_quotas(
+        self,
+        owner: str,
+        task_id: str,
+        shared: Mapping[Quota, int],
+        whole: Mapping[Quota, int] | None = None,
+    ) -> list[Taken]:
+        """Take the task's slot (`shared`: from one of the owner's shards), then its amounts
+        of the unsharded quotas (`whole`), all or nothing: QuotaExceeded names the first
+        refused. Nothing when quotas are off."""
+        if not self.settings.quotas_enabled:
+            return []
+        defaults = self.settings.quota_defaults
+        taken = [self.store.quotas.take(owner, task_id, shared, defaults)]
+        whole = {quota: amount for quota, amount in (whole or {}).items() if amount}
+        if whole:
+            try:
+                taken.append(self.store.quotas.take(owner, task_id, whole, defaults))
+            except BaseException:
+                self._give_back(owner, taken)
+                raise
+        return taken
+
+    def _give_back(self, owner: str, taken: list[Taken]) -> None:
+        for each in taken:
+            self.store.quotas.give_back(owner, each)
+
+    @staticmethod
+    def _quota_usage(task_type: TaskType, params: Any) -> dict[Quota, int]:
+        """What a task of this type takes of the quotas counted in amounts (its type says)."""
+        usage = getattr(task_type, QUOTA_USAGE, None)
+        if usage is None:
+            return {}
+        if isinstance(params, dict):
+            params = task_type.params_model.model_validate(params)
+        return dict(usage(params))
 
     def _params(
         self, type_name: str, task_type: TaskType, params: dict[str, Any], loc: tuple[str, ...]
@@ -400,15 +466,23 @@ class TaskService:
             self.enqueue_if_lost(task)
             return task
         transition = decide(task, Action.RETRY, self.store.table.now())
-        if task.parts_total and not restart:
-            # Resume: only the parts that did not succeed run again (restart plans anew).
-            for part in self.store.parts.get(task):
-                if part.status in (TaskStatus.FAILED, TaskStatus.CANCELLED):
-                    self.store.parts.reset(part, task, None)
+        # Not finished again: it takes a slot of the owner's quota anew.
+        taken = self._take_quotas(owner, task_id, {Quota.ACTIVE_TASKS: 1})
         try:
-            retried = self.store.tasks.retry(task, transition, restart)
+            if task.parts_total and not restart:
+                # Resume: only the parts that did not succeed run again (restart plans anew).
+                for part in self.store.parts.get(task):
+                    if part.status in (TaskStatus.FAILED, TaskStatus.CANCELLED):
+                        self.store.parts.reset(part, task, None)
+            retried = self.store.tasks.retry(
+                task, transition, restart, taken[0].shard if taken else None
+            )
         except TransitionConflict as exc:
+            self._give_back(owner, taken)
             raise InvalidTransition(f"task {task_id} changed state; try again") from exc
+        except BaseException:
+            self._give_back(owner, taken)
+            raise
         self.enqueue(retried)
         return retried
 
@@ -422,7 +496,7 @@ class TaskService:
                     task = self.cancel(owner, task_id)
                 else:
                     task = self.retry(owner, task_id, request.restart)
-            except (InvalidTransition, TaskNotFound) as exc:
+            except (InvalidTransition, TaskNotFound, QuotaExceeded) as exc:
                 error = ErrorBody(code=exc.code, message=exc.message)
                 results.append(BulkItemResult(id=task_id, ok=False, status=None, error=error))
                 continue
@@ -549,6 +623,15 @@ class TaskService:
         return False
 
     def upload(self, owner: str, request: UploadRequest) -> UploadTicket:
+        """A presigned PUT of exactly `request.size` bytes (signed: S3 refuses another
+        length), counted against the owner's bytes a day when quotas are on."""
+        if self.settings.quotas_enabled:
+            self.store.quotas.take(
+                owner,
+                uuid.uuid4().hex,
+                {Quota.UPLOAD_BYTES_PER_DAY: request.size},
+                self.settings.quota_defaults,
+            )
         return self.files.upload_ticket(owner, request)
 
     def health(self) -> dict[str, Any]:

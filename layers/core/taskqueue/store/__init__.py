@@ -18,6 +18,7 @@ from taskqueue.store.counters import CounterStore, OwnerStats
 from taskqueue.store.dead_letters import DeadLetter, DeadLetterStore, DeadMessage
 from taskqueue.store.listing import ListPage, TaskListing
 from taskqueue.store.parts import PartStore
+from taskqueue.store.quotas import QuotaStore
 from taskqueue.store.table import Table
 from taskqueue.store.tasks import TaskStore
 
@@ -28,7 +29,16 @@ if TYPE_CHECKING:
 class Store:
     # Slots: setting an attribute the store does not have (`store.clock`; the clock is the
     # table's) fails instead of passing silently.
-    __slots__ = ("connections", "counters", "dead_letters", "listing", "parts", "table", "tasks")
+    __slots__ = (
+        "connections",
+        "counters",
+        "dead_letters",
+        "listing",
+        "parts",
+        "quotas",
+        "table",
+        "tasks",
+    )
 
     def __init__(self, table: Table) -> None:
         self.table = table
@@ -38,6 +48,7 @@ class Store:
         self.parts = PartStore(table, self.tasks)
         self.counters = CounterStore(table)
         self.connections = ConnectionStore(table)
+        self.quotas = QuotaStore(table)
 
     @classmethod
     def of(
@@ -62,6 +73,7 @@ __all__ = [
     "ListPage",
     "OwnerStats",
     "PartStore",
+    "QuotaStore",
     "Store",
     "Table",
     "TaskListing",

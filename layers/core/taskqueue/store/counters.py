@@ -64,7 +64,7 @@ class CounterStore:
                 f":c{i}": {"N": str(v)} for i, v in enumerate(counters.values())
             }
             expression = "ADD " + ", ".join(f"#c{i} :c{i}" for i in range(len(counters)))
-            if sk != ACTIVE_BUCKET:
+            if sk.startswith((DAY, MINUTE)):  # ACTIVE and the quota shards are for good
                 days = (self.table.retention_days + 2) * 86400
                 lifetime = MINUTE_SECONDS if sk.startswith(MINUTE) else days
                 names["#ttl"] = "expires_at"

@@ -36,6 +36,8 @@ TASK_PREFIX = "TASK#"
 IDEMPOTENCY = "IDEMP"
 COUNTED = "COUNTED"
 CONNECTION_PREFIX = "CONN#"
+QUOTA_PREFIX = "QUOTA#"
+QUOTA_USED = "USED"
 # Counter partitions per owner: a stream batch writes one STATS partition (its ACTIVE and DAY
 # items) and one TPUT partition, chosen from the batch, so a busy owner's writes spread.
 STATS_SHARDS = 64
@@ -106,12 +108,23 @@ def connection_key(owner: str, connection_id: str) -> dict[str, Any]:
     return {"pk": {"S": connection_pk(owner)}, "sk": {"S": connection_id}}
 
 
+def quota_pk(owner: str, shard: int) -> str:
+    """One of an owner's quota counter items (`taskqueue.quotas`)."""
+    return f"{QUOTA_PREFIX}{owner}#{shard}"
+
+
+def quota_key(owner: str, shard: int) -> dict[str, Any]:
+    return {"pk": {"S": quota_pk(owner, shard)}, "sk": {"S": QUOTA_USED}}
+
+
 def counted_key(marker: str) -> dict[str, Any]:
     """The marker item of a counted stream batch, named after its first record."""
     return {"pk": {"S": f"{COUNTED}#{marker}"}, "sk": {"S": COUNTED}}
 
 
 def counter_key(owner: str, bucket: str, shard: int) -> CounterKey:
+    if bucket.startswith(QUOTA_PREFIX):  # a quota shard: the task's own, not the batch's
+        return (quota_pk(owner, int(bucket.removeprefix(QUOTA_PREFIX))), QUOTA_USED)
     if bucket.startswith(MINUTE):
         return (f"TPUT#{owner}#{shard % THROUGHPUT_SHARDS}", bucket)
     return (f"STATS#{owner}#{shard}", bucket)
@@ -285,6 +298,9 @@ class TaskItem(Model):
     previous_result: str | None = None
     unsent_pk: str | None = None
     unsent_at: str | None = None
+    # The owner's quota shard the task took its slot from: the counters give it back there.
+    # A short name: a task item near 1 KB costs one write unit per checkpoint, two past it.
+    qs: int | None = None
     # Lines "<time> <LEVEL> <message>"; maps with those three fields on older items. The
     # newest only: older lines move to EVENT# items (store/event_log.py), `log_moved` of them.
     log: list[str | dict[str, Any]] = []
@@ -328,6 +344,7 @@ class TaskItem(Model):
             previous_result=task.previous_result,
             unsent_pk=unsent_partition(shard_of(task.task_id, UNSENT_SHARDS)),
             unsent_at=created,
+            qs=task.quota_shard,
             log=log,
         )
 
@@ -405,6 +422,7 @@ class TaskItem(Model):
             else [],
             chain_previous=self.chain_previous,
             previous_result=self.previous_result,
+            quota_shard=self.qs,
         )
 
     def events(self) -> list[TaskEvent]:

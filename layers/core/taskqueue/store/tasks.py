@@ -62,6 +62,11 @@ class TaskStore:
             return task, True
         return self.get(earlier, task.owner), False
 
+    def created_with_key(self, owner: str, key: str, request_hash: str) -> Task | None:
+        """The task an earlier submit with this owner's idempotency key created, if any."""
+        earlier = self.writer.created_with_key(owner, key, request_hash)
+        return None if earlier is None else self.get(earlier, owner)
+
     def create_once(self, task: Task) -> tuple[Task, bool]:
         """Write a task whose id is derived (a chain's next step), unless it exists: the task
         and whether it was created now, or the one an earlier, identical hand-off wrote."""
@@ -375,8 +380,11 @@ class TaskStore:
         assert written is not None
         return written
 
-    def retry(self, task: Task, transition: Transition, restart: bool) -> Task:
-        """FAILED or CANCELLED -> PENDING, resuming from the checkpoint unless restarting."""
+    def retry(
+        self, task: Task, transition: Transition, restart: bool, quota_shard: int | None = None
+    ) -> Task:
+        """FAILED or CANCELLED -> PENDING, resuming from the checkpoint unless restarting;
+        `quota_shard`: the owner's quota shard the retry took its slot from."""
         time = format_time(self.table.now())
         # A new message generation (older messages no longer hop nor fail it), and the
         # awaiting-enqueue keys until its send is marked.
@@ -398,6 +406,8 @@ class TaskStore:
             "started_at",
             "enqueued_at",
         )
+        if quota_shard is not None:
+            update.set(qs=quota_shard)
         if restart:
             update.set(units_done=0, progress=0)
             update.remove("state", "result", "result_location", "outputs", "failed_items")

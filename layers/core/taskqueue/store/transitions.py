@@ -208,8 +208,17 @@ class TransitionWriter:
         old = self.table.transact_new(writes, serialize(key))
         if old is None:
             return None
-        if old.get("request_hash", {}).get("S", request_hash) != request_hash:
-            raise InvalidTransition(
-                "this Idempotency-Key was already used with a different request"
-            )
-        return str(old["task_id"]["S"])
+        return earlier_task_id(old, request_hash)
+
+    def created_with_key(self, owner: str, key: str, request_hash: str) -> str | None:
+        """The id of the task an earlier request with this owner's idempotency key created
+        (None: no such request)."""
+        old = self.table.get_item(serialize(idempotency_key(owner, key)))
+        return None if old is None else earlier_task_id(old, request_hash)
+
+
+def earlier_task_id(record: dict[str, Any], request_hash: str) -> str:
+    """The task of an idempotency record, if it was made for the same request."""
+    if record.get("request_hash", {}).get("S", request_hash) != request_hash:
+        raise InvalidTransition("this Idempotency-Key was already used with a different request")
+    return str(record["task_id"]["S"])

@@ -147,3 +147,6 @@ def splits(task_type: TaskType) -> Splits | None:
 # submit (what the submitter may not ask for). Optional, so that plugins written before it
 # keep working.
 ADMIT = "admit"
+# And `quota_usage(params) -> {Quota: amount}`: what a task takes of the owner's quotas counted
+# in amounts (EMAIL: its recipients a day), checked at the submit when quotas are on.
+QUOTA_USAGE = "quota_usage"

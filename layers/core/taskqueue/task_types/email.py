@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, EmailStr, Field, model_validator
 from taskqueue.errors import InvalidRequest, TransientError, aws_error_code
 from taskqueue.form_hints import ADVANCED, Source, error_at, sources
 from taskqueue.models import ChunkState, TaskResult, utcnow
+from taskqueue.quotas import Quota
 from taskqueue.task_types import _s3
 from taskqueue.task_types.base import Submitter, TaskContext
 from taskqueue.task_types.email_template import check_template, render
@@ -347,6 +348,11 @@ class Email:
                         }
                     ],
                 )
+
+    def quota_usage(self, params: EmailParams) -> dict[Quota, int]:
+        """Listed recipients count against the owner's EMAIL recipients a day; generated
+        ones are the SES mailbox simulator's, which reach nobody."""
+        return {Quota.EMAIL_RECIPIENTS_PER_DAY: len(params.recipients or ())}
 
     def start(self, params: EmailParams, ctx: TaskContext) -> ChunkState:
         params = EmailParams.model_validate(params)
