@@ -22,12 +22,14 @@ from taskqueue.task_types.data_processing import (
     DataProcessing,
     DataProcessingParams,
     chunk_size,
+    part_chunk_size,
     partial_key,
 )
 from tests.csv_awkward import StepClock, assert_same, awkward_csv, mixed_columns, reference
 
 BUCKET = "data-bucket"
 OWNER = "alice"
+MIB = 1024 * 1024
 STATE_LIMIT = 2 * 1024  # the task item is rewritten at every checkpoint: keep it small
 FULL = os.environ.get("DATA_EXACTNESS_FULL") == "1"
 
@@ -369,6 +371,16 @@ def test_chunks_are_sized_from_the_measured_rate() -> None:
     assert chunk_size(10 * 1024 * 1024, 3.0) == 30 * 1024 * 1024
     assert chunk_size(1.0, 3.0) == MIN_CHUNK_BYTES
     assert chunk_size(1e12, 3.0) == MAX_CHUNK_BYTES
+
+
+def test_a_parts_chunks_are_at_least_half_the_part_whatever_its_measured_rate() -> None:
+    # A part's own rate (here 1 byte/s: CPUs shared with other parts) does not shrink its
+    # chunks below half the part, its first chunk included; the bounds still hold
+    assert part_chunk_size(chunk_size(None, 3.0), 20 * MIB) == 10 * MIB
+    assert part_chunk_size(chunk_size(1.0, 3.0), 20 * MIB) == 10 * MIB
+    assert part_chunk_size(chunk_size(10 * MIB, 3.0), 20 * MIB) == 30 * MIB
+    assert part_chunk_size(chunk_size(1.0, 3.0), 1000 * MIB) == MAX_CHUNK_BYTES
+    assert part_chunk_size(chunk_size(1.0, 3.0), 1 * MIB) == MIN_CHUNK_BYTES
 
 
 def test_accumulators_live_in_s3_one_object_per_chunk_and_the_old_ones_go() -> None:

@@ -96,6 +96,10 @@ PINNED_CHUNK_MIN = 64 * KIB
 PART_TARGET_BYTES = 64 * MIB
 # Split only what gives each part at least this much to read (unless `parts` is given).
 MIN_PART_BYTES = 1 * MIB
+# A part is sized when the task splits to be a few seconds of work (PART_TARGET_BYTES): it is
+# read in at most about this many chunks, however slow the measured rate (parts sharing CPUs
+# measure a fraction of it, and every chunk costs a checkpoint: ~5 requests).
+PART_CHUNKS = 2
 # A part reads its columns in the modes the plan gave it (or in full once its own cells no
 # longer prove one): it never specialises a column itself, so that every part of a column
 # reads it in the same mode and the merged column is proven (or not) as one.
@@ -308,6 +312,8 @@ class DataProcessing:
         index = data["chunks"]
         want = params.chunk_bytes or chunk_size(data.get("rate"), self.chunk_seconds)
         if data["phase"] == "part":
+            if not params.chunk_bytes:
+                want = part_chunk_size(want, state.units_total)
             return self._part_chunk(params, state, ctx, started, want)
         progress = self._accumulated(ctx, index - 1, _stream(ctx, data)) or Progress()
         if data["phase"] == "repair":
@@ -357,6 +363,9 @@ class DataProcessing:
         if data["begin"] is None:
             data = {**data, "begin": guess_begin(ctx, data)}
         cursor = data["begin"] if state.cursor is None else state.cursor
+        rest = data["stop"] - cursor
+        if rest - want < want // 4 and rest <= MAX_CHUNK_BYTES:
+            want = rest  # the part's rest, rather than a sliver of it after this chunk
         index = data["chunks"]
         stream = _stream(ctx, data)
         progress = self._accumulated(ctx, index - 1, stream) or Progress.of_modes(
@@ -755,6 +764,13 @@ def chunk_size(rate: float | None, seconds: float) -> int:
     if not rate:
         return FIRST_CHUNK_BYTES
     return int(min(MAX_CHUNK_BYTES, max(MIN_CHUNK_BYTES, rate * seconds)))
+
+
+def part_chunk_size(want: int, part_bytes: int) -> int:
+    """Bytes for a part's chunk: as from the rate (`want`), but at least 1/PART_CHUNKS of the
+    part (a part's first chunk included: it reads its columns specialised from its first
+    byte, so it is not kept small as a whole run's first chunk is)."""
+    return min(MAX_CHUNK_BYTES, max(want, -(-part_bytes // PART_CHUNKS)))
 
 
 def measured_rate(previous: float | None, size: int, seconds: float) -> float:
