@@ -623,7 +623,7 @@ def _stream(ctx: TaskContext, data: dict[str, Any]) -> str:
     if data["phase"] != "part":
         return ctx.results_prefix
     # A part run again with other columns in full is another stream too.
-    modes = "".join(mode[0] for mode in data.get("modes") or ())
+    modes = ",".join(data.get("modes") or ())
     return f"{ctx.results_prefix}@{data.get('begin')}/{modes}"
 
 
