@@ -314,3 +314,18 @@ class StepClock:
     def __call__(self) -> float:
         self.now += 1.0
         return self.now
+
+
+def mixed_columns(rows: int, parts: int) -> str:
+    """Columns whose type only the whole file decides: `n` numbers in the first two thirds,
+    text after; `m` numbers but in the last part (87.5 % numbers in 8 parts: text by the
+    90 % rule); `k` floats with a part of mostly "n/a" (96 % numbers: float); `t` a quoted
+    note with a line break, split points falling inside it; `b` booleans throughout."""
+    lines = []
+    for i in range(rows):
+        part = i * parts // rows
+        n = str(i) if i < 2 * rows // 3 else f"w{i}"
+        m = str(i % 100) if part < parts - 1 else f"x{i % 50}"
+        k = "n/a" if part == 2 and i % 3 else f"{i}.5"
+        lines.append(f'{n},{m},{k},"note {i % 40}\nline",{"yes" if i % 3 else "no"}')
+    return "n,m,k,t,b\n" + "\n".join(lines) + "\n"

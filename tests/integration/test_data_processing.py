@@ -22,12 +22,14 @@ from taskqueue.task_types.data_processing import (
     DataProcessing,
     DataProcessingParams,
     chunk_size,
+    part_chunk_size,
     partial_key,
 )
-from tests.csv_awkward import StepClock, assert_same, awkward_csv, reference
+from tests.csv_awkward import StepClock, assert_same, awkward_csv, mixed_columns, reference
 
 BUCKET = "data-bucket"
 OWNER = "alice"
+MIB = 1024 * 1024
 STATE_LIMIT = 2 * 1024  # the task item is rewritten at every checkpoint: keep it small
 FULL = os.environ.get("DATA_EXACTNESS_FULL") == "1"
 
@@ -70,6 +72,55 @@ def analysed(
     )
     drive(params, s3, **kw)
     return json.loads(s3.objects[f"results/{OWNER}/task1/result.json"])
+
+
+def drive_parts(
+    params: DataProcessingParams, s3: LocalS3, specialise_after: int = 1000
+) -> tuple[TaskResult, list[ChunkState], list[tuple[int, ChunkState]]]:
+    """Run the task split as the fan-out does: plan, each part to its end (every state and
+    result through its stored JSON form), verify, the parts it names again, then the merge.
+    Returns the result, the planned parts' first states and the parts run again."""
+    task = DataProcessing(clock=StepClock(), specialise_after=specialise_after)
+    ctx = TaskContext("task1", OWNER, BUCKET, clients={"s3": s3})
+    state = task.start(params, ctx)
+    plan = task.plan(params, state, ctx)
+    assert plan is not None
+    to_run = dict(enumerate(plan.parts))
+    results: dict[int, dict[str, Any]] = {}
+    again: list[tuple[int, ChunkState]] = []
+    while to_run:
+        for index, part in to_run.items():
+            part_ctx = TaskContext(f"task1.{index}", OWNER, BUCKET, clients={"s3": s3})
+            while not part.done:
+                stored = ChunkState.model_validate_json(part.model_dump_json())
+                part = task.run_chunk(params, stored, part_ctx)
+            summary = task.finish_part(params, part, part_ctx).summary
+            results[index] = json.loads(json.dumps(summary))
+        ordered = [results[index] for index in range(len(plan.parts))]
+        to_run = task.verify(params, ordered, ctx)
+        again += to_run.items()
+    return task.merge(params, state, ordered, ctx), plan.parts, again
+
+
+def analysed_in_parts(
+    body: bytes, chunk_bytes: int, parts: int, delimiter: str = ",", specialise_after: int = 8
+) -> tuple[dict[str, Any], list[ChunkState], list[tuple[int, ChunkState]]]:
+    """The result document of the file analysed in `parts` parts, the parts' first states,
+    and the parts run again (index, state)."""
+    s3 = LocalS3()
+    key = upload(s3, body)
+    params = DataProcessingParams.model_construct(
+        input_key=key,
+        rows=None,
+        columns=5,
+        seed=0,
+        chunk_bytes=chunk_bytes,
+        delimiter=delimiter,
+        max_parallel=parts,
+        parts=parts,
+    )
+    _, planned, again = drive_parts(params, s3, specialise_after)
+    return json.loads(s3.objects[f"results/{OWNER}/task1/result.json"]), planned, again
 
 
 # ---------------------------------------------------------------- exactness
@@ -142,6 +193,63 @@ def test_a_text_column_with_few_values_counted_against_them_stays_exact() -> Non
     assert_same(result, reference(text, ","))
     city = result["column_stats"][1]
     assert (city["type"], city["distinct"], city["distinct_exact"]) == ("text", 7, True)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_parts_reading_columns_for_their_sampled_type_equal_the_csv_module(seed: int) -> None:
+    # Given an awkward file (quoted line breaks across split points, CRLF, ragged rows...)
+    text, delimiter = awkward_csv(seed, rows=400)
+    expected = reference(text, delimiter)
+    # When it is analysed in 6 parts, each reading the columns the plan's sample found clear
+    # (after 8 cells) in that type's mode only
+    result, planned, _ = analysed_in_parts(text.encode(), 1000, 6, delimiter)
+    # Then every figure equals the csv module's over the whole file
+    assert_same(result, expected)
+    assert result["parts"] == 6 and all(part.data["modes"] for part in planned)
+
+
+def test_a_column_numbers_in_early_parts_and_text_later_reruns_those_parts_in_full() -> None:
+    # Given columns the head shows as numbers but the whole file as text (one of them only by
+    # the 90 % rule over all the parts), and one a part alone would call text
+    text = mixed_columns(4000, 8)
+    expected = reference(text, ",")
+    assert [column["type"] for column in expected["column_stats"]] == [
+        "text", "text", "float", "text", "boolean"
+    ]  # fmt: skip
+    # When it is analysed in 8 parts that read the columns as the head's sample says
+    result, planned, again = analysed_in_parts(text.encode(), 4000, 8)
+    # Then every part ran again once with `n` and `m` in full (others again only from a start
+    # guessed inside the quoted note), and every figure is exact
+    assert planned[0].data["modes"] == ["number", "number", "number", "text", "boolean"]
+    in_full = [
+        (index, state.data["modes"]) for index, state in again if state.data["modes"][0] == "full"
+    ]
+    assert sorted(index for index, _ in in_full) == list(range(8))
+    assert all(modes == ["full", "full", "number", "text", "boolean"] for _, modes in in_full)
+    assert_same(result, expected)
+
+
+def test_a_column_a_part_alone_would_not_prove_needs_no_second_run() -> None:
+    # Given a float column whose third part is mostly "n/a" (the file's 96 % are numbers)
+    lines = [f"{i}.5,{'n/a' if i * 8 // 4000 == 2 and i % 3 else i}" for i in range(4000)]
+    text = "k,j\n" + "\n".join(lines) + "\n"
+    # When it is analysed in 8 parts reading both columns as numbers
+    result, planned, again = analysed_in_parts(text.encode(), 4000, 8)
+    # Then no part ran again and the figures are exact
+    assert planned[0].data["modes"] == ["number", "number"]
+    assert again == []
+    assert_same(result, reference(text, ","))
+    assert [column["type"] for column in result["column_stats"]] == ["float", "integer"]
+
+
+def test_more_parts_than_records_leave_empty_parts_that_merge_to_nothing() -> None:
+    # Given a file of a few long records and many parts (most of them hold no record start)
+    text = "id,note\n" + "".join(f'{i},"{"x" * 3000}\n{i}"\n' for i in range(12))
+    # When it is analysed in 40 parts
+    result, _, _ = analysed_in_parts(text.encode(), 1000, 40)
+    # Then the figures are those of the whole file
+    assert_same(result, reference(text, ","))
+    assert result["rows"] == 12
 
 
 def test_blank_lines_longer_than_a_chunk_before_the_header_are_skipped() -> None:
@@ -276,6 +384,16 @@ def test_chunks_are_sized_from_the_measured_rate() -> None:
     assert chunk_size(10 * 1024 * 1024, 3.0) == 30 * 1024 * 1024
     assert chunk_size(1.0, 3.0) == MIN_CHUNK_BYTES
     assert chunk_size(1e12, 3.0) == MAX_CHUNK_BYTES
+
+
+def test_a_parts_chunks_are_at_least_half_the_part_whatever_its_measured_rate() -> None:
+    # A part's own rate (here 1 byte/s: CPUs shared with other parts) does not shrink its
+    # chunks below half the part, its first chunk included; the bounds still hold
+    assert part_chunk_size(chunk_size(None, 3.0), 20 * MIB) == 10 * MIB
+    assert part_chunk_size(chunk_size(1.0, 3.0), 20 * MIB) == 10 * MIB
+    assert part_chunk_size(chunk_size(10 * MIB, 3.0), 20 * MIB) == 30 * MIB
+    assert part_chunk_size(chunk_size(1.0, 3.0), 1000 * MIB) == MAX_CHUNK_BYTES
+    assert part_chunk_size(chunk_size(1.0, 3.0), 1 * MIB) == MIN_CHUNK_BYTES
 
 
 def test_accumulators_live_in_s3_one_object_per_chunk_and_the_old_ones_go() -> None:

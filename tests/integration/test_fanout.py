@@ -17,7 +17,8 @@ from taskqueue import aws, wiring
 from taskqueue.errors import InvalidInput
 from taskqueue.models import ChunkState, TaskMessage, TaskResult, TaskStatus, part_id
 from taskqueue.task_types.base import Plan, TaskContext
-from tests.csv_awkward import assert_same, awkward_csv, reference
+from taskqueue.task_types.data_processing import DATA_PROCESSING
+from tests.csv_awkward import assert_same, awkward_csv, mixed_columns, reference
 from tests.pipeline_world import OWNER, Crash, World, crash_once
 
 # ---------------------------------------------------------------- a type that splits
@@ -334,6 +335,27 @@ def test_statistics_in_parts_equal_the_csv_module_and_the_whole_run(
     assert_same(split, expected)
     assert_same(whole, expected)
     assert split["rows"] == whole["rows"] and split["parts"] == 7
+
+
+def test_parts_reading_columns_for_their_sampled_type_through_the_worker_stay_exact(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given columns the head shows as numbers but the whole file as text (one only by the
+    # 90 % rule over all the parts), and columns specialising after 8 cells
+    monkeypatch.setattr(DATA_PROCESSING, "specialise_after", 8)
+    text = mixed_columns(3000, 8)
+    # When it is analysed whole and in 6 parts that read the columns as the head's sample says
+    _, whole = analyse(world, text.encode(), chunk_bytes=64 * 1024)
+    task_id, split = analyse(world, text.encode(), chunk_bytes=64 * 1024, parts=6, max_parallel=3)
+    # Then both equal the csv module's figures, the parts having run again with `n` in full
+    expected = reference(text, ",")
+    assert_same(split, expected)
+    assert_same(whole, expected)
+    assert [column["type"] for column in split["column_stats"]] == [
+        "text", "text", "float", "text", "boolean"
+    ]  # fmt: skip
+    events = wiring.engine().store.tasks.get_with_events(part_id(task_id, 5), OWNER)[1]
+    assert any("runs again" in event.message for event in events)
 
 
 def test_a_split_point_inside_a_quoted_cell_reruns_only_that_part(world: World) -> None:

@@ -106,7 +106,7 @@ class FanOut:
                     assert task.state is not None
                     return task_type.merge(params, task.state, results, ctx(task))
                 for index, state in redo.items():
-                    logger.info("part started at a wrong guess: run again", part=index)
+                    logger.info("part run again from a corrected state", part=index)
                     self.store.parts.reset(parts[index], task, state)
                     metrics.add_metric(name="PartsRedone", unit="Count", value=1)
                 task = self.store.tasks.get(task.task_id)

@@ -38,7 +38,7 @@ class Action(StrEnum):
     DEAD_LETTER = "dead_letter"  # its message died in a DLQ
     ENQUEUE_FAILED = "enqueue_failed"  # its message could not be sent
     SPLIT = "split"  # a parallel task's worker wrote its parts: it waits for them
-    REDO = "redo"  # a finished part runs again from a corrected start (its guess was wrong)
+    REDO = "redo"  # a finished part runs again from a corrected state (start or column modes)
     HOP = "hop"  # a message arrived before the task is due: the next one, a hop later
 
 

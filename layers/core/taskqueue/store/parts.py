@@ -164,7 +164,7 @@ class PartStore:
                 "ExpressionAttributeValues": values,
             }
         }
-        mode = "redo from a corrected start" if state is not None else "resume"
+        mode = "redo from a corrected state" if state is not None else "resume"
         self.tasks.writer.execute(
             transition,
             part.task_id,

@@ -121,8 +121,9 @@ class Splits(Protocol):
     prepare its input first): None keeps the task running whole, a Plan splits it. Each part
     then runs `run_chunk` from its planned state and ends with `finish_part` (a small result,
     kept on the part's item). When every part has finished, `verify` names the parts whose
-    start was guessed and found wrong, with the state to run them again from (none: the parts
-    are exact), and `merge` makes the task's result of the parts' results, in part order.
+    results cannot be merged exactly (a start guessed wrong, a column read for a type the
+    whole file does not prove), with the state to run them again from (none: the parts are
+    exact), and `merge` makes the task's result of the parts' results, in part order.
     """
 
     def plan(self, params: Any, state: ChunkState, ctx: TaskContext) -> Plan | None: ...

@@ -69,8 +69,11 @@ def read_header(ctx: TaskContext, key: str, size: int, delimiter: str) -> tuple[
         want *= 2
 
 
-def plan_parts(key: str, size: int, body_start: int, width: int, count: int) -> list[ChunkState]:
-    """`count` parts of equal nominal size over the rows [body_start, size)."""
+def plan_parts(
+    key: str, size: int, body_start: int, width: int, count: int, modes: list[str] | None = None
+) -> list[ChunkState]:
+    """`count` parts of equal nominal size over the rows [body_start, size); `modes`: how
+    each part reads each column from its start (column_plan; none given: in full)."""
     body = size - body_start
     points = [body_start + index * body // count for index in range(count)] + [size]
     return [
@@ -88,6 +91,7 @@ def plan_parts(key: str, size: int, body_start: int, width: int, count: int) -> 
                 "stop": points[index + 1],
                 # Part 0 starts on a known boundary; the others guess at their first chunk.
                 "begin": body_start if index == 0 else None,
+                "modes": list(modes or ()),
                 "generated_bytes": 0,
                 "chunks": 0,
                 "rows": 0,
@@ -98,9 +102,17 @@ def plan_parts(key: str, size: int, body_start: int, width: int, count: int) -> 
     ]
 
 
-def redo_state(result: dict[str, Any], begin: int) -> ChunkState:
-    """The state to run a part again from `begin` (the exact end of the part before)."""
-    (state,) = plan_parts(result["key"], result["size"], result["floor"], result["width"], 1)
+def redo_state(result: dict[str, Any], begin: int, modes: list[str] | None = None) -> ChunkState:
+    """The state to run a part again from `begin` (the exact end of the part before, or its
+    own begin), reading its columns as `modes` say (by default as it did)."""
+    (state,) = plan_parts(
+        result["key"],
+        result["size"],
+        result["floor"],
+        result["width"],
+        1,
+        result.get("modes") if modes is None else modes,
+    )
     data = {
         **state.data,
         "index": result["index"],

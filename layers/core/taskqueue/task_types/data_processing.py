@@ -8,6 +8,7 @@ chunk index, so a repeated chunk rewrites the same object and the task item stay
 from __future__ import annotations
 
 import random
+import sys
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -27,7 +28,9 @@ from taskqueue.task_types.column_plan import (
     MIN_CELLS,
     SKIP,
     Scan,
+    clear_mode,
     needs_repair,
+    proven,
     repaired,
     replan,
 )
@@ -52,6 +55,7 @@ from taskqueue.task_types.csv_parts import (
     last_end_before,
     plan_parts,
     read_header,
+    redo_state,
 )
 from taskqueue.task_types.csv_records import (
     MAX_RECORD_BYTES,
@@ -92,6 +96,14 @@ PINNED_CHUNK_MIN = 64 * KIB
 PART_TARGET_BYTES = 64 * MIB
 # Split only what gives each part at least this much to read (unless `parts` is given).
 MIN_PART_BYTES = 1 * MIB
+# A part is sized when the task splits to be a few seconds of work (PART_TARGET_BYTES): it is
+# read in at most about this many chunks, however slow the measured rate (parts sharing CPUs
+# measure a fraction of it, and every chunk costs a checkpoint: ~5 requests).
+PART_CHUNKS = 2
+# A part reads its columns in the modes the plan gave it (or in full once its own cells no
+# longer prove one): it never specialises a column itself, so that every part of a column
+# reads it in the same mode and the merged column is proven (or not) as one.
+_PARTS_KEEP_THEIR_PLAN = sys.maxsize
 
 
 class DataProcessingParams(BaseModel):
@@ -258,6 +270,8 @@ class DataProcessing:
         # What this process wrote last (prefix, chunk index, progress): the next chunk of the
         # same task in the same invocation merges into it without a GET.
         self._last: tuple[str, int, Progress] | None = None
+        # The parts' results `verify` last found exact, and their merged accumulators.
+        self._merged: tuple[list[dict[str, Any]], Tally] | None = None
 
     def start(self, params: DataProcessingParams, ctx: TaskContext) -> ChunkState:
         params = DataProcessingParams.model_validate(params)
@@ -298,6 +312,8 @@ class DataProcessing:
         index = data["chunks"]
         want = params.chunk_bytes or chunk_size(data.get("rate"), self.chunk_seconds)
         if data["phase"] == "part":
+            if not params.chunk_bytes:
+                want = part_chunk_size(want, state.units_total)
             return self._part_chunk(params, state, ctx, started, want)
         progress = self._accumulated(ctx, index - 1, _stream(ctx, data)) or Progress()
         if data["phase"] == "repair":
@@ -339,17 +355,24 @@ class DataProcessing:
     ) -> ChunkState:
         """One chunk of a part: whole records from the part's begin up to its stop.
 
-        A part analyses every cell of every column in full (its Progress never specialises a
-        column), so its tally needs no repair and merges exactly with the other parts'."""
+        Its columns are read in the modes the plan sampled (`data["modes"]`), from the part's
+        first chunk on; a column whose type the part's own cells no longer prove goes back to
+        full mode. Whether the merged figures are exact is decided over all the parts
+        (`verify`): no repair runs within a part."""
         data = state.data
         if data["begin"] is None:
             data = {**data, "begin": guess_begin(ctx, data)}
         cursor = data["begin"] if state.cursor is None else state.cursor
+        rest = data["stop"] - cursor
+        if rest - want < want // 4 and rest <= MAX_CHUNK_BYTES:
+            want = rest  # the part's rest, rather than a sliver of it after this chunk
         index = data["chunks"]
         stream = _stream(ctx, data)
-        progress = self._accumulated(ctx, index - 1, stream) or Progress()
-        piece = read_part_piece(ctx, data, cursor, want, params.delimiter)
-        progress = replace(progress, tally=progress.tally.merge(piece.tally))
+        progress = self._accumulated(ctx, index - 1, stream) or Progress.of_modes(
+            data.get("modes") or [], data["begin"]
+        )
+        piece = read_part_piece(ctx, data, cursor, want, params.delimiter, progress.plans())
+        progress = progress.advance(piece, _PARTS_KEEP_THEIR_PLAN)
         self._store(ctx, index, progress, stream)
         elapsed = max(self.clock() - started, 1e-3)
         data = {
@@ -389,8 +412,29 @@ class DataProcessing:
         count = min(count, body)
         if not header or count < 2:
             return None
-        states = plan_parts(data["key"], data["size"], body_start, len(header), count)
+        sample = params.chunk_bytes or FIRST_CHUNK_BYTES
+        modes = self._sampled_modes(ctx, data, body_start, len(header), params.delimiter, sample)
+        states = plan_parts(data["key"], data["size"], body_start, len(header), count, modes)
         return Plan(parts=states, max_parallel=params.max_parallel)
+
+    def _sampled_modes(
+        self,
+        ctx: TaskContext,
+        data: dict[str, Any],
+        body_start: int,
+        width: int,
+        delimiter: str,
+        size: int,
+    ) -> list[str]:
+        """How every part reads each column: the mode a whole run's first chunk would settle
+        on, from the first `size` bytes of rows (a whole run's first chunk) read in full,
+        once, here. Only a guess: `verify` proves each column's type over all the parts'
+        cells, and runs the parts again with a column in full where it is not proven."""
+        sample = read_piece(ctx, {**data, "width": width}, body_start, size, delimiter)
+        return [
+            (clear_mode(column) if column.nonempty >= self.specialise_after else None) or FULL
+            for column in sample.tally.columns
+        ]
 
     def finish_part(
         self, params: DataProcessingParams, state: ChunkState, ctx: TaskContext
@@ -403,6 +447,7 @@ class DataProcessing:
         summary.update(
             stop=data["stop"],
             begin=data["begin"],
+            modes=data.get("modes") or [],
             end=state.cursor,
             chunks=data["chunks"],
             rows=data["rows"],
@@ -413,7 +458,45 @@ class DataProcessing:
     def verify(
         self, params: DataProcessingParams, results: list[dict[str, Any]], ctx: TaskContext
     ) -> dict[int, ChunkState]:
-        return first_wrong_guess(results)
+        """The parts to run again: first a part whose guessed start was wrong (csv_parts);
+        once the parts tile the file, every part that read a column specialised where the
+        merged column does not prove that mode's type, run again with that column in full."""
+        wrong = first_wrong_guess(results)
+        if wrong:
+            return wrong
+        progresses = self._parts_progress(ctx, results)
+        merged = Tally()
+        for progress in progresses:
+            merged = merged.merge(progress.tally)
+        unproven: set[int] = set()
+        for column_index, column in enumerate(merged.columns):
+            modes = {
+                progress.scan(column_index).mode
+                for progress in progresses
+                if progress.read_typed(column_index)
+            }
+            # Every part computed the mode's own figures (a full read computes them too), so
+            # the merged column proves its type exactly as a whole run's does (column_plan).
+            if len(modes) > 1 or (modes and not proven(column, modes.pop())):
+                unproven.add(column_index)
+        redo = {}
+        for index, (result, progress) in enumerate(zip(results, progresses, strict=True)):
+            if any(progress.read_typed(column) for column in unproven):
+                again = [
+                    FULL if column in unproven else mode
+                    for column, mode in enumerate(result.get("modes") or [])
+                ]
+                redo[index] = redo_state(result, result["begin"], again)
+        if not redo:
+            self._merged = (results, merged)
+        return redo
+
+    def _parts_progress(self, ctx: TaskContext, results: list[dict[str, Any]]) -> list[Progress]:
+        """Each part's last partial: its accumulators and how it read each column."""
+        return [
+            Progress.from_json(_s3.get_json(ctx.s3, ctx.bucket, result["tally"]))
+            for result in results
+        ]
 
     def merge(
         self,
@@ -426,11 +509,13 @@ class DataProcessing:
         params = DataProcessingParams.model_validate(params)
         data = state.data
         header, _ = read_header(ctx, data["key"], data["size"], params.delimiter)
-        tally = Tally()
-        for result in results:
-            # Each part's last partial: a Progress whose columns were all read in full.
-            document = _s3.get_json(ctx.s3, ctx.bucket, result["tally"])
-            tally = tally.merge(Progress.from_json(document).tally)
+        verified = self._merged
+        if verified is not None and verified[0] is results:
+            tally = verified[1]  # what `verify` just merged and found exact
+        else:
+            tally = Tally()
+            for progress in self._parts_progress(ctx, results):
+                tally = tally.merge(progress.tally)
         chunks = sum(result["chunks"] for result in results)
         return self._report(ctx, data, header, tally, chunks, parts=len(results))
 
@@ -535,11 +620,11 @@ class DataProcessing:
 def _stream(ctx: TaskContext, data: dict[str, Any]) -> str:
     """What this process's last accumulators are of: a part run again from another begin
     is another stream, though its objects have the same keys."""
-    return (
-        f"{ctx.results_prefix}@{data.get('begin')}"
-        if data["phase"] == "part"
-        else ctx.results_prefix
-    )
+    if data["phase"] != "part":
+        return ctx.results_prefix
+    # A part run again with other columns in full is another stream too.
+    modes = ",".join(data.get("modes") or ())
+    return f"{ctx.results_prefix}@{data.get('begin')}/{modes}"
 
 
 def partial_key(ctx: TaskContext, index: int) -> str:
@@ -556,8 +641,27 @@ class Progress:
     scans: tuple[Scan, ...] = ()
     repair: Tally = field(default_factory=Tally)
 
+    @classmethod
+    def of_modes(cls, modes: list[str], begin: int) -> Progress:
+        """A part's progress before its first chunk: its columns read as `modes` say from
+        `begin` on (before any cell, a typed mode is trivially proven)."""
+        return cls(
+            tally=Tally(columns=tuple(Column() for _ in modes)),
+            scans=tuple(Scan() if mode == FULL else Scan(mode, since=begin) for mode in modes),
+        )
+
     def scan(self, index: int) -> Scan:
         return self.scans[index] if index < len(self.scans) else Scan()
+
+    def read_typed(self, index: int) -> bool:
+        """Whether column `index` has cells read in a specialised mode (figures other than
+        the mode's were not computed for them)."""
+        columns = self.tally.columns
+        return (
+            self.scan(index).since is not None
+            and index < len(columns)
+            and columns[index].nonempty > 0
+        )
 
     def plans(self) -> list[ColumnPlan] | None:
         """What the next chunk computes per column (None before the header: everything)."""
@@ -662,6 +766,13 @@ def chunk_size(rate: float | None, seconds: float) -> int:
     return int(min(MAX_CHUNK_BYTES, max(MIN_CHUNK_BYTES, rate * seconds)))
 
 
+def part_chunk_size(want: int, part_bytes: int) -> int:
+    """Bytes for a part's chunk: as from the rate (`want`), but at least 1/PART_CHUNKS of the
+    part (a part's first chunk included: it reads its columns specialised from its first
+    byte, so it is not kept small as a whole run's first chunk is)."""
+    return min(MAX_CHUNK_BYTES, max(want, -(-part_bytes // PART_CHUNKS)))
+
+
 def measured_rate(previous: float | None, size: int, seconds: float) -> float:
     """Bytes per second, smoothed over the chunks so far (a slow GET does not halve the next)."""
     rate = size / seconds
@@ -682,10 +793,16 @@ class Piece:
 
 
 def read_part_piece(
-    ctx: TaskContext, data: dict[str, Any], start: int, want: int, delimiter: str
+    ctx: TaskContext,
+    data: dict[str, Any],
+    start: int,
+    want: int,
+    delimiter: str,
+    plans: list[ColumnPlan] | None = None,
 ) -> Piece:
     """Read whole records of a part from byte `start`, none that starts after the part's
-    stop (a record boundary at or before it ends the part: see csv_parts)."""
+    stop (a record boundary at or before it ends the part: see csv_parts), and tally them
+    as `plans` say."""
     size, stop, key, width = data["size"], data["stop"], data["key"], data["width"]
     want = max(1, min(want, stop - start))
     while True:
@@ -718,8 +835,8 @@ def read_part_piece(
         if shorter:
             body, reaches_stop = body[:shorter], False
     engine = engine_form(body, delimiter)[1] if conformant and len(body) == cut else None
-    require_text(body, start, utf8=engine is None or not reads_every_cell(width, None))
-    tally = tally_records(body, width, delimiter, engine, offset=start)
+    require_text(body, start, utf8=engine is None or not reads_every_cell(width, plans))
+    tally = tally_records(body, width, delimiter, engine, plans, offset=start)
     return Piece(start + len(body), None, tally, last=reaches_stop)
 
 
