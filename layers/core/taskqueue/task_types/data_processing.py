@@ -834,7 +834,8 @@ def read_part_piece(
         _, shorter = csv_records(body[:CSV_MODULE_BYTES], False, delimiter)
         if shorter:
             body, reaches_stop = body[:shorter], False
-    engine = engine_form(body, delimiter)[1] if conformant and len(body) == cut else None
+    # `conformant` already says buffer[:cut] follows RFC 4180: DuckDB reads it as it is.
+    engine = body if conformant and len(body) == cut else None
     require_text(body, start, utf8=engine is None or not reads_every_cell(width, plans))
     tally = tally_records(body, width, delimiter, engine, plans, offset=start)
     return Piece(start + len(body), None, tally, last=reaches_stop)
