@@ -37,6 +37,8 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode, urlsplit
 
 import boto3
+import botocore.loaders
+import botocore.session
 
 from devstack.gateway import Route, http_routes
 from devstack.gateway import call_api as call_gateway
@@ -133,9 +135,21 @@ def template_resources(
 
     template = transformed if transformed is not None else transformed_template()
     with mock_aws():
-        yield create_resources(
-            boto3.Session(region_name=DEFAULT_REGION), template, parameters=parameters
-        )
+        yield create_resources(_session(), template, parameters=parameters)
+
+
+@functools.cache
+def _service_models() -> botocore.loaders.Loader:
+    return botocore.loaders.create_loader()
+
+
+def _session() -> boto3.Session:
+    """A fresh session whose clients read the services' models from one shared loader: a
+    fresh loader parses them from disk again, half a second for the three clients of
+    `create_resources`, at every test's `aws`."""
+    core = botocore.session.get_session()
+    core.register_component("data_loader", _service_models())
+    return boto3.Session(botocore_session=core, region_name=DEFAULT_REGION)
 
 
 # ------------------------------------------------------------------------------- events

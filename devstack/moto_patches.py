@@ -15,6 +15,20 @@
   buffer and slicing it, under the object's lock: 0.11 s for any range of a 200 MB object,
   one reader at a time, so the chunks and parts of a big CSV queue up behind each other. This
   reads only the range asked for; the answer (bytes, status, headers) is unchanged.
+- ``direct_attribute_values``: moto writes each DynamoDB attribute value of an answer through
+  its generic, model-driven serializer: ten member look-ups through alias providers per value,
+  at every level of a map or list, so returning one task item (params, chunk state, parts)
+  costs tens of milliseconds, most of the in-process suites' time. This writes the same JSON
+  straight from the ``{type: value}`` dicts moto hands its serializer.
+- ``cached_update_expressions``: moto tokenizes and parses an UpdateExpression on every
+  UpdateItem, twice (the handler, then the backend), though the code under test sends a
+  handful of distinct expressions. This keeps the parsed trees of the last 1,024 expressions;
+  moto only reads them (its validator works on a deep copy), so every answer is unchanged.
+- ``one_rsa_key_for_symmetric_keys``: moto gives every KMS key an RSA-2048 key pair, also a
+  symmetric one, which never signs or encrypts with it: 60 ms of CPU for each table created
+  with encryption at rest (its default key), that is at every test's ``aws``. Symmetric keys
+  share one pair here; asymmetric keys still get their own. The one answer this changes is
+  moto's GetPublicKey of a symmetric key, which KMS refuses (and nothing here calls).
 
 None of them changes what the code under test sees (tests/integration/test_moto_patches.py sends
 the same requests to plain and patched moto). Each takes the function that installs it:
@@ -28,7 +42,9 @@ time is skipped with a warning (``PATCHES`` says which is which, and why).
 
 from __future__ import annotations
 
+import base64
 import copy
+import functools
 import inspect
 import threading
 import warnings
@@ -38,6 +54,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import moto
+from moto.core.serialize import BaseJSONSerializer
 from moto.dynamodb.comparisons import get_filter_expression
 from moto.dynamodb.exceptions import (
     ConditionalCheckFailed,
@@ -48,7 +65,9 @@ from moto.dynamodb.exceptions import (
 )
 from moto.dynamodb.models import DynamoDBBackend
 from moto.dynamodb.models.table import Table
+from moto.dynamodb.parsing.expressions import UpdateExpressionParser  # type: ignore[attr-defined]
 from moto.dynamodb.responses import DynamoHandler
+from moto.kms import models as kms_models
 from moto.s3.models import FakeKey
 from moto.s3.responses import S3Response
 
@@ -195,6 +214,30 @@ PATCHES: dict[str, MotoPatch] = {
         "moto.s3.responses.S3Response.get_object and key_response (a single range is sliced "
         "out of what get_object returns as the key's value) and moto.s3.models.FakeKey.value",
     ),
+    "direct_attribute_values": MotoPatch(
+        "skip",
+        "it only writes the same JSON for DynamoDB attribute values faster: plain moto gives "
+        "the same answers, slower",
+        "moto.core.serialize.BaseJSONSerializer._serialize_type_structure and what it writes "
+        "for the members of botocore's dynamodb AttributeValue shape (string, blob, their "
+        "lists, map, list, boolean), and moto.dynamodb.models.utilities.dynamo_to_dict",
+    ),
+    "cached_update_expressions": MotoPatch(
+        "skip",
+        "it only parses each distinct UpdateExpression once: plain moto gives the same "
+        "answers, slower",
+        "moto.dynamodb.parsing.expressions.UpdateExpressionParser.make, and that every user of "
+        "the tree it returns (moto.dynamodb.responses update_item and transact_write_items, "
+        "models update_item, parsing.validators.Validator, which deep-copies it) only reads it",
+    ),
+    "one_rsa_key_for_symmetric_keys": MotoPatch(
+        "skip",
+        "it only spares generating an RSA pair that a symmetric KMS key never uses: plain "
+        "moto gives the same answers, slower",
+        "moto.kms.models.Key.__init__ (that it calls generate_private_key(key_spec) from "
+        "moto.kms.utils) and that moto uses the private key of a SYMMETRIC_DEFAULT or HMAC key "
+        "for nothing (Encrypt, Decrypt, GenerateDataKey use its key_material)",
+    ),
 }
 
 
@@ -337,21 +380,127 @@ def ranged_s3_reads(patch: Patch = setattr, moto_version: str | None = None) -> 
     patch(FakeKey, "value", property(value, whole_value.fset))  # type: ignore[attr-defined]
 
 
+def _wire_string(value: Any) -> Any:
+    # moto's JSON serializer writes a string member as str(value), but None, {} and [] as is.
+    return value if value is None or value == {} or value == [] else str(value)
+
+
+def _wire_blob(value: str | bytes) -> str:
+    raw = value.encode() if isinstance(value, str) else value
+    return base64.b64encode(raw).strip().decode()
+
+
+def _wire_attribute(value: dict[str, Any]) -> dict[str, Any]:
+    """An AttributeValue as moto's serializer writes it: the members that are not None
+    (NULL and BOOL as they are), strings through str, blobs in base64, maps and lists of
+    attribute values in turn."""
+    wire: dict[str, Any] = {}
+    for name, member in value.items():
+        if member is None or name not in _ATTRIBUTE_MEMBERS:
+            continue  # moto's serializer only looks up the shape's members
+        if name in ("S", "N"):
+            wire[name] = _wire_string(member)
+        elif name == "B":
+            wire[name] = _wire_blob(member)
+        elif name in ("SS", "NS"):
+            wire[name] = [_wire_string(each) for each in member]
+        elif name == "BS":
+            wire[name] = [_wire_blob(each) for each in member]
+        elif name == "M":
+            wire[name] = {k: _wire_attribute(v) for k, v in member.items() if v is not None}
+        elif name == "L":
+            wire[name] = [_wire_attribute(each) if each is not None else each for each in member]
+        else:  # NULL, BOOL
+            wire[name] = member
+    return wire
+
+
+_ATTRIBUTE_MEMBERS = frozenset({"S", "N", "B", "SS", "NS", "BS", "M", "L", "NULL", "BOOL"})
+_ATTRIBUTE_SERVICES = frozenset({"dynamodb", "dynamodbstreams"})  # one AttributeValue shape
+
+
+def direct_attribute_values(patch: Patch = setattr, moto_version: str | None = None) -> None:
+    if not may_apply("direct_attribute_values", moto_version):
+        return
+    original = BaseJSONSerializer._serialize_type_structure
+    if getattr(original, "direct", False):
+        return
+
+    def serialize_structure(self: Any, serialized: Any, value: Any, shape: Any, key: str) -> None:
+        if (
+            key
+            and shape.name == "AttributeValue"
+            and isinstance(value, dict)
+            and self.operation_model.service_model.service_name in _ATTRIBUTE_SERVICES
+        ):
+            self._default_serialize(serialized, _wire_attribute(value), shape, key)
+            return
+        original(self, serialized, value, shape, key)
+
+    serialize_structure.direct = True  # type: ignore[attr-defined]
+    patch(BaseJSONSerializer, "_serialize_type_structure", serialize_structure)
+
+
+def cached_update_expressions(patch: Patch = setattr, moto_version: str | None = None) -> None:
+    if not may_apply("cached_update_expressions", moto_version):
+        return
+    parse = vars(UpdateExpressionParser)["make"].__func__
+    if getattr(parse, "cached", False):
+        return
+
+    @functools.lru_cache(maxsize=1024)
+    def parsed(expression: str) -> Any:
+        return parse(UpdateExpressionParser, expression)
+
+    def make(cls: Any, expression: str) -> Any:
+        if cls is not UpdateExpressionParser:  # a subclass parses as it did
+            return parse(cls, expression)
+        return parsed(expression)  # an expression that fails to parse raises each time
+
+    make.cached = True  # type: ignore[attr-defined]
+    patch(UpdateExpressionParser, "make", classmethod(make))
+
+
+_ASYMMETRIC = ("RSA_", "ECC_", "SM2")  # the key specs whose key pair moto's API uses
+
+
+def one_rsa_key_for_symmetric_keys(patch: Patch = setattr, moto_version: str | None = None) -> None:
+    if not may_apply("one_rsa_key_for_symmetric_keys", moto_version):
+        return
+    generate = kms_models.generate_private_key
+    if getattr(generate, "shared", False):
+        return
+    shared = functools.cache(lambda: generate("SYMMETRIC_DEFAULT"))
+
+    def generate_private_key(key_spec: str) -> Any:
+        if key_spec.startswith(_ASYMMETRIC):
+            return generate(key_spec)
+        return shared()
+
+    generate_private_key.shared = True  # type: ignore[attr-defined]
+    patch(kms_models, "generate_private_key", generate_private_key)
+
+
 def tune_moto(patch: Patch = setattr, moto_version: str | None = None) -> None:
-    """All four: what the local stack runs with."""
+    """All seven: what the local stack runs with."""
     undo_log_transactions(patch, moto_version)
     partition_queries(patch, moto_version)
     serialize_dynamodb_requests(patch, moto_version)
     ranged_s3_reads(patch, moto_version)
+    direct_attribute_values(patch, moto_version)
+    cached_update_expressions(patch, moto_version)
+    one_rsa_key_for_symmetric_keys(patch, moto_version)
 
 
 @contextmanager
 def temporarily(*installers: Callable[[Patch], None]) -> Iterator[None]:
-    """Install some of the above for a block only (the benchmarks)."""
+    """Install some of the above for a block only (the benchmarks, the tests' `aws`)."""
     saved: list[tuple[Any, str, Any]] = []
 
     def patch(owner: Any, name: str, value: Any) -> None:
-        saved.append((owner, name, getattr(owner, name)))
+        # A class's own attribute as stored: a classmethod, not the method it binds to.
+        own = vars(owner).get(name) if isinstance(owner, type) else None
+        saved.append((owner, name, own if own is not None else getattr(owner, name)))
         setattr(owner, name, value)
 
     for install in installers:

@@ -17,9 +17,15 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 from moto import mock_aws
+from moto.core.serialize import BaseJSONSerializer, ResponseSerializer
 from moto.dynamodb.models import DynamoDBBackend
 from moto.dynamodb.models.table import Table
+from moto.dynamodb.parsing.expressions import (  # type: ignore[attr-defined]
+    UpdateExpressionParser,
+)
+from moto.dynamodb.parsing.tokens import ExpressionTokenizer
 from moto.dynamodb.responses import DynamoHandler
+from moto.kms import models as kms_models
 from moto.s3.models import FakeKey
 from moto.s3.responses import S3Response
 
@@ -27,6 +33,9 @@ from devstack.moto_patches import (
     PATCHED_MOTO_VERSION,
     MotoPatchSkipped,
     MotoVersionMismatch,
+    cached_update_expressions,
+    direct_attribute_values,
+    one_rsa_key_for_symmetric_keys,
     partition_queries,
     ranged_s3_reads,
     serialize_dynamodb_requests,
@@ -511,6 +520,323 @@ def test_ranged_gets_answer_as_plain_moto_does_without_reading_the_whole_object(
     assert patched_reads == 7
 
 
+# ---------------------------------------------------------------- direct_attribute_values
+
+# Every kind of attribute value, nested: what a task item's params, state and parts hold.
+EVERY_KIND: dict[str, Any] = {
+    "s": {"S": "text"},
+    "empty": {"S": ""},
+    "n": {"N": "-12.50"},
+    "b": {"B": b"\x00\xffbytes"},
+    "ss": {"SS": ["x", "y"]},
+    "ns": {"NS": ["1", "2.5"]},
+    "bs": {"BS": [b"\x01", b"\x02"]},
+    "null": {"NULL": True},
+    "yes": {"BOOL": True},
+    "no": {"BOOL": False},
+    "empty_map": {"M": {}},
+    "empty_list": {"L": []},
+    "m": {
+        "M": {
+            "deep": {"M": {"l": {"L": [{"N": "1"}, {"S": "two"}, {"NULL": True}]}}},
+            "b": {"B": b"\x7f"},
+            "flag": {"BOOL": False},
+        }
+    },
+    "l": {"L": [{"M": {"k": {"SS": ["a"]}}}, {"L": [{"BOOL": True}]}, {"BS": [b"z"]}]},
+}
+
+
+def attribute_answers(db: Any, streams: Any) -> list[Any]:
+    """Items holding every kind of value, as each read and write that returns items answers;
+    then the stream."""
+    shard = iterator(db, streams, "TRIM_HORIZON")
+    table = {"TableName": TABLE}
+    answers = [
+        answer(db.put_item, **table, Item={**key("a"), **EVERY_KIND}),
+        answer(db.put_item, **table, Item={**key("a"), **EVERY_KIND}, ReturnValues="ALL_OLD"),
+        answer(db.put_item, **table, Item={**key("a", "2"), **EVERY_KIND, "gsi1pk": {"S": "g"}}),
+        answer(db.get_item, **table, Key=key("a"), ConsistentRead=True),
+        answer(
+            db.query,
+            **table,
+            KeyConditionExpression="pk = :pk",
+            ExpressionAttributeValues={":pk": {"S": "a"}},
+        ),
+        answer(
+            db.query,
+            **table,
+            KeyConditionExpression="pk = :pk",
+            ProjectionExpression="m.deep, l[1], ss",
+            ExpressionAttributeValues={":pk": {"S": "a"}},
+        ),
+        answer(
+            db.update_item,
+            **table,
+            Key=key("a"),
+            UpdateExpression="SET m.deep.x = :x, n = n + :one",
+            ExpressionAttributeValues={":x": {"B": b"\x10"}, ":one": {"N": "1"}},
+            ReturnValues="ALL_NEW",
+        ),
+        answer(
+            db.update_item,
+            **table,
+            Key=key("a"),
+            UpdateExpression="REMOVE l",
+            ReturnValues="UPDATED_OLD",
+        ),
+        answer(db.batch_get_item, RequestItems={TABLE: {"Keys": [key("a"), key("a", "2")]}}),
+        answer(db.transact_get_items, TransactItems=[{"Get": {**table, "Key": key("a", "2")}}]),
+        answer(
+            db.put_item,
+            **table,
+            Item=key("a"),
+            ConditionExpression="attribute_not_exists(pk)",
+            ReturnValuesOnConditionCheckFailure="ALL_OLD",
+        ),
+        answer(db.delete_item, **table, Key=key("a"), ReturnValues="ALL_OLD"),
+    ]
+    answers.append(changes(streams, shard))
+    return unordered_sets(answers)
+
+
+def unordered_sets(value: Any) -> Any:
+    """`value` with the members of every SS, NS and BS sorted: sets have no order, and
+    moto's follows string hashing, which differs from one process to the next."""
+    if isinstance(value, dict):
+        return {
+            k: sorted(v) if k in ("SS", "NS", "BS") else unordered_sets(v) for k, v in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return type(value)(unordered_sets(v) for v in value)
+    return value
+
+
+def test_attribute_values_answer_as_plain_moto_does_without_its_member_look_ups() -> None:
+    # Given moto's serializer counting its generic look-ups of a structure's members
+    lookups: list[int] = []
+    get_value = ResponseSerializer.get_value
+
+    def count_lookups(patch: Any) -> None:
+        def counted(self: Any, value: Any, key: str, shape: Any) -> Any:
+            lookups.append(1)
+            return get_value(self, value, key, shape)
+
+        patch(ResponseSerializer, "get_value", counted)
+
+    # When the same requests go to plain moto and to moto writing attribute values directly
+    with moto_with(count_lookups) as (db, streams):
+        lookups.clear()  # not the table's creation
+        plain, plain_lookups = attribute_answers(db, streams), len(lookups)
+    with moto_with(count_lookups, direct_attribute_values) as (db, streams):
+        lookups.clear()
+        patched, patched_lookups = attribute_answers(db, streams), len(lookups)
+    # Then every answer is the same, and is what was written
+    assert patched == plain
+    assert plain[1]["Attributes"] == {**key("a"), **EVERY_KIND}
+    assert plain[3]["Item"] == {**key("a"), **EVERY_KIND}
+    assert plain[5]["Items"][0] == {
+        "m": {"M": {"deep": EVERY_KIND["m"]["M"]["deep"]}},
+        "l": {"L": [EVERY_KIND["l"]["L"][1]]},
+        "ss": EVERY_KIND["ss"],
+    }
+    assert plain[6]["Attributes"]["m"]["M"]["deep"]["M"]["x"] == {"B": b"\x10"}
+    assert plain[7]["Attributes"] == {"l": EVERY_KIND["l"]}
+    assert plain[10]["error"] == "ConditionalCheckFailedException"
+    assert [event for event, *_ in plain[-1]] == [
+        "INSERT",
+        "MODIFY",
+        "INSERT",
+        *["MODIFY"] * 2,
+        "REMOVE",
+    ]
+    # And the values no longer go through moto's member look-ups: tens of them per value did
+    assert plain_lookups > 1000
+    assert patched_lookups < plain_lookups / 5
+
+
+# ---------------------------------------------------------------- cached_update_expressions
+
+COUNT_UP = "SET n = if_not_exists(n, :zero) + :one, m.#k = :v ADD tags :tag REMOVE gone"
+
+
+# A key attribute, a value not given, a syntax error.
+REFUSED: list[tuple[str, dict[str, Any] | None]] = [
+    ("SET pk = :v", {":v": {"S": "z"}}),
+    ("SET n = :missing", None),
+    ("SET n = = :v", {":v": {"N": "1"}}),
+]
+
+
+def updates(db: Any) -> list[Any]:
+    """The same few UpdateExpressions again and again with other values and items, some
+    refused (a bad value, a key attribute, a missing name, a syntax error), alone and in
+    transactions; then the items."""
+    table = {"TableName": TABLE}
+    db.put_item(TableName=TABLE, Item={**key("a"), "m": {"M": {}}, "gone": {"S": "x"}})
+    answers = []
+    for round_ in range(3):
+        for pk in ("a", "b"):
+            values = {
+                ":zero": {"N": "0"},
+                ":one": {"N": str(round_ + 1)},
+                ":v": {"S": f"v{round_}"},
+                ":tag": {"SS": [f"t{round_}"]},
+            }
+            answers.append(
+                answer(
+                    db.update_item,
+                    **table,
+                    Key=key(pk),
+                    UpdateExpression=COUNT_UP,
+                    ExpressionAttributeNames={"#k": f"k{round_}"},
+                    ExpressionAttributeValues=values,
+                    ReturnValues="ALL_NEW",
+                )
+            )
+        answers.append(
+            answer(
+                db.update_item,
+                **table,
+                Key=key("a"),
+                UpdateExpression=COUNT_UP,
+                ExpressionAttributeNames={"#k": "k"},
+                ExpressionAttributeValues={
+                    ":zero": {"N": "0"},
+                    ":one": {"S": "not a number"},
+                    ":v": {"S": "v"},
+                    ":tag": {"SS": ["t"]},
+                },
+            )
+        )
+        for expression, given in REFUSED:
+            extra = {"ExpressionAttributeValues": given} if given else {}
+            answers.append(
+                answer(db.update_item, **table, Key=key("a"), UpdateExpression=expression, **extra)
+            )
+        answers.append(
+            answer(
+                db.transact_write_items,
+                TransactItems=[
+                    {
+                        "Update": {
+                            **table,
+                            "Key": key(f"t{round_ % 2}"),
+                            "UpdateExpression": "SET n = if_not_exists(n, :zero) + :one",
+                            "ExpressionAttributeValues": {
+                                ":zero": {"N": "0"},
+                                ":one": {"N": "1"},
+                            },
+                        }
+                    }
+                ],
+            )
+        )
+    answers.append(
+        [
+            db.get_item(TableName=TABLE, Key=key(pk), ConsistentRead=True).get("Item")
+            for pk in ("a", "b", "t0", "t1")
+        ]
+    )
+    return answers
+
+
+def test_update_expressions_answer_as_plain_moto_does_parsed_once_each() -> None:
+    # Given moto's tokenizer counting the expressions it reads
+    tokenized: list[str] = []
+    make_list = vars(ExpressionTokenizer)["make_list"].__func__
+
+    def count_reads(patch: Any) -> None:
+        def counted(cls: Any, expression: str) -> Any:
+            tokenized.append(expression)
+            return make_list(cls, expression)
+
+        patch(ExpressionTokenizer, "make_list", classmethod(counted))
+
+    # When the same updates go to plain moto and to moto keeping parsed expressions
+    with moto_with(count_reads) as (db, _):
+        plain, plain_reads = updates(db), list(tokenized)
+    tokenized.clear()
+    with moto_with(count_reads, cached_update_expressions) as (db, _):
+        patched, patched_reads = updates(db), list(tokenized)
+    # Then every answer is the same, refusals included, and the counts add up
+    assert patched == plain
+    assert plain[0]["Attributes"]["n"] == {"N": "1"}
+    first, never_made, once, twice = plain[-1]
+    assert first["n"] == {"N": "6"} and "gone" not in first
+    assert first["m"] == {"M": {"k0": {"S": "v0"}, "k1": {"S": "v1"}, "k2": {"S": "v2"}}}
+    assert never_made is None  # b has no map m: each of its updates was refused
+    assert (once["n"], twice["n"]) == ({"N": "2"}, {"N": "1"})
+    refusals = [a["error"] for a in plain[:-1] if "error" in a]
+    assert refusals == ["ValidationException"] * 15
+    # And each expression that parses is read once, where plain moto read it twice at every
+    # UpdateItem; the one that does not parse is read at each try
+    assert plain_reads.count(COUNT_UP) == 2 * 9
+    assert patched_reads.count(COUNT_UP) == 1
+    assert patched_reads.count("SET n = = :v") == plain_reads.count("SET n = = :v") == 3
+
+
+# ---------------------------------------------------------------- one_rsa_key_for_symmetric_keys
+
+
+def kms_answers(kms: Any) -> tuple[list[Any], list[bytes]]:
+    """Two symmetric keys at work (encrypt, decrypt, data keys, a refused signature) and two
+    signing keys (sign, verify): the answers without their random parts, and the public keys
+    of the signing keys."""
+    symmetric = [kms.create_key()["KeyMetadata"]["KeyId"] for _ in range(2)]
+    signing = [
+        kms.create_key(KeyUsage="SIGN_VERIFY", KeySpec="RSA_2048")["KeyMetadata"]["KeyId"]
+        for _ in range(2)
+    ]
+    answers: list[Any] = []
+    for key_id in symmetric:
+        blob = kms.encrypt(KeyId=key_id, Plaintext=b"secret")["CiphertextBlob"]
+        answers.append(kms.decrypt(CiphertextBlob=blob)["Plaintext"])
+        answers.append(len(kms.generate_data_key(KeyId=key_id, KeySpec="AES_256")["Plaintext"]))
+        refused = answer(
+            kms.sign, KeyId=key_id, Message=b"m", SigningAlgorithm="RSASSA_PSS_SHA_256"
+        )
+        answers.append(refused["error"])
+    for key_id in signing:
+        signed = kms.sign(KeyId=key_id, Message=b"m", SigningAlgorithm="RSASSA_PSS_SHA_256")
+        verified = kms.verify(
+            KeyId=key_id,
+            Message=b"m",
+            Signature=signed["Signature"],
+            SigningAlgorithm="RSASSA_PSS_SHA_256",
+        )
+        answers.append(verified["SignatureValid"])
+    public = [kms.get_public_key(KeyId=key_id)["PublicKey"] for key_id in signing]
+    return answers, public
+
+
+def test_symmetric_keys_answer_as_plain_moto_does_without_a_key_pair_each() -> None:
+    # Given moto counting the key pairs it generates
+    generated: list[str] = []
+    generate = kms_models.generate_private_key
+
+    def count_pairs(patch: Any) -> None:
+        def counted(key_spec: str) -> Any:
+            generated.append(key_spec)
+            return generate(key_spec)
+
+        patch(kms_models, "generate_private_key", counted)
+
+    # When the same keys are made and used in plain moto and with one pair for symmetric keys
+    with moto_with(count_pairs):
+        (plain, plain_public), plain_pairs = kms_answers(boto3.client("kms")), list(generated)
+    generated.clear()
+    with moto_with(count_pairs, one_rsa_key_for_symmetric_keys):
+        (patched, patched_public), patched_pairs = kms_answers(boto3.client("kms")), list(generated)
+    # Then every answer is the same, and the signing keys still have key pairs of their own
+    assert patched == plain
+    assert plain == [b"secret", 32, "ValidationException"] * 2 + [True, True]
+    assert len(set(patched_public)) == len(set(plain_public)) == 2
+    # And the symmetric keys no longer generate a pair each: one pair serves them all
+    assert plain_pairs == ["SYMMETRIC_DEFAULT"] * 2 + ["RSA_2048"] * 2
+    assert patched_pairs == ["SYMMETRIC_DEFAULT"] + ["RSA_2048"] * 2
+
+
 # ---------------------------------------------------------------- the version guard
 
 
@@ -574,3 +900,26 @@ def test_on_another_moto_the_ranged_s3_reads_are_skipped_with_a_warning(
     with pytest.warns(MotoPatchSkipped, match="Running without it: it only reads less"):
         ranged_s3_reads(monkeypatch.setattr, moto_version="5.9.0")
     assert (S3Response.get_object, FakeKey.value) == (get_object, value)
+
+
+@pytest.mark.parametrize(
+    ("install", "owner", "attribute", "why"),
+    [
+        (
+            direct_attribute_values,
+            BaseJSONSerializer,
+            "_serialize_type_structure",
+            "it only writes the same JSON",
+        ),
+        (cached_update_expressions, UpdateExpressionParser, "make", "it only parses each"),
+        (one_rsa_key_for_symmetric_keys, kms_models, "generate_private_key", "it only spares"),
+    ],
+    ids=["direct_attribute_values", "cached_update_expressions", "one_rsa_key_for_symmetric_keys"],
+)
+def test_on_another_moto_a_speed_up_is_skipped_with_a_warning(
+    monkeypatch: pytest.MonkeyPatch, install: Installer, owner: Any, attribute: str, why: str
+) -> None:
+    before = vars(owner)[attribute]
+    with pytest.warns(MotoPatchSkipped, match=f"Running without it: {why}"):
+        install(monkeypatch.setattr, moto_version="5.9.0")
+    assert vars(owner)[attribute] is before

@@ -15,6 +15,7 @@ import itertools
 import json
 import random
 import threading
+import time
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
@@ -226,6 +227,9 @@ class SimClock:
 
     def now(self) -> datetime:
         return utcnow() + self.offset
+
+    def monotonic(self) -> float:
+        return time.monotonic() + self.offset.total_seconds()
 
     def advance(self, seconds: float) -> None:
         self.offset += timedelta(seconds=seconds)
@@ -1040,6 +1044,10 @@ def make_chaos(harness: Harness, rng: random.Random, rates: Rates) -> tuple[Chao
     )
     chaos.resend = lambda task_id: delivery.resend(delivery.task_queues[1], task_id)
     service = wiring.service()
+    # A repeated submit or retry waits for a first call's mark on the simulated clock: the
+    # user's calls run one at a time here, so no mark can arrive while it waits, and real
+    # sleeps (seconds a run) bought nothing.
+    service.sleep, service.monotonic = harness.clock.advance, harness.clock.monotonic
     chaos.sweeper = lambda: service.send_unsent(wiring.settings().sweep_grace_seconds)
     return chaos, delivery
 

@@ -6,7 +6,7 @@ import hashlib
 import json
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -83,6 +83,9 @@ class TaskService:
     settings: Settings
     registry: Mapping[str, TaskType] = field(default_factory=lambda: REGISTRY)
     enqueue_wait_seconds: float = 2.0
+    # The wait of `enqueue_if_lost`: a simulated clock's in the reliability suite.
+    sleep: Callable[[float], None] = time.sleep
+    monotonic: Callable[[], float] = time.monotonic
 
     def task_type(self, name: str) -> TaskType:
         task_type = self.registry.get(name)
@@ -322,14 +325,14 @@ class TaskService:
         Concurrent repeats of a live call so send nothing; after a lost call, one does (a rare
         duplicate is harmless: it loses the claim).
         """
-        deadline = time.monotonic() + self.enqueue_wait_seconds
+        deadline = self.monotonic() + self.enqueue_wait_seconds
         pause = 0.1  # doubling: a live first call marks within a few hundred ms; 5 reads in all
         while task.enqueued_at is None and task.awaiting_first_claim:
-            left = deadline - time.monotonic()
+            left = deadline - self.monotonic()
             if left <= 0:
                 self.enqueue(task)
                 return
-            time.sleep(min(pause, left))
+            self.sleep(min(pause, left))
             pause *= 2
             task = self.store.tasks.get(task.task_id)
 
