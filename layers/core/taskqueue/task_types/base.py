@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from functools import cached_property
+from itertools import pairwise
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from pydantic import BaseModel
@@ -112,6 +113,17 @@ class Plan:
 
     parts: list[ChunkState]
     max_parallel: int
+
+
+def contiguous_ranges(total: int, parts: int, step: int = 1) -> list[tuple[int, int]]:
+    """`total` (> 0) units (0 .. total - 1) cut into at most `parts` ranges [begin, end) of whole
+    steps, as even as may be. Each range begins where the one before ends, the first at 0,
+    the last ending at `total`, and none is empty: every unit is in exactly one range."""
+    steps = -(-total // step)
+    count = max(1, min(parts, steps))
+    # i * steps // count strictly increases with i when count <= steps: no empty range.
+    bounds = [min(total, i * steps // count * step) for i in range(count + 1)]
+    return list(pairwise(bounds))
 
 
 class Splits(Protocol):
