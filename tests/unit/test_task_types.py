@@ -12,7 +12,6 @@ from pydantic import ValidationError
 
 from taskqueue.errors import ImageRejected
 from taskqueue.task_types import REGISTRY, get_task_type, task_types
-from taskqueue.task_types.base import contiguous_ranges
 from taskqueue.task_types.data_processing import (
     BLOCK_ROWS,
     DataProcessingParams,
@@ -21,6 +20,7 @@ from taskqueue.task_types.data_processing import (
     parse_number,
 )
 from taskqueue.task_types.email import EmailParams, render
+from taskqueue.task_types.groups import contiguous_ranges
 from taskqueue.task_types.image_processing import (
     ImageProcessingParams,
     convert_image,

@@ -6,7 +6,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from functools import cached_property
-from itertools import pairwise
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from pydantic import BaseModel
@@ -38,8 +37,8 @@ class TaskContext:
     email_sender: str = "noreply@example.com"
     email_rate_per_second: float = 10.0
     # How many worker processes may send email at once: each keeps to its share of the
-    # account's SES rate (the worker's maximum concurrency, both queues together).
-    email_max_concurrency: int = 80
+    # account's SES rate (the worker's maximum concurrency, every queue together).
+    email_max_concurrency: int = 280
     # Lambda's memory size: what the task types' per-item limits (image pixels) derive from.
     memory_mb: int = 1024
     # A chain's later step: where the previous step's result is (an s3:// URI), if it has one.
@@ -113,17 +112,6 @@ class Plan:
 
     parts: list[ChunkState]
     max_parallel: int
-
-
-def contiguous_ranges(total: int, parts: int, step: int = 1) -> list[tuple[int, int]]:
-    """`total` (> 0) units (0 .. total - 1) cut into at most `parts` ranges [begin, end) of whole
-    steps, as even as may be. Each range begins where the one before ends, the first at 0,
-    the last ending at `total`, and none is empty: every unit is in exactly one range."""
-    steps = -(-total // step)
-    count = max(1, min(parts, steps))
-    # i * steps // count strictly increases with i when count <= steps: no empty range.
-    bounds = [min(total, i * steps // count * step) for i in range(count + 1)]
-    return list(pairwise(bounds))
 
 
 class Splits(Protocol):

@@ -19,7 +19,8 @@ from taskqueue.errors import ImageRejected, InvalidInput, aws_error_code
 from taskqueue.form_hints import ADVANCED, Source, sources, upload
 from taskqueue.models import ChunkState, TaskResult
 from taskqueue.task_types import _s3
-from taskqueue.task_types.base import Plan, TaskContext, Upload, contiguous_ranges
+from taskqueue.task_types.base import Plan, TaskContext, Upload
+from taskqueue.task_types.groups import group_of, merged_figures, plan_groups
 
 if TYPE_CHECKING:
     from PIL.Image import Image
@@ -453,7 +454,7 @@ class ImageProcessing:
             else None
         )
         pixel_limit = max_pixels(ctx.memory_mb)
-        begin, end, prefix = _group(state, ctx)
+        begin, end, prefix = group_of(state, state.units_total, ctx)
         first: int = state.cursor
         for index in range(first, min(first + params.images_per_chunk, end)):
             key = self._key(index, images, prefix)
@@ -500,19 +501,9 @@ class ImageProcessing:
         (and generated sources) where the whole run would, numbered by the image's place in
         the whole list, so the merged result is the same, output for output."""
         params = ImageProcessingParams.model_validate(params)
-        if params.max_parallel <= 1 or state.cursor != 0 or state.done:
-            return None
-        groups = contiguous_ranges(state.units_total, params.max_parallel, params.images_per_chunk)
-        if len(groups) < 2:
-            return None
-        base = {**state.data, "prefix": ctx.results_prefix}
-        parts = [
-            ChunkState(
-                units_total=end - begin, cursor=begin, data={**base, "begin": begin, "end": end}
-            )
-            for begin, end in groups
-        ]
-        return Plan(parts=parts, max_parallel=params.max_parallel)
+        return plan_groups(
+            state, ctx, state.units_total, params.max_parallel, params.images_per_chunk
+        )
 
     def finish_part(
         self, params: ImageProcessingParams, state: ChunkState, ctx: TaskContext
@@ -537,14 +528,8 @@ class ImageProcessing:
     ) -> TaskResult:
         """The groups' totals added up and their failures joined in image order (the first
         MAX_FAILURES_KEPT of all, as one run keeps them): the result of one run."""
-        params = ImageProcessingParams.model_validate(params)
-        ends = [0, *(result["end"] for result in results)]
-        if [result["begin"] for result in results] != ends[:-1]:
-            raise RuntimeError(f"image groups do not follow each other: {ends}")
-        data: dict[str, Any] = {name: sum(result[name] for result in results) for name in TOTALS}
-        failures = [failure for result in results for failure in result["failures"]]
-        data["failures"] = failures[:MAX_FAILURES_KEPT]
-        return self._report(params, ctx, ends[-1], data)
+        merged = merged_figures(results, TOTALS, MAX_FAILURES_KEPT)
+        return self._report(params, ctx, merged["items"], merged)
 
     def _report(
         self,
@@ -604,17 +589,6 @@ class ImageProcessing:
                 # Deleted since the listing: that image fails, the others go on.
                 raise ImageRejected("no longer exists") from exc
             raise
-
-
-def _group(state: ChunkState, ctx: TaskContext) -> tuple[int, int, str]:
-    """The images a run covers, [begin, end), and the prefix its objects go under: all of
-    them under its own for a whole run, its group under its parent's for a part."""
-    data = state.data
-    return (
-        data.get("begin", 0),
-        data.get("end", state.units_total),
-        data.get("prefix", ctx.results_prefix),
-    )
 
 
 IMAGE_PROCESSING = ImageProcessing()
