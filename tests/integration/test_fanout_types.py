@@ -4,14 +4,30 @@ parts killed and their messages duplicated."""
 
 from __future__ import annotations
 
+import csv
+import io
+import math
+from collections import Counter
+from datetime import datetime, timedelta
 from typing import Any
 
 import boto3
+import pytest
 
 from taskqueue import wiring
-from taskqueue.models import Task, TaskMessage, TaskStatus, part_id
+from taskqueue.models import Task, TaskMessage, TaskStatus, part_id, utcnow
+from taskqueue.task_types.email import SIMULATOR_DOMAIN, Email, SesPacer
 from taskqueue.task_types.image_processing import generated_image
 from tests.pipeline_world import OWNER, World, crash_on_checkpoint
+
+
+def sent_messages() -> list[Any]:
+    """What moto's SES accepted, in order."""
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.ses.models import ses_backends
+
+    return list(ses_backends[DEFAULT_ACCOUNT_ID]["us-east-1"].sent_messages)
+
 
 # ---------------------------------------------------------------- helpers
 
@@ -130,3 +146,72 @@ def test_killed_and_duplicated_groups_still_give_the_whole_result(world: World) 
     assert split.parts_in == [0, 1, 2]
     assert_same_result(split, whole)
     assert len([name for name in objects(task_id) if name.startswith("source/")]) == 7
+
+
+# ---------------------------------------------------------------- EMAIL
+
+
+class Hurried:
+    """EMAIL's clock a day behind the engine's, a minute on at every reading: a part's wait
+    for its turn is over at its next look, and the engine never holds a message back."""
+
+    def __init__(self) -> None:
+        self.now = utcnow() - timedelta(days=1)
+
+    def __call__(self) -> datetime:
+        self.now += timedelta(minutes=1)
+        return self.now
+
+
+@pytest.fixture
+def emails(world: World) -> None:
+    engine = wiring.engine()
+    email = Email(sleep=lambda _: None, clock=Hurried(), pacer=SesPacer(account_rate=math.inf))
+    engine.registry = {**engine.registry, "EMAIL": email}
+    wiring.service().registry = engine.registry
+    boto3.client("sesv2").create_email_identity(EmailIdentity=wiring.settings().email_sender)
+
+
+def recipients_csv(task: Task) -> list[dict[str, str]]:
+    """The task's downloadable CSV, SES's message ids only said to be there."""
+    assert task.result is not None
+    body = objects(task.task_id)["recipients.csv"].decode()
+    rows = list(csv.DictReader(io.StringIO(body)))
+    return [row | {"message_id": str(bool(row["message_id"]))} for row in rows]
+
+
+def test_recipients_in_batches_through_the_worker_are_sent_once_and_merged_as_one_run(
+    world: World, emails: None
+) -> None:
+    # Given 130 generated recipients, 20 per batch, sent whole
+    params = {"recipient_count": 130, "subject": "Hi {name}", "body": "n {index}", "batch_size": 20}
+    whole = run_task(world, "EMAIL", params)
+    # When the same task in 3 groups has a worker killed right after its 3rd checkpoint,
+    # and every part's message and the parent's are delivered again at the end
+    undo = crash_on_checkpoint(wiring.engine().store.table.client, 3, after=True)
+    task_id = world.submit({**params, "max_parallel": 3}, task_type="EMAIL")
+    try:
+        world.pipeline().run(max_invocations=400)
+    finally:
+        undo()
+    world.redeliver_after_crash()
+    world.pipeline().run(max_invocations=400)
+    engine = wiring.engine()
+    for index in range(3):
+        engine.dispatcher.send(TaskMessage.of(world.task(part_id(task_id, index))), "parts")
+    engine.dispatcher.send(TaskMessage.of(world.task(task_id), resume=True))
+    world.pipeline().run()
+    # Then it was split into 3 groups of whole batches and merged as the whole run's result
+    split = world.task(task_id)
+    assert split.status == TaskStatus.SUCCESS and split.parts_in == [0, 1, 2]
+    parts = [world.task(part_id(task_id, index)).result or {} for index in range(3)]
+    assert [(p["begin"], p["end"]) for p in parts] == [(0, 40), (40, 80), (80, 130)]
+    assert whole.result is not None and split.result is not None
+    csv_key = f"results/{OWNER}/{task_id}/recipients.csv"
+    assert split.result == {**whole.result, "recipients_csv": csv_key}
+    assert relative(split) == relative(whole) == ["recipients.csv"]
+    assert recipients_csv(split) == recipients_csv(whole)
+    assert objects_of_parts(task_id) == []
+    # and each recipient got exactly one email from each run: none twice from the split one
+    sent = Counter(m.destinations["ToAddresses"][0] for m in sent_messages())
+    assert sent == {f"success+{n}@{SIMULATOR_DOMAIN}": 2 for n in range(1, 131)}
