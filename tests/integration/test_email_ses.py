@@ -20,7 +20,7 @@ import pytest
 from botocore.stub import ANY, Stubber
 
 from taskqueue.errors import TransientError
-from taskqueue.models import ChunkState
+from taskqueue.models import ChunkState, TaskResult
 from taskqueue.task_types.email import Email, EmailParams, SesPacer
 from tests.integration.test_task_types_s3 import (  # noqa: F401 - aws: the fixture
     BUCKET,
@@ -277,6 +277,131 @@ def test_a_process_out_of_its_share_hands_the_task_back_without_sending(aws: Aws
     assert refused.cursor == 5 and refused.resume_at == NOW + timedelta(seconds=5)
     assert done.done
     assert ses.calls == [("GetAccount", 0), ("SendBulkEmail", 5), ("SendBulkEmail", 5)]
+
+
+# ---------------------------------------------------------------- in parallel groups
+
+
+class Timed(Counting):
+    """Counting, with each send's moment and the part (task id) that made it."""
+
+    def __init__(self, real: Any, clock: Moment, bad: frozenset[str] = frozenset()) -> None:
+        super().__init__(real, bad)
+        self.clock = clock
+        self.sends: list[tuple[float, int]] = []
+
+    def send_bulk_email(self, **request: Any) -> Any:
+        self.sends.append((self.clock.seconds(), len(request["BulkEmailEntries"])))
+        return super().send_bulk_email(**request)
+
+
+def run_in_parts(
+    task: Email, params: EmailParams, clock: Moment, aws: Aws, ses: Any, task_id: str
+) -> tuple[TaskResult, list[int]]:
+    """Plan a task's parts and run them all at once, as the parts' queue would: always the
+    part due first, each chunk delivered twice from its checkpoint (a duplicate, or a
+    worker dead before its checkpoint); then merge. Returns the result and which part made
+    each send."""
+    parent = aws.ctx(task_id, sesv2=ses)
+    plan = task.plan(params, task.start(params, parent), parent)
+    assert plan is not None
+    states = dict(enumerate(plan.parts))
+    results: dict[int, dict[str, Any]] = {}
+    senders: list[int] = []
+    while states:
+        index, state = min(states.items(), key=lambda item: (item[1].resume_at or NOW, item[0]))
+        clock.now = max(clock.now, state.resume_at or NOW)
+        ctx = aws.ctx(f"{task_id}.{index}", sesv2=ses)
+        stored = ChunkState.model_validate_json(state.model_dump_json())
+        calls = len(ses.calls)
+        state = task.run_chunk(params, stored, ctx)
+        senders += [index] * (len(ses.calls) - calls)
+        again = task.run_chunk(params, stored, ctx)
+        assert again.model_dump(exclude={"resume_at"}) == state.model_dump(exclude={"resume_at"})
+        assert len(state.model_dump_json()) < STATE_LIMIT
+        if state.done:
+            results[index] = task.finish_part(params, state, ctx).summary
+            del states[index]
+        else:
+            states[index] = state
+    merged = task.merge(params, plan.parts[0], [results[i] for i in sorted(results)], parent)
+    return merged, senders
+
+
+def test_recipients_in_groups_give_the_whole_runs_result_and_csv_each_sent_once(
+    aws: Aws,
+) -> None:
+    # Given 260 recipients, every 7th of whom bounces (more failures than the summary keeps)
+    recipients = [f"r{n}@example.com" for n in range(260)]
+    bad = frozenset(recipients[::7])
+    params = EmailParams(recipients=recipients, subject="Hi {name}", body="n {index}")
+    whole_ses, split_ses = Counting(aws.sesv2, bad), Counting(aws.sesv2, bad)
+    # When the task runs whole, and split 3 ways (each chunk of each part delivered twice)
+    whole, _ = drive(email(), params, aws.ctx("whole", sesv2=whole_ses))
+    split_params = params.model_copy(update={"max_parallel": 3})
+    clock = Moment()
+    split, senders = run_in_parts(email(clock), split_params, clock, aws, split_ses, "split")
+    # Then it was sent in 3 groups of whole batches, 0-99, 100-199, 200-259, every recipient
+    # once (no repeated chunk sent again)
+    assert senders == [0, 1, 2, 0, 1, 2]
+    assert [n for call, n in split_ses.calls if call == "SendBulkEmail"] == [50] * 5 + [10]
+    # and the result is the whole run's: counts, the first 20 failures in recipient order,
+    # codes, and the downloadable CSV row for row (SES's message ids aside)
+    assert split.summary == {
+        **whole.summary,
+        "recipients_csv": "results/alice/split/recipients.csv",
+    }
+    assert split.summary["failed"] == len(bad) == 38 and len(split.summary["failures"]) == 20
+    assert (split.total_items, split.failed_items) == (whole.total_items, whole.failed_items)
+
+    def rows(result: TaskResult) -> list[dict[str, str]]:
+        return [
+            row | {"message_id": bool(row["message_id"])}
+            for row in read_csv(aws, result.outputs[0])
+        ]
+
+    assert rows(split) == rows(whole)
+    assert [row["email"] for row in read_csv(aws, split.outputs[0])] == recipients
+
+
+def test_parts_keep_to_the_task_rate_together(aws: Aws) -> None:
+    # Given 1000 recipients at 20 a second, in batches of 50, split 4 ways
+    clock = Moment()
+    ses = Timed(aws.sesv2, clock)
+    params = EmailParams(
+        recipient_count=1000, subject="s", body="b", rate_per_second=20, max_parallel=4
+    )
+    ctx_rate = aws.ctx("split")
+    assert ctx_rate.email_rate_per_second == 10  # the service's ceiling is lower: 10 a second
+    # When the parts run at once, each as soon as it may
+    run_in_parts(email(clock), params, clock, aws, ses, "split")
+    # Then the task as a whole kept to 10 a second: in any stretch of time, no more than
+    # that plus one batch was sent; and it took as long as the whole run takes (a batch every
+    # 5 s), not longer
+    sends = ses.sends
+    assert sum(n for _, n in sends) == 1000
+    for i, (start, _) in enumerate(sends):
+        for j in range(i, len(sends)):
+            sent = sum(n for _, n in sends[i : j + 1])
+            assert sent <= 10 * (sends[j][0] - start) + 50
+    assert sends[-1][0] == (1000 // 50 - 1) * 5
+
+
+def test_a_part_run_late_keeps_to_its_share_of_the_rate(aws: Aws) -> None:
+    # Given a part of a task split 4 ways (10 a second) whose timetable is long past (its
+    # retry after a failure)
+    clock = Moment()
+    task = email(clock)
+    ctx = aws.ctx("late")
+    params = EmailParams(recipient_count=800, subject="s", body="b", max_parallel=4)
+    plan = task.plan(params, task.start(params, ctx), ctx)
+    assert plan is not None
+    clock.now += timedelta(hours=1)
+    # When its chunks run
+    first = task.run_chunk(params, plan.parts[2], aws.ctx("late.2"))
+    # Then it sends at once, and waits for a quarter of the rate after: 50 at 2.5 a second
+    assert first.cursor == plan.parts[2].cursor + 50
+    assert first.resume_at == clock.now + timedelta(seconds=20)
 
 
 # ---------------------------------------------------------------- Stubber

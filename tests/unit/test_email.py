@@ -261,12 +261,10 @@ def test_the_default_concurrency_share_matches_the_workers_in_the_template() -> 
     from taskqueue.config import Settings
 
     worker = load_template()["Resources"]["WorkerFunction"]["Properties"]
-    # (EMAIL does not split into parts: the parts' queue never runs it)
-    mappings = [
-        event["Properties"] for name, event in worker["Events"].items() if name != "PartsQueueEvent"
-    ]
+    # (the parts' queue included: EMAIL's parallel parts send from it)
+    mappings = [event["Properties"] for event in worker["Events"].values()]
     most = sum(m["ScalingConfig"]["MaximumConcurrency"] for m in mappings if m.get("Queue"))
     most = min(most, worker.get("ReservedConcurrentExecutions", most))
 
     # Then each process's share of the account's rate is 1/that, by default
-    assert Settings.model_fields["email_max_concurrency"].default == most == 80
+    assert Settings.model_fields["email_max_concurrency"].default == most == 280

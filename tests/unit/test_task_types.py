@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from itertools import pairwise
 from typing import Any
 
 import pytest
@@ -19,6 +20,7 @@ from taskqueue.task_types.data_processing import (
     parse_number,
 )
 from taskqueue.task_types.email import EmailParams, render
+from taskqueue.task_types.groups import contiguous_ranges
 from taskqueue.task_types.image_processing import (
     ImageProcessingParams,
     convert_image,
@@ -70,6 +72,8 @@ def test_every_param_is_described_and_extra_params_are_refused(task_type: Any) -
         (ImageProcessingParams, {"generate_count": 1, "width": 4097}),
         (ImageProcessingParams, {"generate_count": 1, "output_format": "GIF"}),
         (ImageProcessingParams, {"generate_count": 1, "images_per_chunk": 21}),
+        (ImageProcessingParams, {"generate_count": 1, "max_parallel": 0}),
+        (ImageProcessingParams, {"generate_count": 1, "max_parallel": 101}),
     ],
 )
 def test_params_out_of_limits_are_refused(model: Any, params: dict[str, Any]) -> None:
@@ -225,3 +229,23 @@ def test_generated_images_are_deterministic_pngs() -> None:
 def test_output_names_are_numbered_and_safe() -> None:
     assert output_name(7, "uploads/a/my photo (1).JPG", "WEBP") == "0007-my_photo_1_.webp"
     assert output_name(1, "uploads/a/.png", "JPEG") == "0001-image.jpg"
+
+
+@pytest.mark.parametrize("step", [1, 2, 5, 50])
+@pytest.mark.parametrize("parts", [1, 2, 3, 7, 64])
+@pytest.mark.parametrize("total", [1, 2, 3, 10, 49, 50, 51, 101, 1000])
+def test_contiguous_ranges_cover_every_unit_once_in_whole_steps(
+    total: int, parts: int, step: int
+) -> None:
+    # When `total` units are cut into at most `parts` ranges of whole steps
+    ranges = contiguous_ranges(total, parts, step)
+    # Then they follow each other from 0 to total, none empty, each unit in exactly one
+    assert ranges[0][0] == 0 and ranges[-1][1] == total
+    assert all(end == begin for (_, end), (begin, _) in pairwise(ranges))
+    assert all(begin < end for begin, end in ranges)
+    # and there are as many as asked when there are steps enough, each starting on a step
+    assert len(ranges) == min(parts, -(-total // step))
+    assert all(begin % step == 0 for begin, _ in ranges)
+    # and they are as even as whole steps allow
+    sizes = [-(-(end - begin) // step) for begin, end in ranges]
+    assert max(sizes) - min(sizes) <= 1

@@ -67,10 +67,10 @@ class Settings(Telemetry):
     sweep_grace_seconds: Annotated[int, Field(ge=30, le=3600)] = 60
     email_sender: str = "noreply@example.com"
     email_rate_per_second: Annotated[float, Field(gt=0, le=1000)] = 10.0
-    # The worker's maximum concurrency over its queues (template.yaml: 50 + 20 + 5 + 5, the
-    # isolation queues included): each worker process sends at most its 1/N share of the
-    # account's SES rate.
-    email_max_concurrency: Annotated[int, Field(ge=1, le=10_000)] = 80
+    # The worker's maximum concurrency over its queues (template.yaml: 50 + 20 + 200 + 5 + 5,
+    # the parts' queue, where EMAIL's parallel parts send, and the isolation queues
+    # included): each worker process sends at most its 1/N share of the account's SES rate.
+    email_max_concurrency: Annotated[int, Field(ge=1, le=10_000)] = 280
     # Set by Lambda itself: per-item limits (image pixels) are derived from it.
     aws_lambda_function_memory_size: Annotated[int, Field(ge=128, le=10_240)] = 1024
     max_body_bytes: Annotated[int, Field(ge=1024)] = 256 * 1024

@@ -37,8 +37,8 @@ class TaskContext:
     email_sender: str = "noreply@example.com"
     email_rate_per_second: float = 10.0
     # How many worker processes may send email at once: each keeps to its share of the
-    # account's SES rate (the worker's maximum concurrency, both queues together).
-    email_max_concurrency: int = 80
+    # account's SES rate (the worker's maximum concurrency, every queue together).
+    email_max_concurrency: int = 280
     # Lambda's memory size: what the task types' per-item limits (image pixels) derive from.
     memory_mb: int = 1024
     # A chain's later step: where the previous step's result is (an s3:// URI), if it has one.

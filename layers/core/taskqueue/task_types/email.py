@@ -9,6 +9,12 @@ byte what we rendered, with no template resource to create, name or clean up aft
 Each recipient's outcome is written to S3 per chunk (idempotent: a repeated chunk resends only
 recipients without a recorded outcome) and joined into a CSV at the end. Pacing is scheduled,
 never slept: a chunk sets `resume_at` and the engine hands the task back to the queue.
+
+With `max_parallel`, the recipients are split into contiguous groups of whole batches sent as
+parallel parts. Each part records its outcomes where the whole run would (its parent's
+prefix, one object per batch), so the merged CSV is the whole run's; the task's rate is
+shared out by a timetable: batch m of the part in lane k of L is due at t0 + (m * L + k)
+batch intervals, and each part also keeps to 1/L of the rate after its own sends.
 """
 
 from __future__ import annotations
@@ -29,8 +35,9 @@ from taskqueue.form_hints import ADVANCED, Source, error_at, sources
 from taskqueue.models import ChunkState, TaskResult, utcnow
 from taskqueue.quotas import Quota
 from taskqueue.task_types import _s3
-from taskqueue.task_types.base import Submitter, TaskContext
+from taskqueue.task_types.base import Plan, Submitter, TaskContext
 from taskqueue.task_types.email_template import check_template, render
+from taskqueue.task_types.groups import group_of, merged_figures, plan_groups
 
 BUILTIN_FIELDS = ("name", "email", "index")
 # Built-ins a recipient's own fields may not replace: they identify the message.
@@ -49,6 +56,9 @@ MAX_ADDRESS = 254
 # Retries inside a chunk, for throttling and 5xx: short, so billed idle stays under 1 s.
 IN_CHUNK_RETRY_DELAYS = (0.1, 0.3)
 INLINE_TEMPLATE = {"Subject": "{{subject}}", "Text": "{{body}}"}
+MAX_PARALLEL = 20
+# The tallies a part keeps and the merge adds up.
+COUNTS = ("sent", "failed")
 # SES's mailbox simulator: accepted and counted like real mail, delivered to nobody, and never
 # a bounce against the sender's reputation. Generated recipients and anyone may use it.
 SIMULATOR_DOMAIN = "simulator.amazonses.com"
@@ -121,6 +131,15 @@ class EmailParams(BaseModel):
         ge=0.1,
         le=50.0,
         description="Maximum emails per second; the service's own ceiling applies if lower.",
+        json_schema_extra=ADVANCED,
+    )
+    max_parallel: int = Field(
+        default=1,
+        ge=1,
+        le=MAX_PARALLEL,
+        description="Groups of recipients sent at once (1: all in one run). Above 1, the "
+        "recipients are split into that many contiguous groups of whole batches, sent in "
+        "parallel; together they keep to rate_per_second. The service may allow fewer at once.",
         json_schema_extra=ADVANCED,
     )
 
@@ -370,13 +389,21 @@ class Email:
         throttled, or raises TransientError for the engine's retry on a server error.
         """
         params = EmailParams.model_validate(params)
+        begin, end, prefix = group_of(state, params.total, ctx)
         first: int = state.cursor
-        indexes = range(first, min(first + params.batch_size, params.total))
-        key = self._part_key(ctx, first)
-        recorded = {row.index - 1: row for row in self._read_part(ctx, key)}
+        indexes = range(first, min(first + params.batch_size, end))
+        key = self._outcomes_key(prefix, first)
+        recorded = {row.index - 1: row for row in self._read_outcomes(ctx, key)}
         pending = [index for index in indexes if index not in recorded]
         resume_at = None
         if pending:
+            rate = min(params.rate_per_second, ctx.email_rate_per_second)
+            lane = Lane.of(state.data)
+            batch = (first - begin) // params.batch_size
+            due = lane.due(batch, params.batch_size / rate)
+            if due is not None and due > self.clock():
+                # Another lane's turn: this batch's place in the task's timetable is later.
+                return state.model_copy(update={"resume_at": due})
             self.pacer.read_quota(ctx.sesv2)
             wait = self.pacer.reserve(len(pending), ctx.email_max_concurrency)
             if wait > 0:
@@ -401,30 +428,85 @@ class Email:
                 return state.model_copy(
                     update={"resume_at": self.clock() + _seconds(max(1.0, later))}
                 )
-            rate = min(params.rate_per_second, ctx.email_rate_per_second)
-            resume_at = self.clock() + _seconds(len(pending) / rate)
-        data = _tally(state.data, (recorded[index] for index in indexes))
+            # This part's share of the rate, and no sooner than its next place in the timetable.
+            resume_at = self.clock() + _seconds(len(pending) * lane.lanes / rate)
+            following = lane.due(batch + 1, params.batch_size / rate)
+            if following is not None:
+                resume_at = max(resume_at, following)
+        data = {**state.data, **_tally(state.data, (recorded[index] for index in indexes))}
         cursor = indexes.stop
         return ChunkState(
-            units_total=params.total,
-            units_done=cursor,
+            units_total=state.units_total,
+            units_done=cursor - begin,
             cursor=cursor,
             data=data,
-            done=cursor >= params.total,
-            resume_at=None if cursor >= params.total else resume_at,
+            done=cursor >= end,
+            resume_at=None if cursor >= end else resume_at,
         )
 
     def finish(self, params: EmailParams, state: ChunkState, ctx: TaskContext) -> TaskResult:
+        return self._report(params, ctx, state.data)
+
+    # ------------------------------------------------------------ in parallel groups
+
+    def plan(self, params: EmailParams, state: ChunkState, ctx: TaskContext) -> Plan | None:
+        """Contiguous groups of whole batches, before any is sent, each with its lane in the
+        task's timetable (from now); None to send them all in one run."""
+        params = EmailParams.model_validate(params)
+        start = self.clock().isoformat()
+
+        def lane(index: int, lanes: int) -> dict[str, Any]:
+            return {"lane": {"start": start, "lanes": lanes, "lane": index}}
+
+        return plan_groups(
+            state, ctx, params.total, params.max_parallel, params.batch_size, extra=lane
+        )
+
+    def finish_part(self, params: EmailParams, state: ChunkState, ctx: TaskContext) -> TaskResult:
+        """The group's range and tallies (no verdict of its own: a group whose every
+        recipient failed fails the task only if every other group's did)."""
+        data = state.data
+        names = ("begin", "end", *COUNTS, "failures", "failure_codes")
+        return TaskResult(summary={name: data[name] for name in names})
+
+    def verify(
+        self, params: EmailParams, results: list[dict[str, Any]], ctx: TaskContext
+    ) -> dict[int, ChunkState]:
+        return {}  # groups begin on batches of a known list: no guess to check
+
+    def merge(
+        self,
+        params: EmailParams,
+        state: ChunkState,
+        results: list[dict[str, Any]],
+        ctx: TaskContext,
+    ) -> TaskResult:
+        """The groups' tallies added up, their failures joined in recipient order (the first
+        MAX_FAILURES_KEPT of all, as one run keeps them), the CSV of every recipient."""
+        params = EmailParams.model_validate(params)
+        data = merged_figures(results, COUNTS, MAX_FAILURES_KEPT)
+        if data["items"] != params.total:
+            raise RuntimeError(f"recipient groups cover {data['items']} of {params.total}")
+        codes: dict[str, int] = {}
+        for result in results:
+            for code, count in result["failure_codes"].items():
+                codes[code] = codes.get(code, 0) + count
+        data["failure_codes"] = codes
+        return self._report(params, ctx, data)
+
+    def _report(self, params: EmailParams, ctx: TaskContext, data: Mapping[str, Any]) -> TaskResult:
+        """The task's result from its tallies; the CSV of every recipient and result.json
+        written."""
         params = EmailParams.model_validate(params)
         csv_key = ctx.results_prefix + "recipients.csv"
-        _s3.put_csv(ctx.s3, ctx.bucket, csv_key, CSV_COLUMNS, self._all_rows(params, ctx))
+        _s3.put_csv(ctx.s3, ctx.bucket, csv_key, CSV_COLUMNS, self._all_rows(ctx))
         summary = {
             "recipients": params.total,
-            "sent": state.data["sent"],
-            "failed": state.data["failed"],
-            "failure_codes": state.data["failure_codes"],
-            "failures": state.data["failures"],
-            "failures_truncated": state.data["failed"] > len(state.data["failures"]),
+            "sent": data["sent"],
+            "failed": data["failed"],
+            "failure_codes": data["failure_codes"],
+            "failures": data["failures"],
+            "failures_truncated": data["failed"] > len(data["failures"]),
             "recipients_csv": csv_key,
         }
         key = ctx.results_prefix + "result.json"
@@ -434,7 +516,7 @@ class Email:
             location=_s3.s3_uri(ctx.bucket, key),
             outputs=[csv_key],
             total_items=params.total,
-            failed_items=state.data["failed"],
+            failed_items=data["failed"],
         )
 
     # ------------------------------------------------------------ sending
@@ -505,19 +587,47 @@ class Email:
 
     # ------------------------------------------------------------ outcomes in S3
 
-    def _part_key(self, ctx: TaskContext, first: int) -> str:
-        return ctx.results_prefix + f"recipients/{first:06d}.json"
+    def _outcomes_key(self, prefix: str, first: int) -> str:
+        return prefix + f"recipients/{first:06d}.json"
 
-    def _read_part(self, ctx: TaskContext, key: str) -> list[Outcome]:
+    def _read_outcomes(self, ctx: TaskContext, key: str) -> list[Outcome]:
         rows = _s3.get_json_or_none(ctx.s3, ctx.bucket, key) or []
         return [Outcome(**row) for row in rows]
 
-    def _all_rows(self, params: EmailParams, ctx: TaskContext) -> Iterable[Mapping[str, Any]]:
-        """Every recipient's row, in order, from the chunks' outcome objects."""
+    def _all_rows(self, ctx: TaskContext) -> Iterable[Mapping[str, Any]]:
+        """Every recipient's row, in order, from the chunks' outcome objects (named by their
+        first recipient, zero-padded: listed in recipient order, whichever part wrote them)."""
         prefix = ctx.results_prefix + "recipients/"
         for key, _ in _s3.iter_keys(ctx.s3, ctx.bucket, prefix):
-            rows = sorted(self._read_part(ctx, key), key=lambda row: row.index)
+            rows = sorted(self._read_outcomes(ctx, key), key=lambda row: row.index)
             yield from (vars(row) for row in rows)
+
+
+@dataclass(frozen=True)
+class Lane:
+    """A part's place in its task's timetable: batch m of the part in lane k of L may go no
+    sooner than start + (m * L + k) batch intervals. Every batch has a slot of its own, so
+    the parts together send at most one batch per interval on average, and (each part also
+    keeping to 1/L of the rate after its own sends) at most L batches early in any window.
+    A whole run has no timetable: one lane, due at once."""
+
+    start: datetime | None = None
+    lanes: int = 1
+    lane: int = 0
+
+    @classmethod
+    def of(cls, data: Mapping[str, Any]) -> Lane:
+        planned = data.get("lane")
+        if planned is None:
+            return cls()
+        start = datetime.fromisoformat(planned["start"])
+        return cls(start=start, lanes=planned["lanes"], lane=planned["lane"])
+
+    def due(self, batch: int, interval: float) -> datetime | None:
+        """When the part's batch number `batch` may go (None: whenever)."""
+        if self.start is None:
+            return None
+        return self.start + _seconds((batch * self.lanes + self.lane) * interval)
 
 
 def may_email(address: str, submitter: Submitter) -> bool:

@@ -19,7 +19,8 @@ from taskqueue.errors import ImageRejected, InvalidInput, aws_error_code
 from taskqueue.form_hints import ADVANCED, Source, sources, upload
 from taskqueue.models import ChunkState, TaskResult
 from taskqueue.task_types import _s3
-from taskqueue.task_types.base import TaskContext, Upload
+from taskqueue.task_types.base import Plan, TaskContext, Upload
+from taskqueue.task_types.groups import group_of, merged_figures, plan_groups
 
 if TYPE_CHECKING:
     from PIL.Image import Image
@@ -32,6 +33,9 @@ MAX_INPUT_BYTES = 50 * 1024 * 1024
 ORIENTATION_TAG = 0x0112
 MAX_FAILURES_KEPT = 20
 MAX_REASON_CHARS = 160
+MAX_PARALLEL = 100
+# The per-image figures a part adds up and the merge sums (its failures are kept apart).
+TOTALS = ("processed", "failed", "input_bytes", "output_bytes")
 
 
 class ImageProcessingParams(BaseModel):
@@ -90,6 +94,14 @@ class ImageProcessingParams(BaseModel):
         le=1000,
         description="Process at most this many images.",
         json_schema_extra=ADVANCED,
+    )
+    max_parallel: int = Field(
+        default=1,
+        ge=1,
+        le=MAX_PARALLEL,
+        description="Groups of images processed at once (1: all in one run). Above 1, the "
+        "images are split into that many contiguous groups (at least one chunk each), run in "
+        "parallel and merged into the same result; the service may allow fewer at once.",
     )
 
     @model_validator(mode="after")
@@ -442,9 +454,10 @@ class ImageProcessing:
             else None
         )
         pixel_limit = max_pixels(ctx.memory_mb)
+        begin, end, prefix = group_of(state, state.units_total, ctx)
         first: int = state.cursor
-        for index in range(first, min(first + params.images_per_chunk, state.units_total)):
-            key = self._key(index, images, ctx)
+        for index in range(first, min(first + params.images_per_chunk, end)):
+            key = self._key(index, images, prefix)
             try:
                 source = self._source(index, key, images, ctx)
                 data["input_bytes"] += len(source)
@@ -454,9 +467,7 @@ class ImageProcessing:
                 if len(failures) < MAX_FAILURES_KEPT:
                     failures.append({"key": key, "reason": str(exc)[:MAX_REASON_CHARS]})
                 continue
-            out_key = (
-                ctx.results_prefix + "output/" + output_name(index + 1, key, params.output_format)
-            )
+            out_key = prefix + "output/" + output_name(index + 1, key, params.output_format)
             ctx.s3.put_object(
                 Bucket=ctx.bucket,
                 Key=out_key,
@@ -465,27 +476,76 @@ class ImageProcessing:
             )
             data["processed"] += 1
             data["output_bytes"] += len(body)
-        cursor = min(first + params.images_per_chunk, state.units_total)
+        cursor = min(first + params.images_per_chunk, end)
         data["failures"] = failures
         return ChunkState(
             units_total=state.units_total,
-            units_done=cursor,
+            units_done=cursor - begin,
             cursor=cursor,
             data=data,
-            done=cursor >= state.units_total,
+            done=cursor >= end,
         )
 
     def finish(
         self, params: ImageProcessingParams, state: ChunkState, ctx: TaskContext
     ) -> TaskResult:
+        return self._report(params, ctx, state.units_total, state.data)
+
+    # ------------------------------------------------------------ in parallel groups
+
+    def plan(
+        self, params: ImageProcessingParams, state: ChunkState, ctx: TaskContext
+    ) -> Plan | None:
+        """Contiguous groups of the images listed by the start (whole chunks each), before
+        any is processed; None to process them in one run. Each group writes its outputs
+        (and generated sources) where the whole run would, numbered by the image's place in
+        the whole list, so the merged result is the same, output for output."""
         params = ImageProcessingParams.model_validate(params)
+        return plan_groups(
+            state, ctx, state.units_total, params.max_parallel, params.images_per_chunk
+        )
+
+    def finish_part(
+        self, params: ImageProcessingParams, state: ChunkState, ctx: TaskContext
+    ) -> TaskResult:
+        """The group's range and totals, and its first failures (no verdict of its own: a
+        group whose every image failed fails the task only if every other group's did)."""
         data = state.data
+        summary = {name: data[name] for name in ("begin", "end", *TOTALS, "failures")}
+        return TaskResult(summary=summary)
+
+    def verify(
+        self, params: ImageProcessingParams, results: list[dict[str, Any]], ctx: TaskContext
+    ) -> dict[int, ChunkState]:
+        return {}  # groups begin where the listing says: no guess to check
+
+    def merge(
+        self,
+        params: ImageProcessingParams,
+        state: ChunkState,
+        results: list[dict[str, Any]],
+        ctx: TaskContext,
+    ) -> TaskResult:
+        """The groups' totals added up and their failures joined in image order (the first
+        MAX_FAILURES_KEPT of all, as one run keeps them): the result of one run."""
+        merged = merged_figures(results, TOTALS, MAX_FAILURES_KEPT)
+        return self._report(params, ctx, merged["items"], merged)
+
+    def _report(
+        self,
+        params: ImageProcessingParams,
+        ctx: TaskContext,
+        images: int,
+        data: Mapping[str, Any],
+    ) -> TaskResult:
+        """The task's result of `images` images and their totals; result.json written."""
+        params = ImageProcessingParams.model_validate(params)
         # The outputs are listed, not carried in the checkpoint, which must stay small.
         outputs = [
             key for key, _ in _s3.iter_keys(ctx.s3, ctx.bucket, ctx.results_prefix + "output/")
         ]
         summary = {
-            "images": state.units_total,
+            "images": images,
             "processed": data["processed"],
             "failed": data["failed"],
             "input_bytes": data["input_bytes"],
@@ -502,13 +562,13 @@ class ImageProcessing:
             summary=summary,
             location=_s3.s3_uri(ctx.bucket, key),
             outputs=outputs,
-            total_items=state.units_total,
+            total_items=images,
             failed_items=data["failed"],
         )
 
-    def _key(self, index: int, images: list[list[Any]] | None, ctx: TaskContext) -> str:
+    def _key(self, index: int, images: list[list[Any]] | None, prefix: str) -> str:
         if images is None:
-            return ctx.results_prefix + f"source/image-{index + 1:03d}.png"
+            return prefix + f"source/image-{index + 1:03d}.png"
         return str(images[index][0])
 
     def _source(
