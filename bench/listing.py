@@ -24,7 +24,8 @@ from bench.world import fast_moto_queries, in_process_world
 from taskqueue import wiring
 from taskqueue.models import Task, TaskStatus, utcnow
 from taskqueue.store import Store
-from taskqueue.store.items import TaskItem
+from taskqueue.store.items import ACTIVE_STATUSES, TaskItem
+from taskqueue.store.listing import MAX_CANDIDATES_PER_TASK
 
 PAGE = 50
 PAGES = 3
@@ -38,12 +39,17 @@ STATUSES = (
     (TaskStatus.CANCELLED, 0.05),
 )
 DAYS = 30
+# The filters on one active status (their bound is `ListResult.active_bound`).
+ACTIVE_FILTERS = tuple(f"status={status}" for status in sorted(ACTIVE_STATUSES))
 
 
 def filters(now: datetime) -> dict[str, dict[str, Any]]:
     return {
         "none": {},
         "status=FAILED": {"status": TaskStatus.FAILED},
+        # PENDING and RUNNING share the ACTIVE partition: read, then checked
+        "status=PENDING": {"status": TaskStatus.PENDING},
+        "status=RUNNING": {"status": TaskStatus.RUNNING},
         "type=EMAIL": {"task_type": "EMAIL"},
         "status=FAILED&type=EMAIL": {"status": TaskStatus.FAILED, "task_type": "EMAIL"},
         "created 20..10 days ago": {
@@ -146,6 +152,19 @@ class ListResult:
     def bound(self) -> int:
         return 3 * PAGE + self.shard_count
 
+    @property
+    def active_bound(self) -> int:
+        """A page of one active status: its candidates' index entries and items, and what
+        the shards' first reads buffered (both active statuses share the partition)."""
+        return 2 * (MAX_CANDIDATES_PER_TASK * PAGE + self.shard_count)
+
+    def bound_of(self, name: str) -> int:
+        return self.active_bound if name in ACTIVE_FILTERS else self.bound
+
+    def over_bound(self, size: int) -> dict[str, int]:
+        """Filters whose worst page read more items than their bound, and how many."""
+        return {n: w for n, w in self.worst(size).items() if w > self.bound_of(n)}
+
     def worst(self, size: int) -> dict[str, int]:
         out: dict[str, int] = {}
         for p in self.pages[size]:
@@ -165,7 +184,7 @@ class ListResult:
         return {n: self.worst(large)[n] - self.worst(small)[n] for n in sorted(comparable)}
 
     def goal_met(self) -> bool:
-        bounded = all(max(self.worst(size).values()) <= self.bound for size in self.sizes)
+        bounded = not any(self.over_bound(size) for size in self.sizes)
         return bounded and all(extra <= 0.1 * self.bound for extra in self.growth().values())
 
     def render(self) -> str:
@@ -212,11 +231,14 @@ class ListResult:
             )
         )
         verdict = "PASS" if self.goal_met() else "FAIL"
-        peak = max(max(w.values()) for w in worst.values())
         growth = self.growth()
+        active_peak = max(w[n] for w in worst.values() for n in ACTIVE_FILTERS)
+        peak = max(w[n] for w in worst.values() for n in w if n not in ACTIVE_FILTERS)
         out.append(
-            f"goal: <= 3 x {PAGE} + {self.shard_count} = {self.bound} items per page, flat as the "
-            f"table grows: worst {peak}, largest growth {max(growth.values(), default=0):+d} "
+            f"goal: <= 3 x {PAGE} + {self.shard_count} = {self.bound} items per page (PENDING "
+            f"or RUNNING: <= 2 x ({MAX_CANDIDATES_PER_TASK} x {PAGE} + {self.shard_count}) = "
+            f"{self.active_bound}), flat as the table grows: worst {peak} ({active_peak}), "
+            f"largest growth {max(growth.values(), default=0):+d} "
             f"items ({self.sizes[0]:,} -> {self.sizes[-1]:,} tasks) -> {verdict}"
         )
         return "\n".join(out)

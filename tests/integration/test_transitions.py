@@ -18,7 +18,13 @@ from taskqueue.errors import TransitionConflict
 from taskqueue.lifecycle import TABLE, Action, Guard, Transition, number_attempts
 from taskqueue.models import Task, TaskStatus, format_time, utcnow
 from taskqueue.store import Store
-from taskqueue.store.items import TaskItem
+from taskqueue.store.items import (
+    TaskItem,
+    shard_of,
+    status_index_keys,
+    status_partition,
+    task_key,
+)
 from tests.pipeline_world import World, make_world
 
 TOKEN = "lease-1"
@@ -108,6 +114,37 @@ def test_each_row_is_one_conditional_write_with_its_event_line(
     if row.target is not None and row.target.is_terminal:
         assert stored.finished_at is not None and stored.lease_expires_at == 0
         assert stored.lease_token is None
+
+
+@pytest.mark.parametrize("move", MOVES, ids=IDS)
+def test_each_row_writes_the_status_index_keys_only_when_their_partition_changes(
+    store: Store, move: tuple[Transition, TaskStatus]
+) -> None:
+    # Given a task in the row's status, meeting its guard (PENDING and RUNNING share the
+    # ACTIVE partition of the status indexes)
+    row, source = move
+    task = put_task(store, source, row.guard)
+    updates: list[str] = []
+
+    def record(params: dict[str, Any], **_: Any) -> None:
+        updates.append(params.get("UpdateExpression", ""))
+
+    events = store.table.client.meta.events
+    events.register("before-parameter-build.dynamodb.UpdateItem", record)
+    # When the store executes the row
+    try:
+        execute(store, row, task)
+    finally:
+        events.unregister("before-parameter-build.dynamodb.UpdateItem", record)
+    # Then the item's keys name the partition of its status, and the write set them only
+    # if that partition is another than the one it came from (a claim writes no index entry)
+    final = row.target or source
+    item = store.table.client.get_item(TableName=store.table.name, Key=task_key(task.task_id))
+    shard = shard_of(task.task_id, store.table.shard_count)
+    expected = status_index_keys(task.owner, task.task_type, final, shard)
+    assert {name: item["Item"][name]["S"] for name in expected} == expected
+    moved = status_partition(final) != status_partition(source)
+    assert [("gsi3pk" in u, "gsi4pk" in u) for u in updates[:1]] == [(moved, moved)]
 
 
 @pytest.mark.parametrize("move", MOVES, ids=IDS)

@@ -52,8 +52,10 @@ INDEXES = {
 # The sparse index of tasks whose message of a submit or retry is not known to be sent yet:
 # `unsent_pk` (one of UNSENT_SHARDS partitions, by task id) and `unsent_at` (when the write
 # happened) exist from that write until the send is marked, the task is claimed or finishes.
+# Every submit puts an entry and its mark deletes it, for all owners alike: 64 partitions keep
+# each under 1,000 writes a second up to 32,000 submits a second (the sweeper Queries each).
 UNSENT_INDEX = "awaiting_enqueue"
-UNSENT_SHARDS = 8
+UNSENT_SHARDS = 64
 UNSENT_KEYS = ("unsent_pk", "unsent_at")
 # A task's short id (the first characters of its id, as the page shows it) finds it through the
 # by_owner_id index. Its partition key `idpk` is 4 hex characters of a hash of the owner and
@@ -155,14 +157,38 @@ def sort_key(created_at: str, task_id: str) -> str:
     return f"{created_at}#{task_id}"
 
 
+# PENDING and RUNNING share one status-index partition, ACTIVE: a claim (and a retry's wait
+# back to PENDING) changes no index key, so it writes no index entry (4 write units fewer).
+# A list filtered by either status reads ACTIVE and checks each task's status.
+ACTIVE_PARTITION = "ACTIVE"
+ACTIVE_STATUSES = frozenset({TaskStatus.PENDING, TaskStatus.RUNNING})
+# Tasks written before the shared partition keep their PENDING or RUNNING key until a write
+# moves them out of both (they finish): a list of an active status reads those partitions too
+# (docs/operations.md, "Status index: the ACTIVE partition").
+LEGACY_ACTIVE_PARTITIONS = (TaskStatus.PENDING.value, TaskStatus.RUNNING.value)
+
+
+def status_partition(status: TaskStatus | str) -> str:
+    """The status-index partition name of a status: ACTIVE for PENDING and RUNNING."""
+    return ACTIVE_PARTITION if status in ACTIVE_STATUSES else str(status)
+
+
+def status_partitions_read(status: TaskStatus) -> list[str]:
+    """The status-index partition names a list filtered by `status` reads."""
+    if status in ACTIVE_STATUSES:
+        return [ACTIVE_PARTITION, *LEGACY_ACTIVE_PARTITIONS]
+    return [status.value]
+
+
 def index_partition(
     attribute: str,
     owner: str,
     shard: int,
-    status: TaskStatus | str | None = None,
+    status: str | None = None,
     task_type: str | None = None,
 ) -> str:
-    """The partition key an index attribute holds for these filters (write-sharded)."""
+    """The partition key an index attribute holds for these filters (write-sharded); a
+    status filter's as `status_partition` names it."""
     return {
         "gsi1pk": f"OWNER#{owner}#{shard}",
         "gsi2pk": f"OWNER#{owner}#TYPE#{task_type}#{shard}",
@@ -189,7 +215,7 @@ def id_index_key(owner: str, task_id_prefix: str) -> str:
 def status_index_keys(owner: str, task_type: str, status: TaskStatus, shard: int) -> dict[str, str]:
     """The index keys that move with the status (the others never change)."""
     return {
-        name: index_partition(name, owner, shard, status, task_type)
+        name: index_partition(name, owner, shard, status_partition(status), task_type)
         for name in ("gsi3pk", "gsi4pk")
     }
 
@@ -313,6 +339,7 @@ class TaskItem(Model):
         """The item of a task about to be created, in `status` (the lifecycle's choice)."""
         shard = shard_of(task.task_id, shard_count)
         created = format_time(task.created_at)
+        partition = status_partition(status)
         return cls(
             pk=task_pk(task.task_id),
             owner=task.owner,
@@ -330,8 +357,8 @@ class TaskItem(Model):
             ck=sort_key(created, task.task_id),
             gsi1pk=index_partition("gsi1pk", task.owner, shard),
             gsi2pk=index_partition("gsi2pk", task.owner, shard, task_type=task.task_type),
-            gsi3pk=index_partition("gsi3pk", task.owner, shard, status, task.task_type),
-            gsi4pk=index_partition("gsi4pk", task.owner, shard, status, task.task_type),
+            gsi3pk=index_partition("gsi3pk", task.owner, shard, partition, task.task_type),
+            gsi4pk=index_partition("gsi4pk", task.owner, shard, partition, task.task_type),
             idpk=id_index_key(task.owner, task.task_id),
             run_at=format_time(task.run_at) if task.run_at else None,
             timeout_seconds=task.timeout_seconds or None,

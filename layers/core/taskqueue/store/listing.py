@@ -22,6 +22,7 @@ from taskqueue.store.items import (
     TASK_PREFIX,
     id_index_key,
     index_partition,
+    status_partitions_read,
     task_key,
     task_pk,
 )
@@ -29,6 +30,9 @@ from taskqueue.store.table import Table
 from taskqueue.store.tasks import TaskStore
 
 PARALLEL_READS = 8  # concurrent Queries of one list page
+# The tasks a page may check per task it shows: a filter on PENDING or RUNNING reads the
+# partition both share; past this, the page comes back short, with a cursor to read on.
+MAX_CANDIDATES_PER_TASK = 4
 
 
 @dataclass
@@ -41,7 +45,7 @@ class ListPage:
 class _ShardReader:
     """Reads one index shard newest-first in small batches, for a k-way merge."""
 
-    shard: int
+    shard: int  # the reader's number: partition number x shard count + shard
     partition: str
     after_ck: str | None
     buffer: list[str] = field(default_factory=list)
@@ -74,17 +78,21 @@ class TaskListing:
                 [owner, index, status, task_type, str(created_after), str(created_before)]
             ).encode()
         ).hexdigest()[:16]
-        positions = decode_cursor(cursor, fingerprint, shard_count) if cursor else {}
+        # A status filter's partitions (PENDING and RUNNING share ACTIVE), each sharded.
+        partitions = status_partitions_read(status) if status is not None else [None]
+        reader_count = shard_count * len(partitions)
+        positions = decode_cursor(cursor, fingerprint, reader_count) if cursor else {}
         lower = format_time(created_after) if created_after else None
         upper = format_time(created_before) if created_before else None
         batch = max(1, -(-limit // shard_count))
         readers = []
-        for shard in range(shard_count):
-            position = positions.get(str(shard), "")
+        for number in range(reader_count):
+            position = positions.get(str(number), "")
             if position is None:
                 continue  # this shard was exhausted on an earlier page
-            partition = index_partition(attribute, owner, shard, status, task_type)
-            readers.append(_ShardReader(shard, partition, position or None))
+            name, shard = partitions[number // shard_count], number % shard_count
+            partition = index_partition(attribute, owner, shard, name, task_type)
+            readers.append(_ShardReader(number, partition, position or None))
 
         def fill(reader: _ShardReader) -> None:
             self._read_shard(index, attribute, reader, lower, upper, batch)
@@ -95,25 +103,44 @@ class TaskListing:
             list(pool.map(fill, readers))
         heap = [(_desc(r.buffer[0]), r.shard, r) for r in readers if r.buffer]
         heapq.heapify(heap)
-        picked: list[str] = []
-        while heap and len(picked) < limit:
-            _, _, reader = heapq.heappop(heap)
-            ck = reader.buffer.pop(0)
-            reader.consumed_ck = ck
-            picked.append(ck)
-            if not reader.buffer and not reader.exhausted:
-                fill(reader)
-            if reader.buffer:
-                heapq.heappush(heap, (_desc(reader.buffer[0]), reader.shard, reader))
-        tasks = self.tasks.batch_get([ck.split("#", 1)[1] for ck in picked])
         now = self.table.now()
-        visible = [
-            t
-            for t in tasks
-            if self.tasks.visible(t, owner, now)
-            and (status is None or t.status == status)
-            and (task_type is None or t.task_type == task_type)
-        ]
+        visible: list[Task] = []
+        checked = matched = 0
+        budget = limit * MAX_CANDIDATES_PER_TASK
+        # An ACTIVE partition holds both active statuses (and an item may have moved on since
+        # its index entry was read): check each task, and read on until the page is full, the
+        # shards are exhausted or the page's budget of candidates is spent.
+        while heap and len(visible) < limit and checked < budget:
+            need = limit - len(visible)
+            # as many candidates as the share of matches so far says fill the page
+            estimate = need * (checked + 1) // (matched + 1) if checked else need
+            want = min(budget - checked, max(need, estimate))
+            picked: list[tuple[str, _ShardReader, str | None]] = []  # ck, reader, its place
+            while heap and len(picked) < want:
+                _, _, reader = heapq.heappop(heap)
+                ck = reader.buffer.pop(0)
+                picked.append((ck, reader, reader.consumed_ck))
+                reader.consumed_ck = ck
+                if not reader.buffer and not reader.exhausted:
+                    fill(reader)
+                if reader.buffer:
+                    heapq.heappush(heap, (_desc(reader.buffer[0]), reader.shard, reader))
+            tasks = self.tasks.batch_get([ck.split("#", 1)[1] for ck, _, _ in picked])
+            by_id = {t.task_id: t for t in tasks}
+            for used, (ck, _, _) in enumerate(picked, start=1):
+                task = by_id.get(ck.split("#", 1)[1])
+                checked += 1
+                if (
+                    task is not None
+                    and self.tasks.visible(task, owner, now)
+                    and (status is None or task.status == status)
+                    and (task_type is None or task.task_type == task_type)
+                ):
+                    matched += 1
+                    visible.append(task)
+                    if len(visible) == limit:
+                        _put_back(picked[used:])
+                        break
         more = any(r.buffer or not r.exhausted for r in readers)
         next_cursor = None
         if more:
@@ -195,13 +222,21 @@ class TaskListing:
         reader.exhausted = reader.last_key is None
 
 
+def _put_back(unused: list[tuple[str, _ShardReader, str | None]]) -> None:
+    """Return candidates read past a full page to their readers: the cursor resumes at them."""
+    for ck, reader, place in reversed(unused):
+        reader.buffer.insert(0, ck)
+        reader.consumed_ck = place
+
+
 def encode_cursor(fingerprint: str, positions: dict[str, str | None]) -> str:
     raw = json.dumps({"v": 1, "f": fingerprint, "p": positions}, separators=(",", ":"))
     return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str, fingerprint: str, shard_count: int) -> dict[str, str | None]:
-    """Each shard's position from a cursor of this very list; InvalidRequest otherwise."""
+def decode_cursor(cursor: str, fingerprint: str, reader_count: int) -> dict[str, str | None]:
+    """Each shard's position (of each partition read) from a cursor of this very list;
+    InvalidRequest otherwise."""
     try:
         raw = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
         positions = raw["p"]
@@ -211,7 +246,7 @@ def decode_cursor(cursor: str, fingerprint: str, shard_count: int) -> dict[str, 
             and isinstance(positions, dict)
             and all(
                 key.isdigit()
-                and int(key) < shard_count
+                and int(key) < reader_count
                 and (value is None or (isinstance(value, str) and SORT_KEY_PATTERN.match(value)))
                 for key, value in positions.items()
             )

@@ -27,6 +27,7 @@ from taskqueue.store.items import (
     serialize,
     shard_of,
     status_index_keys,
+    status_partition,
     task_key,
 )
 from taskqueue.store.table import Table, first_write_refused, is_condition_failure
@@ -79,7 +80,9 @@ class TransitionWriter:
                 c_task_type=task_type,
             )
             update.set(status=transition.target.value)
-            if parse_part_id(task_id) is None:  # a part has no index keys
+            # A part has no index keys; a move within one status partition (PENDING and
+            # RUNNING share ACTIVE) keeps them, and writes no index entry.
+            if parse_part_id(task_id) is None and moves_partition(transition):
                 shard = shard_of(task_id, self.table.shard_count)
                 update.set(**status_index_keys(owner, task_type, transition.target, shard))
             if transition.target.is_terminal:
@@ -215,6 +218,13 @@ class TransitionWriter:
         (None: no such request)."""
         old = self.table.get_item(serialize(idempotency_key(owner, key)))
         return None if old is None else earlier_task_id(old, request_hash)
+
+
+def moves_partition(transition: Transition) -> bool:
+    """Whether a transition may move the task to another status-index partition."""
+    assert transition.target is not None
+    target = status_partition(transition.target)
+    return any(status_partition(source) != target for source in transition.sources)
 
 
 def earlier_task_id(record: dict[str, Any], request_hash: str) -> str:
