@@ -32,7 +32,14 @@ from dataclasses import dataclass
 from bench.report import table
 from bench.world import in_process_world, no_transaction_backups
 from taskqueue.quotas import QUOTA_SHARDS
-from taskqueue.store.items import ID_INDEX, QUOTA_PREFIX, STATS_SHARDS, THROUGHPUT_SHARDS
+from taskqueue.store.items import (
+    ID_INDEX,
+    QUOTA_PREFIX,
+    STATS_SHARDS,
+    THROUGHPUT_SHARDS,
+    UNSENT_SHARDS,
+    unsent_partition,
+)
 
 LIMIT = 1000  # writes (of <= 1 KB) a second per partition key
 GOAL_TASKS_PER_SECOND = 10_000
@@ -108,9 +115,12 @@ def family(target: str, key: str, shard_count: int) -> tuple[str, int] | None:
     match = _SHARD.match(key)
     if match is None:
         return key, 1
-    shards = {"STATS#": STATS_SHARDS, "TPUT#": THROUGHPUT_SHARDS, QUOTA_PREFIX: QUOTA_SHARDS}.get(
-        key[: key.index("#") + 1], shard_count
-    )
+    shards = {
+        "STATS#": STATS_SHARDS,
+        "TPUT#": THROUGHPUT_SHARDS,
+        QUOTA_PREFIX: QUOTA_SHARDS,
+        unsent_partition(0).removesuffix("0"): UNSENT_SHARDS,
+    }.get(key[: key.index("#") + 1], shard_count)
     return f"{match.group(1)}#<shard>", shards
 
 

@@ -28,12 +28,14 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from taskqueue.store.items import ID_INDEX, INDEXES
+from taskqueue.store.items import ID_INDEX, INDEXES, UNSENT_INDEX, UNSENT_KEYS
 
-# Each index's partition key attribute -> (index, sort key attribute).
+# Each index's partition key attribute -> (index, sort key attribute): every index of the
+# table, the sparse awaiting-enqueue one too (an entry put at submit, deleted at the mark).
 INDEX_OF_ATTRIBUTE = {attribute: (index, "ck") for index, attribute in INDEXES.values()}
 INDEX_OF_ATTRIBUTE["idpk"] = (ID_INDEX, "pk")
-TRACKED = (*INDEX_OF_ATTRIBUTE, "ck", "pk")
+INDEX_OF_ATTRIBUTE[UNSENT_KEYS[0]] = (UNSENT_INDEX, UNSENT_KEYS[1])
+TRACKED = (*INDEX_OF_ATTRIBUTE, "ck", "pk", UNSENT_KEYS[1])
 DYNAMODB_WRITES = {
     "PutItem",
     "UpdateItem",
