@@ -47,13 +47,18 @@ QUIET_ENV = {
     "POWERTOOLS_LOG_LEVEL": "WARNING",
     "LOG_LEVEL": "WARNING",
 }
-# BENCH_QUOTAS=on: per-owner quotas on, the bench owner's limits out of the way (what a busy
-# owner's raised quota costs; docs/benchmarks.md, "Quotas on").
+# Per-owner quotas as deployed (on by default), the bench owner's limits out of the way: what
+# a busy owner's raised quota costs (docs/benchmarks.md, "Quotas"). BENCH_QUOTAS=off: off.
 QUOTAS_ON_ENV = {
-    "QUOTAS_ENABLED": "true",
     "QUOTA_ACTIVE_TASKS": "10000000",
     "QUOTA_SUBMITS_PER_MINUTE": "10000000",
 }
+QUOTAS_OFF_ENV = {"QUOTAS_ENABLED": "off"}
+
+
+def quotas_env() -> dict[str, str]:
+    """The environment of BENCH_QUOTAS: "off", or the template's default (on)."""
+    return QUOTAS_OFF_ENV if os.environ.get("BENCH_QUOTAS") == "off" else QUOTAS_ON_ENV
 
 
 def stream_batch_size() -> int:
@@ -130,7 +135,7 @@ def in_process_world(measure_sizes: bool = True) -> Iterator[World]:
         env = {
             **handler_environment(template, resources, ["ApiFunction", "WorkerFunction"]),
             **QUIET_ENV,
-            **(QUOTAS_ON_ENV if os.environ.get("BENCH_QUOTAS") == "on" else {}),
+            **quotas_env(),
         }
         os.environ.update(env)
         reset_caches()

@@ -41,12 +41,12 @@ def test_ten_chunk_task_orchestration_is_25x_cheaper_than_step_functions(
 def test_ten_chunk_task_makes_chunks_plus_four_requests(cost_result: cost.CostResult) -> None:
     # Given a 10-chunk task run through the API and worker handlers
     ten = cost_result.goal()
-    # Then: submit (put, send, enqueued mark), claim, 9 checkpoints, finish: each status
-    # change one write of the task item, no transaction, and no read before the claim
+    # Then: submit (quota take, put, send, enqueued mark), claim, 9 checkpoints, finish: each
+    # status change one write of the task item, no transaction, and no read before the claim
     assert dict(ten.requests["api"]) == {
         "dynamodb.PutItem": 1,
         "sqs.SendMessage": 1,
-        "dynamodb.UpdateItem": 1,
+        "dynamodb.UpdateItem": 2,
     }
     assert dict(ten.requests["worker"]) == {"dynamodb.UpdateItem": 11}
     assert ten.worker_invocations == 1
@@ -57,10 +57,10 @@ def test_ten_chunk_task_makes_chunks_plus_four_requests(cost_result: cost.CostRe
 def test_write_units_per_task_do_not_grow(cost_result: cost.CostResult) -> None:
     # The figures of docs/benchmarks.md are ceilings: more writes is a regression.
     by_chunks = {c.chunks: c for c in cost_result.noop}
-    # (the awaiting-enqueue index counted: 2 writes; the claim moves no status-index entry,
-    # PENDING and RUNNING share a partition: 4 fewer)
-    assert by_chunks[1].wru_table + by_chunks[1].wru_index <= 21
-    assert by_chunks[10].wru_table + by_chunks[10].wru_index <= 30
+    # (quotas on: a take and a give-back, 3 units; the awaiting-enqueue index counted: 2; the
+    # claim moves no status-index entry, PENDING and RUNNING share a partition: 4 fewer)
+    assert by_chunks[1].wru_table + by_chunks[1].wru_index <= 24
+    assert by_chunks[10].wru_table + by_chunks[10].wru_index <= 33
     # the task item stays under 1 KB: one unit per checkpoint
     assert by_chunks[10].wru_by_step["checkpoints"] == 9
     # the worker reads nothing: the claim is a conditional write that returns the task
@@ -69,8 +69,9 @@ def test_write_units_per_task_do_not_grow(cost_result: cost.CostResult) -> None:
     assert by_chunks[1].wru_index == by_chunks[10].wru_index == by_chunks[100].wru_index == 11
     # and the claim writes the task item alone
     assert by_chunks[10].wru_by_step["claim"] == 1
-    # counted in full stream batches, the counters cost a fraction of a unit per task
-    assert by_chunks[10].counters_at_load.wru < 0.5
+    # counted in full stream batches, the status counters cost a fraction of a unit per task;
+    # the slots go back to each task's own quota shard (16 an owner): about one unit more
+    assert by_chunks[10].counters_at_load.wru < 1.5
 
 
 def test_data_processing_reads_its_input_once_per_chunk(cost_result: cost.CostResult) -> None:

@@ -37,7 +37,6 @@ class Clock:
 def service(world: World) -> Iterator[TaskService]:
     service = wiring.service()
     service.registry = {**service.registry, "COUNTING": world.counting}
-    service.settings = service.settings.model_copy(update={"quotas_enabled": True})
     yield service
 
 
@@ -223,8 +222,15 @@ def test_an_owner_far_below_the_limit_uses_every_shard(service: TaskService) -> 
     assert sum(used) == 64
 
 
+def test_quotas_are_on_by_default(service: TaskService) -> None:
+    # Given the functions' settings from the template's defaults, then quotas are on
+    assert service.settings.quotas_enabled is True
+    assert service.settings.quota_active_tasks == 1000
+    assert service.settings.quota_submits_per_minute == 600
+
+
 def test_with_quotas_off_a_submit_takes_nothing(service: TaskService, world: World) -> None:
-    # Given quotas off (the default) and an owner whose operator limit is one task
+    # Given quotas off (the template's Quotas=off) and an owner whose operator limit is one task
     service.settings = service.settings.model_copy(update={"quotas_enabled": False})
     service.store.quotas.set_limits(OWNER, {Quota.ACTIVE_TASKS: 1})
     # When they submit three tasks

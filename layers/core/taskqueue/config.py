@@ -84,8 +84,8 @@ class Settings(Telemetry):
     ] = ()
     # Per-owner quotas: each owner's limits (0: no limit) unless the operator set the
     # owner's own (on the owner's quota items in the table, no deploy).
-    # Off, a submit takes nothing (and costs no write).
-    quotas_enabled: bool = False
+    # On by default; off, a submit takes nothing (and costs no write).
+    quotas_enabled: bool = True
     quota_active_tasks: Annotated[int, Field(ge=0, le=10_000_000)] = 1_000
     quota_submits_per_minute: Annotated[int, Field(ge=0, le=10_000_000)] = 600
     # Listed EMAIL recipients a day, and bytes of uploads a day (as declared: the presigned
