@@ -409,7 +409,19 @@ def test_counters_policy_covers_every_call_and_only_counter_keys(
         for action in params["TransactItems"]
         for item in action.values()
     ]
-    assert keys and all(key.startswith(("STATS#", "TPUT#", "COUNTED#")) for key in keys), keys
+    # (quotas on, the default: a finished task's slot goes back to its owner's QUOTA# item)
+    prefixes = ("STATS#", "TPUT#", "QUOTA#", "COUNTED#")
+    assert keys and all(key.startswith(prefixes) for key in keys), keys
+    assert any(key.startswith("QUOTA#") for key in keys), keys
+    # and the role's condition on the keys lets each of them through, and nothing else
+    (statement,) = [
+        s
+        for role, _, s in role_statements(transformed_template)
+        if role == "CountersFunctionRole" and s.get("Sid") == "CounterItems"
+    ]
+    leading = statement["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"]
+    assert sorted(leading) == sorted(f"{prefix}*" for prefix in prefixes)
+    assert all(any(fnmatch.fnmatchcase(key, p) for p in leading) for key in keys)
 
 
 # ------------------------------------------------------------------ encryption at rest
