@@ -56,7 +56,8 @@ def serve(spec: dict[str, Any]) -> int:
         load_handler_module,
     )
 
-    # Ctrl-C reaches the whole process group: the devstack decides when environments stop.
+    # The devstack decides when environments stop, not a Ctrl-C (it has a session of its own,
+    # out of the terminal's reach, but one started by hand is not).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     die_with_parent()
     channel = answer_channel()

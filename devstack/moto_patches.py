@@ -238,6 +238,13 @@ PATCHES: dict[str, MotoPatch] = {
         "moto.kms.utils) and that moto uses the private key of a SYMMETRIC_DEFAULT or HMAC key "
         "for nothing (Encrypt, Decrypt, GenerateDataKey use its key_material)",
     ),
+    "signal_stream_writes": MotoPatch(
+        "skip",
+        "it only wakes the local stack's stream pollers when a record is written: without it "
+        "they read every stream on a timer, as they did before (same records, more requests)",
+        "moto.dynamodb.models.table.StreamShard.add (that it adds every stream record, and "
+        "only it)",
+    ),
 }
 
 

@@ -14,6 +14,10 @@ tenant is noisy when its share of the messages in flight is over 10 % with at le
 one with the fewest messages in flight first; nothing is dropped. To choose like SQS, which
 sees its whole backlog, the poller holds up to ``PREFETCH`` received messages back (invisible
 for ``HOLD_SECONDS``) and gives each the queue's own visibility timeout when it delivers it.
+
+Given a ``QueueWaiter`` (the stack's, moto being in its process), a receiver waits in-process
+until its queue has a visible message and then receives without waiting; without one it
+long-polls over the API.
 """
 
 from __future__ import annotations
@@ -35,6 +39,8 @@ from devstack.runtime import LocalFunction, say
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
     from mypy_boto3_sqs.type_defs import MessageTypeDef
+
+    from devstack.wakeups import QueueWaiter
 
 # Long polls are short locally, so a stop request is honoured within this many seconds.
 POLL_WAIT_SECONDS = 1
@@ -217,12 +223,14 @@ class SqsPoller:
         sqs: SQSClient,
         workers: int,
         report: BatchReporter | None = None,
+        waiter: QueueWaiter | None = None,
     ) -> None:
         self.function = function
         self.sources = sources
         self.sqs = sqs
         self.workers = max(1, workers)
         self.report = report
+        self.waiter = waiter
         self._stop = threading.Event()
         # A receiver takes a slot of its own mapping before it receives, so no batch waits
         # (invisible) in line, and one busy mapping never starves another.
@@ -261,6 +269,13 @@ class SqsPoller:
     def stop(self, timeout: float = 5.0) -> None:
         """Stop receiving, make running invocations wrap up, wait for them (bounded)."""
         self._stop.set()
+        for source in self.sources:
+            if self.waiter is None:
+                break
+            try:
+                self.waiter.wake(source.url)
+            except Exception as exc:  # moto already gone
+                say(f"poller {source.queue}: could not wake its receiver: {exc}")
         for _ in range(self.worker_count):
             self._batches.put(None)
         self.function.expire_invocations()
@@ -302,7 +317,12 @@ class SqsPoller:
         """One batch: up to BatchSize messages, waiting up to the batching window for more,
         chosen from the held-back backlog as a fair queue chooses."""
         backlog = self._backlog[source.queue]
-        self._prefetch(source, 0 if backlog else POLL_WAIT_SECONDS)
+        if backlog:
+            self._prefetch(source, 0)
+        elif self.waiter is None:
+            self._prefetch(source, POLL_WAIT_SECONDS)
+        elif self.waiter.wait(source.url, POLL_WAIT_SECONDS, self._stop):
+            self._prefetch(source, 0)
         if not backlog:
             return []
         deadline = time.monotonic() + source.window_seconds
@@ -310,8 +330,12 @@ class SqsPoller:
             left = deadline - time.monotonic()
             if left <= 0:
                 break
-            if not self._prefetch(source, 0):
+            if self._prefetch(source, 0):
+                continue
+            if self.waiter is None:
                 self._stop.wait(min(WINDOW_POLL_INTERVAL, left))
+            else:
+                self.waiter.wait(source.url, left, self._stop)
         chosen = self._fair[source.queue].pick(backlog, source.batch_size)
         # Delivered now: the queue's own visibility timeout runs from here.
         self._set_visibility(source, chosen, self._visibility_timeout(source))

@@ -266,6 +266,10 @@ class ProcessEnvironment:
             encoding="utf-8",
             errors="replace",
             bufsize=1,
+            # A session of its own, as each environment on AWS has CPU of its own: where the
+            # kernel shares CPU by session (autogroup), the stack's environments together
+            # would otherwise get one session's share, however many run at once.
+            start_new_session=True,
         )
         self._ready = False
         self._relay = threading.Thread(

@@ -35,6 +35,7 @@ from devstack.runtime import (
 )
 from devstack.schedules import SchedulePoller
 from devstack.streams import StreamPoller, StreamReader
+from devstack.wakeups import STREAM_WRITES, QueueWaiter, signal_stream_writes
 from devstack.websocket import LocalWebSocketApi, local_config, websocket_api
 
 if TYPE_CHECKING:
@@ -280,6 +281,9 @@ class DevStack:
         streams = boto3.client(
             "dynamodbstreams", endpoint_url=self.endpoint_url, region_name=resources.region
         )
+        # moto is in this process: pollers wait on its signals, not on timers (devstack.wakeups).
+        writes = STREAM_WRITES if signal_stream_writes() else None
+        waiter = QueueWaiter(resources.account_id, resources.region)
         for logical_id, function in self.functions.items():
             for stream in function.config.streams:
                 if not stream.enabled or stream.table not in resources.tables:
@@ -290,7 +294,11 @@ class DevStack:
                 if stream.starting_position == "LATEST":
                     reader.skip_to_latest()
                 stream_poller = StreamPoller(
-                    function, reader, stream.batch_size, stream.maximum_batching_window_in_seconds
+                    function,
+                    reader,
+                    stream.batch_size,
+                    stream.maximum_batching_window_in_seconds,
+                    writes=writes,
                 )
                 stream_poller.start()
                 self.pollers.append(stream_poller)
@@ -301,7 +309,9 @@ class DevStack:
             sources = queue_sources(function, resources)
             if not sources:
                 continue
-            poller = SqsPoller(function, sources, clients.sqs, self.options.workers, self._report)
+            poller = SqsPoller(
+                function, sources, clients.sqs, self.options.workers, self._report, waiter
+            )
             poller.start()
             self.pollers.append(poller)
             say(

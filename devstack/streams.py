@@ -3,6 +3,9 @@
 As on AWS: records in stream order, in batches of up to ``BatchSize``, filtered by the
 mapping's ``FilterCriteria``; a function error retries the same batch from the same record
 (nothing moves on until it succeeds). The tests drive the same reader in-process.
+
+Given a ``WriteSignal`` (the stack's: moto counts its stream records), a poller reads only
+after a write; without one it reads on its timer.
 """
 
 from __future__ import annotations
@@ -12,9 +15,12 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from devstack.runtime import EventSourceThread, LocalFunction, say
+
+if TYPE_CHECKING:
+    from devstack.wakeups import WriteSignal
 
 # Locally the batching window is at most this long, so the dashboard's counts follow quickly.
 LOCAL_WINDOW_SECONDS = 1.0
@@ -127,20 +133,34 @@ class StreamPoller(EventSourceThread):
         batch_size: int,
         window_seconds: float,
         report: Callable[[str, int, float], None] | None = None,
+        writes: WriteSignal | None = None,
     ) -> None:
         self.function = function
         self.reader = reader
         self.batch_size = batch_size
         self.window_seconds = max(MIN_POLL_SECONDS, min(window_seconds, LOCAL_WINDOW_SECONDS))
         self.report = report
+        self.writes = writes
         super().__init__(f"{function.logical_id}-stream")
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        if self.writes is not None:
+            self.writes.wake()
+        super().stop(timeout)
 
     def _run(self) -> None:
         batch: list[dict[str, Any]] = []
+        # The window still passes between two reads: Lambda's pace (four reads a second, or
+        # the batching window), whether records come one by one or in a burst.
         while not self._stop.wait(self.window_seconds):
             try:
                 if not batch:
+                    # Counted before the read: a write during it wakes the next wait.
+                    seen = self.writes.count if self.writes is not None else 0
                     batch = self.reader.read(self.batch_size)
+                    if not batch and self.writes is not None:
+                        self.writes.wait_past(seen, self._stop)
                 if not batch:
                     continue
                 started = time.monotonic()

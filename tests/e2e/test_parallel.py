@@ -20,6 +20,7 @@ import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -107,10 +108,25 @@ def timed_run(stack: Stack, key: str, max_parallel: int) -> Run:
     return Run(done, seconds, cpu, own_cpu_seconds(stack) - own, cold)
 
 
-def part_chunks(stack: Stack, task: dict[str, Any]) -> int:
-    """The chunks the parts of a finished parallel task ran."""
-    parts = (get_task(stack, f"{task['id']}.{index}") for index in range(task["parts_total"]))
-    return sum(part["result"]["chunks"] for part in parts)
+def finished_parts(stack: Stack, task: dict[str, Any]) -> list[dict[str, Any]]:
+    return [get_task(stack, f"{task['id']}.{index}") for index in range(task["parts_total"])]
+
+
+def hops(task: dict[str, Any], parts: list[dict[str, Any]]) -> str:
+    """Where a parallel task's wall time went outside its parts: submit to the split (the
+    parent's first claim), the split to the first part's start, the last part's finish to
+    the parent's (its count, the parent's message, the merge)."""
+
+    def at(item: dict[str, Any], name: str) -> datetime:
+        return datetime.fromisoformat(item[name])
+
+    to_split = at(task, "started_at") - at(task, "created_at")
+    to_parts = min(at(part, "started_at") for part in parts) - at(task, "started_at")
+    to_merge = at(task, "finished_at") - max(at(part, "finished_at") for part in parts)
+    return (
+        f"submit to split {to_split.total_seconds():.2f} s, split to first part "
+        f"{to_parts.total_seconds():.2f} s, last part to merged {to_merge.total_seconds():.2f} s"
+    )
 
 
 def same_statistics(split: dict[str, Any], whole: dict[str, Any]) -> None:
@@ -139,14 +155,16 @@ def test_max_parallel_8_gives_the_whole_runs_statistics_in_less_time(
     one = timed_run(wide_stack, key, 1)
     eight = timed_run(wide_stack, key, 8)
     whole, split = one.task, eight.task
+    parts = finished_parts(wide_stack, split)
     print(
         f"\n{len(body) / 1e6:.0f} MB on {os.cpu_count()} CPUs (load average "
         f"{os.getloadavg()[0]:.1f}): max_parallel 1 {one.seconds:.1f} s ({one.cpu:.1f} CPU-s, "
         f"{one.own_cpu:.1f} in the stack's process, {one.cold} cold environments), "
         f"max_parallel 8 {eight.seconds:.1f} s ({eight.cpu:.1f} CPU-s, {eight.own_cpu:.1f} in "
         f"the stack's process, {eight.cold} cold environments, {split['parts_total']} parts, "
-        f"{part_chunks(wide_stack, split)} chunks): {eight.seconds / one.seconds:.2f}x the "
-        "wall time"
+        f"{sum(part['result']['chunks'] for part in parts)} chunks): "
+        f"{eight.seconds / one.seconds:.2f}x the wall time; CPU share {one.cpu / one.seconds:.2f} "
+        f"and {eight.cpu / eight.seconds:.2f} CPU-s a second; {hops(split, parts)}"
     )
     # Then the statistics are the same, and the parts did the work
     same_statistics(split["result"], whole["result"])

@@ -108,6 +108,24 @@ def test_invocations_at_once_get_one_environment_each(function: LocalFunction) -
     assert len({answer["pid"] for answer in answers}) == 2
 
 
+def test_each_environment_leads_a_session_of_its_own(function: LocalFunction) -> None:
+    # Given two environments of the function
+    answers: list[dict[str, int]] = []
+    threads = [
+        threading.Thread(target=lambda: answers.append(function.invoke({"sleep": 0.3})))
+        for _ in range(2)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    pids = sorted(answer["pid"] for answer in answers)
+    # Then each leads its own session (the kernel's autogroup gives it a CPU share of its own),
+    # none the devstack's
+    assert [os.getsid(pid) for pid in pids] == pids
+    assert os.getsid(0) not in pids
+
+
 def test_handler_output_reaches_the_devstacks_output(
     function: LocalFunction, capfd: pytest.CaptureFixture[str]
 ) -> None:

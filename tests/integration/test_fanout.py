@@ -153,6 +153,29 @@ def test_no_more_parts_run_at_once_than_max_parallel(world: World, summing: Summ
     assert sorted(queued) == [part_id(task_id, 0), part_id(task_id, 1)]
 
 
+def test_the_last_parts_count_sends_the_parents_message_to_the_parts_queue(
+    world: World, summing: SummingType
+) -> None:
+    # Given a task of 2 parts, split, its parts run one at a time
+    task_id = world.submit({"parts": 2, "max_parallel": 2}, task_type="SUMMING")
+    pipeline = world.pipeline()
+    pipeline.invoke(pipeline.receive())  # the parent: plans and starts both parts
+    for _ in range(2):
+        pipeline.invoke(pipeline.receive(1))
+    # When the queues are looked at after the last part
+    queued = {
+        url: [json.loads(m["Body"]) for m in world.sqs.receive_message(QueueUrl=url)["Messages"]]
+        if url == world.parts_queue_url
+        else world.sqs.receive_message(QueueUrl=url).get("Messages", [])
+        for url in (world.queue_url, world.high_queue_url, world.parts_queue_url)
+    }
+    # Then the parent's message waits on the parts' queue (no batching window), nowhere else
+    assert queued[world.queue_url] == queued[world.high_queue_url] == []
+    assert [(m["task_id"], m.get("resume")) for m in queued[world.parts_queue_url]] == [
+        (task_id, True)
+    ]
+
+
 def test_duplicate_part_messages_count_once_and_merge_once(
     world: World, summing: SummingType
 ) -> None:

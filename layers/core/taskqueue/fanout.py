@@ -9,7 +9,9 @@ leases and retries each like any task. What this module adds:
   conditional write (store.parts.count: each index once). If that completes the count, the
   part sends its parent's message; otherwise it sends the next part of its lane. A message
   of a finished part (a duplicate, or a redelivery after a crash between the part's finish
-  and its count) repeats exactly that, so neither count nor message is ever lost.
+  and its count) repeats exactly that, so neither count nor message is ever lost. The
+  parent's message goes to the parts' queue too: on its priority's queue a lone message
+  waits out the batching window (a second) before the merge can start.
 - gather: the parent, claimed by that message, merges when every part is in (once: its
   claim is exclusive and its SUCCESS is fenced by its lease); else it relaunches what is
   missing and releases itself, on the condition that no part was counted since it read
@@ -75,7 +77,7 @@ class FanOut:
         if parent is None or parent.status != TaskStatus.RUNNING or part.part is None:
             return  # a parent gone, or finished (cancelled): nothing waits for this part
         if parent.parts_done >= parent.parts_total:
-            self.dispatcher.send(TaskMessage.of(parent, resume=True), parent.priority.value)
+            self.dispatcher.send(TaskMessage.of(parent, resume=True), PARTS_QUEUE)
             return
         following = self._next_in_lane(parent, part.part[1])
         if following is not None:
