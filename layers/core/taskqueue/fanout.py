@@ -18,6 +18,7 @@ leases and retries each like any task. What this module adds:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -64,7 +65,9 @@ class FanOut:
         self.store.parts.create(task, plan.parts)
         parent = self.store.parts.record_plan(task, lease, waiting, len(plan.parts))
         for index in range(parallel):
-            self._send_part(parent, index)
+            # A planned wait rides on the first message (SQS holds it, up to 15 minutes);
+            # a longer one is finished by the part's own hand-over, as any paced chunk's.
+            self._send_part(parent, index, math.ceil(plan.delay_of(index)))
         metrics.add_metric(name="PartsPlanned", unit="Count", value=len(plan.parts))
 
     # ------------------------------------------------------------------ a part finished
@@ -156,11 +159,11 @@ class FanOut:
             index += lanes
         return None
 
-    def _send_part(self, parent: Task, index: int) -> None:
+    def _send_part(self, parent: Task, index: int, delay_seconds: int = 0) -> None:
         message = TaskMessage(
             task_id=part_id(parent.task_id, index), owner=parent.owner, task_type=parent.task_type
         )
-        self.dispatcher.send(message, PARTS_QUEUE)
+        self.dispatcher.send(message, PARTS_QUEUE, delay_seconds)
 
 
 def _failure(part: Task, total: int) -> str:
