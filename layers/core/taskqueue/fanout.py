@@ -4,7 +4,8 @@ The parts are tasks of their own (ids "<parent>.<n>"): the engine claims, checkp
 leases and retries each like any task. What this module adds:
 
 - split: the parts' items are written, then the parent records their number and releases
-  its lease (it waits, costing nothing), then the first `max_parallel` parts are sent.
+  its lease (it waits, costing nothing), then the first `max_parallel` parts are sent
+  (each held back by SQS as long as the plan's `start_after` says, 15 minutes at most).
 - a part that finishes (succeeded, failed or cancelled) is counted on its parent by one
   conditional write (store.parts.count: each index once). If that completes the count, the
   part sends its parent's message; otherwise it sends the next part of its lane. A message
