@@ -8,6 +8,7 @@ so requests are attributed to the API, the worker or the task type's own code.
 from __future__ import annotations
 
 import io
+import math
 import os
 import warnings
 from collections.abc import Iterator
@@ -32,10 +33,14 @@ from devstack.harness import (
     transformed_template,
 )
 from devstack.moto_patches import partition_queries, temporarily, undo_log_transactions
+from devstack.moto_sesv2 import bulk_email
 from devstack.resources import LocalResources
+from devstack.sim_time import SimulatedTime, drain_in_time, simulated_time
 from devstack.stack import handler_environment
 from taskqueue import wiring
+from taskqueue.store.items import task_key
 from taskqueue.task_types import REGISTRY
+from taskqueue.task_types.email import Email, SesPacer
 
 REGION = "us-east-1"
 OWNER = "bench-user"
@@ -81,15 +86,16 @@ class World:
     sqs: Any  # unmetered: the event source mapping's client
     s3: Any  # unmetered: for test data
     dynamodb: Any  # unmetered: for loading tables and reading back
+    sesv2: Any  # unmetered: the sender's identity
     counters: StreamDrain  # the table's stream through the counters handler (unmetered reads)
 
     @property
     def table(self) -> str:
         return self.env["TABLE_NAME"]
 
-    def pipeline(self) -> Pipeline:
+    def pipeline(self, batch_size: int = 10) -> Pipeline:
         queues = ["HIGH_PRIORITY_QUEUE_URL", "QUEUE_URL", "PARTS_QUEUE_URL"]
-        return Pipeline(self.sqs, [self.env[name] for name in queues])
+        return Pipeline(self.sqs, [self.env[name] for name in queues], batch_size=batch_size)
 
     def drain(self, max_invocations: int = 100_000) -> int:
         """Invoke the worker until the task queues are empty; returns the invocations."""
@@ -103,6 +109,44 @@ class World:
         with redirect_stdout(io.StringIO()):
             self.counters.drain(batch_size)
         return self.counters.invocations - before
+
+    def drain_in_time(self, sim: SimulatedTime) -> int:
+        """Invoke the worker until the task queues are empty, delayed messages included,
+        simulated time moving on while only those are left; returns the invocations. A
+        message an invocation, as the parts' mapping reads them (BatchSize 1) and a quiet
+        queue delivers them."""
+        with redirect_stdout(io.StringIO()):
+            return drain_in_time(self.pipeline(batch_size=1), sim)
+
+    @contextmanager
+    def simulated_time(self) -> Iterator[SimulatedTime]:
+        """The engine, the stores and moto's SQS on simulated time, and EMAIL paced on it
+        (its timetable and hand-overs exact; the account's rate out of the way: one process
+        here stands for every worker, whose shares the pacer would add up in it)."""
+        bulk_email()  # moto's SES v2 lacks SendBulkEmail (devstack.moto_sesv2)
+        engine, service = wiring.engine(), wiring.service()
+        registry = engine.registry
+        sender = wiring.settings().email_sender
+        if sender not in {
+            i["IdentityName"] for i in self.sesv2.list_email_identities()["EmailIdentities"]
+        }:
+            self.sesv2.create_email_identity(EmailIdentity=sender)
+        with simulated_time(engine, [engine.store, service.store]) as sim:
+            email = Email(
+                sleep=sim.sleep,
+                clock=sim.now,
+                pacer=SesPacer(clock=sim.seconds, account_rate=math.inf),
+            )
+            engine.registry = service.registry = {**registry, email.name: email}
+            try:
+                yield sim
+            finally:
+                engine.registry = service.registry = registry
+
+    def status(self, task_id: str) -> str:
+        """A task's status, read with the unmetered client."""
+        item = self.dynamodb.get_item(TableName=self.table, Key=task_key(task_id))["Item"]
+        return str(item["status"]["S"])
 
     def submit(self, task_type: str, params: dict[str, Any], owner: str = OWNER) -> str:
         """POST /tasks through the API handler, as API Gateway would call it."""
@@ -178,5 +222,6 @@ def in_process_world(measure_sizes: bool = True) -> Iterator[World]:
             sqs=boto3.client("sqs"),
             s3=boto3.client("s3"),
             dynamodb=boto3.client("dynamodb"),
+            sesv2=boto3.client("sesv2"),
             counters=StreamDrain.of(env["TABLE_NAME"]),
         )

@@ -1,4 +1,4 @@
-"""The counting benchmarks (bench/cost.py, capacity.py, listing.py) at small size, with their
+"""The counting benchmarks (bench/cost.py, parallel.py, capacity.py, listing.py) at small size, with their
 goals asserted: a change that adds requests, write units or a hot key fails here.
 
 Each benchmark runs once per module (it builds its own moto world); the tests read its figures.
@@ -8,12 +8,21 @@ from __future__ import annotations
 
 import pytest
 
-from bench import capacity, cost, listing
+from bench import capacity, cost, listing, parallel
 
 
 @pytest.fixture(scope="module")
 def cost_result() -> cost.CostResult:
     return cost.run("small")
+
+
+@pytest.fixture(scope="module")
+def parallel_result() -> parallel.ParallelResult:
+    return parallel.run("small", parts=PARTS)
+
+
+# Parts of the parallel benchmark here (and twice as many, for what one part more costs).
+PARTS = 3
 
 
 @pytest.fixture(scope="module")
@@ -24,6 +33,60 @@ def capacity_result() -> capacity.CapacityRun:
 @pytest.fixture(scope="module")
 def list_result() -> listing.ListResult:
     return listing.run("small")
+
+
+# ------------------------------------------------------------------ 8. parallel tasks
+
+
+def test_a_part_costs_at_most_three_requests_beyond_its_own_chunks(
+    parallel_result: parallel.ParallelResult,
+) -> None:
+    # Given empty chunks, generated images and paced email, each run whole and in parts
+    own = {cost.label.split(",")[0]: cost.own for cost in parallel_result.costs}
+    # Then one part more costs its claim, its count on the parent and its message, and no
+    # more (EMAIL's parts even save a hand-over each: a part's first batch needs no wait)
+    assert own == {"BENCH_NOOP": 3.0, "IMAGE_PROCESSING": 3.0, "EMAIL": 1.0}
+    assert [cost.marginal for cost in parallel_result.costs] == list(own.values())
+    assert all(m <= parallel.GOAL_EXTRA_REQUESTS for m in own.values())
+    # and the parent's own share is 6 requests (the plan recorded, the part items written,
+    # its message, its claim for the merge, the parts read, its finish) and the listing of
+    # the parts' objects, whatever the type
+    noop, images, _ = parallel_result.costs
+    assert noop.extra_by_operation() == images.extra_by_operation()
+    extra = noop.split.requests + noop.split.task
+    extra.subtract(noop.whole.requests + noop.whole.task)
+    assert extra.total() == 3 * PARTS + 6 + 1
+    # which at 200 parts is 0.075 a part: 5 requests, a BatchWriteItem per 25 parts and a
+    # BatchGetItem per 100
+    assert noop.at_scale(200) == pytest.approx(3 + 5 / 200 + 1 / 25 + 1 / 100)
+
+
+def test_parts_orchestration_is_over_10x_cheaper_than_a_distributed_map(
+    parallel_result: parallel.ParallelResult,
+) -> None:
+    # Distributed Map billed its least (a transition and a 100 ms Express child a part)
+    for part_cost in parallel_result.costs:
+        assert part_cost.sfn_per_task() > 10 * part_cost.ours_per_task(), parallel_result.render()
+    assert parallel_result.goal_met(), parallel_result.render()
+
+
+def test_an_email_lane_waits_for_its_first_slot_in_the_queue_not_in_a_hand_over(
+    parallel_result: parallel.ParallelResult,
+) -> None:
+    # Given EMAIL in parts, every lane started at once (before) or at its first slot (after)
+    slots = parallel_result.first_slot
+    assert slots is not None
+    before, after = slots.before, slots.after
+    # Then the same SES requests, and every lane after the first saves a hand-over: its
+    # message and invocation, an idle checkpoint, a claim and a re-read of its outcomes
+    assert after.task["sesv2.SendBulkEmail"] == before.task["sesv2.SendBulkEmail"]
+    lanes = PARTS - 1
+    assert before.invocations - after.invocations == lanes
+    assert before.requests - after.requests == {
+        "sqs.SendMessage": lanes,
+        "dynamodb.UpdateItem": 2 * lanes,
+    }
+    assert before.task - after.task == {"s3.GetObject": lanes}
 
 
 # ------------------------------------------------------------------ 1. cost per task

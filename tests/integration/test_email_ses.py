@@ -21,6 +21,7 @@ from botocore.stub import ANY, Stubber
 
 from taskqueue.errors import TransientError
 from taskqueue.models import ChunkState, TaskResult
+from taskqueue.task_types.base import Plan, TaskContext
 from taskqueue.task_types.email import Email, EmailParams, SesPacer
 from tests.integration.test_task_types_s3 import (  # noqa: F401 - aws: the fixture
     BUCKET,
@@ -387,15 +388,39 @@ def test_parts_keep_to_the_task_rate_together(aws: Aws) -> None:
     assert sends[-1][0] == (1000 // 50 - 1) * 5
 
 
+def four_ways(task: Email, ctx: TaskContext) -> tuple[EmailParams, Plan]:
+    """800 recipients at the default 10 a second, in batches of 50, planned in 4 parts."""
+    params = EmailParams(recipient_count=800, subject="s", body="b", max_parallel=4)
+    plan = task.plan(params, task.start(params, ctx), ctx)
+    assert plan is not None
+    return params, plan
+
+
+def test_each_lane_is_held_back_to_its_first_slot_and_sends_when_it_comes(aws: Aws) -> None:
+    # Given 800 recipients at 10 a second in batches of 50 (a batch every 5 s), split 4 ways
+    clock = Moment()
+    task = email(clock)
+    # When it is planned
+    params, plan = four_ways(task, aws.ctx("slots"))
+    # Then each lane's first part waits for its first slot in the task's timetable
+    assert plan.start_after == (0.0, 5.0, 10.0, 15.0)
+    # and, run a second before that slot, it would have to wait for it (a hand-over)
+    part = plan.parts[3]
+    clock.now += timedelta(seconds=plan.delay_of(3) - 1)
+    early = task.run_chunk(params, part, aws.ctx("slots.3"))
+    assert (early.cursor, early.resume_at) == (part.cursor, clock.now + timedelta(seconds=1))
+    # while run when it comes, it sends its first batch at once
+    clock.now += timedelta(seconds=1)
+    first = task.run_chunk(params, part, aws.ctx("slots.3"))
+    assert first.cursor == part.cursor + 50
+
+
 def test_a_part_run_late_keeps_to_its_share_of_the_rate(aws: Aws) -> None:
     # Given a part of a task split 4 ways (10 a second) whose timetable is long past (its
     # retry after a failure)
     clock = Moment()
     task = email(clock)
-    ctx = aws.ctx("late")
-    params = EmailParams(recipient_count=800, subject="s", body="b", max_parallel=4)
-    plan = task.plan(params, task.start(params, ctx), ctx)
-    assert plan is not None
+    params, plan = four_ways(task, aws.ctx("late"))
     clock.now += timedelta(hours=1)
     # When its chunks run
     first = task.run_chunk(params, plan.parts[2], aws.ctx("late.2"))

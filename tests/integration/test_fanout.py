@@ -13,6 +13,7 @@ import boto3
 import pytest
 from pydantic import BaseModel, Field
 
+from devstack.sim_time import simulated_time
 from taskqueue import aws, wiring
 from taskqueue.errors import InvalidInput
 from taskqueue.models import ChunkState, TaskMessage, TaskResult, TaskStatus, part_id
@@ -30,6 +31,8 @@ class SummingParams(BaseModel):
     max_parallel: int = Field(default=2, ge=1, le=50)
     fail_part: int | None = None  # this part fails permanently, `fail_times` times
     fail_times: int = 1
+    # Seconds each part's first invocation is held back (the plan's start_after).
+    start_after: list[float] = Field(default_factory=list, max_length=50)
 
 
 @dataclass
@@ -62,7 +65,9 @@ class SummingType:
             )
             for index in range(params.parts)
         ]
-        return Plan(parts=parts, max_parallel=params.max_parallel)
+        return Plan(
+            parts=parts, max_parallel=params.max_parallel, start_after=tuple(params.start_after)
+        )
 
     def run_chunk(self, params: SummingParams, state: ChunkState, ctx: TaskContext) -> ChunkState:
         data = state.data
@@ -174,6 +179,30 @@ def test_the_last_parts_count_sends_the_parents_message_to_the_parts_queue(
     assert [(m["task_id"], m.get("resume")) for m in queued[world.parts_queue_url]] == [
         (task_id, True)
     ]
+
+
+def test_a_planned_start_delay_holds_a_lanes_first_part_back_at_most_15_minutes(
+    world: World, summing: SummingType
+) -> None:
+    # Given a task of 3 parts at once, planned to start at once, after 2.4 s and after 2000 s
+    params = {"parts": 3, "chunks": 1, "max_parallel": 3, "start_after": [0, 2.4, 2000]}
+    engine = wiring.engine()
+    with simulated_time(engine, [engine.store, world.store]) as sim:
+        task_id = world.submit(params, task_type="SUMMING")
+        pipeline = world.pipeline()
+        pipeline.invoke(pipeline.receive())  # the parent: plans and starts the lanes
+
+        def delivered_after(seconds: float) -> list[str]:
+            sim.advance(seconds)
+            return sorted(json.loads(m["Body"])["task_id"] for _, m in pipeline.receive(10))
+
+        # When time passes, Then each part's message is delivered when its wait is over
+        # (whole seconds, rounded up: never early), and after SQS's 15 minutes at the most
+        assert delivered_after(0) == [part_id(task_id, 0)]
+        assert delivered_after(2.4) == []
+        assert delivered_after(1.5) == [part_id(task_id, 1)]
+        assert delivered_after(890) == []
+        assert delivered_after(10) == [part_id(task_id, 2)]
 
 
 def test_duplicate_part_messages_count_once_and_merge_once(

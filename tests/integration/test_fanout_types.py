@@ -8,14 +8,15 @@ import csv
 import io
 import math
 from collections import Counter
-from datetime import datetime, timedelta
+from collections.abc import Iterator
 from typing import Any
 
 import boto3
 import pytest
 
+from devstack.sim_time import SimulatedTime, drain_in_time, simulated_time
 from taskqueue import wiring
-from taskqueue.models import Task, TaskMessage, TaskStatus, part_id, utcnow
+from taskqueue.models import Task, TaskMessage, TaskStatus, part_id
 from taskqueue.task_types.email import SIMULATOR_DOMAIN, Email, SesPacer
 from taskqueue.task_types.image_processing import generated_image
 from tests.pipeline_world import OWNER, World, crash_on_checkpoint
@@ -151,25 +152,17 @@ def test_killed_and_duplicated_groups_still_give_the_whole_result(world: World) 
 # ---------------------------------------------------------------- EMAIL
 
 
-class Hurried:
-    """EMAIL's clock a day behind the engine's, a minute on at every reading: a part's wait
-    for its turn is over at its next look, and the engine never holds a message back."""
-
-    def __init__(self) -> None:
-        self.now = utcnow() - timedelta(days=1)
-
-    def __call__(self) -> datetime:
-        self.now += timedelta(minutes=1)
-        return self.now
-
-
 @pytest.fixture
-def emails(world: World) -> None:
+def emails(world: World) -> Iterator[SimulatedTime]:
+    """EMAIL paced on simulated time shared by the engine, the stores and moto's SQS: each
+    lane's first part waits for its slot, and every batch for its turn, as they would."""
     engine = wiring.engine()
-    email = Email(sleep=lambda _: None, clock=Hurried(), pacer=SesPacer(account_rate=math.inf))
-    engine.registry = {**engine.registry, "EMAIL": email}
-    wiring.service().registry = engine.registry
-    boto3.client("sesv2").create_email_identity(EmailIdentity=wiring.settings().email_sender)
+    with simulated_time(engine, [engine.store, world.store]) as sim:
+        email = Email(sleep=sim.sleep, clock=sim.now, pacer=SesPacer(account_rate=math.inf))
+        engine.registry = {**engine.registry, "EMAIL": email}
+        wiring.service().registry = engine.registry
+        boto3.client("sesv2").create_email_identity(EmailIdentity=wiring.settings().email_sender)
+        yield sim
 
 
 def recipients_csv(task: Task) -> list[dict[str, str]]:
@@ -181,26 +174,29 @@ def recipients_csv(task: Task) -> list[dict[str, str]]:
 
 
 def test_recipients_in_batches_through_the_worker_are_sent_once_and_merged_as_one_run(
-    world: World, emails: None
+    world: World, emails: SimulatedTime
 ) -> None:
     # Given 130 generated recipients, 20 per batch, sent whole
     params = {"recipient_count": 130, "subject": "Hi {name}", "body": "n {index}", "batch_size": 20}
-    whole = run_task(world, "EMAIL", params)
+    task_id = world.submit(params, task_type="EMAIL")
+    drain_in_time(world.pipeline(), emails)
+    whole = world.task(task_id)
     # When the same task in 3 groups has a worker killed right after its 3rd checkpoint,
     # and every part's message and the parent's are delivered again at the end
     undo = crash_on_checkpoint(wiring.engine().store.table.client, 3, after=True)
     task_id = world.submit({**params, "max_parallel": 3}, task_type="EMAIL")
     try:
-        world.pipeline().run(max_invocations=400)
+        drain_in_time(world.pipeline(), emails)
     finally:
         undo()
-    world.redeliver_after_crash()
-    world.pipeline().run(max_invocations=400)
+    emails.advance(2000)  # beyond the lease and the visibility timeout: SQS redelivers
+    world.pipeline().expire_visibility()
+    drain_in_time(world.pipeline(), emails)
     engine = wiring.engine()
     for index in range(3):
         engine.dispatcher.send(TaskMessage.of(world.task(part_id(task_id, index))), "parts")
     engine.dispatcher.send(TaskMessage.of(world.task(task_id), resume=True))
-    world.pipeline().run()
+    drain_in_time(world.pipeline(), emails)
     # Then it was split into 3 groups of whole batches and merged as the whole run's result
     split = world.task(task_id)
     assert split.status == TaskStatus.SUCCESS and split.parts_in == [0, 1, 2]

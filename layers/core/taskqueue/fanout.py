@@ -4,7 +4,8 @@ The parts are tasks of their own (ids "<parent>.<n>"): the engine claims, checkp
 leases and retries each like any task. What this module adds:
 
 - split: the parts' items are written, then the parent records their number and releases
-  its lease (it waits, costing nothing), then the first `max_parallel` parts are sent.
+  its lease (it waits, costing nothing), then the first `max_parallel` parts are sent
+  (each held back by SQS as long as the plan's `start_after` says, 15 minutes at most).
 - a part that finishes (succeeded, failed or cancelled) is counted on its parent by one
   conditional write (store.parts.count: each index once). If that completes the count, the
   part sends its parent's message; otherwise it sends the next part of its lane. A message
@@ -20,6 +21,7 @@ leases and retries each like any task. What this module adds:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -66,7 +68,9 @@ class FanOut:
         self.store.parts.create(task, plan.parts)
         parent = self.store.parts.record_plan(task, lease, waiting, len(plan.parts))
         for index in range(parallel):
-            self._send_part(parent, index)
+            # A planned wait rides on the first message (SQS holds it, up to 15 minutes);
+            # a longer one is finished by the part's own hand-over, as any paced chunk's.
+            self._send_part(parent, index, math.ceil(plan.delay_of(index)))
         metrics.add_metric(name="PartsPlanned", unit="Count", value=len(plan.parts))
 
     # ------------------------------------------------------------------ a part finished
@@ -158,11 +162,11 @@ class FanOut:
             index += lanes
         return None
 
-    def _send_part(self, parent: Task, index: int) -> None:
+    def _send_part(self, parent: Task, index: int, delay_seconds: int = 0) -> None:
         message = TaskMessage(
             task_id=part_id(parent.task_id, index), owner=parent.owner, task_type=parent.task_type
         )
-        self.dispatcher.send(message, PARTS_QUEUE)
+        self.dispatcher.send(message, PARTS_QUEUE, delay_seconds)
 
 
 def _failure(part: Task, total: int) -> str:

@@ -108,10 +108,19 @@ class TaskType(Protocol):
 @dataclass(frozen=True)
 class Plan:
     """A task's input split into parts: each part's first state, and how many may run at
-    once (each part that finishes starts the next of its lane: parts i, i + n, i + 2n...)."""
+    once (each part that finishes starts the next of its lane: parts i, i + n, i + 2n...).
+
+    `start_after` (optional, seconds from the plan, by part) holds back a lane's first part
+    until it may do its first work (EMAIL: its first slot in the task's timetable), so its
+    first invocation works instead of handing over; empty: every lane starts at once."""
 
     parts: list[ChunkState]
     max_parallel: int
+    start_after: tuple[float, ...] = ()
+
+    def delay_of(self, index: int) -> float:
+        """Seconds part `index` waits before its first invocation (0: none planned)."""
+        return self.start_after[index] if index < len(self.start_after) else 0.0
 
 
 class Splits(Protocol):

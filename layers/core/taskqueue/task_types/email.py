@@ -397,7 +397,7 @@ class Email:
         pending = [index for index in indexes if index not in recorded]
         resume_at = None
         if pending:
-            rate = min(params.rate_per_second, ctx.email_rate_per_second)
+            rate = _rate(params, ctx)
             lane = Lane.of(state.data)
             batch = (first - begin) // params.batch_size
             due = lane.due(batch, params.batch_size / rate)
@@ -451,15 +451,28 @@ class Email:
 
     def plan(self, params: EmailParams, state: ChunkState, ctx: TaskContext) -> Plan | None:
         """Contiguous groups of whole batches, before any is sent, each with its lane in the
-        task's timetable (from now); None to send them all in one run."""
+        task's timetable (from now) and held back until its first slot (its first invocation
+        then sends, rather than handing over to wait for it); None to send them all in one
+        run."""
         params = EmailParams.model_validate(params)
-        start = self.clock().isoformat()
+        now = self.clock()
+        interval = params.batch_size / _rate(params, ctx)
 
         def lane(index: int, lanes: int) -> dict[str, Any]:
-            return {"lane": {"start": start, "lanes": lanes, "lane": index}}
+            return {"lane": {"start": now.isoformat(), "lanes": lanes, "lane": index}}
+
+        def first_slot(index: int, lanes: int) -> float:
+            due = Lane(start=now, lanes=lanes, lane=index).due(0, interval)
+            return 0.0 if due is None else (due - now).total_seconds()
 
         return plan_groups(
-            state, ctx, params.total, params.max_parallel, params.batch_size, extra=lane
+            state,
+            ctx,
+            params.total,
+            params.max_parallel,
+            params.batch_size,
+            extra=lane,
+            start_after=first_slot,
         )
 
     def finish_part(self, params: EmailParams, state: ChunkState, ctx: TaskContext) -> TaskResult:
@@ -658,6 +671,11 @@ def _tally(before: Mapping[str, Any], rows: Iterable[Outcome]) -> dict[str, Any]
                 {"index": row.index, "email": row.email, "code": row.code, "message": row.reason}
             )
     return {"sent": sent, "failed": failed, "failures": failures, "failure_codes": codes}
+
+
+def _rate(params: EmailParams, ctx: TaskContext) -> float:
+    """The task's emails a second: its own, unless the service's ceiling is lower."""
+    return min(params.rate_per_second, ctx.email_rate_per_second)
 
 
 def _reason(exc: Exception) -> str:

@@ -29,12 +29,14 @@ def plan_groups(
     max_parallel: int,
     chunk: int,
     extra: Callable[[int, int], dict[str, Any]] | None = None,
+    start_after: Callable[[int, int], float] | None = None,
 ) -> Plan | None:
     """Parts of `total` items in contiguous groups of whole chunks, each starting from the
     whole run's first state with its range ("begin", "end") and the parent's results prefix
     ("prefix": where it writes, so the merge finds what the whole run would), plus
-    `extra(index, groups)`. None while nothing splits: max_parallel 1, one chunk only, or a
-    run already under way (a whole run stays whole)."""
+    `extra(index, groups)`, and held back `start_after(index, groups)` seconds before its
+    first invocation. None while nothing splits: max_parallel 1, one chunk only, or a run
+    already under way (a whole run stays whole)."""
     if max_parallel <= 1 or state.cursor != 0 or state.done:
         return None
     groups = contiguous_ranges(total, max_parallel, chunk)
@@ -54,7 +56,12 @@ def plan_groups(
         )
         for index, (begin, end) in enumerate(groups)
     ]
-    return Plan(parts=parts, max_parallel=max_parallel)
+    delays = (
+        tuple(start_after(index, len(groups)) for index in range(len(groups)))
+        if start_after
+        else ()
+    )
+    return Plan(parts=parts, max_parallel=max_parallel, start_after=delays)
 
 
 def group_of(state: ChunkState, total: int, ctx: TaskContext) -> tuple[int, int, str]:
