@@ -164,6 +164,9 @@ class LoadCounters:
     wru: float
     invocations: float
     gb_seconds: float
+    # Of `wru`, the quota give-backs: each of an owner's quota shard items written at most
+    # once a batch, so it depends on how many shards the burst's task ids hash to.
+    quota_wru: float = 0.0
 
 
 ORCHESTRATION = (
@@ -301,6 +304,12 @@ def _counted_in_batches(
     return LoadCounters(
         tasks=tasks,
         wru=world.meter.write_units("counters") / tasks,
+        quota_wru=sum(
+            w.write_units or 0
+            for w in world.meter.writes
+            if w.role == "counters" and w.pk.startswith("QUOTA#")
+        )
+        / tasks,
         invocations=invocations / tasks,
         gb_seconds=_gb_seconds("counters", invocations, world.meter.requests("counters")) / tasks,
     )
