@@ -6,6 +6,7 @@ mark; blank lines anywhere (a run of them longer than a chunk before the header)
 with delimiters, escaped quotes and line breaks; a cell longer than a chunk; ragged rows; stray
 quotes that RFC 4180 does not allow (which the csv module still reads its own way); numbers in
 every form float() reads or refuses; booleans, dates, date-times; Unicode whitespace and digits.
+`awkward_sample(seed, rows)` is the shortest head of that file with every kind of it.
 """
 
 from __future__ import annotations
@@ -85,22 +86,63 @@ def _quote(cell: str, delimiter: str, rng: random.Random) -> str:
     return cell
 
 
+def _cell_features(cell: str, delimiter: str) -> set[str]:
+    """The kinds of awkward content in one cell as generated (before quoting)."""
+    found = {
+        "CRLF in a cell": "\r\n" in cell,
+        "CR in a cell": "\r" in cell.replace("\r\n", ""),
+        "LF in a cell": "\n" in cell.replace("\r\n", ""),
+        "delimiter in a cell": delimiter in cell,
+        "quote in a cell": '"' in cell,
+        "blank cell": bool(cell) and cell.isspace(),
+        "padded cell": cell != cell.strip() and not cell.isspace(),
+        "non-ASCII digits": any(ch.isdigit() and not ch.isascii() for ch in cell),
+        "non-ASCII text": any(not ch.isascii() and not ch.isspace() for ch in cell),
+        "underscore": "_" in cell,
+    }
+    return {name for name, present in found.items() if present}
+
+
 def awkward_csv(
     seed: int, rows: int = 300, long_cell: int = 0, blank_lead: int = 0
 ) -> tuple[str, str]:
     """(text, delimiter) of one awkward file; long_cell / blank_lead: a quoted cell of that many
     characters in the middle / that many blank lines before the header."""
+    text, delimiter, _ = _awkward(seed, rows, long_cell, blank_lead)
+    return text, delimiter
+
+
+def awkward_sample(seed: int, rows: int) -> str:
+    """The shortest head of awkward_csv(seed, rows), in steps of 10 rows, that has every kind
+    of awkward content the whole file has (line ends, blank lines, quoted line breaks, stray
+    quotes, ragged rows...): the same cases for runs that cost by the byte."""
+    _, _, every = _awkward(seed, rows)
+    for head in range(min(10, rows), rows, 10):
+        text, _, features = _awkward(seed, head)
+        if features >= every:
+            return text
+    return _awkward(seed, rows)[0]
+
+
+def _awkward(
+    seed: int, rows: int, long_cell: int = 0, blank_lead: int = 0
+) -> tuple[str, str, frozenset[str]]:
+    """awkward_csv, and the kinds of awkward content the file has."""
     rng = random.Random(seed)
     delimiter = rng.choice([",", ",", ";", "\t", "|"])
     ending = rng.choice(["\n", "\r\n", "\r", "mixed"])
+    features: set[str] = set()
 
     def end() -> str:
-        return rng.choice(["\n", "\r\n", "\r"]) if ending == "mixed" else ending
+        chosen = rng.choice(["\n", "\r\n", "\r"]) if ending == "mixed" else ending
+        features.add(f"line end {chosen!r}")
+        return chosen
 
     kinds = [rng.choice(KINDS) for _ in range(rng.randint(2, 7))]
     lines: list[str] = []
     if rng.random() < 0.3:
         lines.append("\ufeff")
+        features.add("byte order mark")
     lines.extend(end() for _ in range(blank_lead))
     header = [
         f"{kind} {index}" if index % 3 else f'"{kind},{index}"' for index, kind in enumerate(kinds)
@@ -108,22 +150,34 @@ def awkward_csv(
     lines.append(delimiter.join(header) + end())
     stray = rng.random() < 0.3
     for row in range(rows):
-        cells = [_quote(_cell(rng, kind, row), delimiter, rng) for kind in kinds]
+        cells = []
+        for kind in kinds:
+            cell = _cell(rng, kind, row)
+            cells.append(_quote(cell, delimiter, rng))
+            features |= _cell_features(cell, delimiter)
+            if cells[-1] != cell and cells[-1][1:-1] == cell:
+                features.add("needless quotes")
         if stray and rng.random() < 0.05:
             # Quotes RFC 4180 does not allow: in an unquoted cell, or text after a closing one.
             spot = rng.randrange(len(cells))
             cells[spot] = rng.choice(['ab"c', '"ab"c', 'x""', ' "q"'])
+            features.add(f"stray quote {cells[spot]!r}")
         if long_cell and row == rows // 2:
             cells[0] = '"' + ("long cell, with\nbreaks " * (long_cell // 23 + 1))[:long_cell] + '"'
         if rng.random() < 0.03:
-            cells = cells[: rng.randint(1, len(cells))] or cells  # ragged: short
+            short = cells[: rng.randint(1, len(cells))] or cells  # ragged: short
+            features.add("short row" if len(short) < len(cells) else "full row kept")
+            cells = short
         elif rng.random() < 0.02:
             cells = [*cells, "extra"]  # ragged: long
+            features.add("long row")
         lines.append(delimiter.join(cells))
         lines.append(end() if row < rows - 1 or rng.random() < 0.7 else "")
         if rng.random() < 0.03:
             lines.append(end())  # a blank line among the rows
-    return "".join(lines), delimiter
+            features.add("blank line")
+    features.add("last line end" if lines[-1] else "no last line end")
+    return "".join(lines), delimiter, frozenset(features)
 
 
 # ---------------------------------------------------------------- the reference

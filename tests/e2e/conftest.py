@@ -1,7 +1,7 @@
 """Fixtures of the end-to-end tests: ONE local stack (`python -m devstack dev` as a subprocess on
 free ports) for the whole session, shared by test_devstack.py, the browser tests and
-test_live.py; and the browser fixtures (Debian's Chromium through Playwright): one Chromium per
-module, a fresh context per test.
+test_live.py; and the browser fixtures (Debian's Chromium through Playwright): one Chromium for
+the browser tests, which run one after another, a fresh context per test.
 
 Tests that need a stack of their own (the shutdown test) call `start_stack` themselves.
 """
@@ -9,7 +9,7 @@ Tests that need a stack of their own (the shutdown test) call `start_stack` them
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -57,17 +57,49 @@ def chromium_executable() -> str:
     return executable
 
 
-@pytest.fixture(scope="module")
-def browser(chromium_executable: str) -> Iterator[Browser]:
-    from playwright.sync_api import expect as playwright_expect
-    from playwright.sync_api import sync_playwright
+class _SharedChromium:
+    """One Chromium for a run of consecutive tests that use it (the browser modules), stopped
+    before the first test that does not: between its calls Playwright's sync API marks its
+    event loop as running in this thread, which would break asyncio.run() in any later test."""
 
-    # A loaded CI machine (two CPUs shared by Chromium, the stack and its workers) is slow.
-    playwright_expect.set_options(timeout=EXPECT_TIMEOUT_MS)
-    with sync_playwright() as playwright:
-        running = launch(playwright, chromium_executable)
-        yield running
-        running.close()
+    def __init__(self) -> None:
+        self._manager: Any = None
+        self._browser: Browser | None = None
+
+    def get(self, executable: str) -> Browser:
+        if self._browser is None:
+            from playwright.sync_api import expect as playwright_expect
+            from playwright.sync_api import sync_playwright
+
+            # A loaded CI machine (two CPUs shared by Chromium, the stack and its workers) is
+            # slow.
+            playwright_expect.set_options(timeout=EXPECT_TIMEOUT_MS)
+            self._manager = sync_playwright()
+            self._browser = launch(self._manager.__enter__(), executable)
+        return self._browser
+
+    def stop(self) -> None:
+        if self._browser is not None:
+            browser, self._browser = self._browser, None
+            try:
+                browser.close()
+            finally:
+                self._manager.__exit__(None, None, None)
+
+
+_CHROMIUM = _SharedChromium()
+
+
+@pytest.hookimpl(trylast=True)  # after the test's own fixtures (its context) are torn down
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:
+    if nextitem is None or "browser" not in getattr(nextitem, "fixturenames", ()):
+        _CHROMIUM.stop()
+
+
+@pytest.fixture
+def browser(chromium_executable: str) -> Browser:
+    """The shared Chromium (each test still gets a fresh context: `watched`)."""
+    return _CHROMIUM.get(chromium_executable)
 
 
 @pytest.fixture

@@ -25,7 +25,14 @@ from taskqueue.task_types.data_processing import (
     part_chunk_size,
     partial_key,
 )
-from tests.csv_awkward import StepClock, assert_same, awkward_csv, mixed_columns, reference
+from tests.csv_awkward import (
+    StepClock,
+    assert_same,
+    awkward_csv,
+    awkward_sample,
+    mixed_columns,
+    reference,
+)
 
 BUCKET = "data-bucket"
 OWNER = "alice"
@@ -128,18 +135,23 @@ def analysed_in_parts(
 
 SEEDS = range(40) if FULL else range(8)
 CHUNKS = (97, 1000, 4096, 64 * 1024, None)
+# A chunk of 97 bytes holds about one record: the run costs one engine query per column per
+# chunk. By default it reads the file's shortest head with every kind of awkward content the
+# whole file has; DATA_EXACTNESS_FULL=1 reads the whole file.
+TINY_CHUNK = 97
 
 
 @pytest.mark.parametrize("seed", SEEDS)
 def test_statistics_equal_the_csv_module_for_any_chunk_size(seed: int) -> None:
     # Given an awkward file (line ends, quotes, blank lines, ragged rows, stray quotes...)
-    text, delimiter = awkward_csv(seed, rows=120 if seed % 2 else 400)
-    expected = reference(text, delimiter)
+    rows = 120 if seed % 2 else 400
+    whole, delimiter = awkward_csv(seed, rows=rows)
     for chunk_bytes in CHUNKS:
+        text = awkward_sample(seed, rows) if chunk_bytes == TINY_CHUNK and not FULL else whole
         # When it is analysed in chunks of this size
         result = analysed(text.encode(), chunk_bytes, delimiter)
-        # Then every figure equals the csv module's over the whole file
-        assert_same(result, expected)
+        # Then every figure equals the csv module's over the same text
+        assert_same(result, reference(text, delimiter))
 
 
 @pytest.mark.parametrize("seed", SEEDS)
