@@ -10,6 +10,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
+from devstack.moto_patches import serialize_dynamodb_requests
 from taskqueue import wiring
 from taskqueue.errors import QuotaExceeded
 from taskqueue.models import ListTasksQuery, SubmitTaskRequest, TaskStatus
@@ -70,9 +71,12 @@ def finish_and_count(world: World) -> None:
 
 
 def test_twenty_racing_submits_for_the_last_slot_admit_exactly_one(
-    service: TaskService, world: World
+    service: TaskService, world: World, clock: Clock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Given an owner allowed 3 tasks not yet finished, 2 of them taken
+    # Given DynamoDB's atomic conditional writes (moto's tables are not thread-safe by
+    # themselves: unserialized, two threads may both pass one condition), and an owner
+    # allowed 3 tasks not yet finished, 2 of them taken
+    serialize_dynamodb_requests(monkeypatch.setattr)
     service.store.quotas.set_limits(OWNER, {Quota.ACTIVE_TASKS: 3})
     submit(service)
     submit(service)
@@ -288,7 +292,7 @@ def test_uploads_count_their_declared_bytes_a_day(
 
 
 def test_a_repeated_submit_answers_its_task_even_at_the_limit(
-    service: TaskService, world: World
+    service: TaskService, world: World, clock: Clock
 ) -> None:
     # Given an owner allowed one task, admitted for a submit with an Idempotency-Key
     service.store.quotas.set_limits(OWNER, {Quota.ACTIVE_TASKS: 1})
