@@ -368,8 +368,16 @@ class Pipeline:
 @functools.cache
 def stream_source(logical_id: str) -> StreamEventSource:
     """The template's stream event source of a function (batch size, filters, position)."""
-    (source,) = event_sources(load_template(), logical_id).streams
-    return source
+    return _stream_function(logical_id)[0]
+
+
+@functools.cache
+def _stream_function(logical_id: str) -> tuple[StreamEventSource, str]:
+    """The function's stream event source and its directory under functions/ (the template
+    parsed once: it costs a few tenths of a second, at every test's stream drain)."""
+    sources = event_sources(load_template(), logical_id)
+    (source,) = sources.streams
+    return source, Path(sources.code_uri or "").name
 
 
 @dataclass
@@ -388,7 +396,7 @@ class StreamDrain:
     def of(cls, table: str, logical_id: str = "CountersFunction") -> StreamDrain:
         from botocore.config import Config
 
-        source = stream_source(logical_id)
+        source, function = _stream_function(logical_id)
         # moto answers on the regional endpoint only, not the account-based one botocore
         # picks for requests that carry a stream ARN.
         streams = boto3.client(
@@ -397,8 +405,7 @@ class StreamDrain:
         reader = StreamReader.for_table(boto3.client("dynamodb"), streams, table, source.filters)
         if source.starting_position == "LATEST":
             reader.skip_to_latest()
-        code_uri = event_sources(load_template(), logical_id).code_uri or ""
-        return cls(reader, source.batch_size, Path(code_uri).name)
+        return cls(reader, source.batch_size, function)
 
     def invoke_next(self, batch_size: int | None = None) -> Any:
         """One invocation with the next batch (possibly empty); returns its answer."""
