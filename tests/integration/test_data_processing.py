@@ -19,6 +19,7 @@ from taskqueue.task_types.data_processing import (
     FIRST_CHUNK_BYTES,
     MAX_CHUNK_BYTES,
     MIN_CHUNK_BYTES,
+    SAMPLE_BYTES,
     DataProcessing,
     DataProcessingParams,
     chunk_size,
@@ -48,20 +49,29 @@ def upload(s3: LocalS3, body: bytes, name: str = "input.csv") -> str:
 
 
 def drive(
-    params: DataProcessingParams, s3: LocalS3, repeat: bool = False, specialise_after: int = 1000
+    params: DataProcessingParams,
+    s3: LocalS3,
+    repeat: bool = False,
+    specialise_after: int = 1000,
+    sample_bytes: int = SAMPLE_BYTES,
 ) -> tuple[TaskResult, list[ChunkState]]:
     """Run the task as the engine does, every state through its stored JSON form; with
     repeat, every chunk runs twice from the same checkpoint (as after a crash).
     `specialise_after`: the non-empty cells after which a column's chunks compute only its
-    type's figures (small: the specialised modes and their repair run on small files)."""
-    task = DataProcessing(clock=StepClock(), specialise_after=specialise_after)
+    type's figures (small: the specialised modes and their repair run on small files).
+    `sample_bytes`: how much of a longer first chunk chooses the columns' modes for it."""
+    task = DataProcessing(
+        clock=StepClock(), specialise_after=specialise_after, sample_bytes=sample_bytes
+    )
     ctx = TaskContext("task1", OWNER, BUCKET, clients={"s3": s3})
     states = [task.start(params, ctx)]
     while not states[-1].done:
         stored = ChunkState.model_validate_json(states[-1].model_dump_json())
         state = task.run_chunk(params, stored, ctx)
         if repeat:
-            again = DataProcessing(clock=StepClock(), specialise_after=specialise_after)
+            again = DataProcessing(
+                clock=StepClock(), specialise_after=specialise_after, sample_bytes=sample_bytes
+            )
             again.clock.now = task.clock.now - 2.0  # type: ignore[attr-defined]
             assert again.run_chunk(params, stored, ctx).model_dump() == state.model_dump()
         assert len(state.model_dump_json()) < STATE_LIMIT
@@ -187,6 +197,57 @@ def test_a_column_whose_type_changes_after_it_specialised_is_read_again_in_full(
     assert_same(result, reference(text, ","))
     assert [column["type"] for column in result["column_stats"]] == [
         "text", "integer", "text", "integer"
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_a_first_chunk_read_in_the_modes_its_sample_chose_still_equals_the_csv_module(
+    seed: int,
+) -> None:
+    # Given an awkward file, and first chunks whose first 600 bytes choose the columns' modes
+    # (after 8 cells) for the whole chunk (mixed columns go back to full and are repaired)
+    text, delimiter = awkward_csv(seed, rows=120 if seed % 2 else 400)
+    expected = reference(text, delimiter)
+    for chunk_bytes in (4096, 64 * 1024):
+        # When it is analysed, every chunk run twice from its checkpoint
+        result = analysed(
+            text.encode(),
+            chunk_bytes,
+            delimiter,
+            specialise_after=8,
+            sample_bytes=600,
+            repeat=True,
+        )
+        # Then every figure equals the csv module's over the whole file
+        assert_same(result, expected)
+
+
+def test_a_first_chunk_reads_its_columns_in_their_sampled_modes_from_its_first_record() -> None:
+    # Given columns of clear types, and one that turns from numbers to text after the sample
+    rows = [
+        f"{i},{'yes' if i % 2 else 'no'},2024-01-{1 + i % 28:02d},w{i % 7},{i}" for i in range(400)
+    ]
+    rows += [f"{i},yes,2024-02-01,w1,x{i}" for i in range(400, 3000)]
+    text = "n,b,d,t,m\n" + "\n".join(rows) + "\n"
+    s3 = LocalS3()
+    key = upload(s3, text.encode())
+    params = DataProcessingParams.model_construct(
+        input_key=key, rows=None, columns=5, seed=0, chunk_bytes=None, delimiter=","
+    )
+    # When it is analysed (in one chunk) with the first 2,000 bytes choosing the modes
+    _, states = drive(params, s3, specialise_after=50, sample_bytes=2000)
+    # Then the first chunk read the clear columns in their modes from the first record on,
+    # the column that changed went back to full, was read again, and every figure is exact
+    first = json.loads(s3.objects[f"results/{OWNER}/task1/partials/000000.json"])
+    assert [scan[:2] for scan in first["scans"]] == [
+        ["number", 10], ["boolean", 10], ["time", 10], ["text", 10], ["number", 10]
+    ]  # fmt: skip
+    assert first["scans"][4][2] == len(text)  # back to full where the chunk (the file) ended
+    assert "repair" in [state.data["phase"] for state in states]
+    result = json.loads(s3.objects[f"results/{OWNER}/task1/result.json"])
+    assert_same(result, reference(text, ","))
+    assert [column["type"] for column in result["column_stats"]] == [
+        "integer", "boolean", "date", "text", "text"
     ]  # fmt: skip
 
 

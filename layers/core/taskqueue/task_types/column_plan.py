@@ -18,6 +18,7 @@ the tests a typed column does not need. The result stays exact, not merely likel
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -120,6 +121,17 @@ def clear_mode(column: Column) -> str | None:
         return TEXT if max(shares) <= TEXT_SHARE else None
     mode = MODE_OF_TYPE[kind]
     return mode if shares[(BOOLEAN, NUMBER, TIME).index(mode)] >= SPECIALISE_SHARE else None
+
+
+def sampled_modes(columns: Iterable[Column], min_cells: int = MIN_CELLS) -> list[str]:
+    """How to read each column from the first record on, from a sample of the first records
+    read in full: the mode its cells make clear (given at least `min_cells` of them), else
+    full. Only a guess, never trusted: the chunks after it prove the mode's type as they go
+    (`replan`, `proven`), and what was read in a mode that stops being proven is read again
+    in full (a whole run's repair; `verify` for a task in parts)."""
+    return [
+        (clear_mode(column) if column.nonempty >= min_cells else None) or FULL for column in columns
+    ]
 
 
 def replan(column: Column, scan: Scan, offset: int, min_cells: int = MIN_CELLS) -> Scan:

@@ -119,6 +119,11 @@ class ColumnPlan:
     known: frozenset[str] | None = field(default_factory=frozenset)
 
 
+# A sample read only to choose each column's mode (column_plan.sampled_modes): every
+# candidate, without the exact value counts (a second read, which the choice does not use).
+SAMPLE_PLAN = ColumnPlan(known=None)
+
+
 @contextmanager
 def _temp_csv(body: bytes) -> Iterator[str]:
     # DuckDB's reader takes a path; Lambda's /tmp holds one chunk at a time.

@@ -28,11 +28,11 @@ from taskqueue.task_types.column_plan import (
     MIN_CELLS,
     SKIP,
     Scan,
-    clear_mode,
     needs_repair,
     proven,
     repaired,
     replan,
+    sampled_modes,
 )
 from taskqueue.task_types.column_stats import (
     Column,
@@ -44,6 +44,7 @@ from taskqueue.task_types.column_stats import (
 )
 from taskqueue.task_types.csv_engine import (
     MAX_TRACKED_COLUMNS,
+    SAMPLE_PLAN,
     ColumnPlan,
     reads_every_cell,
     tally_records,
@@ -81,10 +82,12 @@ INVALID_TOKENS = ("n/a", "abc", "1.2.3", "NaN", "-", "12a")
 # accumulators: ~50 ms) stays under ~5 % of it. The bounds keep one chunk's memory (the
 # bytes, DuckDB's table of them: ~4x) well inside the worker's 1024 MB.
 TARGET_CHUNK_SECONDS = 3.0
-# The first chunk tests every cell for every type (~3x the cost of a byte read once the
-# columns are specialised): kept small, it still holds the 1,000 cells a column needs to
-# specialise on most files (2 MiB: ~1.5 CPU-s per GB less than 8 MiB, bench "work").
-FIRST_CHUNK_BYTES = 2 * MIB
+# The first chunk has no rate to size it by. Testing every cell for every type costs ~3x a
+# byte read in a column's own mode, so only a sample of its first records is read that way:
+# the sample chooses each column's mode (it holds the 1,000 cells a column needs on most
+# files) and the whole chunk is then read in those modes, proven as it goes (column_plan).
+FIRST_CHUNK_BYTES = 8 * MIB
+SAMPLE_BYTES = 1 * MIB
 MIN_CHUNK_BYTES = 1 * MIB
 MAX_CHUNK_BYTES = 64 * MIB
 # Input that only the csv module reads (non-RFC 4180 quoting, CR-only line ends) is read at
@@ -262,11 +265,15 @@ class DataProcessing:
         chunk_seconds: float = TARGET_CHUNK_SECONDS,
         clock: Callable[[], float] = time.monotonic,
         specialise_after: int = MIN_CELLS,
+        sample_bytes: int = SAMPLE_BYTES,
     ) -> None:
         self.chunk_seconds = chunk_seconds
         self.clock = clock
         # Non-empty cells a column needs before its chunks may compute only its type's figures.
         self.specialise_after = specialise_after
+        # A first chunk longer than this reads this much of its records in full to choose the
+        # columns' modes, and the rest in them (a task's parts: its plan's sample).
+        self.sample_bytes = sample_bytes
         # What this process wrote last (prefix, chunk index, progress): the next chunk of the
         # same task in the same invocation merges into it without a GET.
         self._last: tuple[str, int, Progress] | None = None
@@ -319,7 +326,15 @@ class DataProcessing:
         if data["phase"] == "repair":
             progress, cursor, read = self._repair(ctx, data, progress, state.cursor, want, params)
         else:
-            piece = read_piece(ctx, data, state.cursor, want, params.delimiter, progress.plans())
+            piece = read_piece(
+                ctx,
+                data,
+                state.cursor,
+                want,
+                params.delimiter,
+                progress.plans(),
+                sample=(self.sample_bytes, self.specialise_after),
+            )
             progress = progress.advance(piece, self.specialise_after)
             cursor, read = piece.end, piece.end - state.cursor
         units_total, phase = state.units_total, data["phase"]
@@ -412,7 +427,7 @@ class DataProcessing:
         count = min(count, body)
         if not header or count < 2:
             return None
-        sample = params.chunk_bytes or FIRST_CHUNK_BYTES
+        sample = params.chunk_bytes or self.sample_bytes
         modes = self._sampled_modes(ctx, data, body_start, len(header), params.delimiter, sample)
         states = plan_parts(data["key"], data["size"], body_start, len(header), count, modes)
         return Plan(parts=states, max_parallel=params.max_parallel)
@@ -430,11 +445,11 @@ class DataProcessing:
         on, from the first `size` bytes of rows (a whole run's first chunk) read in full,
         once, here. Only a guess: `verify` proves each column's type over all the parts'
         cells, and runs the parts again with a column in full where it is not proven."""
-        sample = read_piece(ctx, {**data, "width": width}, body_start, size, delimiter)
-        return [
-            (clear_mode(column) if column.nonempty >= self.specialise_after else None) or FULL
-            for column in sample.tally.columns
-        ]
+        tracked = min(width, MAX_TRACKED_COLUMNS)
+        sample = read_piece(
+            ctx, {**data, "width": width}, body_start, size, delimiter, [SAMPLE_PLAN] * tracked
+        )
+        return sampled_modes(sample.tally.columns, self.specialise_after)
 
     def finish_part(
         self, params: DataProcessingParams, state: ChunkState, ctx: TaskContext
@@ -674,9 +689,14 @@ class Progress:
 
     def advance(self, piece: Piece, specialise_after: int) -> Progress:
         """This progress with the chunk's records merged, and each column's scan replanned."""
+        before = self
+        if not self.scans and piece.modes is not None:
+            # The first chunk read its columns in the modes its sample chose, from its first
+            # record on: from there they are proven (or go back to full and are repaired).
+            before = replace(self, scans=Progress.of_modes(piece.modes, piece.begin).scans)
         tally = self.tally.merge(piece.tally)
         scans = tuple(
-            replan(column, self.scan(index), piece.end, specialise_after)
+            replan(column, before.scan(index), piece.end, specialise_after)
             for index, column in enumerate(tally.columns)
         )
         header = self.header if self.header is not None else piece.header
@@ -784,12 +804,21 @@ class Piece:
     accumulators of its rows."""
 
     def __init__(
-        self, end: int, header: list[str] | None, tally: Tally, last: bool = False
+        self,
+        end: int,
+        header: list[str] | None,
+        tally: Tally,
+        last: bool = False,
+        modes: list[str] | None = None,
+        begin: int = 0,
     ) -> None:
         self.end = end
         self.header = header
         self.tally = tally
         self.last = last  # a part's last piece: it reached the part's stop
+        # The modes a first chunk's sample chose, read from `begin` (its first record) on.
+        self.modes = modes
+        self.begin = begin
 
 
 def read_part_piece(
@@ -849,11 +878,14 @@ def read_piece(
     delimiter: str,
     plans: list[ColumnPlan] | None = None,
     stop: int | None = None,
+    sample: tuple[int, int] | None = None,
 ) -> Piece:
     """Read whole records from byte `start` (about `want` bytes; more if one record is longer)
     and tally them as `plans` say. Before the header is known, blank lines are skipped and the
     first record is the header. `stop`: a record boundary not to read past (the file's end by
-    default)."""
+    default). `sample`: (bytes, cells) when no plan is known yet: the records in the first
+    `bytes` choose each column's mode (sampled_modes, given `cells` non-empty cells) and
+    the whole piece is read in those modes."""
     size: int = data["size"] if stop is None else stop
     key: str = data["key"]
     width: int = data["width"]
@@ -890,12 +922,32 @@ def read_piece(
     used = body_from + len(body)
     width = width or (len(header) if header else 0)
     engine = engine_body if len(body) == cut else None
+    begin = start + body_from
+    modes = None
+    if plans is None and sample and engine is not None:
+        modes = _sampled(engine, width, delimiter, begin, *sample)
+        plans = None if modes is None else [_plan(mode, Column()) for mode in modes]
     # DuckDB's reader checks that the cells it reads are UTF-8: when it reads them all, only
     # NUL bytes are looked for here (a byte it refuses sends the chunk to the csv module,
     # which names it). Decoding a chunk in Python costs ~0.7 CPU-s per GB.
     require_text(buffer, start, used, utf8=engine is None or not reads_every_cell(width, plans))
-    tally = tally_records(body, width, delimiter, engine, plans, offset=start + body_from)
-    return Piece(start + used, header, tally)
+    tally = tally_records(body, width, delimiter, engine, plans, offset=begin)
+    return Piece(start + used, header, tally, modes=modes, begin=begin)
+
+
+def _sampled(
+    engine: bytes, width: int, delimiter: str, begin: int, size: int, cells: int
+) -> list[str] | None:
+    """The modes the records in the first `size` bytes of `engine` (RFC 4180 records) choose
+    for its columns, read in full; None when the sample would be all of it (or no record)."""
+    if len(engine) <= size:
+        return None
+    head = engine[: quoted_record_end(engine[:size], False)]
+    if not head:
+        return None
+    tracked = min(width, MAX_TRACKED_COLUMNS)
+    tally = tally_records(head, width, delimiter, head, [SAMPLE_PLAN] * tracked, offset=begin)
+    return sampled_modes(tally.columns, cells)
 
 
 def _record_end(body: bytes, at_eof: bool, delimiter: str) -> tuple[int, bytes | None]:
