@@ -3,6 +3,7 @@ and Python's float(), mergeable accumulators, the HyperLogLog sketch and type in
 
 from __future__ import annotations
 
+import itertools
 import math
 import random
 import statistics
@@ -35,6 +36,7 @@ from taskqueue.task_types.csv_engine import (
 )
 from taskqueue.task_types.csv_records import (
     canonical_csv,
+    conformant_record_end,
     csv_records,
     engine_form,
     follows_rfc4180,
@@ -77,6 +79,42 @@ def test_rfc4180_quoting_is_told_apart_from_what_only_the_csv_module_reads(
     assert follows_rfc4180(data, len(data), ",") is conformant
 
 
+@pytest.mark.parametrize("delimiter", [",", "\t"])
+def test_one_pass_finds_the_record_end_and_the_quoting_as_the_two_checks_do(
+    delimiter: str,
+) -> None:
+    # Given every string of up to 7 bytes (6 with tabs) over quotes, delimiters, line breaks
+    # and text (cut short anywhere: in a quoted cell, after a stray quote, half of "\r\n")
+    alphabet = ['"', delimiter, "\n", "\r", "a", " "]
+    for length in range(8 if delimiter == "," else 7):
+        for letters in itertools.product(alphabet, repeat=length):
+            data = "".join(letters).encode()
+            for at_eof in (False, True):
+                # When the record end and the quoting are found in one pass
+                found = conformant_record_end(data, at_eof, delimiter)
+                # Then they are what the parity count and the RFC 4180 check say
+                cut = quoted_record_end(data, at_eof)
+                assert found[0] == cut, (data, at_eof)
+                if cut:
+                    assert found[1] is follows_rfc4180(data, cut, delimiter), (data, at_eof)
+
+
+def test_one_pass_agrees_with_the_two_checks_on_long_random_runs() -> None:
+    # Given random runs of records with stray quotes here and there, cut at any byte
+    rng = random.Random(11)
+    for _ in range(3000):
+        data = _random_run(rng, rng.randint(1, 4))
+        if rng.random() < 0.2:
+            spot = rng.randint(0, len(data))
+            data = data[:spot] + rng.choice([b'"', b'a"', b'" ']) + data[spot:]
+        data = data[: rng.randint(0, len(data))]
+        # When the record end and the quoting are found in one pass
+        cut, conformant = conformant_record_end(data, False, ",")
+        # Then they are what the parity count and the RFC 4180 check say
+        assert cut == quoted_record_end(data, False), data
+        assert not cut or conformant is follows_rfc4180(data, cut, ","), data
+
+
 def test_runs_that_follow_rfc4180_go_to_the_engine_as_they_are_whatever_their_line_ends() -> None:
     assert engine_form(b"a,b\r\n1,2\r\n", ",") == (True, b"a,b\r\n1,2\r\n")
     assert engine_form(b'a,"x\r\ny"\r\n', ",") == (True, b'a,"x\r\ny"\r\n')  # a quoted "\r"
@@ -111,7 +149,7 @@ def _engine_rows(engine: bytes, width: int) -> list[tuple[str | None, ...]] | No
     import duckdb
 
     query = _Query(width, ",", underscores=False)
-    with _temp_csv(engine) as path:
+    with _temp_csv(engine, len(engine)) as path:
         query.params["path"] = path
         try:
             return query.execute(connection(), f"SELECT * FROM {query.source()}").fetchall()

@@ -125,12 +125,12 @@ SAMPLE_PLAN = ColumnPlan(known=None)
 
 
 @contextmanager
-def _temp_csv(body: bytes) -> Iterator[str]:
+def _temp_csv(body: bytes, end: int) -> Iterator[str]:
     # DuckDB's reader takes a path; Lambda's /tmp holds one chunk at a time.
     handle, path = tempfile.mkstemp(suffix=".csv")
     try:
         with os.fdopen(handle, "wb") as out:
-            out.write(body)
+            out.write(memoryview(body)[:end])
         yield path
     finally:
         os.unlink(path)
@@ -143,8 +143,10 @@ def tally_records(
     engine_body: bytes | None = None,
     plans: list[ColumnPlan] | None = None,
     offset: int = 0,
+    end: int | None = None,
 ) -> Tally:
-    """The accumulators of the records in body (whole records, after the header).
+    """The accumulators of the records in body[:end] (whole records, after the header; `end`
+    saves a copy of a chunk read with the start of the next: all of body by default).
 
     `engine_body`: body as DuckDB may read it (RFC 4180 quoting, "\\n" line ends:
     csv_records.engine_form), or None: the csv module then parses body and DuckDB reads
@@ -154,18 +156,22 @@ def tally_records(
     default)."""
     tracked = min(width, MAX_TRACKED_COLUMNS)
     plans = plans or [ColumnPlan()] * tracked
-    if not body:
+    end = len(body) if end is None else end
+    if not end:
         return Tally(columns=tuple(Column() for _ in range(tracked)))
     if engine_body is not None:
         import duckdb
 
         try:
-            return _tally(engine_body, width, delimiter, plans, offset)
+            return _tally(engine_body, end, width, delimiter, plans, offset)
         except duckdb.Error:
             pass
-    records, _ = csv_records(body, True, delimiter, offset=offset)
+    records, _ = csv_records(
+        body[:end] if end < len(body) else body, True, delimiter, offset=offset
+    )
     # The csv module has decoded these records: the re-quoted text is UTF-8.
-    return _tally(canonical_csv(records, width, delimiter), width, delimiter, plans, None)
+    text = canonical_csv(records, width, delimiter)
+    return _tally(text, len(text), width, delimiter, plans, None)
 
 
 def reads_every_cell(width: int, plans: list[ColumnPlan] | None) -> bool:
@@ -175,19 +181,25 @@ def reads_every_cell(width: int, plans: list[ColumnPlan] | None) -> bool:
 
 
 def _tally(
-    body: bytes, width: int, delimiter: str, plans: list[ColumnPlan], offset: int | None
+    body: bytes,
+    end: int,
+    width: int,
+    delimiter: str,
+    plans: list[ColumnPlan],
+    offset: int | None,
 ) -> Tally:
-    """`offset`: where body starts in the file, or None for text known to be UTF-8."""
+    """Of the records in body[:end]. `offset`: where body starts in the file, or None for
+    text known to be UTF-8."""
     con = connection()
-    query = _Query(width, delimiter, underscores=b"_" in body)
+    query = _Query(width, delimiter, underscores=body.find(b"_", 0, end) >= 0)
     for index, plan in enumerate(plans):
         query.add_column(index, plan)
-    with _temp_csv(body) as path:
+    with _temp_csv(body, end) as path:
         query.params["path"] = path
         found = query.run(con)
         if found.pop("long") and offset is not None:
             # The reader checked no cell past the header's width + 1 (it dropped them).
-            require_text(body, offset)
+            require_text(body, offset, end)
         rows = int(found.pop("rows") or 0)
         ragged = int(found.pop("ragged") or 0)
         columns = [

@@ -60,8 +60,8 @@ from taskqueue.task_types.csv_parts import (
 )
 from taskqueue.task_types.csv_records import (
     MAX_RECORD_BYTES,
+    conformant_record_end,
     csv_records,
-    engine_form,
     first_record,
     quoted_record_end,
     refuse_other_encodings,
@@ -847,8 +847,7 @@ def read_part_piece(
         if reaches_stop:
             cut, conformant = last_end_before(buffer, stop - start, at_eof, delimiter)
             break
-        cut, engine = _record_end(buffer, False, delimiter)
-        conformant = engine is not None
+        cut, conformant = _record_end(buffer, False, delimiter)
         if cut:
             break
         if end - start >= MAX_RECORD_BYTES:
@@ -857,17 +856,17 @@ def read_part_piece(
                 "(the longest a row or header may be)"
             )
         want *= 2
-    body = buffer[:cut]
-    if not conformant and len(body) > CSV_MODULE_BYTES:
-        # As in read_piece: the csv module reads a bounded stretch; the rest is the next chunk's.
-        _, shorter = csv_records(body[:CSV_MODULE_BYTES], False, delimiter)
-        if shorter:
-            body, reaches_stop = body[:shorter], False
     # `conformant` already says buffer[:cut] follows RFC 4180: DuckDB reads it as it is.
-    engine = body if conformant and len(body) == cut else None
-    require_text(body, start, utf8=engine is None or not reads_every_cell(width, plans))
-    tally = tally_records(body, width, delimiter, engine, plans, offset=start)
-    return Piece(start + len(body), None, tally, last=reaches_stop)
+    body, length = buffer, cut
+    if not conformant and cut > CSV_MODULE_BYTES:
+        # As in read_piece: the csv module reads a bounded stretch; the rest is the next chunk's.
+        _, shorter = csv_records(buffer[:CSV_MODULE_BYTES], False, delimiter)
+        if shorter:
+            length, reaches_stop = shorter, False
+    engine = body if conformant else None
+    require_text(body, start, length, utf8=engine is None or not reads_every_cell(width, plans))
+    tally = tally_records(body, width, delimiter, engine, plans, offset=start, end=length)
+    return Piece(start + length, None, tally, last=reaches_stop)
 
 
 def read_piece(
@@ -895,11 +894,12 @@ def read_piece(
     buffer = _s3.read_range(ctx.s3, ctx.bucket, key, start, end - 1) if end > start else b""
     while True:
         at_eof = end >= size
-        header, body_from, cut, engine_body = None, 0, 0, None
+        header, body_from, records, cut, conformant = None, 0, b"", 0, False
         if not width:
             header, body_from = first_record(buffer, at_eof, delimiter, start)
         if width or header is not None:
-            cut, engine_body = _record_end(buffer[body_from:], at_eof, delimiter)
+            records = buffer[body_from:]  # buffer itself, unless the header precedes them
+            cut, conformant = _record_end(records, at_eof, delimiter)
             if cut or at_eof or header is not None:
                 break  # records, or at least the header, are complete
         elif body_from or at_eof:
@@ -912,35 +912,40 @@ def read_piece(
         new_end = min(end + max(want, end - start), size)
         buffer += _s3.read_range(ctx.s3, ctx.bucket, key, end, new_end - 1)
         end = new_end
-    # The engine form is these bytes as they are (csv_records.engine_form): no second copy.
-    body = buffer[body_from : body_from + cut] if engine_body is None else engine_body
-    if engine_body is None and len(body) > CSV_MODULE_BYTES:
-        # The csv module reads this stretch: keep it to a size whose Python objects (~10x
-        # the bytes) fit in the worker's memory; the rest is the next chunk's.
-        _, shorter = csv_records(body[:CSV_MODULE_BYTES], False, delimiter)
-        body = body[:shorter] if shorter else body
-    used = body_from + len(body)
+    if conformant:
+        # DuckDB reads records[:cut] as they are (csv_records.engine_form): not even copied.
+        body, length = records, cut
+    else:
+        body = buffer[body_from : body_from + cut]
+        if len(body) > CSV_MODULE_BYTES:
+            # The csv module reads this stretch: keep it to a size whose Python objects (~10x
+            # the bytes) fit in the worker's memory; the rest is the next chunk's.
+            _, shorter = csv_records(body[:CSV_MODULE_BYTES], False, delimiter)
+            body = body[:shorter] if shorter else body
+        length = len(body)
+    used = body_from + length
     width = width or (len(header) if header else 0)
-    engine = engine_body if len(body) == cut else None
+    engine = body if conformant else None
     begin = start + body_from
     modes = None
     if plans is None and sample and engine is not None:
-        modes = _sampled(engine, width, delimiter, begin, *sample)
+        modes = _sampled(engine, length, width, delimiter, begin, *sample)
         plans = None if modes is None else [_plan(mode, Column()) for mode in modes]
     # DuckDB's reader checks that the cells it reads are UTF-8: when it reads them all, only
     # NUL bytes are looked for here (a byte it refuses sends the chunk to the csv module,
     # which names it). Decoding a chunk in Python costs ~0.7 CPU-s per GB.
     require_text(buffer, start, used, utf8=engine is None or not reads_every_cell(width, plans))
-    tally = tally_records(body, width, delimiter, engine, plans, offset=begin)
+    tally = tally_records(body, width, delimiter, engine, plans, offset=begin, end=length)
     return Piece(start + used, header, tally, modes=modes, begin=begin)
 
 
 def _sampled(
-    engine: bytes, width: int, delimiter: str, begin: int, size: int, cells: int
+    engine: bytes, length: int, width: int, delimiter: str, begin: int, size: int, cells: int
 ) -> list[str] | None:
-    """The modes the records in the first `size` bytes of `engine` (RFC 4180 records) choose
-    for its columns, read in full; None when the sample would be all of it (or no record)."""
-    if len(engine) <= size:
+    """The modes the records in the first `size` bytes of `engine` (RFC 4180 records up to
+    `length`) choose for its columns, read in full; None when the sample would be all of
+    them (or no record)."""
+    if length <= size:
         return None
     head = engine[: quoted_record_end(engine[:size], False)]
     if not head:
@@ -950,17 +955,15 @@ def _sampled(
     return sampled_modes(tally.columns, cells)
 
 
-def _record_end(body: bytes, at_eof: bool, delimiter: str) -> tuple[int, bytes | None]:
-    """Where the last complete record of body ends, and body up to there as DuckDB may read
-    it: found by quote parity where body follows RFC 4180, else as the csv module reads it
-    (with no engine form then)."""
-    cut = quoted_record_end(body, at_eof)
-    if cut:
-        conformant, engine = engine_form(body[:cut] if cut < len(body) else body, delimiter)
-        if conformant:
-            return cut, engine
+def _record_end(body: bytes, at_eof: bool, delimiter: str) -> tuple[int, bool]:
+    """Where the last complete record of body ends, and whether body up to there follows
+    RFC 4180 (DuckDB reads it as it is: csv_records.engine_form): found by quote parity
+    where it does, else as the csv module reads it."""
+    cut, conformant = conformant_record_end(body, at_eof, delimiter)
+    if cut and conformant:
+        return cut, True
     _, cut = csv_records(body, at_eof, delimiter)
-    return cut, None
+    return cut, False
 
 
 def _generated_key(ctx: TaskContext) -> str:
