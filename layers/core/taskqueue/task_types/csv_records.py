@@ -146,7 +146,7 @@ def conformant_record_end(data: bytes, at_eof: bool, delimiter: str) -> tuple[in
         cut = quoted_record_end(data, False)
         return cut, follows_rfc4180(data, cut, delimiter)
     end = checked - (checked == len(data) and data.endswith(b"\r"))
-    # Before `checked` the quotes are even in number (a last "\\r" left out is no quote).
+    # Before `checked` the quotes are even in number (a last "\r" left out is no quote).
     return _break_outside_quotes(data, end, 0), True
 
 
