@@ -12,6 +12,7 @@ import sys
 import pytest
 
 from taskqueue.errors import UnreadableInput
+from taskqueue.task_types.column_plan import BOOLEAN
 from taskqueue.task_types.column_stats import (
     EXACT_DISTINCT_LIMIT,
     HLL_REGISTERS,
@@ -27,7 +28,6 @@ from taskqueue.task_types.column_stats import (
     tally_from_json,
     tally_to_json,
 )
-from taskqueue.task_types.column_plan import BOOLEAN
 from taskqueue.task_types.csv_engine import (
     PY_WHITESPACE,
     ColumnPlan,
