@@ -12,7 +12,6 @@ import sys
 import pytest
 
 from taskqueue.errors import UnreadableInput
-from taskqueue.task_types.column_plan import BOOLEAN
 from taskqueue.task_types.column_stats import (
     EXACT_DISTINCT_LIMIT,
     HLL_REGISTERS,
@@ -28,6 +27,7 @@ from taskqueue.task_types.column_stats import (
     tally_from_json,
     tally_to_json,
 )
+from taskqueue.task_types.column_plan import BOOLEAN
 from taskqueue.task_types.csv_engine import (
     PY_WHITESPACE,
     ColumnPlan,
