@@ -27,10 +27,8 @@ from taskqueue.task_types.column_stats import (
     tally_from_json,
     tally_to_json,
 )
-from taskqueue.task_types.column_plan import BOOLEAN
 from taskqueue.task_types.csv_engine import (
     PY_WHITESPACE,
-    ColumnPlan,
     _Query,
     _temp_csv,
     connection,
@@ -183,22 +181,6 @@ def test_the_engine_reads_every_conforming_run_as_the_csv_module_does() -> None:
         assert rows == expected, body
         read += 1
     assert read > 2000  # most runs conform
-
-
-def test_a_boolean_column_counts_its_cells_by_pythons_rules() -> None:
-    # Given a column read in boolean mode: any case, padded, empty, blank, missing (a short
-    # row), other words, and a cell longer than any boolean
-    cells = ["true", " Yes ", "TRUE", "no", "\u00a0false\u00a0", "", "\t", "n/a", "maybe", "true"]
-    body = "".join(f"{i},{cell}\n" for i, cell in enumerate(cells)) + "10\n"
-    data = body.encode()
-
-    # When the chunk is tallied in that mode
-    tally = tally_records(data, 2, ",", data, [ColumnPlan(), ColumnPlan(BOOLEAN)])
-
-    # Then the counts are those of str.strip() and the boolean rule, cell by cell
-    column = tally.columns[1]
-    assert (column.true, column.false) == (4, 2)
-    assert (column.empty, column.nonempty) == (3, 8)
 
 
 @pytest.mark.parametrize("line_end", [b"\n", b"\r\n"])

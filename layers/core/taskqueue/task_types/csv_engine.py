@@ -309,8 +309,7 @@ class _Query:
 
     # A typed mode tests each cell as read. The cells its fast test refuses (empty, padded,
     # invalid, other scripts' digits: a few percent in a column of that type) come back as a
-    # list and Python's own rules decide them (_refused); a boolean column's cells all come
-    # back, counted by distinct value.
+    # list and Python's own rules decide them (_refused).
 
     def _number(self, i: int, plan: ColumnPlan) -> None:
         c = f"c{i}"
@@ -321,10 +320,13 @@ class _Query:
         self.aggregates[f"refused{i}"] = f"list({c}) FILTER (WHERE x{i} IS NULL)"
 
     def _boolean(self, i: int, plan: ColumnPlan) -> None:
-        # A boolean column has few distinct cells: one hash aggregate counts them (~4x less
-        # CPU than testing every cell here) and Python's rules decide each distinct one. Its
-        # size is bounded as the refused list of the other modes is, by the cells.
-        self.aggregates[f"cells{i}"] = f"histogram(c{i})"
+        c = f"c{i}"
+        self.define(0, f"o{i}", f"CASE WHEN strlen({c}) <= 5 THEN lower({c}) END")
+        self.aggregates[f"true{i}"] = f"count_if(o{i} IN ({_TRUE}))"
+        self.aggregates[f"false{i}"] = f"count_if(o{i} IN ({_FALSE}))"
+        self.aggregates[f"refused{i}"] = (
+            f"list({c}) FILTER (WHERE o{i} IS NULL OR o{i} NOT IN ({_TRUE}, {_FALSE}))"
+        )
 
     def _time(self, i: int, plan: ColumnPlan) -> None:
         c = f"c{i}"
@@ -485,14 +487,8 @@ def _column(
         times=times,
         bounds=Bounds(int(get("maybe_numbers_times")), int(get("maybe_booleans"))),
     )
-    if f"refused{i}" in found or f"cells{i}" in found:
-        if f"cells{i}" in found:
-            counted = list((found[f"cells{i}"] or {}).items())
-            # The missing cells of short rows are NULL, which the histogram leaves out.
-            counted.append((None, rows - sum(count for _, count in counted)))
-        else:
-            counted = list(Counter(found[f"refused{i}"] or []).items())
-        empty, extra = _refused(counted, plan.mode)
+    if f"refused{i}" in found:
+        empty, extra = _refused(found[f"refused{i}"] or [], plan.mode)
         return replace(column.merge(extra), empty=empty, nonempty=rows - empty)
     nonempty = int(get("nonempty"))
     text = Text()
@@ -509,15 +505,14 @@ def _column(
     return replace(column, empty=rows - nonempty, nonempty=nonempty, text=text)
 
 
-def _refused(counted: list[tuple[str | None, int]], mode: str) -> tuple[int, Column]:
-    """Empty cells among those a typed mode's fast test refused (each distinct cell with its
-    count), and what the rest add to the mode's candidate, by Python's rules on the stripped
-    cell (None: a missing cell)."""
+def _refused(cells: list[str | None], mode: str) -> tuple[int, Column]:
+    """Empty cells among those a typed mode's fast test refused, and what the rest add to the
+    mode's candidate, by Python's rules on the stripped cell (None: a missing cell)."""
     empty = 0
     values: list[float] = []
     integers = true = false = dates = datetimes = 0
     instants: list[int] = []
-    for cell, count in counted:
+    for cell, count in Counter(cells).items():
         stripped = cell.strip() if cell is not None else ""
         if not stripped:
             empty += count
