@@ -35,9 +35,10 @@ def test_ours_is_within_the_goal_of_the_fastest_peer_computing_the_same_statisti
 
 
 def test_the_time_sized_task_reads_the_file_in_few_chunks(result: work.WorkRun) -> None:
-    # 6 MB: the first chunk's 2 MiB, then chunks sized by the measured rate (wall time, with
-    # DuckDB's import in the first: one more on a busy machine) read the rest
-    assert 2 <= result.runs["ours"]["chunks"] <= 3
+    # 6 MB: all in the first chunk of 8 MiB (its first 1 MiB of rows read with every test to
+    # choose the columns' modes, the rest in those modes); chunks sized by the measured rate
+    # read a longer file's rest (tests/integration/test_data_processing.py)
+    assert result.runs["ours"]["chunks"] == 1
     assert result.runs["ours_1mib"]["chunks"] >= 6
 
 
