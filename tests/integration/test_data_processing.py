@@ -264,6 +264,38 @@ def test_more_parts_than_records_leave_empty_parts_that_merge_to_nothing() -> No
     assert result["rows"] == 12
 
 
+def test_a_part_guessing_its_start_reads_the_guess_and_its_first_chunk_in_one_request() -> None:
+    # Given a file planned in 4 parts, the later ones starting at a guessed record boundary
+    text, delimiter = awkward_csv(5, rows=2000)
+    body = text.encode()
+    s3 = LocalS3()
+    key = upload(s3, body)
+    params = DataProcessingParams.model_construct(
+        input_key=key,
+        rows=None,
+        columns=5,
+        seed=0,
+        chunk_bytes=20_000,
+        delimiter=delimiter,
+        max_parallel=4,
+        parts=4,
+    )
+    task = DataProcessing(clock=StepClock())
+    ctx = TaskContext("task1", OWNER, BUCKET, clients={"s3": s3})
+    plan = task.plan(params, task.start(params, ctx), ctx)
+    assert plan is not None
+    last = plan.parts[3]
+    # When the last part runs its first chunk
+    before = s3.calls["GetObject"]
+    state = task.run_chunk(params, last, TaskContext("task1.3", OWNER, BUCKET, clients={"s3": s3}))
+    # Then one ranged GET brought both the bytes its guess looks at and its chunk's
+    assert s3.calls["GetObject"] - before == 1
+    # And it began right after the last line break before its nominal start, as guessed
+    nominal, begin = last.data["nominal"], state.data["begin"]
+    assert begin == max(body.rfind(b"\n", 0, nominal), body.rfind(b"\r", 0, nominal - 1)) + 1
+    assert state.cursor > begin
+
+
 def test_blank_lines_longer_than_a_chunk_before_the_header_are_skipped() -> None:
     text, delimiter = awkward_csv(3, rows=50, blank_lead=3000)
 

@@ -360,8 +360,11 @@ class DataProcessing:
         full mode. Whether the merged figures are exact is decided over all the parts
         (`verify`): no repair runs within a part."""
         data = state.data
+        known = b""  # bytes from the cursor on, read already
         if data["begin"] is None:
-            data = {**data, "begin": guess_begin(ctx, data)}
+            # The guess and the first chunk's bytes in one request (more is read if needed).
+            begin, known = guess_begin(ctx, data, ahead=want)
+            data = {**data, "begin": begin}
         cursor = data["begin"] if state.cursor is None else state.cursor
         rest = data["stop"] - cursor
         if rest - want < want // 4 and rest <= MAX_CHUNK_BYTES:
@@ -371,7 +374,7 @@ class DataProcessing:
         progress = self._accumulated(ctx, index - 1, stream) or Progress.of_modes(
             data.get("modes") or [], data["begin"]
         )
-        piece = read_part_piece(ctx, data, cursor, want, params.delimiter, progress.plans())
+        piece = read_part_piece(ctx, data, cursor, want, params.delimiter, progress.plans(), known)
         progress = progress.advance(piece, _PARTS_KEEP_THEIR_PLAN)
         self._store(ctx, index, progress, stream)
         elapsed = max(self.clock() - started, 1e-3)
@@ -799,21 +802,22 @@ def read_part_piece(
     want: int,
     delimiter: str,
     plans: list[ColumnPlan] | None = None,
+    known: bytes = b"",
 ) -> Piece:
     """Read whole records of a part from byte `start`, none that starts after the part's
     stop (a record boundary at or before it ends the part: see csv_parts), and tally them
-    as `plans` say."""
+    as `plans` say. `known`: the object's bytes from `start` on, read already."""
     size, stop, key, width = data["size"], data["stop"], data["key"], data["width"]
     want = max(1, min(want, stop - start))
     while True:
         end = min(start + want, stop)
         reaches_stop = end >= stop
         read_end = min(stop + LOOKAHEAD, size) if reaches_stop else end
-        buffer = (
-            _s3.read_range(ctx.s3, ctx.bucket, key, start, read_end - 1)
-            if read_end > start
-            else b""
-        )
+        if read_end - start <= len(known):
+            buffer = known[: max(0, read_end - start)]
+        else:
+            rest = _s3.read_range(ctx.s3, ctx.bucket, key, start + len(known), read_end - 1)
+            buffer = known = known + rest  # a longer read next time adds only what follows
         at_eof = read_end >= size
         if reaches_stop:
             cut, conformant = last_end_before(buffer, stop - start, at_eof, delimiter)
