@@ -109,14 +109,8 @@ def drive_parts(
     return task.merge(params, state, ordered, ctx), plan.parts, again
 
 
-def analysed_in_parts(
-    body: bytes, chunk_bytes: int, parts: int, delimiter: str = ",", specialise_after: int = 8
-) -> tuple[dict[str, Any], list[ChunkState], list[tuple[int, ChunkState]]]:
-    """The result document of the file analysed in `parts` parts, the parts' first states,
-    and the parts run again (index, state)."""
-    s3 = LocalS3()
-    key = upload(s3, body)
-    params = DataProcessingParams.model_construct(
+def in_parts(key: str, chunk_bytes: int, parts: int, delimiter: str) -> DataProcessingParams:
+    return DataProcessingParams.model_construct(
         input_key=key,
         rows=None,
         columns=5,
@@ -126,6 +120,15 @@ def analysed_in_parts(
         max_parallel=parts,
         parts=parts,
     )
+
+
+def analysed_in_parts(
+    body: bytes, chunk_bytes: int, parts: int, delimiter: str = ",", specialise_after: int = 8
+) -> tuple[dict[str, Any], list[ChunkState], list[tuple[int, ChunkState]]]:
+    """The result document of the file analysed in `parts` parts, the parts' first states,
+    and the parts run again (index, state)."""
+    s3 = LocalS3()
+    params = in_parts(upload(s3, body), chunk_bytes, parts, delimiter)
     _, planned, again = drive_parts(params, s3, specialise_after)
     return json.loads(s3.objects[f"results/{OWNER}/task1/result.json"]), planned, again
 
@@ -269,17 +272,7 @@ def test_a_part_guessing_its_start_reads_the_guess_and_its_first_chunk_in_one_re
     text, delimiter = awkward_csv(5, rows=2000)
     body = text.encode()
     s3 = LocalS3()
-    key = upload(s3, body)
-    params = DataProcessingParams.model_construct(
-        input_key=key,
-        rows=None,
-        columns=5,
-        seed=0,
-        chunk_bytes=20_000,
-        delimiter=delimiter,
-        max_parallel=4,
-        parts=4,
-    )
+    params = in_parts(upload(s3, body), 20_000, 4, delimiter)
     task = DataProcessing(clock=StepClock())
     ctx = TaskContext("task1", OWNER, BUCKET, clients={"s3": s3})
     plan = task.plan(params, task.start(params, ctx), ctx)
