@@ -17,6 +17,7 @@ from taskqueue.models import ChunkState, TaskResult
 from taskqueue.task_types.base import TaskContext
 from taskqueue.task_types.data_processing import (
     FIRST_CHUNK_BYTES,
+    FIRST_SAMPLE_BYTES,
     MAX_CHUNK_BYTES,
     MIN_CHUNK_BYTES,
     DataProcessing,
@@ -287,6 +288,65 @@ def test_a_part_guessing_its_start_reads_the_guess_and_its_first_chunk_in_one_re
     nominal, begin = last.data["nominal"], state.data["begin"]
     assert begin == max(body.rfind(b"\n", 0, nominal), body.rfind(b"\r", 0, nominal - 1)) + 1
     assert state.cursor > begin
+
+
+class RangesRead(LocalS3):
+    """LocalS3 noting the byte ranges of its ranged GETs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ranges: list[tuple[int, int]] = []
+
+    def get_object(self, Bucket: str, Key: str, Range: str | None = None) -> dict[str, Any]:
+        if Range:
+            first, last = Range.removeprefix("bytes=").split("-")
+            self.ranges.append((int(first), int(last)))
+        return super().get_object(Bucket, Key, Range)
+
+
+def planned_modes(text: str) -> tuple[list[str], int, int]:
+    """The modes the plan of a 4-part task gives the parts, how far into the rows it read to
+    decide them, and in how many GETs."""
+    s3 = RangesRead()
+    key = upload(s3, text.encode())
+    params = in_parts(key, 0, 4, ",").model_copy(update={"chunk_bytes": None})
+    task = DataProcessing(clock=StepClock())
+    ctx = TaskContext("task1", OWNER, BUCKET, clients={"s3": s3})
+    plan = task.plan(params, task.start(params, ctx), ctx)
+    assert plan is not None
+    body_start = text.index("\n") + 1
+    sample = [(first, last) for first, last in s3.ranges if first >= body_start]
+    return (
+        plan.parts[0].data["modes"],
+        max(last for _, last in sample) + 1 - body_start,
+        len(sample),
+    )
+
+
+def test_the_plan_samples_256_kib_of_rows_when_every_column_has_its_cells_there() -> None:
+    # Given 3 MiB of rows whose columns are all filled
+    rows = [f"{i},{i * 0.25},x{i % 7}" for i in range(300_000)]
+    text = "a,b,c\n" + "\n".join(rows) + "\n"
+    assert len(text) > 3 * MIB
+    # When it is planned in parts
+    modes, read, gets = planned_modes(text)
+    # Then the plan read 256 KiB of rows with every test, and found each column's mode there
+    assert (read, gets) == (FIRST_SAMPLE_BYTES, 1)
+    assert modes == ["number", "number", "text"]
+
+
+def test_the_plan_samples_further_while_a_column_has_too_few_cells_up_to_a_first_chunk() -> None:
+    # Given a column filled in one row of 40 (1,000 cells after ~40,000 rows, ~510 KiB), and
+    # one filled in one row of 1,000 (1,000 cells only after 8 MiB)
+    rows = [f"{i},{i if i % 40 == 0 else ''},{i if i % 1000 == 0 else ''}" for i in range(400_000)]
+    text = "a,b,c\n" + "\n".join(rows) + "\n"
+    # When it is planned in parts
+    modes, read, gets = planned_modes(text)
+    # Then the plan read on (256 KiB, as much again, twice that, ...) up to a whole run's
+    # first chunk: the second column is clear there, the third still has too few cells and
+    # is read with every test
+    assert (read, gets) == (FIRST_CHUNK_BYTES, 4)
+    assert modes == ["number", "number", "full"]
 
 
 def test_blank_lines_longer_than_a_chunk_before_the_header_are_skipped() -> None:
