@@ -828,7 +828,9 @@ def read_part_piece(
     stop (a record boundary at or before it ends the part: see csv_parts), and tally them
     as `plans` say. `known`: the object's bytes from `start` on, read already."""
     size, stop, key, width = data["size"], data["stop"], data["key"], data["width"]
-    want = max(1, min(want, stop - start))
+    # All the bytes read already, rather than a copy of fewer (about `want`: a chunk's size
+    # is a target, not a bound).
+    want = max(1, min(max(want, len(known)), stop - start))
     while True:
         end = min(start + want, stop)
         reaches_stop = end >= stop
