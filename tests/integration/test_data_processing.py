@@ -7,6 +7,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import threading
 from typing import Any
 
 import pytest
@@ -347,6 +348,40 @@ def test_the_plan_samples_further_while_a_column_has_too_few_cells_up_to_a_first
     # is read with every test
     assert (read, gets) == (FIRST_CHUNK_BYTES, 4)
     assert modes == ["number", "number", "full"]
+
+
+class ReadsTogether(LocalS3):
+    """LocalS3 whose GETs from other threads than the test's each wait until `readers` of them
+    are in flight (a barrier: fewer at once time out and fail)."""
+
+    def __init__(self, readers: int) -> None:
+        super().__init__()
+        self.together = threading.Barrier(readers, timeout=10)
+        self.lock = threading.Lock()
+        self.read_together = 0
+
+    def get_object(self, Bucket: str, Key: str, Range: str | None = None) -> dict[str, Any]:
+        if threading.current_thread() is not threading.main_thread():
+            self.together.wait()
+            with self.lock:
+                self.read_together += 1
+        return super().get_object(Bucket, Key, Range)
+
+
+def test_the_parent_reads_its_parts_accumulators_at_once_and_merges_them_in_order() -> None:
+    # Given an awkward file in 8 parts, and S3 GETs that wait for 8 of them to be in flight
+    text, delimiter = awkward_csv(7, rows=400)
+    s3 = ReadsTogether(8)
+    params = in_parts(upload(s3, text.encode()), 1000, 8, delimiter)
+    # When it is analysed in parts
+    _, _, again = drive_parts(params, s3, specialise_after=8)
+    # Then once the parts tiled the file (two wrong guesses run again first), their check
+    # read the 8 accumulators at once, none alone, and the merge took them in file order:
+    # the figures are the whole file's
+    assert len(again) == 2
+    assert s3.read_together == 8
+    result = json.loads(s3.objects[f"results/{OWNER}/task1/result.json"])
+    assert_same(result, reference(text, delimiter))
 
 
 def test_blank_lines_longer_than_a_chunk_before_the_header_are_skipped() -> None:

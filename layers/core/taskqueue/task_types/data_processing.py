@@ -12,6 +12,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Annotated, Any, Literal
@@ -109,6 +110,9 @@ PART_CHUNKS = 2
 # longer prove one): it never specialises a column itself, so that every part of a column
 # reads it in the same mode and the merged column is proven (or not) as one.
 _PARTS_KEEP_THEIR_PLAN = sys.maxsize
+# The parent reads every part's accumulators (verify, merge) this many at a time: each GET
+# mostly waits on S3, and one after another 200 parts' would take ~3 s at ~15 ms each.
+PART_READERS = 16
 
 
 class DataProcessingParams(BaseModel):
@@ -515,11 +519,19 @@ class DataProcessing:
         return redo
 
     def _parts_progress(self, ctx: TaskContext, results: list[dict[str, Any]]) -> list[Progress]:
-        """Each part's last partial: its accumulators and how it read each column."""
-        return [
-            Progress.from_json(_s3.get_json(ctx.s3, ctx.bucket, result["tally"]))
-            for result in results
-        ]
+        """Each part's last partial: its accumulators and how it read each column (read
+        PART_READERS at a time, in order)."""
+
+        s3 = ctx.s3  # made here, once: creating a boto3 client is not thread-safe
+
+        def read(key: str) -> Progress:
+            return Progress.from_json(_s3.get_json(s3, ctx.bucket, key))
+
+        keys = [result["tally"] for result in results]
+        if len(keys) < 2:
+            return [read(key) for key in keys]
+        with ThreadPoolExecutor(max_workers=min(PART_READERS, len(keys))) as readers:
+            return list(readers.map(read, keys))
 
     def merge(
         self,
