@@ -199,7 +199,9 @@ def wait_for(
     *statuses: str,
     headers: dict[str, str] | None = None,
     timeout: float = TASK_TIMEOUT,
+    every: float = 0.2,
 ) -> dict[str, Any]:
+    """The task once it is in one of `statuses`, asked for `every` seconds."""
     deadline = time.monotonic() + timeout
     while True:
         task = get_task(stack, task_id, headers)
@@ -209,7 +211,7 @@ def wait_for(
             raise StackError(
                 f"task {task_id} is {task['status']}, not {statuses}:\n{stack.output()[-4000:]}"
             )
-        time.sleep(0.2)
+        time.sleep(every)
 
 
 def upload_ticket(

@@ -7,6 +7,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import threading
 from typing import Any
 
 import pytest
@@ -17,6 +18,7 @@ from taskqueue.models import ChunkState, TaskResult
 from taskqueue.task_types.base import TaskContext
 from taskqueue.task_types.data_processing import (
     FIRST_CHUNK_BYTES,
+    FIRST_SAMPLE_BYTES,
     MAX_CHUNK_BYTES,
     MIN_CHUNK_BYTES,
     SAMPLE_BYTES,
@@ -119,14 +121,8 @@ def drive_parts(
     return task.merge(params, state, ordered, ctx), plan.parts, again
 
 
-def analysed_in_parts(
-    body: bytes, chunk_bytes: int, parts: int, delimiter: str = ",", specialise_after: int = 8
-) -> tuple[dict[str, Any], list[ChunkState], list[tuple[int, ChunkState]]]:
-    """The result document of the file analysed in `parts` parts, the parts' first states,
-    and the parts run again (index, state)."""
-    s3 = LocalS3()
-    key = upload(s3, body)
-    params = DataProcessingParams.model_construct(
+def in_parts(key: str, chunk_bytes: int, parts: int, delimiter: str) -> DataProcessingParams:
+    return DataProcessingParams.model_construct(
         input_key=key,
         rows=None,
         columns=5,
@@ -136,6 +132,15 @@ def analysed_in_parts(
         max_parallel=parts,
         parts=parts,
     )
+
+
+def analysed_in_parts(
+    body: bytes, chunk_bytes: int, parts: int, delimiter: str = ",", specialise_after: int = 8
+) -> tuple[dict[str, Any], list[ChunkState], list[tuple[int, ChunkState]]]:
+    """The result document of the file analysed in `parts` parts, the parts' first states,
+    and the parts run again (index, state)."""
+    s3 = LocalS3()
+    params = in_parts(upload(s3, body), chunk_bytes, parts, delimiter)
     _, planned, again = drive_parts(params, s3, specialise_after)
     return json.loads(s3.objects[f"results/{OWNER}/task1/result.json"]), planned, again
 
@@ -323,6 +328,123 @@ def test_more_parts_than_records_leave_empty_parts_that_merge_to_nothing() -> No
     # Then the figures are those of the whole file
     assert_same(result, reference(text, ","))
     assert result["rows"] == 12
+
+
+def test_a_part_guessing_its_start_reads_the_guess_and_its_first_chunk_in_one_request() -> None:
+    # Given a file planned in 4 parts, the later ones starting at a guessed record boundary
+    text, delimiter = awkward_csv(5, rows=2000)
+    body = text.encode()
+    s3 = LocalS3()
+    params = in_parts(upload(s3, body), 20_000, 4, delimiter)
+    task = DataProcessing(clock=StepClock())
+    ctx = TaskContext("task1", OWNER, BUCKET, clients={"s3": s3})
+    plan = task.plan(params, task.start(params, ctx), ctx)
+    assert plan is not None
+    last = plan.parts[3]
+    # When the last part runs its first chunk
+    before = s3.calls["GetObject"]
+    state = task.run_chunk(params, last, TaskContext("task1.3", OWNER, BUCKET, clients={"s3": s3}))
+    # Then one ranged GET brought both the bytes its guess looks at and its chunk's
+    assert s3.calls["GetObject"] - before == 1
+    # And it began right after the last line break before its nominal start, as guessed
+    nominal, begin = last.data["nominal"], state.data["begin"]
+    assert begin == max(body.rfind(b"\n", 0, nominal), body.rfind(b"\r", 0, nominal - 1)) + 1
+    assert state.cursor > begin
+
+
+class RangesRead(LocalS3):
+    """LocalS3 noting the byte ranges of its ranged GETs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ranges: list[tuple[int, int]] = []
+
+    def get_object(self, Bucket: str, Key: str, Range: str | None = None) -> dict[str, Any]:
+        if Range:
+            first, last = Range.removeprefix("bytes=").split("-")
+            self.ranges.append((int(first), int(last)))
+        return super().get_object(Bucket, Key, Range)
+
+
+def planned_modes(text: str) -> tuple[list[str], int, int]:
+    """The modes the plan of a 4-part task gives the parts, how far into the rows it read to
+    decide them, and in how many GETs."""
+    s3 = RangesRead()
+    key = upload(s3, text.encode())
+    params = in_parts(key, 0, 4, ",").model_copy(update={"chunk_bytes": None})
+    task = DataProcessing(clock=StepClock())
+    ctx = TaskContext("task1", OWNER, BUCKET, clients={"s3": s3})
+    plan = task.plan(params, task.start(params, ctx), ctx)
+    assert plan is not None
+    body_start = text.index("\n") + 1
+    sample = [(first, last) for first, last in s3.ranges if first >= body_start]
+    return (
+        plan.parts[0].data["modes"],
+        max(last for _, last in sample) + 1 - body_start,
+        len(sample),
+    )
+
+
+def test_the_plan_samples_256_kib_of_rows_when_every_column_has_its_cells_there() -> None:
+    # Given 3 MiB of rows whose columns are all filled
+    rows = [f"{i},{i * 0.25},x{i % 7}" for i in range(300_000)]
+    text = "a,b,c\n" + "\n".join(rows) + "\n"
+    assert len(text) > 3 * MIB
+    # When it is planned in parts
+    modes, read, gets = planned_modes(text)
+    # Then the plan read 256 KiB of rows with every test, and found each column's mode there
+    assert (read, gets) == (FIRST_SAMPLE_BYTES, 1)
+    assert modes == ["number", "number", "text"]
+
+
+def test_the_plan_samples_further_while_a_column_has_too_few_cells_up_to_a_whole_runs_sample() -> (
+    None
+):
+    # Given a column filled in one row of 40 (1,000 cells after ~40,000 rows, ~510 KiB), and
+    # one filled in one row of 1,000 (1,000 cells only after 8 MiB)
+    rows = [f"{i},{i if i % 40 == 0 else ''},{i if i % 1000 == 0 else ''}" for i in range(400_000)]
+    text = "a,b,c\n" + "\n".join(rows) + "\n"
+    # When it is planned in parts
+    modes, read, gets = planned_modes(text)
+    # Then the plan read on (256 KiB, as much again, twice that) up to a whole run's sample:
+    # the second column is clear there, the third still has too few cells and is read with
+    # every test
+    assert (read, gets) == (SAMPLE_BYTES, 3)
+    assert modes == ["number", "number", "full"]
+
+
+class ReadsTogether(LocalS3):
+    """LocalS3 whose GETs from other threads than the test's each wait until `readers` of them
+    are in flight (a barrier: fewer at once time out and fail)."""
+
+    def __init__(self, readers: int) -> None:
+        super().__init__()
+        self.together = threading.Barrier(readers, timeout=10)
+        self.lock = threading.Lock()
+        self.read_together = 0
+
+    def get_object(self, Bucket: str, Key: str, Range: str | None = None) -> dict[str, Any]:
+        if threading.current_thread() is not threading.main_thread():
+            self.together.wait()
+            with self.lock:
+                self.read_together += 1
+        return super().get_object(Bucket, Key, Range)
+
+
+def test_the_parent_reads_its_parts_accumulators_at_once_and_merges_them_in_order() -> None:
+    # Given an awkward file in 8 parts, and S3 GETs that wait for 8 of them to be in flight
+    text, delimiter = awkward_csv(7, rows=400)
+    s3 = ReadsTogether(8)
+    params = in_parts(upload(s3, text.encode()), 1000, 8, delimiter)
+    # When it is analysed in parts
+    _, _, again = drive_parts(params, s3, specialise_after=8)
+    # Then once the parts tiled the file (two wrong guesses run again first), their check
+    # read the 8 accumulators at once, none alone, and the merge took them in file order:
+    # the figures are the whole file's
+    assert len(again) == 2
+    assert s3.read_together == 8
+    result = json.loads(s3.objects[f"results/{OWNER}/task1/result.json"])
+    assert_same(result, reference(text, delimiter))
 
 
 def test_blank_lines_longer_than_a_chunk_before_the_header_are_skipped() -> None:

@@ -26,6 +26,7 @@ from moto.dynamodb.parsing.expressions import (  # type: ignore[attr-defined]
 from moto.dynamodb.parsing.tokens import ExpressionTokenizer
 from moto.dynamodb.responses import DynamoHandler
 from moto.kms import models as kms_models
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 from moto.s3.models import FakeKey
 from moto.s3.responses import S3Response
 
@@ -33,6 +34,7 @@ from devstack.moto_patches import (
     PATCHED_MOTO_VERSION,
     MotoPatchSkipped,
     MotoVersionMismatch,
+    cached_backend_hosts,
     cached_update_expressions,
     direct_attribute_values,
     one_rsa_key_for_symmetric_keys,
@@ -776,6 +778,62 @@ def test_update_expressions_answer_as_plain_moto_does_parsed_once_each() -> None
     assert patched_reads.count("SET n = = :v") == plain_reads.count("SET n = = :v") == 3
 
 
+# ---------------------------------------------------------------- cached_backend_hosts
+
+# The hosts moto's server meets: those it infers from signed requests, its own, none, unknown.
+HOSTS = [
+    "dynamodb",
+    "dynamodbstreams",
+    "s3.us-east-1.amazonaws.com",
+    "sqs.us-east-1.amazonaws.com",
+    "email.us-east-1.amazonaws.com",
+    "sesv2",
+    "moto_api",
+    None,
+    "nowhere.example.com",
+]
+
+
+def test_backend_hosts_answer_as_plain_moto_does_matched_once_each() -> None:
+    # Given moto's dispatcher counting the hosts it matches against its backends' patterns
+    matched: list[str | None] = []
+    find = DomainDispatcherApplication.get_backend_for_host
+
+    def count_matches(patch: Any) -> None:
+        def counted(self: Any, host: str | None) -> Any:
+            matched.append(host)
+            return find(self, host)
+
+        patch(DomainDispatcherApplication, "get_backend_for_host", counted)
+
+    # When every host is looked up three times by plain moto's server and by a patched one
+    with temporarily(count_matches):
+        plain_app = DomainDispatcherApplication(create_backend_app)
+        plain = [plain_app.get_backend_for_host(host) for host in HOSTS * 3]
+        plain_matches = list(matched)
+    matched.clear()
+    with temporarily(count_matches, cached_backend_hosts):
+        patched_app = DomainDispatcherApplication(create_backend_app)
+        patched = [patched_app.get_backend_for_host(host) for host in HOSTS * 3]
+    # Then every answer is the same
+    assert patched == plain
+    assert plain[: len(HOSTS)] == [
+        "dynamodb",
+        "dynamodbstreams",
+        "s3",
+        "sqs",
+        "ses",
+        "sesv2",
+        "moto_api",
+        None,
+        None,
+    ]
+    # And a host with a backend is matched once; one without is matched again each time
+    assert plain_matches == HOSTS * 3
+    assert matched == HOSTS + [None, "nowhere.example.com"] * 2
+    assert DomainDispatcherApplication.get_backend_for_host is find
+
+
 # ---------------------------------------------------------------- one_rsa_key_for_symmetric_keys
 
 
@@ -912,9 +970,20 @@ def test_on_another_moto_the_ranged_s3_reads_are_skipped_with_a_warning(
             "it only writes the same JSON",
         ),
         (cached_update_expressions, UpdateExpressionParser, "make", "it only parses each"),
+        (
+            cached_backend_hosts,
+            DomainDispatcherApplication,
+            "get_backend_for_host",
+            "it only keeps the backend",
+        ),
         (one_rsa_key_for_symmetric_keys, kms_models, "generate_private_key", "it only spares"),
     ],
-    ids=["direct_attribute_values", "cached_update_expressions", "one_rsa_key_for_symmetric_keys"],
+    ids=[
+        "direct_attribute_values",
+        "cached_update_expressions",
+        "cached_backend_hosts",
+        "one_rsa_key_for_symmetric_keys",
+    ],
 )
 def test_on_another_moto_a_speed_up_is_skipped_with_a_warning(
     monkeypatch: pytest.MonkeyPatch, install: Installer, owner: Any, attribute: str, why: str

@@ -133,17 +133,22 @@ def first_wrong_guess(results: list[dict[str, Any]]) -> dict[int, ChunkState]:
     return {}
 
 
-def guess_begin(ctx: TaskContext, data: dict[str, Any]) -> int:
+def guess_begin(ctx: TaskContext, data: dict[str, Any], ahead: int = 0) -> tuple[int, bytes]:
     """Where a part starts if the last line break before its nominal start is outside quotes
-    (a "\\r" right before it may be half of "\\r\\n": the break before that one is taken)."""
+    (a "\\r" right before it may be half of "\\r\\n": the break before that one is taken), and
+    the bytes from there on up to `ahead` bytes past the nominal start: the part's first
+    chunk reads them from this one request instead of a second."""
     nominal, floor = data["nominal"], data["floor"]
     window = max(floor, nominal - GUESS_WINDOW)
     if nominal <= window:
-        return nominal
-    buffer = _s3.read_range(ctx.s3, ctx.bucket, data["key"], window, nominal - 1)
-    end = len(buffer) - 1 if buffer.endswith(b"\r") else len(buffer)
+        return nominal, b""
+    last = min(nominal + max(0, ahead), data["size"])
+    buffer = _s3.read_range(ctx.s3, ctx.bucket, data["key"], window, last - 1)
+    before = nominal - window
+    end = before - 1 if buffer[before - 1 : before] == b"\r" else before
     brk = max(buffer.rfind(b"\n", 0, end), buffer.rfind(b"\r", 0, end))
-    return window + brk + 1 if brk >= 0 else nominal
+    begin = window + brk + 1 if brk >= 0 else nominal
+    return begin, buffer[begin - window :]
 
 
 def last_end_before(buffer: bytes, limit: int, at_eof: bool, delimiter: str) -> tuple[int, bool]:
