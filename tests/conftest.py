@@ -11,12 +11,14 @@
 
 Each is a thin wrapper over devstack.harness, which the benchmarks and the local stack share.
 - every test: a DynamoDB ``Scan`` fails the test (design rule: no Scan, anywhere).
+- ``serial``: the tests ``make test`` runs alone, after the others ran on two xdist workers.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 
 # Before boto3 is imported anywhere: never reach a real account, whatever the shell has.
 from devstack.runtime import FAKE_AWS_ENV
@@ -49,6 +51,39 @@ from devstack.resources import (
 )
 
 REGION = FAKE_AWS_ENV["AWS_DEFAULT_REGION"]
+TESTS_DIR = Path(__file__).resolve().parent
+
+# ------------------------------------------------------------------------------- serial part
+
+# `make test` runs every test not marked `serial` on two xdist workers (`-m "not serial" -n 2`),
+# then the `serial` ones in one process (`-m serial`): each test once. Serial are the tests a
+# busy neighbour would break or slow: waits asserted in wall time, CPU ratios measured in the
+# run, processes and stacks of their own. A module marks itself (`pytestmark`); whole
+# directories are marked here, each with the reason.
+SERIAL_DIRECTORIES = {
+    "e2e": "local stacks (moto server, gateway, environment processes) and Chromium, with "
+    "waits asserted in wall time; one stack a session, which two workers would start twice",
+}
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by marker
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.path.is_relative_to(TESTS_DIR):
+            directory = item.path.relative_to(TESTS_DIR).parts[0]
+            if directory in SERIAL_DIRECTORIES:
+                item.add_marker(pytest.mark.serial)
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """A serial test on an xdist worker would run beside another test: fail it, saying how."""
+    if os.environ.get("PYTEST_XDIST_WORKER") and item.get_closest_marker("serial"):
+        pytest.fail(
+            'a serial test on an xdist worker: run `-m "not serial"` with -n and `-m serial` '
+            "without it, as `make test` does (tests/conftest.py says why a test is serial)",
+            pytrace=False,
+        )
+
 
 # ------------------------------------------------------------------------------- no Scan
 
