@@ -65,14 +65,38 @@ SERIAL_DIRECTORIES = {
     "waits asserted in wall time; one stack a session, which two workers would start twice",
 }
 
+# xdist gives each worker whole files, in collection order (`--no-loadscope-reorder`): these,
+# the longest (test-seconds on 2 shared cores), go first, so that the run does not end with one
+# worker alone in a long file. Only an order: a file missing here runs all the same.
+LONGEST_FILES_FIRST = (
+    "reliability/test_faults.py",  # 140-170 s, most of it the mixed workload under faults
+    "bench/test_counting_goals.py",  # 110-160 s, most of it the benchmarks' own worlds
+    "integration/test_data_processing.py",  # 130-155 s in about 100 tests
+    "security/test_fuzz_api.py",  # 80-90 s
+)
+
+
+def _relative(item: pytest.Item) -> str | None:
+    return (
+        item.path.relative_to(TESTS_DIR).as_posix() if item.path.is_relative_to(TESTS_DIR) else None
+    )
+
 
 @pytest.hookimpl(tryfirst=True)  # before `-m` deselects by marker
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        if item.path.is_relative_to(TESTS_DIR):
-            directory = item.path.relative_to(TESTS_DIR).parts[0]
-            if directory in SERIAL_DIRECTORIES:
-                item.add_marker(pytest.mark.serial)
+        relative = _relative(item)
+        if relative is not None and relative.split("/")[0] in SERIAL_DIRECTORIES:
+            item.add_marker(pytest.mark.serial)
+    if os.environ.get("PYTEST_XDIST_WORKER"):  # every worker sorts alike: same collection
+
+        def rank(item: pytest.Item) -> int:
+            relative = _relative(item)
+            if relative in LONGEST_FILES_FIRST:
+                return LONGEST_FILES_FIRST.index(relative)
+            return len(LONGEST_FILES_FIRST)
+
+        items.sort(key=rank)  # stable: the rest keep their order
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
