@@ -51,8 +51,17 @@ format: venv
 	$(BIN)/ruff check --fix $(LINT_PATHS)
 	$(BIN)/ruff format $(LINT_PATHS)
 
+# Two parts, each test in one of them: the tests not marked `serial` on $(TEST_WORKERS) xdist
+# workers (whole files to a worker, so a module's fixtures are built once; the longest files
+# first, tests/conftest.py, so the order is kept), then the `serial` ones
+# alone (wall-time or CPU-ratio asserts, local stacks, Chromium: tests/conftest.py). Both parts
+# run even if the first fails; the target fails if either did. `pytest tests` runs all serially.
+TEST_WORKERS ?= 2
 test: venv lint
-	$(BIN)/pytest tests
+	status=0; \
+	$(BIN)/pytest tests -m "not serial" -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder || status=$$?; \
+	$(BIN)/pytest tests -m serial || status=$$((status ? status : $$?)); \
+	exit $$status
 
 $(SAM):
 	$(PYTHON) -m venv $(SAM_VENV)

@@ -32,8 +32,9 @@
 - ``one_rsa_key_for_symmetric_keys``: moto gives every KMS key an RSA-2048 key pair, also a
   symmetric one, which never signs or encrypts with it: 60 ms of CPU for each table created
   with encryption at rest (its default key), that is at every test's ``aws``. Symmetric keys
-  share one pair here; asymmetric keys still get their own. The one answer this changes is
-  moto's GetPublicKey of a symmetric key, which KMS refuses (and nothing here calls).
+  share one pair here, one a process (every test's ``aws`` installs the patches afresh);
+  asymmetric keys still get their own. The one answer this changes is moto's GetPublicKey of
+  a symmetric key, which KMS refuses (and nothing here calls).
 
 None of them changes what the code under test sees (tests/integration/test_moto_patches.py sends
 the same requests to plain and patched moto). Each takes the function that installs it:
@@ -507,18 +508,22 @@ def cached_backend_hosts(patch: Patch = setattr, moto_version: str | None = None
 _ASYMMETRIC = ("RSA_", "ECC_", "SM2")  # the key specs whose key pair moto's API uses
 
 
+@functools.cache  # by generator: a pair a process, not one each time the patch is installed
+def _symmetric_pair(generate: Callable[[str], Any]) -> Any:
+    return generate("SYMMETRIC_DEFAULT")
+
+
 def one_rsa_key_for_symmetric_keys(patch: Patch = setattr, moto_version: str | None = None) -> None:
     if not may_apply("one_rsa_key_for_symmetric_keys", moto_version):
         return
     generate = kms_models.generate_private_key
     if getattr(generate, "shared", False):
         return
-    shared = functools.cache(lambda: generate("SYMMETRIC_DEFAULT"))
 
     def generate_private_key(key_spec: str) -> Any:
         if key_spec.startswith(_ASYMMETRIC):
             return generate(key_spec)
-        return shared()
+        return _symmetric_pair(generate)
 
     generate_private_key.shared = True  # type: ignore[attr-defined]
     patch(kms_models, "generate_private_key", generate_private_key)

@@ -11,12 +11,14 @@
 
 Each is a thin wrapper over devstack.harness, which the benchmarks and the local stack share.
 - every test: a DynamoDB ``Scan`` fails the test (design rule: no Scan, anywhere).
+- ``serial``: the tests ``make test`` runs alone, after the others ran on two xdist workers.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 
 # Before boto3 is imported anywhere: never reach a real account, whatever the shell has.
 from devstack.runtime import FAKE_AWS_ENV
@@ -49,6 +51,63 @@ from devstack.resources import (
 )
 
 REGION = FAKE_AWS_ENV["AWS_DEFAULT_REGION"]
+TESTS_DIR = Path(__file__).resolve().parent
+
+# ------------------------------------------------------------------------------- serial part
+
+# `make test` runs every test not marked `serial` on two xdist workers (`-m "not serial" -n 2`),
+# then the `serial` ones in one process (`-m serial`): each test once. Serial are the tests a
+# busy neighbour would break or slow: waits asserted in wall time, CPU ratios measured in the
+# run, processes and stacks of their own. A module marks itself (`pytestmark`); whole
+# directories are marked here, each with the reason.
+SERIAL_DIRECTORIES = {
+    "e2e": "local stacks (moto server, gateway, environment processes) and Chromium, with "
+    "waits asserted in wall time; one stack a session, which two workers would start twice",
+}
+
+# xdist gives each worker whole files, in collection order (`--no-loadscope-reorder`): these,
+# the longest (test-seconds on 2 shared cores), go first, so that the run does not end with one
+# worker alone in a long file. Only an order: a file missing here runs all the same.
+LONGEST_FILES_FIRST = (
+    "reliability/test_faults.py",  # 140-170 s, most of it the mixed workload under faults
+    "bench/test_counting_goals.py",  # 110-160 s, most of it the benchmarks' own worlds
+    "integration/test_data_processing.py",  # 130-155 s in about 100 tests
+    "security/test_fuzz_api.py",  # 80-90 s
+)
+
+
+def _relative(item: pytest.Item) -> str | None:
+    return (
+        item.path.relative_to(TESTS_DIR).as_posix() if item.path.is_relative_to(TESTS_DIR) else None
+    )
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by marker
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        relative = _relative(item)
+        if relative is not None and relative.split("/")[0] in SERIAL_DIRECTORIES:
+            item.add_marker(pytest.mark.serial)
+    if os.environ.get("PYTEST_XDIST_WORKER"):  # every worker sorts alike: same collection
+
+        def rank(item: pytest.Item) -> int:
+            relative = _relative(item)
+            if relative in LONGEST_FILES_FIRST:
+                return LONGEST_FILES_FIRST.index(relative)
+            return len(LONGEST_FILES_FIRST)
+
+        items.sort(key=rank)  # stable: the rest keep their order
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """A serial test on an xdist worker would run beside another test: fail it, saying how."""
+    if os.environ.get("PYTEST_XDIST_WORKER") and item.get_closest_marker("serial"):
+        pytest.fail(
+            'a serial test on an xdist worker: run `-m "not serial"` with -n and `-m serial` '
+            "without it, as `make test` does (tests/conftest.py says why a test is serial)",
+            pytrace=False,
+        )
+
 
 # ------------------------------------------------------------------------------- no Scan
 

@@ -12,6 +12,10 @@ import pytest
 
 from bench import work_media
 
+# Serial (tests/conftest.py): its image ratio is of CPU times measured in this run,
+# which a busy neighbour would skew.
+pytestmark = pytest.mark.serial
+
 
 @pytest.fixture(scope="module")
 def image_rows() -> list[dict[str, Any]]:

@@ -14,6 +14,10 @@ import pytest
 
 from bench import work
 
+# Serial (tests/conftest.py): its ratios are of CPU times measured in this run,
+# which a busy neighbour would skew.
+pytestmark = pytest.mark.serial
+
 
 @pytest.fixture(scope="module")
 def result() -> work.WorkRun:

@@ -72,7 +72,11 @@ def _state(pid: int) -> str:
         return "Z"
 
 
-pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="reads /proc")
+pytestmark = [
+    pytest.mark.skipif(sys.platform != "linux", reason="reads /proc"),
+    # Serial (tests/conftest.py): processes of their own, timeouts and stops asserted in wall time.
+    pytest.mark.serial,
+]
 
 
 def test_an_invocation_runs_in_a_warm_process_of_its_own_with_lambdas_context(

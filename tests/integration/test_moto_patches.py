@@ -895,6 +895,30 @@ def test_symmetric_keys_answer_as_plain_moto_does_without_a_key_pair_each() -> N
     assert patched_pairs == ["SYMMETRIC_DEFAULT"] + ["RSA_2048"] * 2
 
 
+def test_symmetric_keys_share_one_pair_across_fresh_installs_of_the_patch() -> None:
+    # Given moto's key pairs counted, and the patch installed afresh for each world (as every
+    # test's `aws` installs it)
+    generated: list[str] = []
+    generate = kms_models.generate_private_key
+
+    def counted(key_spec: str) -> Any:
+        generated.append(key_spec)
+        return generate(key_spec)
+
+    def count_pairs(patch: Any) -> None:
+        patch(kms_models, "generate_private_key", counted)
+
+    # When three worlds each make two symmetric keys and one signing key
+    for _ in range(3):
+        with moto_with(count_pairs, one_rsa_key_for_symmetric_keys):
+            kms = boto3.client("kms")
+            for _ in range(2):
+                kms.create_key()
+            kms.create_key(KeyUsage="SIGN_VERIFY", KeySpec="RSA_2048")
+    # Then the symmetric keys of all three had one pair, the signing keys one each
+    assert generated == ["SYMMETRIC_DEFAULT", "RSA_2048", "RSA_2048", "RSA_2048"]
+
+
 # ---------------------------------------------------------------- the version guard
 
 

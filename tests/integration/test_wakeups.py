@@ -15,6 +15,9 @@ from devstack.poller import QueueSource, SqsPoller
 from devstack.resources import LocalResources
 from devstack.wakeups import STREAM_WRITES, QueueWaiter, WriteSignal, signal_stream_writes
 
+# Serial (tests/conftest.py): each asserts how soon a wait ended, in wall time.
+pytestmark = pytest.mark.serial
+
 # A wait that a notification ends is over in milliseconds; one that only the periodic check
 # ends takes a second (wakeups.CHECK_SECONDS). Between the two:
 PROMPT_SECONDS = 0.6

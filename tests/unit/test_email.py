@@ -36,6 +36,7 @@ HOSTILE = [
 ]
 
 
+@pytest.mark.serial  # tests/conftest.py: the bound is in wall time
 @pytest.mark.parametrize(("body", "error"), HOSTILE)
 def test_hostile_templates_are_refused_in_bounded_time_and_memory(body: str, error: str) -> None:
     # Given a body whose rendering would allocate far more than the cap (or reach into repr)
