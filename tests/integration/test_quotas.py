@@ -16,7 +16,8 @@ from taskqueue.errors import QuotaExceeded
 from taskqueue.models import ListTasksQuery, SubmitTaskRequest, TaskStatus
 from taskqueue.quotas import QUOTA_SHARDS, Quota
 from taskqueue.service import TaskService
-from taskqueue.store.items import quota_key
+from taskqueue.store.items import quota_key, shard_of
+from taskqueue.store.quotas import QuotaStore
 from tests.helpers import call_api, http_event
 from tests.pipeline_world import OWNER, World
 
@@ -210,6 +211,25 @@ def test_the_operator_raises_one_owners_quota_without_a_deploy(
     # And back to the default: refused at 2 again (3 taken)
     world.store.quotas.set_limits(OWNER, {Quota.ACTIVE_TASKS: None})
     assert refusal(service, OWNER).limit == 2
+
+
+def test_a_raised_limit_admits_whichever_shard_the_take_starts_at(world: World) -> None:
+    # Given an owner at the default limit of 2 (shards 0 and 1 full), a process that has not
+    # seen the operator raise it to 3 (shard 2's share), and each task whose own shard is
+    # tried first: the shards before 0 and 1 in its order were once refused under the old
+    # limit before the take learned the new one (2 of them: 1 in 16 submits refused)
+    defaults = {Quota.ACTIVE_TASKS: 2}
+    for start in range(QUOTA_SHARDS):
+        store = QuotaStore(world.store.table)
+        owner = f"user-{start}"
+        for task in ("t0", "t1"):
+            store.take(owner, task, {Quota.ACTIVE_TASKS: 1}, defaults)
+        world.store.quotas.set_limits(owner, {Quota.ACTIVE_TASKS: 3})
+        task_id = next(f"t{n}" for n in range(10_000) if shard_of(f"t{n}", QUOTA_SHARDS) == start)
+        # When it submits one more
+        taken = store.take(owner, task_id, {Quota.ACTIVE_TASKS: 1}, defaults)
+        # Then the task is admitted on shard 2, the share the raise added
+        assert taken.shard == 2, start
 
 
 def test_an_owner_far_below_the_limit_uses_every_shard(service: TaskService) -> None:

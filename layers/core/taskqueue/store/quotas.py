@@ -43,6 +43,10 @@ MAX_STALE_ATTRIBUTES = 6
 MAX_KNOWN_OWNERS = 10_000
 
 
+# At most this many passes over an owner's shards in one take (see `take`).
+LIMIT_PASSES = 3
+
+
 @dataclass(frozen=True)
 class Taken:
     shard: int  # the owner's shard the amounts were taken from
@@ -67,33 +71,43 @@ class QuotaStore:
         first; raises QuotaExceeded when every shard's share refuses. A limit of 0 is none."""
         now = self.table.now()
         refused: dict[Quota, int] = {}
-        for shard in shard_order(shard_of(task_id, QUOTA_SHARDS), amounts):
-            while True:
-                overrides = self.known.get(owner, {})
-                limits = effective_limits(defaults, overrides)
-                over = [
-                    q for q, a in amounts.items() if limits[q] and a > share(limits[q], shard, q)
-                ]
-                if over:
-                    refused[over[0]] = refused.get(over[0], 0) + 1
-                    break
-                request = self._take_request(owner, shard, amounts, limits, overrides, now)
-                try:
-                    response = self.table.client.update_item(**request)
-                except ClientError as exc:
-                    if not is_condition_failure(exc):
-                        raise
-                    old = deserialize(exc.response.get("Item") or {})  # type: ignore[arg-type]
-                    seen = _overrides(old)
-                    if seen != {q: overrides.get(q) for q in Quota}:
-                        self._remember(owner, seen)
-                        continue  # the operator changed the limits: the same shard again
-                    full = self._full_quota(old, amounts, limits, shard, now)
-                    refused[full] = refused.get(full, 0) + 1
-                    break
-                counts = deserialize(response.get("Attributes") or {})
-                self._clear_stale(owner, shard, counts, now)
-                return Taken(shard=shard, amounts=dict(amounts), at=now)
+        # A pass that learns the operator's limits changed goes round again: the shards it
+        # refused before it learned them were refused under the old limits (a raised limit
+        # adds shares to shards that had none). Each further pass needs another change.
+        for _ in range(LIMIT_PASSES):
+            refused, learned = {}, False
+            for shard in shard_order(shard_of(task_id, QUOTA_SHARDS), amounts):
+                while True:
+                    overrides = self.known.get(owner, {})
+                    limits = effective_limits(defaults, overrides)
+                    over = [
+                        q
+                        for q, a in amounts.items()
+                        if limits[q] and a > share(limits[q], shard, q)
+                    ]
+                    if over:
+                        refused[over[0]] = refused.get(over[0], 0) + 1
+                        break
+                    request = self._take_request(owner, shard, amounts, limits, overrides, now)
+                    try:
+                        response = self.table.client.update_item(**request)
+                    except ClientError as exc:
+                        if not is_condition_failure(exc):
+                            raise
+                        old = deserialize(exc.response.get("Item") or {})  # type: ignore[arg-type]
+                        seen = _overrides(old)
+                        if seen != {q: overrides.get(q) for q in Quota}:
+                            self._remember(owner, seen)
+                            learned = True
+                            continue  # the operator changed the limits: the same shard again
+                        full = self._full_quota(old, amounts, limits, shard, now)
+                        refused[full] = refused.get(full, 0) + 1
+                        break
+                    counts = deserialize(response.get("Attributes") or {})
+                    self._clear_stale(owner, shard, counts, now)
+                    return Taken(shard=shard, amounts=dict(amounts), at=now)
+            if not learned:
+                break
         quota = max(refused, key=lambda q: (refused[q], q == Quota.ACTIVE_TASKS))
         limit = effective_limits(defaults, self.known.get(owner, {}))[quota]
         raise QuotaExceeded(
