@@ -77,35 +77,12 @@ class QuotaStore:
         for _ in range(LIMIT_PASSES):
             refused, learned = {}, False
             for shard in shard_order(shard_of(task_id, QUOTA_SHARDS), amounts):
-                while True:
-                    overrides = self.known.get(owner, {})
-                    limits = effective_limits(defaults, overrides)
-                    over = [
-                        q
-                        for q, a in amounts.items()
-                        if limits[q] and a > share(limits[q], shard, q)
-                    ]
-                    if over:
-                        refused[over[0]] = refused.get(over[0], 0) + 1
-                        break
-                    request = self._take_request(owner, shard, amounts, limits, overrides, now)
-                    try:
-                        response = self.table.client.update_item(**request)
-                    except ClientError as exc:
-                        if not is_condition_failure(exc):
-                            raise
-                        old = deserialize(exc.response.get("Item") or {})  # type: ignore[arg-type]
-                        seen = _overrides(old)
-                        if seen != {q: overrides.get(q) for q in Quota}:
-                            self._remember(owner, seen)
-                            learned = True
-                            continue  # the operator changed the limits: the same shard again
-                        full = self._full_quota(old, amounts, limits, shard, now)
-                        refused[full] = refused.get(full, 0) + 1
-                        break
-                    counts = deserialize(response.get("Attributes") or {})
-                    self._clear_stale(owner, shard, counts, now)
-                    return Taken(shard=shard, amounts=dict(amounts), at=now)
+                outcome = self._take_from(owner, shard, amounts, defaults, now)
+                if isinstance(outcome, Taken):
+                    return outcome
+                quota, changed = outcome
+                refused[quota] = refused.get(quota, 0) + 1
+                learned = learned or changed
             if not learned:
                 break
         quota = max(refused, key=lambda q: (refused[q], q == Quota.ACTIVE_TASKS))
@@ -180,6 +157,41 @@ class QuotaStore:
         return effective_limits(defaults, _overrides(item))
 
     # ------------------------------------------------------------------ internals
+
+    def _take_from(
+        self,
+        owner: str,
+        shard: int,
+        amounts: Mapping[Quota, int],
+        defaults: Mapping[Quota, int],
+        now: datetime,
+    ) -> Taken | tuple[Quota, bool]:
+        """Take `amounts` from one shard: what was taken, or the quota that refused it and
+        whether the operator's limits were found changed on the way (the shard is then tried
+        again under the new ones)."""
+        learned = False
+        while True:
+            overrides = self.known.get(owner, {})
+            limits = effective_limits(defaults, overrides)
+            over = [q for q, a in amounts.items() if limits[q] and a > share(limits[q], shard, q)]
+            if over:
+                return over[0], learned
+            request = self._take_request(owner, shard, amounts, limits, overrides, now)
+            try:
+                response = self.table.client.update_item(**request)
+            except ClientError as exc:
+                if not is_condition_failure(exc):
+                    raise
+                old = deserialize(exc.response.get("Item") or {})  # type: ignore[arg-type]
+                seen = _overrides(old)
+                if seen != {q: overrides.get(q) for q in Quota}:
+                    self._remember(owner, seen)
+                    learned = True
+                    continue  # the operator changed the limits: the same shard again
+                return self._full_quota(old, amounts, limits, shard, now), learned
+            counts = deserialize(response.get("Attributes") or {})
+            self._clear_stale(owner, shard, counts, now)
+            return Taken(shard=shard, amounts=dict(amounts), at=now)
 
     def _take_request(
         self,
