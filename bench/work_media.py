@@ -42,6 +42,10 @@ from taskqueue.task_types.image_processing import (
 
 IMAGE_GOAL_RATIO = 2.5
 IMAGE_GOAL_PSNR = 40.0
+# Untimed rounds first: libvips' first runs in a process cost more (up to +25 % for about a
+# second, more so on a machine that has just freed a lot of memory: the first serial test of
+# `make test`, which measured 2.27x once without them).
+WARMUP_ROUNDS = 3
 BOX = 800
 QUALITY = 85
 
@@ -137,16 +141,20 @@ def psnr(first: Any, second: Any) -> float:
     return math.inf if mse == 0 else 10 * math.log10(255**2 / mse)
 
 
-def cpu_ms(works: dict[str, Callable[[], Any]], repeats: int) -> dict[str, float]:
+def cpu_ms(
+    works: dict[str, Callable[[], Any]], repeats: int, warmup: int = WARMUP_ROUNDS
+) -> dict[str, float]:
     """Median CPU milliseconds of each work (process time: every thread counted), run side by
-    side: `repeats` rounds of one run each, in a new order each round."""
+    side: `warmup` untimed rounds, then `repeats` rounds of one run each, in a new order each
+    round."""
     samples: dict[str, list[float]] = {name: [] for name in works}
     order = list(works)
-    for round_number in range(repeats):
+    for round_number in range(-warmup, repeats):
         for name in order[round_number % len(order) :] + order[: round_number % len(order)]:
             started = time.process_time()
             works[name]()
-            samples[name].append((time.process_time() - started) * 1000)
+            if round_number >= 0:
+                samples[name].append((time.process_time() - started) * 1000)
     return {name: _median(values) for name, values in samples.items()}
 
 
@@ -224,7 +232,7 @@ def measure_images(full: bool) -> list[dict[str, Any]]:
     # Small is the issue's workload on the typical photo only: how close a reduced-scale
     # decode comes to a full one depends on the geometry and the picture, so a smaller
     # stand-in would measure something else (docs/benchmarks.md). It takes more runs, as
-    # `make test` judges it on a machine that may be busy (2.27x in one CI run with 5).
+    # `make test` judges it on a machine that may be busy.
     size, box = (4000, 3000), (BOX, BOX)
     repeats, details = (7, ("typical", "detailed")) if full else (9, ("typical",))
     rows = []
@@ -370,6 +378,7 @@ def measure_grid(points: list[GridPoint], repeats: int) -> list[dict[str, Any]]:
                     PYVIPS: partial(found[PYVIPS].convert, data),
                 },
                 repeats,
+                warmup=1,  # the process is warm: a round for this source's size
             )
             row["today_ms"], row["now_ms"] = costs[TODAY], costs[THIS_PIPELINE]
             row["vips_ms"] = costs[PYVIPS]
