@@ -15,6 +15,7 @@ import pytest
 from bench.work import LocalS3
 from taskqueue.errors import InputNotFound, InvalidInput, UnreadableInput
 from taskqueue.models import ChunkState, TaskResult
+from taskqueue.task_types import csv_engine
 from taskqueue.task_types.base import TaskContext
 from taskqueue.task_types.data_processing import (
     FIRST_CHUNK_BYTES,
@@ -39,6 +40,7 @@ from tests.csv_awkward import (
 
 BUCKET = "data-bucket"
 OWNER = "alice"
+KIB = 1024
 MIB = 1024 * 1024
 STATE_LIMIT = 2 * 1024  # the task item is rewritten at every checkpoint: keep it small
 FULL = os.environ.get("DATA_EXACTNESS_FULL") == "1"
@@ -56,16 +58,18 @@ def drive(
     repeat: bool = False,
     specialise_after: int = 1000,
     sample_bytes: int = SAMPLE_BYTES,
+    memory_mb: int = 1024,
 ) -> tuple[TaskResult, list[ChunkState]]:
     """Run the task as the engine does, every state through its stored JSON form; with
     repeat, every chunk runs twice from the same checkpoint (as after a crash).
     `specialise_after`: the non-empty cells after which a column's chunks compute only its
     type's figures (small: the specialised modes and their repair run on small files).
-    `sample_bytes`: how much of a longer first chunk chooses the columns' modes for it."""
+    `sample_bytes`: how much of a longer first chunk chooses the columns' modes for it.
+    `memory_mb`: the worker's memory (DuckDB takes a share of it)."""
     task = DataProcessing(
         clock=StepClock(), specialise_after=specialise_after, sample_bytes=sample_bytes
     )
-    ctx = TaskContext("task1", OWNER, BUCKET, clients={"s3": s3})
+    ctx = TaskContext("task1", OWNER, BUCKET, clients={"s3": s3}, memory_mb=memory_mb)
     states = [task.start(params, ctx)]
     while not states[-1].done:
         stored = ChunkState.model_validate_json(states[-1].model_dump_json())
@@ -635,3 +639,79 @@ def test_input_only_the_csv_module_reads_goes_in_bounded_pieces(
     assert_same(
         json.loads(s3.objects[f"results/{OWNER}/task1/result.json"]), reference(text, delimiter)
     )
+
+
+# ---------------------------------------------------------------- memory bounded by content
+
+
+def _numbers_then_letters(numbers: int, letters: int) -> bytes:
+    """Two integer columns for `numbers` rows, then one-letter rows: a number mode refuses
+    every cell after them (millions in a chunk of such short rows)."""
+    return b"n,m\n" + b"".join(b"%d,%d\n" % (i, -i) for i in range(numbers)) + b"a,b\n" * letters
+
+
+class _TallySpy:
+    """Records each chunk query's column modes, and the DuckDB errors it raised."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.calls: list[Any] = []
+        self.original = csv_engine._tally_file
+        monkeypatch.setattr(csv_engine, "_tally_file", self)
+
+    def __call__(self, *args: Any) -> Any:
+        self.calls.append([plan.mode for plan in args[6]])
+        try:
+            return self.original(*args)
+        except Exception as exc:
+            self.calls.append(type(exc).__name__)
+            raise
+
+
+def test_a_typed_column_refusing_more_cells_than_it_keeps_is_read_in_full_and_stays_exact(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given a file whose two number columns turn to letters, read in 64 KiB chunks with room
+    # for 1,000 refused cells a column and chunk (16,000 in a chunk of letters)
+    monkeypatch.setattr(csv_engine, "MAX_REFUSED_CELLS", 1000)
+    kept_as = []
+    as_mode = csv_engine.as_mode
+    monkeypatch.setattr(
+        csv_engine, "as_mode", lambda column, mode: kept_as.append(mode) or as_mode(column, mode)
+    )
+    body = _numbers_then_letters(20_000, 30_000)
+
+    # When it is analysed, the columns specialising after 50 cells
+    result = analysed(body, 64 * KIB, specialise_after=50)
+
+    # Then the chunks past the bound read their number columns again in full, and every
+    # figure equals the csv module's
+    assert kept_as.count("number") >= 2
+    assert_same(result, reference(body.decode(), ","))
+    assert [column["type"] for column in result["column_stats"]] == ["text", "text"]
+
+
+def test_refused_cells_past_duckdbs_memory_read_the_chunk_in_full_and_stay_exact(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given a worker of 60 MB (DuckDB may use 24 MB of it), and one 8 MiB chunk whose
+    # sample is numbers and whose other 1,000,000 rows are letters: 2 lists of 1,000,000
+    # refused cells, past DuckDB's memory before the list can be cut short
+    spy = _TallySpy(monkeypatch)
+    body = _numbers_then_letters(10_000, 1_000_000)
+
+    # When it is analysed, its first 64 KiB choosing the modes
+    result = analysed(body, 8 * MIB, specialise_after=50, sample_bytes=64 * KIB, memory_mb=60)
+
+    # Then the query in the number modes ran out of DuckDB's memory, not the worker's; the
+    # chunk was read again with those columns in full, and every figure is exact
+    assert spy.calls[1:4] == [["number", "number"], "OutOfMemoryException", ["full", "full"]]
+    assert_same(result, reference(body.decode(), ","))
+
+
+def test_a_chunk_that_does_not_fit_in_duckdbs_memory_even_in_full_fails_saying_so() -> None:
+    # Given a worker too small for DuckDB to read even a sample of the rows in full
+    body = _numbers_then_letters(10_000, 100_000)
+
+    # When the file is analysed, then it fails as invalid input, saying what ran out
+    with pytest.raises(InvalidInput, match="needs more memory than the worker has"):
+        analysed(body, 8 * MIB, sample_bytes=64 * KIB, memory_mb=8)

@@ -30,6 +30,8 @@ BOOLEAN = "boolean"
 TIME = "time"
 TEXT = "text"
 SKIP = "skip"  # a repair chunk's columns that are not being repaired
+# The modes of one typed candidate: a fast test per cell, Python's rules for those it refuses.
+TYPED_MODES = (NUMBER, BOOLEAN, TIME)
 
 # The mode a clear type specialises to, and the Column fields a mode computes exactly (every
 # mode counts empty and non-empty cells). The rules as data, used by `repaired` and tests.
@@ -151,6 +153,15 @@ def replan(column: Column, scan: Scan, offset: int, min_cells: int = MIN_CELLS) 
 
 def needs_repair(column: Column, scan: Scan) -> bool:
     return scan.since is not None and not proven(column, scan.mode)
+
+
+def as_mode(column: Column, mode: str) -> Column:
+    """What reading in typed `mode` computes, from `column` read in full: its cells, and the
+    candidate of that mode's type (exact in both). Any other mode: `column` itself."""
+    if mode not in TYPED_MODES:
+        return column
+    kept = {name: getattr(column, name) for name in MODE_FIELDS[mode]}
+    return Column(empty=column.empty, nonempty=column.nonempty, **kept)
 
 
 def repaired(column: Column, extra: Column, mode: str) -> Column:

@@ -39,7 +39,17 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from taskqueue.task_types.column_plan import BOOLEAN, FULL, NUMBER, SKIP, TEXT, TIME
+from taskqueue.errors import InvalidInput
+from taskqueue.task_types.column_plan import (
+    BOOLEAN,
+    FULL,
+    NUMBER,
+    SKIP,
+    TEXT,
+    TIME,
+    TYPED_MODES,
+    as_mode,
+)
 from taskqueue.task_types.column_stats import (
     BOOLEAN_FALSE,
     BOOLEAN_TRUE,
@@ -79,6 +89,17 @@ PY_WHITESPACE = (
 # Non-ASCII text that Python's float() might still read: ASCII plus number characters only.
 MAYBE_NUMBER_PATTERN = "[\\x00-\\x7f\\p{N}]+"
 MAX_TRACKED_COLUMNS = 50
+# A typed mode hands the cells its fast test refused to Python as a list: a few percent of a
+# column's cells, but all of them where a column's type changes in a chunk, and a chunk of
+# short rows holds millions (a 64 MiB chunk of one-letter rows: 33 million, ~5 GB once in
+# Python). At most this many come back; past it the column is read again in full for the
+# chunk (no list), and kept as its mode would have computed it.
+MAX_REFUSED_CELLS = 100_000
+# DuckDB's share of the worker's memory: a query past it fails (OutOfMemoryException), not the
+# process. The chunk's typed columns are then read in full; a chunk that still does not fit
+# fails the task, saying so.
+DUCKDB_MEMORY_SHARE = 0.4
+DEFAULT_MEMORY_MB = 1024
 # Known values up to this many are matched as a list of constants; more, through a hash join.
 _LITERAL_VALUES = 64
 # HyperLogLog in one aggregate: each cell sets bit (register * 64 + rank) of a bitstring, and a
@@ -91,9 +112,10 @@ _FALSE = ", ".join(f"'{token}'" for token in BOOLEAN_FALSE)
 _local = threading.local()
 
 
-def connection() -> duckdb.DuckDBPyConnection:
+def connection(memory_mb: int = DEFAULT_MEMORY_MB) -> duckdb.DuckDBPyConnection:
     """One in-memory DuckDB per thread, single-threaded (a Lambda has ~1 vCPU per 1.8 GB;
-    the chunk, not the engine, is the unit of parallelism), made on first use."""
+    the chunk, not the engine, is the unit of parallelism), made on first use, with its
+    share of a worker of `memory_mb`."""
     con = getattr(_local, "con", None)
     if con is None:
         import duckdb
@@ -104,7 +126,10 @@ def connection() -> duckdb.DuckDBPyConnection:
         # This optimizer moves a cast of a column into the CSV reader, where a TRY_CAST
         # becomes a strict conversion that fails the query on the first non-number.
         con.execute("SET disabled_optimizers = 'type_pushdown'")
-        _local.con = con
+        _local.con, _local.memory_mb = con, None
+    if _local.memory_mb != memory_mb:
+        con.execute(f"SET memory_limit = '{int(memory_mb * DUCKDB_MEMORY_SHARE)}MB'")
+        _local.memory_mb = memory_mb
     return con
 
 
@@ -144,6 +169,7 @@ def tally_records(
     plans: list[ColumnPlan] | None = None,
     offset: int = 0,
     end: int | None = None,
+    memory_mb: int = DEFAULT_MEMORY_MB,
 ) -> Tally:
     """The accumulators of the records in body[:end] (whole records, after the header; `end`
     saves a copy of a chunk read with the start of the next: all of body by default).
@@ -153,7 +179,7 @@ def tally_records(
     it re-quoted. A body DuckDB refuses (a row with more than width + 1 fields, a byte that
     is not UTF-8) goes the same way, and the csv module names the byte (`offset`: where
     body starts in the file). `plans`: per tracked column, what to compute (all of it by
-    default)."""
+    default). `memory_mb`: the worker's memory, of which DuckDB takes its share."""
     tracked = min(width, MAX_TRACKED_COLUMNS)
     plans = plans or [ColumnPlan()] * tracked
     end = len(body) if end is None else end
@@ -163,7 +189,9 @@ def tally_records(
         import duckdb
 
         try:
-            return _tally(engine_body, end, width, delimiter, plans, offset)
+            return _tally(engine_body, end, width, delimiter, plans, offset, memory_mb)
+        except duckdb.OutOfMemoryException:
+            raise  # the csv module would need ten times more (_tally says what to do)
         except duckdb.Error:
             pass
     records, _ = csv_records(
@@ -171,7 +199,7 @@ def tally_records(
     )
     # The csv module has decoded these records: the re-quoted text is UTF-8.
     text = canonical_csv(records, width, delimiter)
-    return _tally(text, len(text), width, delimiter, plans, None)
+    return _tally(text, len(text), width, delimiter, plans, None, memory_mb)
 
 
 def reads_every_cell(width: int, plans: list[ColumnPlan] | None) -> bool:
@@ -187,24 +215,63 @@ def _tally(
     delimiter: str,
     plans: list[ColumnPlan],
     offset: int | None,
+    memory_mb: int,
 ) -> Tally:
     """Of the records in body[:end]. `offset`: where body starts in the file, or None for
     text known to be UTF-8."""
-    con = connection()
+    import duckdb
+
+    con = connection(memory_mb)
+    with _temp_csv(body, end) as path:
+        try:
+            return _tally_file(con, path, body, end, width, delimiter, plans, offset)
+        except duckdb.OutOfMemoryException:
+            pass
+        # The typed columns' refused cells outgrew DuckDB's share of memory before the list
+        # could be cut short: those columns are read in full (no list), kept as their modes.
+        full = [_unlisted(plan) for plan in plans]
+        try:
+            tally = _tally_file(con, path, body, end, width, delimiter, full, offset)
+        except duckdb.OutOfMemoryException as exc:
+            where = f" at byte {offset}" if offset is not None else ""
+            raise InvalidInput(
+                f"the chunk of {end} bytes{where} needs more memory than the worker has "
+                "for its statistics, even with its typed columns read in full"
+            ) from exc
+    columns = tuple(
+        as_mode(column, plan.mode) for column, plan in zip(tally.columns, plans, strict=True)
+    )
+    return replace(tally, columns=columns)
+
+
+def _unlisted(plan: ColumnPlan) -> ColumnPlan:
+    """`plan` in full mode if it is a typed mode, which lists the cells it refuses (no value
+    counts: as_mode keeps none of the text candidate)."""
+    return ColumnPlan(FULL, plan.integers, known=None) if plan.mode in TYPED_MODES else plan
+
+
+def _tally_file(
+    con: duckdb.DuckDBPyConnection,
+    path: str,
+    body: bytes,
+    end: int,
+    width: int,
+    delimiter: str,
+    plans: list[ColumnPlan],
+    offset: int | None,
+) -> Tally:
+    """The records DuckDB reads from `path` (body[:end], written there)."""
     query = _Query(width, delimiter, underscores=body.find(b"_", 0, end) >= 0)
     for index, plan in enumerate(plans):
         query.add_column(index, plan)
-    with _temp_csv(body, end) as path:
-        query.params["path"] = path
-        found = query.run(con)
-        if found.pop("long") and offset is not None:
-            # The reader checked no cell past the header's width + 1 (it dropped them).
-            require_text(body, offset, end)
-        rows = int(found.pop("rows") or 0)
-        ragged = int(found.pop("ragged") or 0)
-        columns = [
-            _column(con, query, index, plan, rows, found) for index, plan in enumerate(plans)
-        ]
+    query.params["path"] = path
+    found = query.run(con)
+    if found.pop("long") and offset is not None:
+        # The reader checked no cell past the header's width + 1 (it dropped them).
+        require_text(body, offset, end)
+    rows = int(found.pop("rows") or 0)
+    ragged = int(found.pop("ragged") or 0)
+    columns = [_column(con, query, index, plan, rows, found) for index, plan in enumerate(plans)]
     return Tally(rows, ragged, tuple(columns))
 
 
@@ -317,23 +384,21 @@ class _Query:
         # no stripping.
         self.define(0, f"x{i}", f"TRY_CAST({c} AS DOUBLE)")
         self._numbers(i, plan, c, level=1)
-        self.aggregates[f"refused{i}"] = f"list({c}) FILTER (WHERE x{i} IS NULL)"
+        self._refused_cells(i, f"x{i} IS NULL")
 
     def _boolean(self, i: int, plan: ColumnPlan) -> None:
         c = f"c{i}"
         self.define(0, f"o{i}", f"CASE WHEN strlen({c}) <= 5 THEN lower({c}) END")
         self.aggregates[f"true{i}"] = f"count_if(o{i} IN ({_TRUE}))"
         self.aggregates[f"false{i}"] = f"count_if(o{i} IN ({_FALSE}))"
-        self.aggregates[f"refused{i}"] = (
-            f"list({c}) FILTER (WHERE o{i} IS NULL OR o{i} NOT IN ({_TRUE}, {_FALSE}))"
-        )
+        self._refused_cells(i, f"o{i} IS NULL OR o{i} NOT IN ({_TRUE}, {_FALSE})")
 
     def _time(self, i: int, plan: ColumnPlan) -> None:
         c = f"c{i}"
         self.define(0, f"d{i}", _date(c, f"strlen({c})"))
         self.define(0, f"s{i}", _datetime(c, f"strlen({c})"))
         self._times(i)
-        self.aggregates[f"refused{i}"] = f"list({c}) FILTER (WHERE d{i} IS NULL AND s{i} IS NULL)"
+        self._refused_cells(i, f"d{i} IS NULL AND s{i} IS NULL")
 
     def _text(self, i: int, plan: ColumnPlan) -> None:
         if plan.known and len(plan.known) <= _LITERAL_VALUES:
@@ -347,6 +412,12 @@ class _Query:
         self.aggregates[f"maybe_booleans{i}"] = (
             f"count(CASE WHEN b{i} <= 5 THEN CASE WHEN lower({t}) IN ({_TRUE}, {_FALSE}) "
             "THEN 1 END END)"
+        )
+
+    def _refused_cells(self, i: int, condition: str) -> None:
+        """The cells the typed test refused, one more than MAX_REFUSED_CELLS at most."""
+        self.aggregates[f"refused{i}"] = (
+            f"list_slice(list(c{i}) FILTER (WHERE {condition}), 1, {MAX_REFUSED_CELLS + 1})"
         )
 
     def _known_values(self, i: int, known: list[str]) -> None:
@@ -488,7 +559,11 @@ def _column(
         bounds=Bounds(int(get("maybe_numbers_times")), int(get("maybe_booleans"))),
     )
     if f"refused{i}" in found:
-        empty, extra = _refused(found[f"refused{i}"] or [], plan.mode)
+        cells = found[f"refused{i}"] or []
+        if len(cells) > MAX_REFUSED_CELLS:
+            again = query.alone(i, _unlisted(plan))
+            return as_mode(_column(con, again, i, _unlisted(plan), rows, again.run(con)), plan.mode)
+        empty, extra = _refused(cells, plan.mode)
         return replace(column.merge(extra), empty=empty, nonempty=rows - empty)
     nonempty = int(get("nonempty"))
     text = Text()

@@ -902,7 +902,9 @@ def read_part_piece(
             length, reaches_stop = shorter, False
     engine = body if conformant else None
     require_text(body, start, length, utf8=engine is None or not reads_every_cell(width, plans))
-    tally = tally_records(body, width, delimiter, engine, plans, offset=start, end=length)
+    tally = tally_records(
+        body, width, delimiter, engine, plans, offset=start, end=length, memory_mb=ctx.memory_mb
+    )
     return Piece(start + length, None, tally, last=reaches_stop)
 
 
@@ -966,18 +968,27 @@ def read_piece(
     begin = start + body_from
     modes = None
     if plans is None and sample and engine is not None:
-        modes = _sampled(engine, length, width, delimiter, begin, *sample)
+        modes = _sampled(engine, length, width, delimiter, begin, ctx.memory_mb, *sample)
         plans = None if modes is None else [_plan(mode, Column()) for mode in modes]
     # DuckDB's reader checks that the cells it reads are UTF-8: when it reads them all, only
     # NUL bytes are looked for here (a byte it refuses sends the chunk to the csv module,
     # which names it). Decoding a chunk in Python costs ~0.7 CPU-s per GB.
     require_text(buffer, start, used, utf8=engine is None or not reads_every_cell(width, plans))
-    tally = tally_records(body, width, delimiter, engine, plans, offset=begin, end=length)
+    tally = tally_records(
+        body, width, delimiter, engine, plans, offset=begin, end=length, memory_mb=ctx.memory_mb
+    )
     return Piece(start + used, header, tally, modes=modes, begin=begin)
 
 
 def _sampled(
-    engine: bytes, length: int, width: int, delimiter: str, begin: int, size: int, cells: int
+    engine: bytes,
+    length: int,
+    width: int,
+    delimiter: str,
+    begin: int,
+    memory_mb: int,
+    size: int,
+    cells: int,
 ) -> list[str] | None:
     """The modes the records in the first `size` bytes of `engine` (RFC 4180 records up to
     `length`) choose for its columns, read in full; None when the sample would be all of
@@ -988,7 +999,8 @@ def _sampled(
     if not head:
         return None
     tracked = min(width, MAX_TRACKED_COLUMNS)
-    tally = tally_records(head, width, delimiter, head, [SAMPLE_PLAN] * tracked, offset=begin)
+    plans = [SAMPLE_PLAN] * tracked
+    tally = tally_records(head, width, delimiter, head, plans, offset=begin, memory_mb=memory_mb)
     return sampled_modes(tally.columns, cells)
 
 
