@@ -715,3 +715,33 @@ def test_a_chunk_that_does_not_fit_in_duckdbs_memory_even_in_full_fails_saying_s
     # When the file is analysed, then it fails as invalid input, saying what ran out
     with pytest.raises(InvalidInput, match="needs more memory than the worker has"):
         analysed(body, 8 * MIB, sample_bytes=64 * KIB, memory_mb=8)
+
+
+def test_numbers_in_other_scripts_digits_are_merged_a_few_distinct_cells_at_a_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given a column of numbers, many written in Arabic-Indic or full-width digits (which
+    # Python's float() reads and DuckDB's cast does not), fetched 2 distinct cells at a time
+    monkeypatch.setattr(csv_engine, "_BATCH_ROWS", 2)
+    calls = []
+    python_numbers = csv_engine._python_numbers
+    monkeypatch.setattr(
+        csv_engine, "_python_numbers", lambda *a: calls.append(1) or python_numbers(*a)
+    )
+    arabic = str.maketrans(
+        "0123456789", "\u0660\u0661\u0662\u0663\u0664\u0665\u0666\u0667\u0668\u0669"
+    )
+    wide = str.maketrans(
+        "0123456789", "\uff10\uff11\uff12\uff13\uff14\uff15\uff16\uff17\uff18\uff19"
+    )
+    rows = [
+        f"{i}.5" if i % 3 == 0 else str(i * 7).translate(arabic if i % 3 == 1 else wide)
+        for i in range(300)
+    ]
+    text = "n,t\n" + "".join(f"{cell},w{i % 4}\n" for i, cell in enumerate(rows))
+
+    # When it is analysed, then every figure equals the csv module's: all 300 are numbers
+    result = analysed(text.encode(), None)
+    assert_same(result, reference(text, ","))
+    assert result["column_stats"][0]["count"] == 300
+    assert calls

@@ -109,6 +109,8 @@ _RANK_CAP_BIT = 1 << (64 - HLL_BITS)
 _TRUE = ", ".join(f"'{token}'" for token in BOOLEAN_TRUE)
 _FALSE = ", ".join(f"'{token}'" for token in BOOLEAN_FALSE)
 
+_BATCH_ROWS = 10_000  # rows fetched from DuckDB at a time where there may be millions
+
 _local = threading.local()
 
 
@@ -712,14 +714,19 @@ def _registers_of(hashes: Iterable[int]) -> bytes:
 def _python_numbers(con: duckdb.DuckDBPyConnection, query: _Query, i: int) -> Numbers:
     """Numbers Python reads in non-ASCII cells (digits of other scripts) that the cast did not."""
     cell, condition = query.python_cells[i]
-    rows = query.execute(
+    result = query.execute(
         con, f"SELECT {cell}, count(*) FROM {query.source()} WHERE {condition} GROUP BY {cell}"
-    ).fetchall()
-    values: list[float] = []
-    integers = 0
-    for text, count in rows:
-        value = parse_number(text)
-        if value is not None:
-            values += [value] * int(count)
-            integers += int(count) * is_integer_literal(text)
-    return Numbers.of(values, integers)
+    )
+    # Each distinct cell once, with its count, a batch at a time: a column of millions of
+    # such cells (or of distinct ones) never becomes a Python list of them.
+    numbers = Numbers()
+    while rows := result.fetchmany(_BATCH_ROWS):
+        counted: list[tuple[float, int]] = []
+        integers = 0
+        for text, count in rows:
+            value = parse_number(text)
+            if value is not None:
+                counted.append((value, int(count)))
+                integers += int(count) * is_integer_literal(text)
+        numbers = numbers.merge(Numbers.of_counts(counted, integers))
+    return numbers
