@@ -745,3 +745,31 @@ def test_numbers_in_other_scripts_digits_are_merged_a_few_distinct_cells_at_a_ti
     assert_same(result, reference(text, ","))
     assert result["column_stats"][0]["count"] == 300
     assert calls
+
+
+def test_a_column_of_few_values_turning_into_identifiers_is_not_counted_value_by_value(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given a column of 3 values (counted against them once it specialises), then of
+    # distinct identifiers: about 5,000 new ones in each later 64 KiB chunk
+    outcomes: list[int | None] = []
+    counted = csv_engine._counted
+
+    def spy(*args: Any) -> Any:
+        found = counted(*args)
+        outcomes.append(None if found is None else len(found))
+        return found
+
+    monkeypatch.setattr(csv_engine, "_counted", spy)
+    rows = [f"{i},{'abc'[i % 3]}" for i in range(20_000)]
+    rows += [f"{i},u{i}" for i in range(20_000, 30_000)]
+    text = "n,v\n" + "\n".join(rows) + "\n"
+
+    # When it is analysed, the columns specialising after 50 cells
+    result = analysed(text.encode(), 64 * KIB, specialise_after=50)
+
+    # Then the chunks of identifiers are sketched, never grouped value by value (a table of
+    # every distinct value: millions in a large chunk), and every figure is exact
+    assert None not in outcomes
+    assert_same(result, reference(text, ","))
+    assert result["column_stats"][1]["distinct_exact"] is False

@@ -659,19 +659,21 @@ def _known_column(
     con: duckdb.DuckDBPyConnection, query: _Query, i: int, rows: int, found: dict[str, Any]
 ) -> Column:
     """A text-mode column counted against its known values: every figure from the counts,
-    or, when other values turned up, from a second read of the chunk (their counts, or the
-    text candidate computed cell by cell once the values are too many)."""
+    or, when other values turned up, from a second read of the chunk: the text candidate
+    with its sketch, and the exact counts where the sketch says the values are still few
+    (counting them first would build a table of every distinct value: millions, when a
+    column of few values turns into one of identifiers)."""
     if not found[f"new{i}"]:
         scanned = (
             (value, int(found[f"value{i}_{j}"] or 0))
             for j, value in enumerate(query.known_values[i])
         )
         return _of_values(con, {value: count for value, count in scanned if count}, rows)
-    again = query.alone(i, ColumnPlan(TEXT, known=None))
-    counts = _counted(con, again, f"t{i}")
-    if counts is not None:
-        return _of_values(con, counts, rows)
-    return _column(con, again, i, ColumnPlan(TEXT, known=None), rows, again.run(con))
+    counting = ColumnPlan(TEXT, known=frozenset())  # counts its values while they are few
+    again = query.alone(i, counting)
+    column = _column(con, again, i, counting, rows, again.run(con))
+    values = column.text.values
+    return column if values is None else _of_values(con, values, rows)
 
 
 def _of_values(con: duckdb.DuckDBPyConnection, values: dict[str, int], rows: int) -> Column:
