@@ -773,3 +773,20 @@ def test_a_column_of_few_values_turning_into_identifiers_is_not_counted_value_by
     assert None not in outcomes
     assert_same(result, reference(text, ","))
     assert result["column_stats"][1]["distinct_exact"] is False
+
+
+@pytest.mark.parametrize("parallel", [1, 4], ids=["whole", "in-parts"])
+def test_a_header_wider_than_the_bound_fails_before_any_chunk_query(parallel: int) -> None:
+    # Given a file of 3 rows under a header of 10,001 columns (DuckDB would take ~0.4 s to
+    # set up each query of it, and minutes a query past 100,000)
+    from taskqueue.task_types.csv_records import MAX_COLUMNS
+
+    header = ",".join(f"h{i}" for i in range(MAX_COLUMNS + 1))
+    body = (header + "\n" + (",".join("1" * (MAX_COLUMNS + 1)) + "\n") * 3).encode()
+
+    # When it is analysed, whole or planned in parts, then it fails saying why
+    with pytest.raises(InvalidInput, match="the header has 10,001 columns; at most 10,000"):
+        if parallel == 1:
+            analysed(body, None)
+        else:
+            analysed_in_parts(body, 64 * KIB, parallel)
