@@ -790,3 +790,19 @@ def test_a_header_wider_than_the_bound_fails_before_any_chunk_query(parallel: in
             analysed(body, None)
         else:
             analysed_in_parts(body, 64 * KIB, parallel)
+
+
+@pytest.mark.parametrize("seed", SEEDS[:4])
+def test_typed_columns_read_in_full_wherever_they_refuse_a_cell_still_equal_the_csv_module(
+    seed: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given awkward files, and no room for a single refused cell: every chunk in which a
+    # typed column refuses one reads that column again in full and keeps it as its mode
+    monkeypatch.setattr(csv_engine, "MAX_REFUSED_CELLS", 0)
+    text, delimiter = awkward_csv(seed, rows=120 if seed % 2 else 400)
+
+    # When they are analysed in small chunks, columns specialising after 8 cells, then every
+    # figure equals the csv module's
+    for chunk_bytes in (500, 4096):
+        result = analysed(text.encode(), chunk_bytes, delimiter, specialise_after=8)
+        assert_same(result, reference(text, delimiter))
