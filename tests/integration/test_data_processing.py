@@ -650,21 +650,23 @@ def _numbers_then_letters(numbers: int, letters: int) -> bytes:
     return b"n,m\n" + b"".join(b"%d,%d\n" % (i, -i) for i in range(numbers)) + b"a,b\n" * letters
 
 
-class _TallySpy:
-    """Records each chunk query's column modes, and the DuckDB errors it raised."""
+def spied(monkeypatch: pytest.MonkeyPatch, name: str) -> list[tuple[tuple[Any, ...], Any]]:
+    """The calls of csv_engine.<name> from now on: (its arguments, what it returned or the
+    name of the exception it raised)."""
+    calls: list[tuple[tuple[Any, ...], Any]] = []
+    original = getattr(csv_engine, name)
 
-    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        self.calls: list[Any] = []
-        self.original = csv_engine._tally_file
-        monkeypatch.setattr(csv_engine, "_tally_file", self)
-
-    def __call__(self, *args: Any) -> Any:
-        self.calls.append([plan.mode for plan in args[6]])
+    def spy(*args: Any) -> Any:
         try:
-            return self.original(*args)
+            found = original(*args)
         except Exception as exc:
-            self.calls.append(type(exc).__name__)
+            calls.append((args, type(exc).__name__))
             raise
+        calls.append((args, found))
+        return found
+
+    monkeypatch.setattr(csv_engine, name, spy)
+    return calls
 
 
 def test_a_typed_column_refusing_more_cells_than_it_keeps_is_read_in_full_and_stays_exact(
@@ -673,11 +675,7 @@ def test_a_typed_column_refusing_more_cells_than_it_keeps_is_read_in_full_and_st
     # Given a file whose two number columns turn to letters, read in 64 KiB chunks with room
     # for 1,000 refused cells a column and chunk (16,000 in a chunk of letters)
     monkeypatch.setattr(csv_engine, "MAX_REFUSED_CELLS", 1000)
-    kept_as = []
-    as_mode = csv_engine.as_mode
-    monkeypatch.setattr(
-        csv_engine, "as_mode", lambda column, mode: kept_as.append(mode) or as_mode(column, mode)
-    )
+    kept_as = spied(monkeypatch, "as_mode")
     body = _numbers_then_letters(20_000, 30_000)
 
     # When it is analysed, the columns specialising after 50 cells
@@ -685,7 +683,7 @@ def test_a_typed_column_refusing_more_cells_than_it_keeps_is_read_in_full_and_st
 
     # Then the chunks past the bound read their number columns again in full, and every
     # figure equals the csv module's
-    assert kept_as.count("number") >= 2
+    assert [mode for (_, mode), _ in kept_as].count("number") >= 2
     assert_same(result, reference(body.decode(), ","))
     assert [column["type"] for column in result["column_stats"]] == ["text", "text"]
 
@@ -696,7 +694,7 @@ def test_refused_cells_past_duckdbs_memory_read_the_chunk_in_full_and_stay_exact
     # Given a worker of 60 MB (DuckDB may use 24 MB of it), and one 8 MiB chunk whose
     # sample is numbers and whose other 1,000,000 rows are letters: 2 lists of 1,000,000
     # refused cells, past DuckDB's memory before the list can be cut short
-    spy = _TallySpy(monkeypatch)
+    queries = spied(monkeypatch, "_tally_file")
     body = _numbers_then_letters(10_000, 1_000_000)
 
     # When it is analysed, its first 64 KiB choosing the modes
@@ -704,7 +702,10 @@ def test_refused_cells_past_duckdbs_memory_read_the_chunk_in_full_and_stay_exact
 
     # Then the query in the number modes ran out of DuckDB's memory, not the worker's; the
     # chunk was read again with those columns in full, and every figure is exact
-    assert spy.calls[1:4] == [["number", "number"], "OutOfMemoryException", ["full", "full"]]
+    seen = []  # each query's column modes, and the error it raised
+    for args, found in queries:
+        seen += [[plan.mode for plan in args[6]], *([found] if isinstance(found, str) else [])]
+    assert seen[1:4] == [["number", "number"], "OutOfMemoryException", ["full", "full"]]
     assert_same(result, reference(body.decode(), ","))
 
 
@@ -723,11 +724,7 @@ def test_numbers_in_other_scripts_digits_are_merged_a_few_distinct_cells_at_a_ti
     # Given a column of numbers, many written in Arabic-Indic or full-width digits (which
     # Python's float() reads and DuckDB's cast does not), fetched 2 distinct cells at a time
     monkeypatch.setattr(csv_engine, "_BATCH_ROWS", 2)
-    calls = []
-    python_numbers = csv_engine._python_numbers
-    monkeypatch.setattr(
-        csv_engine, "_python_numbers", lambda *a: calls.append(1) or python_numbers(*a)
-    )
+    calls = spied(monkeypatch, "_python_numbers")
     arabic = str.maketrans(
         "0123456789", "\u0660\u0661\u0662\u0663\u0664\u0665\u0666\u0667\u0668\u0669"
     )
@@ -752,15 +749,7 @@ def test_a_column_of_few_values_turning_into_identifiers_is_not_counted_value_by
 ) -> None:
     # Given a column of 3 values (counted against them once it specialises), then of
     # distinct identifiers: about 5,000 new ones in each later 64 KiB chunk
-    outcomes: list[int | None] = []
-    counted = csv_engine._counted
-
-    def spy(*args: Any) -> Any:
-        found = counted(*args)
-        outcomes.append(None if found is None else len(found))
-        return found
-
-    monkeypatch.setattr(csv_engine, "_counted", spy)
+    counts = spied(monkeypatch, "_counted")
     rows = [f"{i},{'abc'[i % 3]}" for i in range(20_000)]
     rows += [f"{i},u{i}" for i in range(20_000, 30_000)]
     text = "n,v\n" + "\n".join(rows) + "\n"
@@ -770,7 +759,7 @@ def test_a_column_of_few_values_turning_into_identifiers_is_not_counted_value_by
 
     # Then the chunks of identifiers are sketched, never grouped value by value (a table of
     # every distinct value: millions in a large chunk), and every figure is exact
-    assert None not in outcomes
+    assert None not in [found for _, found in counts]
     assert_same(result, reference(text, ","))
     assert result["column_stats"][1]["distinct_exact"] is False
 
