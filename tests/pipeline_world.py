@@ -26,6 +26,7 @@ from devstack.harness import (
 from taskqueue import wiring
 from taskqueue.engine import Outcome
 from taskqueue.errors import InvalidInput
+from taskqueue.fanout import queue_of
 from taskqueue.models import (
     ChunkState,
     Task,
@@ -127,7 +128,8 @@ class World:
             generation=new_generation(),
         )
         self.store.tasks.create(task)
-        wiring.engine().dispatcher.send(TaskMessage.of(task))  # as the API sends it
+        # As the API sends it: a parallel task's first message to the parts' queue.
+        wiring.engine().dispatcher.send(TaskMessage.of(task), queue_of(task))
         return task.task_id
 
     def message(self, task_id: str, *, hinted: bool = True, resume: bool = False) -> TaskMessage:

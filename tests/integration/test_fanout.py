@@ -16,11 +16,18 @@ from pydantic import BaseModel, Field
 from devstack.sim_time import simulated_time
 from taskqueue import aws, wiring
 from taskqueue.errors import InvalidInput
-from taskqueue.models import ChunkState, TaskMessage, TaskResult, TaskStatus, part_id
+from taskqueue.models import (
+    ChunkState,
+    SubmitTaskRequest,
+    TaskMessage,
+    TaskResult,
+    TaskStatus,
+    part_id,
+)
 from taskqueue.task_types.base import Plan, TaskContext
 from taskqueue.task_types.data_processing import DATA_PROCESSING
 from tests.csv_awkward import assert_same, awkward_csv, mixed_columns, reference
-from tests.pipeline_world import OWNER, Crash, World, crash_once
+from tests.pipeline_world import OWNER, Crash, World, countdown, crash_once
 
 # ---------------------------------------------------------------- a type that splits
 
@@ -179,6 +186,70 @@ def test_the_last_parts_count_sends_the_parents_message_to_the_parts_queue(
     assert [(m["task_id"], m.get("resume")) for m in queued[world.parts_queue_url]] == [
         (task_id, True)
     ]
+
+
+def queued_ids(world: World) -> dict[str, list[str]]:
+    """The task ids of the messages waiting on each worker queue (left visible)."""
+    names = {
+        "normal": world.queue_url,
+        "high": world.high_queue_url,
+        "parts": world.parts_queue_url,
+    }
+    return {
+        name: [
+            json.loads(m["Body"])["task_id"]
+            for m in world.sqs.receive_message(
+                QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=0
+            ).get("Messages", [])
+        ]
+        for name, url in names.items()
+    }
+
+
+def submitted(task_type: str, params: dict[str, Any], priority: str = "normal") -> str:
+    """POST /tasks, as the API does it (its message included)."""
+    request = SubmitTaskRequest.model_validate(
+        {"type": task_type, "params": params, "priority": priority}
+    )
+    task, _ = wiring.service().submit(OWNER, request)
+    return task.task_id
+
+
+def test_a_parallel_tasks_first_claim_skips_the_priority_queues_batching_window(
+    world: World, summing: SummingType
+) -> None:
+    # Given tasks submitted through the API: two asking for parts (one of high priority),
+    # one asking for none
+    parallel = submitted("SUMMING", {"parts": 3, "max_parallel": 3})
+    urgent = submitted("SUMMING", {"parts": 2, "max_parallel": 2}, priority="high")
+    whole = submitted("DATA_PROCESSING", {"rows": 50, "max_parallel": 1})
+    # When the queues are looked at
+    queued = queued_ids(world)
+    # Then the parallel tasks' messages wait on the parts' queue (read at once, one per
+    # invocation), the other on its priority's queue (batched: up to 1 s on AWS)
+    assert sorted(queued["parts"]) == sorted([parallel, urgent])
+    assert queued["normal"] == [whole] and queued["high"] == []
+
+
+def test_a_parallel_task_that_does_not_split_goes_on_from_its_prioritys_queue(
+    world: World,
+) -> None:
+    # Given a DATA_PROCESSING task asking for 4 parts of a file too small to split, whose
+    # first chunk hands over (one chunk an invocation)
+    task_id = submitted(
+        "DATA_PROCESSING", {"rows": 20_000, "max_parallel": 4, "chunk_bytes": 65_536}
+    )
+    assert queued_ids(world)["parts"] == [task_id]
+    pipeline = world.pipeline(countdown(1))
+    # When its first claim runs (from the parts' queue)
+    pipeline.invoke(pipeline.receive())
+    # Then it was not split, and its continuation waits on its priority's queue
+    task = world.task(task_id)
+    assert task.parts_total == 0 and task.status == TaskStatus.RUNNING
+    assert queued_ids(world) == {"normal": [task_id], "high": [], "parts": []}
+    # and it finishes from there
+    world.pipeline(countdown(100)).run()
+    assert world.task(task_id).status == TaskStatus.SUCCESS
 
 
 def test_a_planned_start_delay_holds_a_lanes_first_part_back_at_most_15_minutes(

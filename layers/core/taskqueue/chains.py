@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from taskqueue.dispatch import Dispatcher
+from taskqueue.fanout import queue_of
 from taskqueue.models import (
     ChainStepView,
     ChainView,
@@ -83,7 +84,7 @@ class Chains:
         step, created = self.store.tasks.create_once(following)
         if not created and not (step.awaiting_first_claim and step.enqueued_at is None):
             return step  # handed off before: running, finished, or its message marked sent
-        self.dispatcher.send(TaskMessage.of(step), step.priority.value)
+        self.dispatcher.send(TaskMessage.of(step), queue_of(step))
         self.store.tasks.mark_enqueued(step.task_id, step.generation)
         if created:
             metrics.add_metric(name="ChainStepsStarted", unit="Count", value=1)

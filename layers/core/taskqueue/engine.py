@@ -332,8 +332,9 @@ class Engine:
                     return self._cancel(task, lease, state)
                 if hand_over:
                     # Paced types (EMAIL) wait in the queue, not in a billed invocation.
+                    # `current` carries the state: a started task's queue (fanout.queue_of).
                     self._send_owed(
-                        task, TaskMessage.of(task, resume=True, generation=generation), wait
+                        current, TaskMessage.of(task, resume=True, generation=generation), wait
                     )
                     return Outcome.CONTINUED
             finish = task_type.finish

@@ -42,8 +42,21 @@ PARTS_QUEUE = "parts"
 
 
 def queue_of(task: Task) -> str:
-    """The queue of a task's messages: its priority's, or the parts' for a part."""
-    return PARTS_QUEUE if task.part is not None else task.priority.value
+    """The queue of a task's messages: its priority's, or the parts' for a part and for a
+    parallel task's first claim (`max_parallel` over 1, not started: the claim that plans
+    it). Every hop of a fan-out skips the priority queues' batching window, which holds a
+    lone message a second on a quiet system; a parent that did not split goes on from its
+    priority's queue."""
+    if task.part is not None:
+        return PARTS_QUEUE
+    if task.state is None and _asks_parallel(task.params):
+        return PARTS_QUEUE
+    return task.priority.value
+
+
+def _asks_parallel(params: dict[str, Any]) -> bool:
+    value = params.get("max_parallel")
+    return isinstance(value, int) and value > 1
 
 
 @dataclass

@@ -342,7 +342,7 @@ class TaskService:
         if task.run_at is not None:
             delay = max(0, int((task.run_at - utcnow()).total_seconds()))
         try:
-            self.dispatcher.send(TaskMessage.of(task), task.priority.value, delay)
+            self.dispatcher.send(TaskMessage.of(task), queue_of(task), delay)
         except (ClientError, BotoCoreError) as exc:
             # Fail it visibly, so that its owner can retry it, rather than leave it waiting.
             error = TaskError(type="EnqueueFailed", message=str(exc)[:500])
