@@ -252,6 +252,25 @@ def test_a_parallel_task_that_does_not_split_goes_on_from_its_prioritys_queue(
     assert world.task(task_id).status == TaskStatus.SUCCESS
 
 
+@pytest.mark.parametrize(("failing_chunk", "queue"), [(0, "parts"), (1, "normal")])
+def test_a_retry_goes_where_the_saved_state_says(
+    world: World, failing_chunk: int, queue: str
+) -> None:
+    # Given a task asking for parts whose type does not split, one of its chunks failing once
+    params = {"chunks": 3, "fail_on_chunk": failing_chunk, "fail_times": 1, "max_parallel": 4}
+    task_id = world.submit(params)
+    assert queued_ids(world)["parts"] == [task_id]
+    # When its first invocation runs until the failure
+    pipeline = world.pipeline()
+    pipeline.invoke(pipeline.receive())
+    # Then the retry waits on the parts' queue while nothing was saved (its next claim may
+    # still plan it), on its priority's queue once it has started
+    assert world.task(task_id).status == TaskStatus.PENDING
+    assert queued_ids(world)[queue] == [task_id]
+    world.pipeline().run()
+    assert world.task(task_id).status == TaskStatus.SUCCESS
+
+
 def test_a_planned_start_delay_holds_a_lanes_first_part_back_at_most_15_minutes(
     world: World, summing: SummingType
 ) -> None:

@@ -429,7 +429,9 @@ class Engine:
             },
             generation,
         )
-        self._send_owed(task, TaskMessage.of(task, generation=generation), delay)
+        # Its queue goes by the state it saved (fanout.queue_of), not the one it was claimed with.
+        routed = task.model_copy(update={"state": saved})
+        self._send_owed(routed, TaskMessage.of(task, generation=generation), delay)
         metrics.add_metric(name="TasksRetried", unit="Count", value=1)
         return Outcome.RETRYING
 
