@@ -9,9 +9,11 @@ import json
 import os
 import re
 import shutil
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from tests.e2e.devstack_process import Stack, bearer_for
 
@@ -24,10 +26,13 @@ if TYPE_CHECKING:
         Locator,
         Page,
         Playwright,
+        Request,
+        WebSocket,
     )
 
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 VIEWPORT = {"width": 1280, "height": 900}
+API_REQUESTS = ("fetch", "xhr")  # Playwright's resource types of the page's API calls
 
 
 def find_chromium() -> str | None:
@@ -58,6 +63,14 @@ class WatchedPage:
     page_errors: list[str] = field(default_factory=list)
     dialogs: list[str] = field(default_factory=list)
     expected: list[str] = field(default_factory=list)
+    # The page's API requests as they went (fetches, not its files): seconds since the page
+    # opened, what happened (sent, done, failed), method and path; for a failed wait's message.
+    requests: list[str] = field(default_factory=list)
+
+    def network(self, last: int = 40) -> str:
+        """The last API requests, one a line (a request sent and never done is one the page
+        still waits for)."""
+        return "\n".join(["the page's API requests:", *self.requests[-last:]])
 
     def allow(self, text: str) -> None:
         """A console error containing `text` is expected (Chromium logs every 4xx answer)."""
@@ -91,6 +104,31 @@ def watched_page(browser: Browser, base_url: str, **context_options: object) -> 
         watched.dialogs.append(f"{dialog.type}: {dialog.message}")
         dialog.dismiss()
 
+    opened = time.monotonic()
+
+    def noting(what: str) -> Any:
+        def note(request: Request) -> None:
+            if request.url.startswith(base_url) and request.resource_type in API_REQUESTS:
+                parts = urlsplit(request.url)
+                path = parts.path + (f"?{parts.query}" if parts.query else "")
+                failure = f" ({request.failure})" if what == "failed" else ""
+                watched.requests.append(
+                    f"{time.monotonic() - opened:7.2f} s {what:<6} {request.method} {path}{failure}"
+                )
+
+        return note
+
+    def on_websocket(socket: WebSocket) -> None:
+        def note(what: str) -> None:
+            watched.requests.append(f"{time.monotonic() - opened:7.2f} s {what:<6} WebSocket")
+
+        note("opened")
+        socket.on("close", lambda _: note("closed"))
+
+    page.on("websocket", on_websocket)
+    page.on("request", noting("sent"))
+    page.on("requestfinished", noting("done"))
+    page.on("requestfailed", noting("failed"))
     page.on("console", on_console)
     page.on("pageerror", lambda error: watched.page_errors.append(str(error)))
     page.on("dialog", on_dialog)

@@ -22,7 +22,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tests.e2e.browser_support import VIEWPORT, act_as, find_chromium, launch, watched_page
+from tests.e2e.browser_support import (
+    VIEWPORT,
+    WatchedPage,
+    act_as,
+    find_chromium,
+    launch,
+    watched_page,
+)
 from tests.e2e.devstack_process import (
     ROOT,
     Stack,
@@ -37,7 +44,7 @@ from tests.e2e.devstack_process import (
 )
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Browser, Page
+    from playwright.sync_api import Browser
 
 DEFAULT_OUT = ROOT / "docs" / "screenshots"
 TIMEOUT_MS = 30_000
@@ -125,8 +132,7 @@ def take_screenshots(browser: Browser, stack: Stack, out: Path) -> tuple[list[st
     problems: list[str] = []
     try:
         page.goto("/")
-        rows = page.get_by_test_id("task-row")
-        expect(rows).to_have_count(len(tasks), timeout=TIMEOUT_MS)
+        expect_rows(watched, len(tasks))
         expect(page.get_by_test_id("stat-status-RUNNING")).to_have_attribute("data-count", "1")
         running = page.locator(f'li.task-row[data-task-id="{tasks["running"]["id"]}"]')
         expect(running).to_have_attribute("data-status", "RUNNING")
@@ -165,10 +171,21 @@ def take_screenshots(browser: Browser, stack: Stack, out: Path) -> tuple[list[st
     return problems, [list_png, detail_png, phone_png, dark_png]
 
 
+def expect_rows(watched: WatchedPage, count: int) -> None:
+    """The list shows `count` rows within TIMEOUT_MS; if not, the failure lists what the page
+    asked the API and when (a rare run has shown 2 rows of 7, its list never loaded)."""
+    from playwright.sync_api import expect
+
+    try:
+        expect(watched.page.get_by_test_id("task-row")).to_have_count(count, timeout=TIMEOUT_MS)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{watched.network()}") from None
+
+
 @contextmanager
 def user_page(
     browser: Browser, stack: Stack, user: str, problems: list[str], **options: Any
-) -> Iterator[Page]:
+) -> Iterator[WatchedPage]:
     """A page of its own (context options as given) acting as `user`; its problems are added
     to `problems` when it closes."""
     watched = watched_page(
@@ -176,7 +193,7 @@ def user_page(
     )
     act_as(watched.page, stack, user)
     try:
-        yield watched.page
+        yield watched
     finally:
         problems += watched.problems()
         watched.close()
@@ -187,7 +204,9 @@ def shoot_phone(browser: Browser, stack: Stack, user: str, out: Path, problems: 
     from playwright.sync_api import expect
 
     path = out / "phone.png"
-    with user_page(browser, stack, user, problems, viewport={"width": 390, "height": 844}) as page:
+    viewport = {"width": 390, "height": 844}
+    with user_page(browser, stack, user, problems, viewport=viewport) as watched:
+        page = watched.page
         page.goto("/")
         expect(page.get_by_test_id("task-row").first).to_be_visible(timeout=TIMEOUT_MS)
         expect(page.get_by_test_id("stat-status-RUNNING")).to_be_visible()
@@ -203,9 +222,10 @@ def shoot_dark(
     from playwright.sync_api import expect
 
     path = out / "dark.png"
-    with user_page(browser, stack, user, problems, color_scheme="dark") as page:
+    with user_page(browser, stack, user, problems, color_scheme="dark") as watched:
+        page = watched.page
         page.goto(f"/?task={tasks['email']['id']}")
-        expect(page.get_by_test_id("task-row")).to_have_count(len(tasks), timeout=TIMEOUT_MS)
+        expect_rows(watched, len(tasks))
         expect(page.get_by_test_id("stat-status-SUCCESS")).to_be_visible()
         panel = page.get_by_test_id("detail-panel")
         expect(panel).to_have_attribute("data-status", "SUCCESS", timeout=TIMEOUT_MS)
