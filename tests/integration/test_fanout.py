@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field
 
 from devstack.sim_time import simulated_time
 from taskqueue import aws, wiring
+from taskqueue.dispatch import message_group
 from taskqueue.errors import InvalidInput
 from taskqueue.models import (
     ChunkState,
@@ -229,6 +230,15 @@ def test_a_parallel_tasks_first_claim_skips_the_priority_queues_batching_window(
     # invocation), the other on its priority's queue (batched: up to 1 s on AWS)
     assert sorted(queued["parts"]) == sorted([parallel, urgent])
     assert queued["normal"] == [whole] and queued["high"] == []
+    # and as their owner's tenant of the fair queue: one owner's many parallel tasks do not
+    # hold up another's parts there
+    received = world.sqs.receive_message(
+        QueueUrl=world.parts_queue_url,
+        MaxNumberOfMessages=10,
+        VisibilityTimeout=0,
+        MessageSystemAttributeNames=["MessageGroupId"],
+    )["Messages"]
+    assert {m["Attributes"]["MessageGroupId"] for m in received} == {message_group(OWNER)}
 
 
 def test_a_parallel_task_that_does_not_split_goes_on_from_its_prioritys_queue(
