@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import itertools
 import math
+import os
 import random
+import re
 import statistics
 import sys
+from collections.abc import Iterator
 
 import pytest
 
@@ -22,6 +25,7 @@ from taskqueue.task_types.column_stats import (
     Text,
     Times,
     infer_type,
+    parse_instant,
     parse_number,
     report,
     tally_from_json,
@@ -29,6 +33,8 @@ from taskqueue.task_types.column_stats import (
 )
 from taskqueue.task_types.csv_engine import (
     PY_WHITESPACE,
+    _date,
+    _datetime,
     _Query,
     _temp_csv,
     connection,
@@ -250,6 +256,68 @@ def test_the_engine_reads_numbers_exactly_as_float_of_the_stripped_cell(seed: in
                 math.fsum(values), rel=1e-12
             )
         assert column.empty == sum(1 for c in cells if not c.strip())
+
+
+# Characters a date or date-time parser might let through in a digit's or a separator's place.
+_SHAPE_LETTERS = [
+    *"0123456789",
+    " ", "-", "/", "\\", "T", ":", ".", "+", "Z", "a", "e", "B", "C", "(", ")", ",",
+    "\t", "\n", "\r", "\x0b", "\x0c", "\u00a0", "\u0661",
+]  # fmt: skip
+_SHAPES = ["2024-01-05", "2024-02-29", "0001-01-01", "2024-01-05T10:20:30Z",
+           "2024-02-29T23:59:59Z", "0001-01-01T00:00:00Z", "2024-01-05T10:20:30"]  # fmt: skip
+_SHAPE_CHANGES = 3 if os.environ.get("DATA_EXACTNESS_FULL") == "1" else 2
+
+
+def _reshaped(shape: str, changes: int) -> Iterator[str]:
+    """`shape` with up to `changes` of its characters each replaced by every letter."""
+    for count in range(1, changes + 1):
+        for places in itertools.combinations(range(len(shape)), count):
+            for letters in itertools.product(_SHAPE_LETTERS, repeat=count):
+                cell = list(shape)
+                for place, letter in zip(places, letters, strict=True):
+                    cell[place] = letter
+                yield "".join(cell)
+
+
+def _digit_sweeps(shape: str) -> Iterator[str]:
+    """Every value of the shape's year, and of each two of its other numbers (month, day...)."""
+    year, *fields = [(m.start(), m.end()) for m in re.finditer("[0-9]+", shape)]
+    for value in range(10_000):
+        yield f"{value:04d}{shape[year[1] :]}"
+    for (a, b), (c, d) in itertools.combinations(fields, 2):
+        for first, second in itertools.product(range(100), repeat=2):
+            yield f"{shape[:a]}{first:02d}{shape[b:c]}{second:02d}{shape[d:]}"
+
+
+@pytest.mark.parametrize("shape", _SHAPES)
+def test_dates_and_date_times_read_without_the_pattern_are_exactly_pythons(shape: str) -> None:
+    # Given a common date or date-time shape (which the engine reads without its pattern)
+    # with up to two of its characters replaced by anything a parser might let through, and
+    # every value of each two of its numbers
+    cells = sorted({*_reshaped(shape, _SHAPE_CHANGES), *_digit_sweeps(shape)})
+    # When DuckDB tests each cell as a date and as a date-time
+    found = connection().execute(
+        f"SELECT c, {_date('c', 'strlen(c)')}, {_datetime('c', 'strlen(c)')} "
+        "FROM (SELECT unnest($cells) AS c)",
+        {"cells": cells},
+    )
+    engine = {cell: (day, moment) for cell, day, moment in found.fetchall()}
+    # Then it reads exactly the dates and date-times Python's rules read, at the same instant
+    wrong = []
+    for cell in cells:
+        python = parse_instant(cell)
+        expected = (
+            (None, None)
+            if python is None
+            else (None, python[1])
+            if python[0]
+            else (python[1], None)
+        )
+        if engine[cell] != expected:
+            wrong.append((cell, engine[cell], expected))
+    assert not wrong, wrong[:10]
+    assert sum(parse_instant(cell) is not None for cell in cells) > 100
 
 
 # ---------------------------------------------------------------- accumulators
