@@ -11,6 +11,7 @@ import threading
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from bench.work import LocalS3
 from taskqueue.errors import InputNotFound, InvalidInput, UnreadableInput
@@ -582,7 +583,15 @@ def test_chunks_are_sized_from_the_measured_rate() -> None:
     assert chunk_size(None, 3.0) == FIRST_CHUNK_BYTES
     assert chunk_size(10 * 1024 * 1024, 3.0) == 30 * 1024 * 1024
     assert chunk_size(1.0, 3.0) == MIN_CHUNK_BYTES
-    assert chunk_size(1e12, 3.0) == MAX_CHUNK_BYTES
+    assert chunk_size(1e12, 3.0) == MAX_CHUNK_BYTES == 128 * MIB
+
+
+def test_a_chunk_size_given_in_the_parameters_is_at_most_64_mib() -> None:
+    # Time-sized chunks reach 128 MiB; a pinned one (whose first chunk is copied past its
+    # header) stays within the 64 MiB it always allowed
+    DataProcessingParams(rows=10, chunk_bytes=64 * MIB)
+    with pytest.raises(ValidationError, match="less than or equal to 67108864"):
+        DataProcessingParams(rows=10, chunk_bytes=64 * MIB + 1)
 
 
 def test_a_parts_chunks_are_at_least_half_the_part_whatever_its_measured_rate() -> None:
