@@ -18,6 +18,10 @@ from taskqueue.errors import InputNotFound, InvalidInput, UnreadableInput
 from taskqueue.models import ChunkState, TaskResult
 from taskqueue.task_types import csv_engine
 from taskqueue.task_types.base import TaskContext
+from taskqueue.task_types.column_plan import FULL as FULL_MODE
+from taskqueue.task_types.column_plan import sampled_modes
+from taskqueue.task_types.csv_engine import SAMPLE_PLAN
+from taskqueue.task_types.csv_records import first_record
 from taskqueue.task_types.data_processing import (
     FIRST_CHUNK_BYTES,
     FIRST_SAMPLE_BYTES,
@@ -230,6 +234,26 @@ def test_a_first_chunk_read_in_the_modes_its_sample_chose_still_equals_the_csv_m
         )
         # Then every figure equals the csv module's over the whole file
         assert_same(result, expected)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_a_sample_counts_each_typed_candidate_as_a_full_read_does(seed: int) -> None:
+    # Given an awkward file (with numbers in other scripts' digits here and there)
+    text, delimiter = awkward_csv(seed, rows=400)
+    header, end = first_record(text.encode(), True, delimiter)
+    body, width = text.encode()[end:], len(header or [])
+    plans = [csv_engine.ColumnPlan(FULL_MODE, known=None)] * width
+    # When its rows are read as a sample (counts only) and in full
+    sample = csv_engine.tally_records(body, width, delimiter, None, [SAMPLE_PLAN] * width)
+    full = csv_engine.tally_records(body, width, delimiter, None, plans)
+    # Then each column's non-empty cells and typed candidates' counts are the same (but for
+    # the numbers only Python reads, in other scripts' digits, which a sample does not look
+    # for), and so are the modes they choose
+    for a, b in zip(sample.columns, full.columns, strict=True):
+        assert (a.nonempty, a.true, a.false) == (b.nonempty, b.true, b.false)
+        assert (a.times.dates, a.times.datetimes) == (b.times.dates, b.times.datetimes)
+        assert a.numbers.count <= b.numbers.count
+    assert sampled_modes(sample.columns, 8) == sampled_modes(full.columns, 8)
 
 
 def test_a_first_chunk_reads_its_columns_in_their_sampled_modes_from_its_first_record() -> None:

@@ -30,6 +30,9 @@ BOOLEAN = "boolean"
 TIME = "time"
 TEXT = "text"
 SKIP = "skip"  # a repair chunk's columns that are not being repaired
+# A sample's cells counted for each typed candidate, and nothing more: what `sampled_modes`
+# chooses a mode from.
+SAMPLE = "sample"
 # The modes of one typed candidate: a fast test per cell, Python's rules for those it refuses.
 TYPED_MODES = (NUMBER, BOOLEAN, TIME)
 
