@@ -1,9 +1,11 @@
 """`python -m bench work` at small size: DATA_PROCESSING and its peers side by side on one
 generated file, asserted as ratios measured in the same run (never absolute times).
 
-The goal "within 1.5x of the fastest peer computing the same typed statistics" is met and
-asserted; ">= 5x less CPU than before" is not met (docs/benchmarks.md, section 6), so it is
-printed by the benchmark, not asserted. What is asserted holds on a busy machine."""
+The goal "within 1.5x of the fastest peer computing the same typed statistics" is asserted.
+">= 5x less CPU than before" is met on the 200 MB file (docs/benchmarks.md, section 6: medians
+of five interleaved pairs 5.31x and 5.46x); on this 6 MB one a third of ours' CPU comes once
+per file, so here it is asserted as a floor against regressions (>= 1.5x; ~2.2x measured).
+What is asserted holds on a busy machine."""
 
 from __future__ import annotations
 
@@ -36,6 +38,13 @@ def test_ours_is_within_the_goal_of_the_fastest_peer_computing_the_same_statisti
     # like for like: the peer reads the whole file and reports the typed figures ours does
     # (checked equal above); ratios measured in the same run
     assert result.vs_peer() <= work.GOAL_VS_PEER, result.render()
+
+
+def test_ours_takes_well_under_todays_cpu_even_on_the_small_file(result: work.WorkRun) -> None:
+    # 6 MB in one chunk: the sample, DuckDB's first connection and the queries' planning come
+    # once per file, so the 5x of the 200 MB file (docs) is ~2.2x here; reading every column
+    # with every test again would bring it to ~1.3x
+    assert result.vs_today() >= 1.5, result.render()
 
 
 def test_the_time_sized_task_reads_the_file_in_few_chunks(result: work.WorkRun) -> None:
