@@ -20,11 +20,15 @@ def started(stack: Stack, task_id: str) -> datetime:
 
 
 def test_high_priority_tasks_start_before_a_normal_backlog(single_worker_stack: Stack) -> None:
-    # Given a backlog of normal tasks, then a few high-priority ones submitted after it
-    work = {"rows": 50_000, "columns": 4}
+    # Given a backlog of normal tasks (~0.3 s each), then a few quick high-priority ones
+    # submitted after it (their queue waits up to its 1 s batching window before it is read;
+    # with tasks as short as the normal ones, three of them in a row would need all of the
+    # batch's time, and a faster engine shrinks that)
+    work = {"rows": 100_000, "columns": 4}
+    quick = {"rows": 1_000, "columns": 4}
     normal = [submit(single_worker_stack, "DATA_PROCESSING", work)["id"] for _ in range(BACKLOG)]
     high = [
-        submit(single_worker_stack, "DATA_PROCESSING", work, priority="high")["id"]
+        submit(single_worker_stack, "DATA_PROCESSING", quick, priority="high")["id"]
         for _ in range(3)
     ]
     # When everything has run
