@@ -379,13 +379,15 @@ class _Query:
         self._maybe_python_numbers(i, t, f"CASE WHEN x{i} IS NULL THEN strlen({t}) <> l{i} END")
 
     def _sample(self, i: int, plan: ColumnPlan) -> None:
-        """The non-empty cells, and those each typed candidate reads (by the engine's tests
-        alone: other scripts' digits, which Python reads, are not looked for in a sample)."""
+        """The non-empty cells, and those each typed candidate reads, as a full read counts
+        them (other scripts' digits included), without its figures."""
         t = self._stripped(i)
         self.define(
             1, f"x{i}", f"CASE WHEN {t} >= '+' AND {t} < ':' THEN TRY_CAST({t} AS DOUBLE) END"
         )
+        self.define(1, f"l{i}", f"length({t})")
         self.aggregates[f"count{i}"] = f"count({self._number_candidate(i, t, level=2)})"
+        self._maybe_python_numbers(i, t, f"CASE WHEN x{i} IS NULL THEN strlen({t}) <> l{i} END")
         self._booleans_of_short(i, t)
         self.define(2, f"d{i}", _date(t, f"b{i}"))
         self.define(2, f"s{i}", _datetime(t, f"b{i}"))
