@@ -525,9 +525,10 @@ def _literal(value: str) -> str:
 
 # The commonest shapes of a date and a date-time, found with LIKE at a fraction of a pattern's
 # cost; a cell of that shape is read without the pattern. The date's cast would let a space
-# through as its last character, so that one is tested; strptime lets nothing through in the
-# date-time's shape. tests/unit compare both ways on every cell made by putting up to three
-# of 30 characters into these shapes, and on every value of their digits.
+# through as its last character, so that one is tested; strptime lets nothing but year 0000
+# through in the date-time's shape. tests/unit compare both with Python's rules on every cell
+# with up to two characters of these shapes changed (three with DATA_EXACTNESS_FULL=1), and
+# on every value of their numbers.
 _DATE_SHAPE = "____-__-__"
 _DATETIME_SHAPE = "____-__-__T__:__:__Z"
 _DATETIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
