@@ -366,32 +366,32 @@ class _Query:
         self.define(1, f"b{i}", f"strlen(t{i})")
         return f"t{i}"
 
-    def _full(self, i: int, plan: ColumnPlan) -> None:
+    def _every_test(self, i: int) -> str:
+        """t{i}, the stripped cell, tested for every type (full mode and a sample): x{i} its
+        cast, the boolean counts, d{i} and s{i} its date and date-time."""
         t = self._stripped(i)
         self.define(
             1, f"x{i}", f"CASE WHEN {t} >= '+' AND {t} < ':' THEN TRY_CAST({t} AS DOUBLE) END"
         )
-        self._numbers(i, plan, t, level=2)
         self._booleans_of_short(i, t)
         self.define(2, f"d{i}", _date(t, f"b{i}"))
         self.define(2, f"s{i}", _datetime(t, f"b{i}"))
+        return t
+
+    def _full(self, i: int, plan: ColumnPlan) -> None:
+        t = self._every_test(i)
+        self._numbers(i, plan, t, level=2)
         self._times(i)
         self._text_candidate(i, plan, t)
-        self._maybe_python_numbers(i, t, f"CASE WHEN x{i} IS NULL THEN strlen({t}) <> l{i} END")
+        self._python_numbers_of(i, t)
 
     def _sample(self, i: int, plan: ColumnPlan) -> None:
         """The non-empty cells, and those each typed candidate reads, as a full read counts
         them (other scripts' digits included), without its figures."""
-        t = self._stripped(i)
-        self.define(
-            1, f"x{i}", f"CASE WHEN {t} >= '+' AND {t} < ':' THEN TRY_CAST({t} AS DOUBLE) END"
-        )
+        t = self._every_test(i)
         self.define(1, f"l{i}", f"length({t})")
         self.aggregates[f"count{i}"] = f"count({self._number_candidate(i, t, level=2)})"
-        self._maybe_python_numbers(i, t, f"CASE WHEN x{i} IS NULL THEN strlen({t}) <> l{i} END")
-        self._booleans_of_short(i, t)
-        self.define(2, f"d{i}", _date(t, f"b{i}"))
-        self.define(2, f"s{i}", _datetime(t, f"b{i}"))
+        self._python_numbers_of(i, t)
         self.aggregates[f"dates{i}"] = f"count(d{i})"
         self.aggregates[f"datetimes{i}"] = f"count(s{i})"
         self.aggregates[f"nonempty{i}"] = f"count({t})"
@@ -510,13 +510,15 @@ class _Query:
         self.aggregates[f"lsum{i}"] = f"sum(l{i})"
         self.aggregates[f"hll{i}"] = f"bitstring_agg(k{i}, 0, {HLL_REGISTERS * _RANK_SLOTS - 1})"
 
-    def _maybe_python_numbers(self, i: int, cell: str, non_ascii: str) -> None:
-        """Non-ASCII cells the cast did not read that may be numbers to Python's float()."""
+    def _python_numbers_of(self, i: int, t: str) -> None:
+        """Non-ASCII cells the cast did not read that may be numbers to Python's float(), of
+        the stripped cell t{i} (its cast x{i}, its length l{i})."""
+        non_ascii = f"CASE WHEN x{i} IS NULL THEN strlen({t}) <> l{i} END"
         condition = (
-            f"CASE WHEN {non_ascii} THEN regexp_full_match({cell}, '{MAYBE_NUMBER_PATTERN}') END"
+            f"CASE WHEN {non_ascii} THEN regexp_full_match({t}, '{MAYBE_NUMBER_PATTERN}') END"
         )
         self.aggregates[f"python{i}"] = f"count_if({condition})"
-        self.python_cells[i] = (cell, condition)
+        self.python_cells[i] = (t, condition)
 
 
 def _literal(value: str) -> str:
